@@ -1,0 +1,109 @@
+// build.mjs — builds dist/ from src/ (esbuild for JavaScript, tsc for declarations).
+//
+//   node build.mjs           build and print output sizes
+//   node build.mjs --quiet   build and print nothing unless something fails
+//
+// Outputs:
+//   dist/node/index.js           src/node.ts          Node ESM; dependencies stay imports
+//   dist/server/index.js         src/server/index.ts  Node ESM; dependencies stay imports
+//   dist/cli.js                  src/cli.ts           Node ESM, shebang, mode 755
+//   dist/chunks/*.js             code shared by the three above (one copy of each class,
+//                                so `instanceof` works across 'signalyard' and 'signalyard/server')
+//   dist/server/browser.js       src/server/browser.ts  what 'signalyard/server' is in a browser
+//   dist/browser/signalyard.js   src/index.ts  browser ESM with eventemitter3 + nanoid inlined
+//   dist/browser/signalyard.min.js    same, minified
+//   dist/browser/signalyard.iife.js   same, minified IIFE exposing the global `signalyard`
+//   dist/types/src/**.d.ts       declarations (tsconfig.build.json)
+// The browser bundles must never contain the `ws` package: the build fails if they do.
+import * as esbuild from 'esbuild';
+import { spawn } from 'node:child_process';
+import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+
+process.chdir(fileURLToPath(new URL('.', import.meta.url)));
+const quiet = process.argv.includes('--quiet');
+const started = Date.now();
+const common = { bundle: true, format: 'esm', metafile: true, logLevel: quiet ? 'error' : 'warning' };
+
+// Declarations: tsc runs alongside esbuild. It exits non-zero on type errors in src.
+function declarations() {
+  return new Promise((resolve, reject) => {
+    const tsc = spawn(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.build.json'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    tsc.stdout.on('data', (d) => (out += d));
+    tsc.stderr.on('data', (d) => (out += d));
+    tsc.on('error', reject);
+    tsc.on('close', (code) => (code === 0 ? resolve([]) : reject(new Error(`tsc -p tsconfig.build.json failed (exit ${code}):\n${out}`))));
+  });
+}
+
+// Node entries, built together so shared modules land in one chunk.
+async function nodeEntries() {
+  const r = await esbuild.build({
+    ...common,
+    platform: 'node',
+    target: 'node20',
+    packages: 'external',
+    splitting: true,
+    outdir: 'dist',
+    chunkNames: 'chunks/[name]-[hash]',
+    entryPoints: [
+      { in: 'src/node.ts', out: 'node/index' },
+      { in: 'src/server/index.ts', out: 'server/index' },
+      { in: 'src/cli.ts', out: 'cli' },
+    ],
+  });
+  // Shebang only on the CLI (an esbuild banner would go on every chunk too).
+  const cli = await readFile('dist/cli.js', 'utf8');
+  if (!cli.startsWith('#!')) await writeFile('dist/cli.js', '#!/usr/bin/env node\n' + cli);
+  await chmod('dist/cli.js', 0o755);
+  return [r];
+}
+
+const WS_IMPORT = /\bfrom\s*["']ws["']|\bimport\s*\(?\s*["']ws["']|\brequire\s*\(\s*["']ws["']\s*\)/;
+
+// Browser bundles of src/index.ts; fail if the ws package got in.
+async function browserBundles() {
+  const variants = [
+    { outfile: 'dist/browser/signalyard.js' },
+    { outfile: 'dist/browser/signalyard.min.js', minify: true },
+    { outfile: 'dist/browser/signalyard.iife.js', minify: true, format: 'iife', globalName: 'signalyard' },
+  ];
+  // The plain bundle first: if src/index.ts does not bundle, esbuild says so once, not thrice.
+  const build = (v) => esbuild.build({ ...common, platform: 'browser', target: 'es2022', entryPoints: ['src/index.ts'], ...v });
+  const results = [await build(variants[0]), ...(await Promise.all(variants.slice(1).map(build)))];
+  for (const [i, r] of results.entries()) {
+    const wsInputs = Object.keys(r.metafile.inputs).filter((p) => /(^|\/)node_modules\/ws\//.test(p));
+    const text = await readFile(variants[i].outfile, 'utf8');
+    if (wsInputs.length || WS_IMPORT.test(text)) {
+      const why = wsInputs.length ? `it bundles ${wsInputs.join(', ')}` : 'it imports "ws"';
+      throw new Error(`${variants[i].outfile}: the browser bundle must not contain the ws package, but ${why}. ` +
+        'Something imported from src/index.ts reaches `ws`; only src/node.ts may import it.');
+    }
+  }
+  const server = await esbuild.build({ ...common, platform: 'browser', target: 'es2022', entryPoints: ['src/server/browser.ts'], outfile: 'dist/server/browser.js' });
+  return [...results, server];
+}
+
+await rm('dist', { recursive: true, force: true });
+const settled = await Promise.allSettled([nodeEntries(), browserBundles(), declarations()]);
+const failures = settled.filter((s) => s.status === 'rejected').map((s) => s.reason);
+if (failures.length) {
+  for (const e of failures) {
+    // esbuild has already printed its own errors; its exception message repeats them.
+    if (e?.errors) console.error(`build.mjs: esbuild reported ${e.errors.length} error(s) (above)`);
+    else console.error(`build.mjs: ${e?.message ?? e}`);
+  }
+  console.error('build.mjs: build FAILED');
+  process.exit(1);
+}
+
+if (!quiet) {
+  const outputs = settled.flatMap((s) => s.value).flatMap((r) => Object.entries(r.metafile.outputs));
+  for (const [file, { bytes }] of outputs.sort(([a], [b]) => a.localeCompare(b))) {
+    const gz = file.startsWith('dist/browser/') ? `  (${(gzipSync(await readFile(file)).length / 1024).toFixed(1)} kB gzip)` : '';
+    console.log(`${file.padEnd(44)} ${(bytes / 1024).toFixed(1).padStart(7)} kB${gz}`);
+  }
+  console.log(`dist/types/src/**/*.d.ts  (declarations)\nbuilt in ${Date.now() - started} ms`);
+}
