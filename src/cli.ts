@@ -1,0 +1,94 @@
+/**
+ * The `signalyard` command: runs a server until SIGINT/SIGTERM.
+ *
+ *   signalyard [--port N] [--host H] [--path P] [--redis URL]
+ *
+ * Flags win over the environment (PORT, HOST, REDIS_URL). Prints one line with the URL it listens
+ * on. Exit codes: 0 after a graceful stop, 1 when the server cannot start (busy port), 2 on a bad
+ * flag.
+ */
+import { parseArgs } from 'node:util'
+import { createServer, type Yard } from './server/index.js'
+
+const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL]
+
+  --port N      port to listen on (env PORT, default 3000; 0 picks a free port)
+  --host H      interface to listen on (env HOST, default all interfaces)
+  --path P      URL path of the WebSocket endpoint (default /)
+  --redis URL   share state with other servers through Redis (env REDIS_URL)
+  --help        print this help`
+
+function usageError (message: string): never {
+  process.stderr.write(`signalyard: ${message}\n\n${USAGE}\n`)
+  process.exit(2)
+}
+
+function parsePort (value: string, from: string): number {
+  const port = Number(value)
+  if (value.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535) usageError(`${from} must be a port number from 0 to 65535, got ${JSON.stringify(value)}`)
+  return port
+}
+
+async function main (): Promise<void> {
+  let values: { port?: string, host?: string, path?: string, redis?: string, help?: boolean }
+  try {
+    ({ values } = parseArgs({
+      options: {
+        port: { type: 'string' },
+        host: { type: 'string' },
+        path: { type: 'string' },
+        redis: { type: 'string' },
+        help: { type: 'boolean', short: 'h' }
+      },
+      strict: true,
+      allowPositionals: false
+    }))
+  } catch (err) {
+    usageError((err as Error).message)
+  }
+  if (values.help === true) {
+    process.stdout.write(`${USAGE}\n`)
+    return
+  }
+  const port = values.port !== undefined
+    ? parsePort(values.port, '--port')
+    : parsePort(process.env.PORT ?? '3000', 'PORT')
+  const host = values.host ?? (process.env.HOST !== '' ? process.env.HOST : undefined)
+  const redis = values.redis ?? (process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined)
+  if (redis !== undefined) {
+    process.stderr.write('signalyard: the Redis broker is not available in this version yet; run without --redis / REDIS_URL\n')
+    process.exit(2)
+  }
+
+  let yard: Yard
+  try {
+    yard = await createServer({ port, host, path: values.path, logger: consoleLogger })
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const where = `${host ?? 'all interfaces'} port ${port}`
+    if (e.code === 'EADDRINUSE') process.stderr.write(`signalyard: ${where} is already in use; pick another with --port or PORT\n`)
+    else if (e.code === 'EACCES') process.stderr.write(`signalyard: not allowed to listen on ${where}\n`)
+    else process.stderr.write(`signalyard: cannot start: ${e.message}\n`)
+    process.exit(1)
+  }
+  process.stdout.write(`signalyard listening on ${yard.url}\n`)
+
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) return
+    stopping = true
+    process.stderr.write(`signalyard: ${signal}, closing\n`)
+    const force = setTimeout(() => process.exit(1), 5000)
+    force.unref()
+    yard.close().then(() => process.exit(0), () => process.exit(1))
+  }
+  process.on('SIGINT', () => stop('SIGINT'))
+  process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+const consoleLogger = {
+  warn: (message: unknown, fields?: unknown) => process.stderr.write(`signalyard: ${String(message)}${fields === undefined ? '' : ` ${JSON.stringify(fields)}`}\n`),
+  error: (message: unknown, fields?: unknown) => process.stderr.write(`signalyard: ${String(message)}${fields === undefined ? '' : ` ${JSON.stringify(fields)}`}\n`)
+}
+
+void main()

@@ -1,0 +1,147 @@
+/**
+ * SignalChannel: a namespace on a signalyard server. Every channel and stream of the realm that
+ * uses the same URL shares one WebSocket; the channel owns the streams it made and closes them
+ * with itself.
+ */
+import { EventEmitter } from 'eventemitter3'
+import { SignalyardError } from '../protocol/errors.js'
+import { NAME_MAX } from '../protocol/frames.js'
+import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
+import { EchoStream, type EchoOptions } from './echo.js'
+import { KvStream } from './kv.js'
+import { RelayStream, type RelayOptions } from './relay.js'
+import { acquireSocket, type SocketState, type StateChange, type WebSocketConstructor, type YardSocket } from './socket.js'
+import type { Stream } from './stream.js'
+
+export interface ChannelOptions {
+  /**
+   * Server URL, or a list of URLs of servers sharing one yard (the client fails over between them).
+   * Default in a browser: the page's own origin.
+   */
+  url?: string | string[]
+  /** WebSocket constructor (default: the global one; in Node, `ws`). */
+  WebSocket?: WebSocketConstructor
+  /** Reconnect backoff: ceilings in ms (full jitter below them). */
+  reconnect?: Partial<ClientTunables['reconnect']>
+  /** Offline queue bounds (frames, bytes). */
+  maxQueued?: number
+  maxQueuedBytes?: number
+}
+
+export interface ChannelEvents {
+  /** The socket's state changed: connecting → open → reconnecting → open … → closed. */
+  state: [state: SocketState, change: StateChange]
+  /** A connection-level error from the server (for example a bad frame). */
+  error: [error: SignalyardError]
+}
+
+/**
+ * A namespace on a signalyard server (from `SignalChannel()`).
+ *
+ * @example
+ * const channel = SignalChannel('room-42', 'ws://127.0.0.1:3000')
+ * channel.on('state', (state) => console.log(state))   // 'open', 'reconnecting', …
+ * const echo = channel.echo()
+ * channel.close()
+ */
+export class Channel extends EventEmitter<ChannelEvents> {
+  readonly namespace: string
+  private readonly socket: YardSocket
+  private readonly streams = new Set<Stream<any>>()
+  private closed = false
+  private readonly forwardState = (state: SocketState, change: StateChange): void => { this.emit('state', state, change) }
+  private readonly forwardError = (error: SignalyardError): void => { this.emit('error', error) }
+
+  constructor (namespace: string, options: ChannelOptions) {
+    super()
+    if (typeof namespace !== 'string' || namespace.length === 0 || namespace.length > NAME_MAX) {
+      throw new SignalyardError('bad-request', `namespace must be a string of 1..${NAME_MAX} characters`)
+    }
+    this.namespace = namespace
+    const tunables: ClientTunables = {
+      ...CLIENT_DEFAULTS,
+      reconnect: { ...CLIENT_DEFAULTS.reconnect, ...options.reconnect },
+      maxQueued: options.maxQueued ?? CLIENT_DEFAULTS.maxQueued,
+      maxQueuedBytes: options.maxQueuedBytes ?? CLIENT_DEFAULTS.maxQueuedBytes
+    }
+    this.socket = acquireSocket(resolveUrls(options.url), tunables, options.WebSocket)
+    this.socket.on('state', this.forwardState)
+    this.socket.on('error', this.forwardError)
+  }
+
+  /** The shared socket's state. */
+  get state (): SocketState { return this.closed ? 'closed' : this.socket.state }
+
+  /** A broadcast stream in this namespace (see EchoStream). */
+  echo (options?: EchoOptions): EchoStream {
+    return this.track(new EchoStream(this.socket, this.namespace, this.check(options ?? {})))
+  }
+
+  /** A replica of this namespace's expiring key-value state (see KvStream). */
+  kv (): KvStream {
+    this.check(null)
+    return this.track(new KvStream(this.socket, this.namespace))
+  }
+
+  /** A relay stream paired by tokens (see RelayStream). */
+  relay (options: RelayOptions): RelayStream {
+    const { local, remote } = this.check(options) ?? {}
+    if (typeof local !== 'string' || typeof remote !== 'string' || local.length === 0 || remote.length === 0 ||
+        local.length > NAME_MAX || remote.length > NAME_MAX || local === remote) {
+      throw new SignalyardError('bad-request', `relay needs distinct local and remote tokens of 1..${NAME_MAX} characters`)
+    }
+    return this.track(new RelayStream(this.socket, this.namespace, { local, remote }))
+  }
+
+  /** Close every stream of this channel; the socket closes when no channel uses it. */
+  close (): void {
+    if (this.closed) return
+    this.closed = true
+    for (const stream of [...this.streams]) stream.close()
+    this.socket.off('state', this.forwardState)
+    this.socket.off('error', this.forwardError)
+    this.socket.release()
+    this.emit('state', 'closed', { from: this.socket.state, to: 'closed', reason: 'channel closed' })
+  }
+
+  private check<T> (value: T): T {
+    if (this.closed) throw new SignalyardError('channel-closed', 'the channel is closed')
+    return value
+  }
+
+  private track<S extends Stream<any>> (stream: S): S {
+    this.streams.add(stream)
+    ;(stream as Stream).once('close', () => this.streams.delete(stream))
+    return stream
+  }
+}
+
+function resolveUrls (url: string | string[] | undefined): string[] {
+  const list = url === undefined ? [] : Array.isArray(url) ? url : [url]
+  if (list.length > 0) return list.map(normaliseUrl)
+  const location = (globalThis as { location?: { protocol: string, host: string } }).location
+  if (location?.host !== undefined && location.host !== '') {
+    return [`${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/`]
+  }
+  throw new SignalyardError('bad-request', 'no server URL: pass { url } (there is no page origin to default to)')
+}
+
+/** http(s) URLs become ws(s); a URL without a path gets '/'. */
+function normaliseUrl (url: string): string {
+  const parsed = new URL(url.replace(/^http(s?):/, 'ws$1:'))
+  return parsed.href
+}
+
+/**
+ * Open a namespace on a signalyard server.
+ *
+ * @example
+ * import { SignalChannel } from 'signalyard'
+ * const channel = SignalChannel('room-42', { url: 'ws://127.0.0.1:3000' })
+ * const echo = channel.echo()
+ * echo.on('data', (msg, { from }) => console.log(from, msg))
+ * echo.send('hello')
+ */
+export function SignalChannel (namespace: string, options: string | string[] | ChannelOptions = {}): Channel {
+  return new Channel(namespace, typeof options === 'string' || Array.isArray(options) ? { url: options } : options)
+}

@@ -1,0 +1,22 @@
+/** Client tunables: one frozen object; `SignalChannel` options override parts of it. */
+export interface ClientTunables {
+  reconnect: {
+    /** Ceiling of the first reconnect delay, in ms (full jitter: the delay is random below the ceiling). */
+    minDelay: number
+    /** Largest ceiling, in ms; the ceiling doubles per failed attempt up to this. */
+    maxDelay: number
+  }
+  /** Frames the offline queue holds at most; past it `send` throws `queue-full`. */
+  maxQueued: number
+  /** Bytes the offline queue holds at most. */
+  maxQueuedBytes: number
+  /** Frame limit assumed until the server's HELLO says otherwise. */
+  maxFrame: number
+}
+
+export const CLIENT_DEFAULTS: Readonly<ClientTunables> = Object.freeze({
+  reconnect: Object.freeze({ minDelay: 500, maxDelay: 10_000 }),
+  maxQueued: 1024,
+  maxQueuedBytes: 4 * 1024 * 1024,
+  maxFrame: 1024 * 1024
+})

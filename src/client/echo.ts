@@ -1,0 +1,48 @@
+/**
+ * echo: namespace broadcast. What one stream sends reaches every echo stream of the namespace
+ * subscribed when it arrives, the sender's own included unless `self: false`.
+ */
+import type { RawFrame } from '../protocol/codec.js'
+import { Stream, type StreamEvents } from './stream.js'
+import type { YardSocket } from './socket.js'
+
+export interface EchoOptions {
+  /** Receive your own messages too (default true). */
+  self?: boolean
+}
+
+export interface EchoEvents extends StreamEvents {
+  /** A message; `from` is the sender's stream id, stamped by the server. */
+  data: [data: unknown, info: { from: string }]
+}
+
+/**
+ * An echo stream (from `channel.echo()`).
+ *
+ * @example
+ * const echo = channel.echo()
+ * echo.on('data', (msg, { from }) => console.log(from, msg))
+ * echo.send({ hello: 'world' })
+ */
+export class EchoStream extends Stream<EchoEvents> {
+  private readonly self: boolean
+
+  constructor (socket: YardSocket, namespace: string, options: EchoOptions = {}) {
+    super(socket, namespace, 'echo')
+    this.self = options.self !== false
+    this.attach()
+  }
+
+  /** Publish to the namespace: any JSON value, a string, or binary. Queued while offline. */
+  send (data: unknown): void {
+    this.sendData(data)
+  }
+
+  override event (frame: RawFrame): void {
+    if (this.state !== 'open') return
+    const from = String(frame.meta?.from)
+    if (!this.self && from === this.id) return
+    const decoded = this.decode(frame.kind, frame.payload)
+    if (decoded.ok) this.emit('data', decoded.value, { from })
+  }
+}

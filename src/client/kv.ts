@@ -1,0 +1,203 @@
+/**
+ * kv: a local replica of a namespace's expiring key-value state.
+ *
+ * The server orders every write (seq per namespace, epoch per incarnation); the replica keeps the
+ * seq it saw per key and applies a change only when it is newer, so every replica converges on the
+ * server's state whatever the clocks say. After a reconnect it presents { epoch, seq } and gets
+ * only what it lacks plus the list of live keys; keys that went away while it was offline are
+ * deleted ('expired' when their time had come by the replica's own clock, else 'deleted').
+ */
+import type { RawFrame } from '../protocol/codec.js'
+import { encodePayload, writeFrame } from '../protocol/codec.js'
+import { SignalyardError } from '../protocol/errors.js'
+import { FrameType, NAME_MAX } from '../protocol/frames.js'
+import { errorFromMeta, type YardSocket } from './socket.js'
+import { Stream, type StreamEvents } from './stream.js'
+
+export type DeleteReason = 'deleted' | 'expired'
+
+export interface KvEvents extends StreamEvents {
+  /** A key was set (by anyone, this replica included). */
+  update: [key: string, value: unknown]
+  /** A key went away. */
+  delete: [key: string, reason: DeleteReason]
+  /** The replica holds the server's state (first sync and every resync). */
+  sync: []
+}
+
+interface Entry { value: unknown, seq: number, epoch: string, deadline: number }
+interface Pending { resolve: () => void, reject: (err: SignalyardError) => void, frame: Uint8Array, sent: boolean, key: string, value?: unknown }
+
+/** Grace, in ms, for telling an expiry from a delete by the replica's own clock at resync. */
+const EXPIRY_SLACK = 1000
+
+/**
+ * A KV replica (from `channel.kv()`).
+ *
+ * @example
+ * const kv = channel.kv()
+ * kv.on('update', (key, value) => console.log(key, value))
+ * kv.on('delete', (key, reason) => console.log(key, reason))   // 'deleted' | 'expired'
+ * await kv.ready()                  // holds the namespace's current state
+ * await kv.set('cursor', { x: 1 }, { ttl: 10_000 })
+ * kv.get('cursor')                  // { x: 1 }
+ */
+export class KvStream extends Stream<KvEvents> {
+  private readonly entries = new Map<string, Entry>()
+  private epoch = ''
+  private seq = 0
+  private nextReq = 1
+  private readonly pending = new Map<number, Pending>()
+
+  constructor (socket: YardSocket, namespace: string) {
+    super(socket, namespace, 'kv')
+    this.attach()
+  }
+
+  /** The value of a key, or undefined. */
+  get (key: string): unknown { return this.entries.get(key)?.value }
+  has (key: string): boolean { return this.entries.has(key) }
+  keys (): string[] { return [...this.entries.keys()] }
+  /** The replica as a plain object (`__proto__` and friends are ordinary keys). */
+  toJSON (): Record<string, unknown> {
+    return Object.fromEntries([...this.entries].map(([key, e]) => [key, e.value]))
+  }
+
+  /**
+   * Write a key; resolves once the server accepted (and ordered) it. `ttl` in ms defaults to the
+   * server's kv.defaultTtl and is capped at kv.maxTtl. Writing a key again refreshes its TTL.
+   */
+  set (key: string, value: unknown, options: { ttl?: number } = {}): Promise<void> {
+    const { ttl } = options
+    if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) {
+      return Promise.reject(new SignalyardError('bad-request', 'ttl must be a positive integer of milliseconds'))
+    }
+    return this.request({ op: 'set', key, ...(ttl === undefined ? {} : { ttl }) }, key, value, true)
+  }
+
+  /** Delete a key; resolves once the server applied it (also when the key did not exist). */
+  delete (key: string): Promise<void> {
+    return this.request({ op: 'delete', key }, key, undefined, false)
+  }
+
+  private request (meta: { op: string, key: string, ttl?: number }, key: string, value: unknown, withValue: boolean): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(new SignalyardError('stream-closed', 'kv stream is closed'))
+    if (typeof key !== 'string' || key.length === 0 || key.length > NAME_MAX) {
+      return Promise.reject(new SignalyardError('bad-request', `key must be a string of 1..${NAME_MAX} characters`))
+    }
+    const req = this.nextReq++
+    let frame: Uint8Array
+    try {
+      frame = writeFrame(FrameType.Request, this.sid, { ...meta, req }, withValue ? encodePayload(value) : undefined)
+    } catch (err) {
+      return Promise.reject(new SignalyardError('bad-request', `cannot encode value: ${(err as Error).message}`))
+    }
+    return new Promise((resolve, reject) => {
+      const pending: Pending = { resolve, reject, frame, sent: false, key, value }
+      try {
+        pending.sent = this.socket.send(this.sid, frame)
+      } catch (err) {
+        reject(err as SignalyardError)
+        return
+      }
+      this.pending.set(req, pending)
+    })
+  }
+
+  protected override openMeta (): object {
+    return this.epoch === '' ? {} : { epoch: this.epoch, seq: this.seq }
+  }
+
+  override socketOpened (): void {
+    super.socketOpened()
+    // Requests that were on the wire when the socket died go again, before anything queued later.
+    for (const p of this.pending.values()) {
+      if (p.sent) this.socket.control(p.frame)
+      else p.sent = true // still in the socket's queue, which is flushed next
+    }
+  }
+
+  override socketDown (): void {
+    super.socketDown()
+  }
+
+  protected override opened (meta: Record<string, unknown>): void {
+    const epoch = typeof meta.epoch === 'string' ? meta.epoch : ''
+    const seq = typeof meta.seq === 'number' ? meta.seq : 0
+    const live = new Set(Array.isArray(meta.keys) ? meta.keys.map(String) : [])
+    const now = Date.now()
+    for (const [key, entry] of this.entries) {
+      if (live.has(key) || (entry.epoch === epoch && entry.seq > seq)) continue
+      this.entries.delete(key)
+      this.emit('delete', key, entry.deadline <= now + EXPIRY_SLACK ? 'expired' : 'deleted')
+    }
+    this.epoch = epoch
+    this.seq = seq
+    this.emit('sync')
+    super.opened(meta)
+  }
+
+  override event (frame: RawFrame): void {
+    if (this.state === 'closed') return
+    const m = frame.meta ?? {}
+    if (typeof m.key !== 'string' || typeof m.seq !== 'number' || typeof m.epoch !== 'string') return
+    if (m.op === 'set') {
+      const decoded = this.decode(frame.kind, frame.payload)
+      if (decoded.ok) this.applySet(m.key, decoded.value, m.seq, m.epoch, Number(m.ttl))
+    } else if (m.op === 'delete' || m.op === 'expire') {
+      this.applyDelete(m.key, m.seq, m.epoch, m.op === 'expire' ? 'expired' : 'deleted')
+    }
+  }
+
+  protected override reply (meta: Record<string, unknown>): void {
+    const p = this.pending.get(Number(meta.req))
+    if (p === undefined) return
+    this.pending.delete(Number(meta.req))
+    // The broadcast of our own write may come after the reply (a broker across processes):
+    // apply it now so the replica shows the write when set() resolves.
+    if (typeof meta.seq === 'number' && typeof meta.epoch === 'string') {
+      if (typeof meta.ttl === 'number') this.applySet(p.key, p.value, meta.seq, meta.epoch, meta.ttl)
+      else this.applyDelete(p.key, meta.seq, meta.epoch, 'deleted')
+    }
+    p.resolve()
+  }
+
+  protected override failedRequest (meta: Record<string, unknown>): void {
+    const p = typeof meta.req === 'number' ? this.pending.get(meta.req) : undefined
+    if (p === undefined) return super.failedRequest(meta)
+    this.pending.delete(meta.req as number)
+    p.reject(errorFromMeta(meta))
+  }
+
+  protected override finish (error?: SignalyardError): void {
+    const pending = [...this.pending.values()]
+    this.pending.clear()
+    super.finish(error)
+    for (const p of pending) p.reject(error ?? new SignalyardError('stream-closed', 'kv stream closed before the server answered'))
+  }
+
+  private newer (key: string, seq: number, epoch: string): boolean {
+    const entry = this.entries.get(key)
+    return entry === undefined || entry.epoch !== epoch || entry.seq < seq
+  }
+
+  private applySet (key: string, value: unknown, seq: number, epoch: string, ttl: number): void {
+    if (!this.newer(key, seq, epoch)) return
+    this.entries.set(key, { value, seq, epoch, deadline: Date.now() + (Number.isFinite(ttl) ? ttl : 0) })
+    this.advance(seq, epoch)
+    this.emit('update', key, value)
+  }
+
+  private applyDelete (key: string, seq: number, epoch: string, reason: 'deleted' | 'expired'): void {
+    const entry = this.entries.get(key)
+    this.advance(seq, epoch)
+    if (entry === undefined || (entry.epoch === epoch && entry.seq >= seq)) return
+    this.entries.delete(key)
+    this.emit('delete', key, reason)
+  }
+
+  /** Move the replica's catch-up point forward over contiguous changes of its epoch. */
+  private advance (seq: number, epoch: string): void {
+    if (epoch === this.epoch && seq === this.seq + 1) this.seq = seq
+  }
+}

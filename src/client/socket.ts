@@ -1,0 +1,250 @@
+/**
+ * The client's one WebSocket per URL (list): shared by every channel and stream of the realm that
+ * uses the same URL, reconnecting by itself with capped exponential backoff and full jitter, and
+ * failing over between URLs. Frames written while the socket is down wait in a bounded queue;
+ * when it opens, every live stream re-sends its OPEN first, then the queue is flushed in order.
+ *
+ * State is an explicit enum with one transition function that emits ('state', to, { from, to, reason }).
+ */
+import { EventEmitter } from 'eventemitter3'
+import { readFrame, writeFrame, type RawFrame } from '../protocol/codec.js'
+import { SignalyardError } from '../protocol/errors.js'
+import { FrameType, SUBPROTOCOL } from '../protocol/frames.js'
+import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
+
+export type SocketState = 'connecting' | 'open' | 'reconnecting' | 'closed'
+export interface StateChange { from: SocketState, to: SocketState, reason: string }
+
+/** The part of the W3C WebSocket the client uses (browsers, `ws`, undici). */
+export interface WebSocketLike {
+  binaryType: string
+  readonly readyState: number
+  onopen: ((ev: unknown) => void) | null
+  onclose: ((ev: { code: number, reason: string }) => void) | null
+  onerror: ((ev: unknown) => void) | null
+  onmessage: ((ev: { data: unknown }) => void) | null
+  send: (data: Uint8Array) => void
+  close: (code?: number, reason?: string) => void
+}
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike
+
+/** What the socket needs from a stream. */
+export interface StreamHandle {
+  readonly sid: number
+  /** `${endpoint}:${namespace}`: EVENT frames for it are routed here. */
+  readonly topic: string
+  /** The socket (re)opened: send OPEN (and anything that must follow it directly). */
+  socketOpened: () => void
+  /** The socket went down; it will reconnect unless it was closed. */
+  socketDown: () => void
+  /** A frame addressed to this stream id. */
+  frame: (frame: RawFrame) => void
+  /** An EVENT frame for this stream's topic. */
+  event: (frame: RawFrame) => void
+}
+
+/** What HELLO says about the server. */
+export interface Hello { v: number, conn: string, limits: { maxFrame: number, maxValue: number }, iceServers: unknown[] }
+
+let defaultWebSocket: WebSocketConstructor | undefined
+
+/** Used by the Node entry to make `ws` the default where there is no global WebSocket. */
+export function setDefaultWebSocket (ctor: WebSocketConstructor): void {
+  defaultWebSocket = ctor
+}
+
+const OPEN = 1
+
+export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange], hello: [Hello], error: [SignalyardError] }> {
+  state: SocketState = 'connecting'
+  hello: Hello | null = null
+  private ws: WebSocketLike | null = null
+  private readonly streams = new Map<number, StreamHandle>()
+  private readonly topics = new Map<string, Set<StreamHandle>>()
+  private queue: Array<{ sid: number, frame: Uint8Array }> = []
+  private queuedBytes = 0
+  private nextSid = 1
+  private users = 0
+  private attempt = 0
+  private urlIndex = 0
+  private timer: ReturnType<typeof setTimeout> | null = null
+  private readonly Ctor: WebSocketConstructor
+
+  constructor (readonly key: string, private readonly urls: string[], private readonly tunables: ClientTunables, Ctor: WebSocketConstructor | undefined) {
+    super()
+    const ctor = Ctor ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ?? defaultWebSocket
+    if (ctor === undefined) throw new TypeError('no WebSocket available: pass the WebSocket option (in Node, import from "signalyard" to get ws)')
+    this.Ctor = ctor
+  }
+
+  /** A channel starts using the socket; the first one connects it. */
+  retain (): void {
+    this.users++
+    if (this.ws === null && this.timer === null && this.state === 'connecting') this.connect()
+  }
+
+  /** A channel stopped using the socket; the last one out closes it. */
+  release (): void {
+    if (--this.users > 0) return
+    registry.delete(this.key)
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+    this.queue = []
+    this.queuedBytes = 0
+    const ws = this.ws
+    this.ws = null
+    if (ws !== null) {
+      ws.onclose = ws.onmessage = ws.onopen = null
+      ws.onerror = () => {}
+      ws.close(1000, 'closed')
+    }
+    this.transition('closed', 'closed by the app')
+  }
+
+  /** A new stream id, unique on this socket. */
+  allocateSid (): number {
+    const sid = this.nextSid
+    this.nextSid = this.nextSid >= 0xfffffffe ? 1 : this.nextSid + 1
+    return sid
+  }
+
+  add (stream: StreamHandle): void {
+    this.streams.set(stream.sid, stream)
+    let set = this.topics.get(stream.topic)
+    if (set === undefined) this.topics.set(stream.topic, set = new Set())
+    set.add(stream)
+    if (this.isOpen) stream.socketOpened()
+  }
+
+  remove (stream: StreamHandle): void {
+    this.streams.delete(stream.sid)
+    const set = this.topics.get(stream.topic)
+    set?.delete(stream)
+    if (set?.size === 0) this.topics.delete(stream.topic)
+  }
+
+  /** Is the socket open right now (frames go out at once)? */
+  get isOpen (): boolean { return this.ws?.readyState === OPEN && this.state === 'open' }
+
+  /**
+   * Send a stream's data frame now, or queue it until the socket opens. Returns true when it was
+   * written now. Throws `payload-too-large` past the server's frame limit and `queue-full` when the
+   * offline queue is at its bound.
+   */
+  send (sid: number, frame: Uint8Array): boolean {
+    const maxFrame = this.hello?.limits.maxFrame ?? this.tunables.maxFrame
+    if (frame.length > maxFrame) throw new SignalyardError('payload-too-large', `frame of ${frame.length} bytes is over the server's ${maxFrame}-byte limit`)
+    if (this.isOpen) {
+      (this.ws as WebSocketLike).send(frame)
+      return true
+    }
+    if (this.queue.length >= this.tunables.maxQueued || this.queuedBytes + frame.length > this.tunables.maxQueuedBytes) {
+      throw new SignalyardError('queue-full', `offline queue holds ${this.queue.length} frames (${this.queuedBytes} bytes) already`)
+    }
+    this.queue.push({ sid, frame })
+    this.queuedBytes += frame.length
+    return false
+  }
+
+  /** Send a control frame (OPEN, CLOSE) only if the socket is open; offline, OPEN is re-sent on open. */
+  control (frame: Uint8Array): void {
+    if (this.isOpen) (this.ws as WebSocketLike).send(frame)
+  }
+
+  private connect (): void {
+    this.timer = null
+    const url = this.urls[this.urlIndex % this.urls.length]
+    let ws: WebSocketLike
+    try {
+      ws = new this.Ctor(url, SUBPROTOCOL)
+    } catch (err) {
+      this.emit('error', new SignalyardError('connection-closed', `cannot open ${url}: ${(err as Error).message}`))
+      this.scheduleReconnect(`cannot open ${url}`)
+      return
+    }
+    this.ws = ws
+    ws.binaryType = 'arraybuffer'
+    ws.onopen = () => {
+      this.attempt = 0
+      this.transition('open', `connected to ${url}`)
+      for (const stream of [...this.streams.values()]) stream.socketOpened()
+      const queue = this.queue
+      this.queue = []
+      this.queuedBytes = 0
+      for (const { sid, frame } of queue) if (this.streams.has(sid) && this.isOpen) ws.send(frame)
+    }
+    ws.onmessage = (ev) => {
+      if (ev.data instanceof ArrayBuffer) this.receive(new Uint8Array(ev.data))
+    }
+    ws.onerror = () => {}
+    ws.onclose = (ev) => {
+      this.ws = null
+      ws.onopen = ws.onmessage = ws.onclose = null
+      this.urlIndex++
+      for (const stream of [...this.streams.values()]) stream.socketDown()
+      this.scheduleReconnect(`socket closed (${ev.code}${ev.reason === '' ? '' : ` ${ev.reason}`})`)
+    }
+  }
+
+  private scheduleReconnect (reason: string): void {
+    if (this.users <= 0) return
+    this.transition('reconnecting', reason)
+    const { minDelay, maxDelay } = this.tunables.reconnect
+    const ceiling = Math.min(maxDelay, minDelay * 2 ** Math.min(this.attempt++, 30))
+    this.timer = setTimeout(() => this.connect(), Math.random() * ceiling)
+  }
+
+  private receive (bytes: Uint8Array): void {
+    const frame = readFrame(bytes)
+    if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
+    switch (frame.type) {
+      case FrameType.Hello:
+        this.hello = frame.meta as unknown as Hello
+        this.emit('hello', this.hello)
+        return
+      case FrameType.Event: {
+        const topic = `${String(frame.meta?.ep)}:${String(frame.meta?.ns)}`
+        const set = this.topics.get(topic)
+        if (set !== undefined) for (const stream of [...set]) stream.event(frame)
+        return
+      }
+      default:
+        if (frame.id === 0) {
+          if (frame.type === FrameType.Error) this.emit('error', errorFromMeta(frame.meta))
+          return
+        }
+        this.streams.get(frame.id)?.frame(frame)
+    }
+  }
+
+  private transition (to: SocketState, reason: string): void {
+    const from = this.state
+    if (from === to) return
+    this.state = to
+    this.emit('state', to, { from, to, reason })
+  }
+}
+
+/** An ERROR/CLOSED frame's meta as a SignalyardError. */
+export function errorFromMeta (meta: Record<string, unknown> | null): SignalyardError {
+  const code = typeof meta?.code === 'string' ? meta.code : 'internal-error'
+  const message = typeof meta?.message === 'string' ? meta.message : undefined
+  return new SignalyardError(code as 'internal-error', message)
+}
+
+const registry = new Map<string, YardSocket>()
+
+/** The realm's socket for these URLs, created on first use. */
+export function acquireSocket (urls: string[], tunables: ClientTunables = CLIENT_DEFAULTS, Ctor?: WebSocketConstructor): YardSocket {
+  const key = urls.join(' ')
+  let socket = registry.get(key)
+  if (socket === undefined) {
+    socket = new YardSocket(key, urls, tunables, Ctor)
+    registry.set(key, socket)
+  }
+  socket.retain()
+  return socket
+}
+
+/** Encode a control frame for a stream. */
+export const controlFrame = (type: number, sid: number, meta: object | null = null): Uint8Array => writeFrame(type, sid, meta)

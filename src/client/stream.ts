@@ -1,0 +1,145 @@
+/**
+ * What every client stream shares: a stream id on the channel's socket, the OPEN it re-sends after
+ * each reconnect, `ready()`, `close()`, and the lifecycle events 'open', 'close', 'error'.
+ * Subclasses add their endpoint's behaviour through the protected hooks.
+ */
+import { EventEmitter } from 'eventemitter3'
+import { decodePayload, encodePayload, writeFrame, type RawFrame } from '../protocol/codec.js'
+import { SignalyardError } from '../protocol/errors.js'
+import { FrameType, type Endpoint } from '../protocol/frames.js'
+import { errorFromMeta, type StreamHandle, type YardSocket } from './socket.js'
+
+export type StreamState = 'opening' | 'open' | 'closed'
+
+/** Events every stream emits. */
+export interface StreamEvents {
+  /** The server acknowledged the stream (again after each reconnect). */
+  open: []
+  /** The stream ended; `error` says why when it was not closed on purpose. */
+  close: [error?: SignalyardError]
+  /** A coded error about this stream. */
+  error: [error: SignalyardError]
+}
+
+export abstract class Stream<Events extends StreamEvents = StreamEvents> extends EventEmitter<Events> implements StreamHandle {
+  readonly sid: number
+  readonly topic: string
+  /** The server's id for this stream (the `from` others see), known once open. */
+  id: string | null = null
+  state: StreamState = 'opening'
+  private everOpened = false
+  private failure: SignalyardError | null = null
+  private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
+
+  constructor (protected readonly socket: YardSocket, readonly namespace: string, readonly endpoint: Endpoint) {
+    super()
+    this.sid = socket.allocateSid()
+    this.topic = `${endpoint}:${namespace}`
+    // Registering may open the stream at once (socket already open): subclasses are set up by then
+    // because they call `attach()` at the end of their constructor.
+  }
+
+  /** Resolves once the server has acknowledged the stream; rejects with the coded refusal. */
+  ready (): Promise<void> {
+    if (this.everOpened) return Promise.resolve()
+    if (this.failure !== null) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }))
+  }
+
+  /** Close the stream; 'close' fires, and the server forgets it. */
+  close (): void {
+    if (this.state === 'closed') return
+    this.socket.control(writeFrame(FrameType.Close, this.sid, null))
+    this.finish()
+  }
+
+  /** Register on the socket; subclasses call this last in their constructor. */
+  protected attach (): void {
+    this.socket.add(this)
+  }
+
+  /** Fields of the OPEN frame beyond `ep` and `ns`. */
+  protected openMeta (): object { return {} }
+
+  socketOpened (): void {
+    this.socket.control(writeFrame(FrameType.Open, this.sid, { ep: this.endpoint, ns: this.namespace, ...this.openMeta() }))
+  }
+
+  socketDown (): void {
+    if (this.state === 'open') this.state = 'opening'
+  }
+
+  frame (frame: RawFrame): void {
+    switch (frame.type) {
+      case FrameType.Opened: return this.opened(frame.meta ?? {})
+      case FrameType.Closed: return this.finish(typeof frame.meta?.code === 'string' ? errorFromMeta(frame.meta) : undefined)
+      case FrameType.Error: return this.failedRequest(frame.meta ?? {})
+      case FrameType.Data: return this.data(frame)
+      case FrameType.Reply: return this.reply(frame.meta ?? {})
+    }
+  }
+
+  event (_frame: RawFrame): void {}
+
+  /** Encode and send application data on this stream (queued while the socket is down). */
+  protected sendData (data: unknown): void {
+    if (this.state === 'closed') throw new SignalyardError('stream-closed', `${this.endpoint} stream is closed`)
+    let frame: Uint8Array
+    try {
+      frame = writeFrame(FrameType.Data, this.sid, null, encodePayload(data))
+    } catch (err) {
+      throw new SignalyardError('bad-request', `cannot encode payload: ${(err as Error).message}`)
+    }
+    this.socket.send(this.sid, frame)
+  }
+
+  /** Decode a payload; a malformed one becomes an 'error' event and `undefined`. */
+  protected decode (kind: number, bytes: Uint8Array): { ok: true, value: unknown } | { ok: false } {
+    try {
+      return { ok: true, value: decodePayload(kind, bytes) }
+    } catch {
+      this.emitError(new SignalyardError('bad-frame', 'received a payload that does not decode'))
+      return { ok: false }
+    }
+  }
+
+  protected opened (meta: Record<string, unknown>): void {
+    this.state = 'open'
+    this.id = typeof meta.id === 'string' ? meta.id : null
+    this.everOpened = true
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w.resolve()
+    this.emitAny('open')
+  }
+
+  protected data (_frame: RawFrame): void {}
+  protected reply (_meta: Record<string, unknown>): void {}
+
+  /** ERROR frames never end a stream; those with `req` belong to a request. */
+  protected failedRequest (meta: Record<string, unknown>): void {
+    this.emitError(errorFromMeta(meta))
+  }
+
+  protected emitError (error: SignalyardError): void {
+    this.emitAny('error', error)
+  }
+
+  /** End the stream: reject waiters, unregister, emit 'error' (if any) and 'close'. */
+  protected finish (error?: SignalyardError): void {
+    if (this.state === 'closed') return
+    this.state = 'closed'
+    this.socket.remove(this)
+    this.failure = error ?? new SignalyardError('stream-closed', `${this.endpoint} stream closed before it opened`)
+    const waiters = this.waiters
+    this.waiters = []
+    for (const w of waiters) w.reject(this.failure)
+    if (error !== undefined) this.emitError(error)
+    this.emitAny('close', error)
+  }
+
+  /** Emit a base event without fighting the subclass's event map. */
+  protected emitAny (event: string, ...args: unknown[]): void {
+    (this as unknown as EventEmitter).emit(event, ...args)
+  }
+}

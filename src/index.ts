@@ -1,0 +1,25 @@
+/**
+ * `signalyard`: the isomorphic client. This module never imports a runtime: it uses the global
+ * WebSocket, or the constructor passed as the `WebSocket` option (the Node entry defaults it to `ws`).
+ *
+ * @example
+ * import { SignalChannel } from 'signalyard'
+ * const channel = SignalChannel('room-42', 'ws://127.0.0.1:3000')
+ * const kv = channel.kv()
+ * await kv.set('hello', 'world')
+ */
+export { SignalChannel, Channel } from './client/channel.js'
+export type { ChannelOptions, ChannelEvents } from './client/channel.js'
+export { EchoStream } from './client/echo.js'
+export type { EchoOptions, EchoEvents } from './client/echo.js'
+export { KvStream } from './client/kv.js'
+export type { KvEvents, DeleteReason } from './client/kv.js'
+export { RelayStream } from './client/relay.js'
+export type { RelayOptions, RelayEvents } from './client/relay.js'
+export { Stream } from './client/stream.js'
+export type { StreamEvents, StreamState } from './client/stream.js'
+export type { SocketState, StateChange, WebSocketConstructor, WebSocketLike } from './client/socket.js'
+export { CLIENT_DEFAULTS } from './client/defaults.js'
+export type { ClientTunables } from './client/defaults.js'
+export { SignalyardError, ERROR_CODES } from './protocol/errors.js'
+export type { ErrorCode } from './protocol/errors.js'

@@ -1,0 +1,122 @@
+/**
+ * The signalyard.1 frame codec, shared by client and server.
+ *
+ * Every WebSocket message is one binary frame:
+ *
+ *   offset  size  field
+ *   0       1     type      frame type (FrameType in frames.ts)
+ *   1       4     id        u32 big-endian: the stream id, or 0 for connection-level frames
+ *   5       1     kind      payload kind: 0 none, 1 JSON text, 2 binary, 3 UTF-8 string
+ *   6       4     metaLen   u32 big-endian: length of the meta section
+ *   10      metaLen meta    UTF-8 JSON object with the frame's fields (absent when metaLen is 0)
+ *   10+metaLen ... payload  the application payload, opaque to the server
+ *
+ * Binary payloads travel as they are (no base64). A frame is encoded once and the same bytes can be
+ * written to any number of sockets. `writeFrame`/`readFrame` are the symmetric pair.
+ */
+
+export const HEADER_SIZE = 10
+export const MAX_STREAM_ID = 0xffffffff
+
+/** How the payload bytes are to be read. */
+export const Kind = { None: 0, Json: 1, Binary: 2, Text: 3 } as const
+export type Kind = typeof Kind[keyof typeof Kind]
+
+/** A decoded frame before its meta is checked: the shape every frame has. */
+export interface RawFrame {
+  type: number
+  id: number
+  kind: number
+  /** Parsed meta object, or null when the frame had none. */
+  meta: Record<string, unknown> | null
+  payload: Uint8Array
+  /** The whole frame as received (relay forwards it after rewriting the id in place). */
+  bytes: Uint8Array
+}
+
+/** An application payload ready to be framed. */
+export interface EncodedPayload { kind: Kind, bytes: Uint8Array }
+
+const encoder = new TextEncoder()
+const decoder = new TextDecoder('utf-8', { fatal: true })
+const EMPTY = new Uint8Array(0)
+
+/** Encode a frame. `meta` may be null; `payload` defaults to none. */
+export function writeFrame (type: number, id: number, meta: object | null, payload?: EncodedPayload): Uint8Array {
+  const metaBytes = meta === null ? EMPTY : encoder.encode(JSON.stringify(meta))
+  const body = payload?.bytes ?? EMPTY
+  const out = new Uint8Array(HEADER_SIZE + metaBytes.length + body.length)
+  const view = new DataView(out.buffer)
+  out[0] = type
+  view.setUint32(1, id >>> 0)
+  out[5] = payload?.kind ?? Kind.None
+  view.setUint32(6, metaBytes.length)
+  out.set(metaBytes, HEADER_SIZE)
+  out.set(body, HEADER_SIZE + metaBytes.length)
+  return out
+}
+
+/**
+ * Decode a frame. Returns null for anything that is not a well-formed frame: short header, meta
+ * length past the end, meta that is not a JSON object, unknown payload kind. Never throws.
+ */
+export function readFrame (bytes: Uint8Array): RawFrame | null {
+  if (bytes.length < HEADER_SIZE) return null
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  const type = bytes[0]
+  const id = view.getUint32(1)
+  const kind = bytes[5]
+  const metaLen = view.getUint32(6)
+  if (kind > Kind.Text || HEADER_SIZE + metaLen > bytes.length) return null
+  let meta: Record<string, unknown> | null = null
+  if (metaLen > 0) {
+    try {
+      const parsed: unknown = JSON.parse(decoder.decode(bytes.subarray(HEADER_SIZE, HEADER_SIZE + metaLen)))
+      if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return null
+      meta = parsed as Record<string, unknown>
+    } catch {
+      return null
+    }
+  }
+  return { type, id, kind, meta, payload: bytes.subarray(HEADER_SIZE + metaLen), bytes }
+}
+
+/** Overwrite the stream id of an encoded frame in place (relay forwarding: no copy). */
+export function rewriteId (frame: Uint8Array, id: number): void {
+  new DataView(frame.buffer, frame.byteOffset, frame.byteLength).setUint32(1, id >>> 0)
+}
+
+/** The payload kind and bytes of an encoded frame, without decoding its meta. */
+export function framePayload (frame: Uint8Array): EncodedPayload {
+  const metaLen = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(6)
+  return { kind: frame[5] as Kind, bytes: frame.subarray(HEADER_SIZE + metaLen) }
+}
+
+/**
+ * Turn an application value into payload bytes: Uint8Array/ArrayBuffer/views travel as binary,
+ * strings as UTF-8, `undefined` as no payload, anything else as JSON. Throws a TypeError for values
+ * JSON cannot encode (BigInt, cycles).
+ */
+export function encodePayload (data: unknown): EncodedPayload {
+  if (data instanceof Uint8Array) return { kind: Kind.Binary, bytes: data }
+  if (data instanceof ArrayBuffer) return { kind: Kind.Binary, bytes: new Uint8Array(data) }
+  if (ArrayBuffer.isView(data)) return { kind: Kind.Binary, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }
+  if (typeof data === 'string') return { kind: Kind.Text, bytes: encoder.encode(data) }
+  if (data === undefined) return { kind: Kind.None, bytes: EMPTY }
+  const json = JSON.stringify(data)
+  if (json === undefined) throw new TypeError('payload cannot be encoded as JSON')
+  return { kind: Kind.Json, bytes: encoder.encode(json) }
+}
+
+/**
+ * Read payload bytes back into a value: binary comes back as a Uint8Array copy (it owns its
+ * buffer), text as a string, JSON parsed. Throws on malformed JSON or UTF-8.
+ */
+export function decodePayload (kind: number, bytes: Uint8Array): unknown {
+  switch (kind) {
+    case Kind.Binary: return bytes.slice()
+    case Kind.Text: return decoder.decode(bytes)
+    case Kind.Json: return JSON.parse(decoder.decode(bytes))
+    default: return undefined
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Errors: one class, one factory, stable string codes shared by client and server.
+ * The codes travel in ERROR frames (see docs/PROTOCOL.md) and are listed in the README.
+ */
+
+/** Every code signalyard can report. Stable: apps may switch on them. */
+export const ERROR_CODES = {
+  'bad-frame': 'a frame could not be parsed, or its fields have the wrong type',
+  'unknown-frame': 'the frame type is not one this side understands',
+  'unknown-stream': 'the frame names a stream id that is not open on this connection',
+  'stream-exists': 'OPEN for a stream id that is already open on this connection',
+  'unknown-endpoint': 'OPEN names an endpoint the server does not have',
+  'bad-request': 'a field is missing, too long or of the wrong type',
+  'payload-too-large': 'a frame, value or buffer is over its limit',
+  'too-many-streams': 'the connection has too many open streams',
+  'too-many-namespaces': 'the connection uses too many namespaces',
+  'too-many-keys': 'the namespace holds too many KV keys',
+  'queue-full': 'the client offline queue is full; the frame was not queued',
+  'relay-token-in-use': 'a relay stream with these tokens is already pending or paired',
+  'relay-timeout': 'no stream paired with this relay stream in time',
+  'stream-closed': 'the stream is closed',
+  'connection-closed': 'the connection closed before the stream was acknowledged',
+  'server-closing': 'the server is shutting down',
+  'channel-closed': 'the channel was closed',
+  unauthorized: 'authentication failed',
+  forbidden: 'not authorized for this namespace or endpoint',
+  'rate-limited': 'too many messages per second',
+  'peer-id-taken': 'another client owns this peer id',
+  'must-listen-first': 'connect() was called before listen()',
+  'internal-error': 'the server failed while handling the frame'
+} as const
+
+/** A stable machine-readable error code. */
+export type ErrorCode = keyof typeof ERROR_CODES
+
+/**
+ * The one error class of signalyard: `code` is stable, `message` is for people.
+ *
+ * @example
+ * try { await kv.set('k', 'v') } catch (err) {
+ *   if (err instanceof SignalyardError && err.code === 'payload-too-large') shrink()
+ * }
+ */
+export class SignalyardError extends Error {
+  readonly code: ErrorCode
+  constructor (code: ErrorCode, message?: string) {
+    super(message ?? ERROR_CODES[code] ?? code)
+    this.name = 'SignalyardError'
+    this.code = code
+  }
+}
+
+/** True when `code` is one of the known error codes (used when parsing ERROR frames). */
+export function isErrorCode (code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code)
+}
+
+/** The factory: `fail('bad-frame', 'why')` makes the error, callers throw or send it. */
+export function fail (code: ErrorCode, message?: string): SignalyardError {
+  return new SignalyardError(code, message)
+}

@@ -1,0 +1,235 @@
+/**
+ * One client WebSocket on the server: parses every frame into a typed union, dispatches it through
+ * a table keyed by frame type, and keeps the connection's streams. Frames are handled in order;
+ * when a handler answers with a Promise (a broker round trip), later frames wait in a bounded
+ * backlog. A bad frame is answered with a coded ERROR frame and the connection goes on serving;
+ * only repeated abuse closes it (1008). Nothing a client sends can throw out of here.
+ */
+import type { WebSocket } from 'ws'
+import { writeFrame } from '../protocol/codec.js'
+import { SignalyardError, type ErrorCode } from '../protocol/errors.js'
+import {
+  FrameType, isFrameError, parseClientFrame,
+  type ClientFrame, type CloseFrame, type DataFrame, type FrameError, type OpenFrame, type RequestFrame
+} from '../protocol/frames.js'
+import type { Broker } from './brokers/types.js'
+import type { Hub, Subscriber } from './hub.js'
+import type { Limits } from './limits.js'
+import type { Logger } from './logger.js'
+
+/** What a stream's endpoint keeps on the server; the connection routes frames to it. */
+export interface ServerStream {
+  readonly ns: string
+  data?: (frame: DataFrame) => void | Promise<void>
+  request?: (frame: RequestFrame) => void | Promise<void>
+  /** Release what the stream holds; the connection has already forgotten it. */
+  close: () => void
+}
+
+/** Everything an endpoint may use. */
+export interface ServerContext {
+  readonly broker: Broker
+  readonly hub: Hub
+  readonly limits: Limits
+  readonly log: Logger
+}
+
+export type OpenHandler<F extends OpenFrame = OpenFrame> =
+  (ctx: ServerContext, conn: Connection, frame: F) => ServerStream | Promise<ServerStream>
+
+export type Endpoints = { [E in OpenFrame['ep']]: OpenHandler<Extract<OpenFrame, { ep: E }>> }
+
+/** WebSocket close codes the server uses. */
+export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011 } as const
+
+export class Connection implements Subscriber {
+  readonly streams = new Map<number, ServerStream>()
+  /** Streams per namespace, for the namespace limit and /healthz. */
+  private readonly namespaces = new Map<string, number>()
+  private backlog: Uint8Array[] = []
+  private busy = false
+  private closed = false
+  private badFrames = 0
+  private badWindowStart = 0
+
+  constructor (
+    readonly id: string,
+    private readonly ws: WebSocket,
+    private readonly ctx: ServerContext,
+    private readonly endpoints: Endpoints,
+    private readonly onClose: (conn: Connection) => void
+  ) {
+    ws.on('message', (data, isBinary) => {
+      if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.1', sid: 0 })
+      this.receive(toBytes(data))
+    })
+    ws.on('close', () => this.teardown())
+    ws.on('error', (err) => this.ctx.log('warn', 'socket error', { conn: this.id, error: err.message }))
+  }
+
+  /** Write a finished frame (the same bytes may go to many connections). */
+  send (frame: Uint8Array): void {
+    if (!this.closed) this.ws.send(frame)
+  }
+
+  /** Tell the client its stream is open. */
+  opened (sid: number, meta: object): void {
+    this.send(writeFrame(FrameType.Opened, sid, meta))
+  }
+
+  /** Answer a request. */
+  reply (sid: number, meta: { req: number } & Record<string, unknown>): void {
+    this.send(writeFrame(FrameType.Reply, sid, meta))
+  }
+
+  /** A coded, non-fatal error about a stream (sid) or the connection (sid 0). */
+  error (sid: number, code: ErrorCode, message: string, req?: number): void {
+    this.send(writeFrame(FrameType.Error, sid, req === undefined ? { code, message } : { code, message, req }))
+  }
+
+  /** The server ends a stream: CLOSED, with the reason when it is an error. */
+  endStream (sid: number, reason?: SignalyardError): void {
+    const stream = this.streams.get(sid)
+    if (stream !== undefined) this.forget(sid, stream)
+    this.send(writeFrame(FrameType.Closed, sid, reason === undefined ? {} : { code: reason.code, message: reason.message }))
+  }
+
+  /** Close the socket with a code and a reason the client can read. */
+  close (code: number, reason: string): void {
+    this.ws.close(code, reason)
+  }
+
+  /** Number of namespaces this connection uses. */
+  get namespaceCount (): number { return this.namespaces.size }
+
+  private receive (bytes: Uint8Array): void {
+    if (this.closed) return
+    if (this.busy) {
+      if (this.backlog.length >= this.ctx.limits.maxBacklog) {
+        this.close(CloseCode.Policy, 'backlog-full')
+        return
+      }
+      this.backlog.push(bytes)
+      return
+    }
+    this.handle(bytes)
+  }
+
+  private handle (bytes: Uint8Array): void {
+    const frame = parseClientFrame(bytes)
+    if (isFrameError(frame)) return this.reject(frame)
+    let result: void | Promise<void>
+    try {
+      result = this.dispatch[frame.type](frame as never)
+    } catch (err) {
+      return this.failed(frame, err)
+    }
+    if (result instanceof Promise) {
+      this.busy = true
+      result.catch((err) => this.failed(frame, err)).finally(() => {
+        this.busy = false
+        while (!this.busy && this.backlog.length > 0 && !this.closed) this.handle(this.backlog.shift() as Uint8Array)
+      })
+    }
+  }
+
+  /** The dispatch table, keyed by parsed frame type. */
+  private readonly dispatch: { [T in ClientFrame['type']]: (frame: Extract<ClientFrame, { type: T }>) => void | Promise<void> } = {
+    open: (frame) => this.open(frame),
+    close: (frame: CloseFrame) => {
+      const stream = this.streams.get(frame.sid)
+      if (stream !== undefined) this.forget(frame.sid, stream)
+    },
+    data: (frame) => {
+      const stream = this.streams.get(frame.sid)
+      if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid })
+      if (stream.data === undefined) return this.reject({ error: 'bad-request', message: 'this endpoint takes no DATA frames', sid: frame.sid })
+      return stream.data(frame)
+    },
+    request: (frame) => {
+      const stream = this.streams.get(frame.sid)
+      if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid, req: frame.req })
+      if (stream.request === undefined) return this.reject({ error: 'bad-request', message: 'this endpoint takes no requests', sid: frame.sid, req: frame.req })
+      return stream.request(frame)
+    }
+  }
+
+  private open (frame: OpenFrame): void | Promise<void> {
+    const { sid, ns } = frame
+    const refuse = (code: ErrorCode, message: string): void => {
+      this.countBad()
+      this.send(writeFrame(FrameType.Closed, sid, { code, message }))
+    }
+    if (this.streams.has(sid)) return refuse('stream-exists', `stream ${sid} is open already`)
+    if (this.streams.size >= this.ctx.limits.maxStreams) return refuse('too-many-streams', `at most ${this.ctx.limits.maxStreams} streams per connection`)
+    if (!this.namespaces.has(ns) && this.namespaces.size >= this.ctx.limits.maxNamespaces) {
+      return refuse('too-many-namespaces', `at most ${this.ctx.limits.maxNamespaces} namespaces per connection`)
+    }
+    const register = (stream: ServerStream): void => {
+      if (this.closed) return stream.close()
+      this.streams.set(sid, stream)
+      this.namespaces.set(ns, (this.namespaces.get(ns) ?? 0) + 1)
+    }
+    const onError = (err: unknown): void => {
+      if (err instanceof SignalyardError) return refuse(err.code, err.message)
+      this.ctx.log('error', 'endpoint failed to open a stream', { conn: this.id, ep: frame.ep, error: String(err) })
+      refuse('internal-error', 'the server failed to open the stream')
+    }
+    try {
+      const opening = (this.endpoints[frame.ep] as OpenHandler)(this.ctx, this, frame)
+      if (opening instanceof Promise) return opening.then(register, onError)
+      register(opening)
+    } catch (err) {
+      onError(err)
+    }
+  }
+
+  private forget (sid: number, stream: ServerStream): void {
+    this.streams.delete(sid)
+    const n = (this.namespaces.get(stream.ns) ?? 1) - 1
+    if (n === 0) this.namespaces.delete(stream.ns)
+    else this.namespaces.set(stream.ns, n)
+    try {
+      stream.close()
+    } catch (err) {
+      this.ctx.log('error', 'stream failed to close', { conn: this.id, error: String(err) })
+    }
+  }
+
+  /** A handler threw: coded errors go back to the client, anything else is logged as internal. */
+  private failed (frame: ClientFrame, err: unknown): void {
+    const req = frame.type === 'request' ? frame.req : undefined
+    if (err instanceof SignalyardError) return this.error(frame.sid, err.code, err.message, req)
+    this.ctx.log('error', 'handler failed', { conn: this.id, frame: frame.type, error: String(err) })
+    this.error(frame.sid, 'internal-error', 'the server failed while handling the frame', req)
+  }
+
+  private reject (e: FrameError): void {
+    this.error(e.sid, e.error, e.message, e.req)
+    this.countBad()
+  }
+
+  /** Count a rejected frame; too many in one window closes the connection. */
+  private countBad (): void {
+    const now = Date.now()
+    if (now - this.badWindowStart > this.ctx.limits.badFrameWindow) {
+      this.badWindowStart = now
+      this.badFrames = 0
+    }
+    if (++this.badFrames > this.ctx.limits.maxBadFrames) this.close(CloseCode.Policy, 'too-many-bad-frames')
+  }
+
+  private teardown (): void {
+    if (this.closed) return
+    this.closed = true
+    this.backlog = []
+    for (const [sid, stream] of this.streams) this.forget(sid, stream)
+    this.onClose(this)
+  }
+}
+
+function toBytes (data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data)
+  if (data instanceof ArrayBuffer) return new Uint8Array(data)
+  return data
+}

@@ -1,0 +1,52 @@
+/**
+ * The hub: this process's subscriptions, tracked both ways. A topic maps to the connections that
+ * want it (with a count, since one connection may hold several streams of one namespace); the
+ * broker is subscribed on a topic's first local subscriber and unsubscribed on its last, and an
+ * empty topic leaves nothing behind. A message from the broker is written, as the same bytes, once
+ * to each subscribed connection.
+ */
+import type { Broker, MaybePromise } from './brokers/types.js'
+
+/** Anything that can take a finished frame: a connection. */
+export interface Subscriber { send: (frame: Uint8Array) => void }
+
+export class Hub {
+  private readonly topics = new Map<string, Map<Subscriber, number>>()
+  /** Broker subscriptions still being set up (Redis); later subscribers wait for them. */
+  private readonly starting = new Map<string, Promise<void>>()
+
+  constructor (private readonly broker: Broker) {}
+
+  /** Number of topics with at least one local subscriber. */
+  get size (): number { return this.topics.size }
+
+  subscribe (topic: string, subscriber: Subscriber): MaybePromise<void> {
+    let subs = this.topics.get(topic)
+    if (subs === undefined) {
+      subs = new Map()
+      this.topics.set(topic, subs)
+      const fanout = subs
+      const started = this.broker.subscribe(topic, (frame) => {
+        for (const sub of fanout.keys()) sub.send(frame)
+      })
+      if (started instanceof Promise) {
+        const done = started.finally(() => this.starting.delete(topic))
+        this.starting.set(topic, done)
+      }
+    }
+    subs.set(subscriber, (subs.get(subscriber) ?? 0) + 1)
+    return this.starting.get(topic)
+  }
+
+  unsubscribe (topic: string, subscriber: Subscriber): void {
+    const subs = this.topics.get(topic)
+    const count = subs?.get(subscriber)
+    if (subs === undefined || count === undefined) return
+    if (count > 1) subs.set(subscriber, count - 1)
+    else subs.delete(subscriber)
+    if (subs.size === 0) {
+      this.topics.delete(topic)
+      void this.broker.unsubscribe(topic)
+    }
+  }
+}

@@ -1,0 +1,77 @@
+/**
+ * Server tunables: one frozen DEFAULTS object, merged with the `limits` option of createServer.
+ * Every number is documented in the README ("Server options").
+ */
+
+export interface Limits {
+  /** Largest WebSocket message accepted, in bytes; bigger ones close the socket with 1009. */
+  maxFrame: number
+  /** Streams one connection may have open at once. */
+  maxStreams: number
+  /** Distinct namespaces one connection may use at once. */
+  maxNamespaces: number
+  /** Frames a connection may queue while an earlier frame is still being handled. */
+  maxBacklog: number
+  /** Rejected frames tolerated per `badFrameWindow` ms before the connection is closed (1008). */
+  maxBadFrames: number
+  badFrameWindow: number
+  kv: {
+    /** TTL in ms when a set gives none. */
+    defaultTtl: number
+    /** Longest TTL in ms; longer ones are capped to it. */
+    maxTtl: number
+    /** Largest value, in bytes of its encoding. */
+    maxValue: number
+    /** Keys one namespace may hold. */
+    maxKeys: number
+    /** How often expired keys are swept, in ms. */
+    sweepInterval: number
+  }
+  relay: {
+    /** How long an unmatched relay stream waits before `relay-timeout`, in ms. */
+    pendingTimeout: number
+    /** Bytes a relay stream may send before it is paired; they are delivered once it is. */
+    prePairBuffer: number
+  }
+}
+
+export const DEFAULTS: Readonly<Limits> = Object.freeze({
+  maxFrame: 1024 * 1024,
+  maxStreams: 1024,
+  maxNamespaces: 256,
+  maxBacklog: 1024,
+  maxBadFrames: 100,
+  badFrameWindow: 10_000,
+  kv: Object.freeze({
+    defaultTtl: 5 * 60_000,
+    maxTtl: 24 * 60 * 60_000,
+    maxValue: 64 * 1024,
+    maxKeys: 10_000,
+    sweepInterval: 100
+  }),
+  relay: Object.freeze({
+    pendingTimeout: 30_000,
+    prePairBuffer: 1024 * 1024
+  })
+})
+
+/** A partial `limits` option, as users pass it. */
+export type LimitsOption = Partial<Omit<Limits, 'kv' | 'relay'>> & { kv?: Partial<Limits['kv']>, relay?: Partial<Limits['relay']> }
+
+/** Merge user limits over the defaults; rejects values that are not positive numbers. */
+export function resolveLimits (option: LimitsOption = {}): Limits {
+  const merged: Limits = {
+    ...DEFAULTS,
+    ...option,
+    kv: { ...DEFAULTS.kv, ...option.kv },
+    relay: { ...DEFAULTS.relay, ...option.relay }
+  }
+  const check = (path: string, value: unknown): void => {
+    if (typeof value !== 'number' || !(value > 0)) throw new TypeError(`limits.${path} must be a positive number`)
+  }
+  for (const [k, v] of Object.entries(merged)) {
+    if (typeof v === 'object') for (const [k2, v2] of Object.entries(v)) check(`${k}.${k2}`, v2)
+    else check(k, v)
+  }
+  return merged
+}

@@ -1,0 +1,190 @@
+/**
+ * createServer: an HTTP server (its own, or one the app already has) that upgrades WebSocket
+ * requests on `path` speaking subprotocol signalyard.1, answers GET /healthz, and hands each
+ * socket to a Connection wired to the endpoints and the broker.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
+import type { AddressInfo } from 'node:net'
+import { WebSocketServer } from 'ws'
+import { nanoid } from 'nanoid'
+import { writeFrame } from '../protocol/codec.js'
+import { FrameType, SUBPROTOCOL } from '../protocol/frames.js'
+import { memoryBroker } from './brokers/memory.js'
+import type { Broker } from './brokers/types.js'
+import { CloseCode, Connection, type Endpoints, type ServerContext } from './connection.js'
+import { openEcho } from './endpoints/echo.js'
+import { openKv } from './endpoints/kv.js'
+import { openRelay } from './endpoints/relay.js'
+import { Hub } from './hub.js'
+import { resolveLimits, type Limits, type LimitsOption } from './limits.js'
+import { toLogger, type LoggerOption } from './logger.js'
+
+export interface ServerOptions {
+  /** Port to listen on (default: env PORT, else 3000; 0 picks a free one). Ignored with `server`. */
+  port?: number
+  /** Interface to listen on (default: all). Ignored with `server`. */
+  host?: string
+  /** Attach to this existing HTTP server instead of creating one; the app keeps listening and closing it. */
+  server?: Server
+  /** URL path of the WebSocket endpoint (default '/'). */
+  path?: string
+  /** Where namespace state lives (default: memoryBroker()). A broker passed in is not closed by yard.close(). */
+  broker?: Broker
+  /** Limits over DEFAULTS (see README, "Server options"). */
+  limits?: LimitsOption
+  /** ICE servers handed to clients for WebRTC (createNode). */
+  iceServers?: Array<{ urls: string | string[], username?: string, credential?: string }>
+  /** Structured logs: a function (level, message, fields) or a console-like object. Silent by default. */
+  logger?: LoggerOption
+}
+
+export interface Health { status: 'ok', connections: number, namespaces: number }
+
+/** A running signalyard server. */
+export interface Yard {
+  /** The WebSocket URL clients connect to, e.g. 'ws://127.0.0.1:3000/'. */
+  readonly url: string
+  /** The port it listens on. */
+  readonly port: number
+  /** The HTTP server (its own or the one it was attached to). */
+  readonly server: Server
+  /** The limits in force. */
+  readonly limits: Limits
+  /** What GET /healthz answers. */
+  health: () => Health
+  /** Close every client socket with 1001, stop listening (own server only), release the broker it made. */
+  close: () => Promise<void>
+}
+
+const endpoints: Endpoints = { echo: openEcho, kv: openKv, relay: openRelay }
+
+/**
+ * Start a signalyard server.
+ *
+ * @example
+ * import { createServer } from 'signalyard/server'
+ * const yard = await createServer({ port: 3000 })
+ * console.log(yard.url)          // ws://127.0.0.1:3000/
+ * await yard.close()
+ *
+ * @example
+ * // attached to an app's own HTTP server, at a path
+ * const yard = await createServer({ server: httpServer, path: '/yard' })
+ */
+export async function createServer (options: ServerOptions = {}): Promise<Yard> {
+  const limits = resolveLimits(options.limits)
+  const log = toLogger(options.logger)
+  const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval })
+  const ctx: ServerContext = { broker, hub: new Hub(broker), limits, log }
+  const path = normalisePath(options.path ?? '/')
+  const connections = new Set<Connection>()
+  const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue }, iceServers: options.iceServers ?? [] }
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: limits.maxFrame,
+    perMessageDeflate: false,
+    clientTracking: false,
+    handleProtocols: (protocols) => protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false
+  })
+
+  const health = (): Health => {
+    const namespaces = new Set<string>()
+    for (const conn of connections) for (const stream of conn.streams.values()) namespaces.add(stream.ns)
+    return { status: 'ok', connections: connections.size, namespaces: namespaces.size }
+  }
+
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    if (req.method === 'GET' && url.pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health()))
+      return
+    }
+    const upgradeHere = url.pathname === path
+    res.writeHead(upgradeHere ? 426 : 404, { 'content-type': 'text/plain' })
+      .end(upgradeHere ? `signalyard: connect with a WebSocket speaking subprotocol ${SUBPROTOCOL}\n` : 'not found\n')
+  }
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const url = new URL(req.url ?? '/', 'http://localhost')
+    if (normalisePath(url.pathname) !== path) {
+      // Another upgrade listener on an attached server may want it; if we are alone, refuse.
+      if (server.listenerCount('upgrade') <= 1) refuseUpgrade(socket, 404, 'not found')
+      return
+    }
+    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim())
+    if (!offered.includes(SUBPROTOCOL)) return refuseUpgrade(socket, 400, `expected WebSocket subprotocol ${SUBPROTOCOL}`)
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = new Connection(nanoid(10), ws, ctx, endpoints, (c) => connections.delete(c))
+      connections.add(conn)
+      conn.send(encodeHello(conn.id, hello))
+    })
+  }
+
+  const owned = options.server === undefined
+  const server = options.server ?? createHttpServer(onRequest)
+  server.on('upgrade', onUpgrade)
+  if (owned) {
+    await listen(server, options.port ?? portFromEnv(), options.host)
+  }
+  const address = server.address() as AddressInfo | null
+  const port = address?.port ?? 0
+  let closing: Promise<void> | null = null
+
+  return {
+    url: `ws://${urlHost(owned ? options.host : address?.address)}:${port}${path}`,
+    port,
+    server,
+    limits,
+    health,
+    close: () => closing ??= (async () => {
+      server.off('upgrade', onUpgrade)
+      for (const conn of connections) conn.close(CloseCode.GoingAway, 'server-closing')
+      if (owned) {
+        await new Promise<void>((resolve) => {
+          server.close(() => resolve())
+          server.closeAllConnections()
+        })
+      }
+      wss.close()
+      if (options.broker === undefined) await broker.close()
+    })()
+  }
+}
+
+function encodeHello (conn: string, hello: object): Uint8Array {
+  return writeFrame(FrameType.Hello, 0, { ...hello, conn })
+}
+
+function normalisePath (path: string): string {
+  const withSlash = path.startsWith('/') ? path : `/${path}`
+  return withSlash.length > 1 && withSlash.endsWith('/') ? withSlash.slice(0, -1) : withSlash
+}
+
+function refuseUpgrade (socket: Duplex, status: number, message: string): void {
+  socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message)}\r\n\r\n${message}`)
+}
+
+function portFromEnv (): number {
+  const env = process.env.PORT
+  if (env === undefined || env === '') return 3000
+  const port = Number(env)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`PORT must be a port number, got ${JSON.stringify(env)}`)
+  return port
+}
+
+function listen (server: Server, port: number, host: string | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => reject(err)
+    server.once('error', onError)
+    server.listen(port, host, () => {
+      server.off('error', onError)
+      resolve()
+    })
+  })
+}
+
+function urlHost (host: string | undefined): string {
+  if (host === undefined || host === '' || host === '0.0.0.0' || host === '::') return '127.0.0.1'
+  return host.includes(':') ? `[${host}]` : host
+}
