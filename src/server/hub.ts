@@ -46,7 +46,8 @@ export class Hub {
     else subs.delete(subscriber)
     if (subs.size === 0) {
       this.topics.delete(topic)
-      void this.broker.unsubscribe(topic)
+      const stopped = this.broker.unsubscribe(topic)
+      if (stopped instanceof Promise) stopped.catch(() => {}) // a broker that lost its connection resubscribes nothing
     }
   }
 }
