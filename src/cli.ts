@@ -24,8 +24,9 @@ function usageError (message: string): never {
 }
 
 function parsePort (value: string, from: string): number {
-  const port = Number(value)
-  if (value.trim() === '' || !Number.isInteger(port) || port < 0 || port > 65535) usageError(`${from} must be a port number from 0 to 65535, got ${JSON.stringify(value)}`)
+  // Decimal digits only: Number() would also take ' 80', '0x50' and '8e1'.
+  const port = /^[0-9]{1,5}$/.test(value) ? Number(value) : NaN
+  if (!(port >= 0 && port <= 65535)) usageError(`${from} must be a port number from 0 to 65535, got ${JSON.stringify(value)}`)
   return port
 }
 

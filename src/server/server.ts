@@ -6,7 +6,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
-import { WebSocketServer } from 'ws'
+import { WebSocketServer, type WebSocket } from 'ws'
 import { nanoid } from 'nanoid'
 import { writeFrame } from '../protocol/codec.js'
 import { FrameType, SUBPROTOCOL } from '../protocol/frames.js'
@@ -53,11 +53,17 @@ export interface Yard {
   readonly limits: Limits
   /** What GET /healthz answers. */
   health: () => Health
-  /** Close every client socket with 1001, stop listening (own server only), release the broker it made. */
+  /**
+   * Close every client socket with 1001 (a client that does not finish the close handshake within
+   * CLOSE_GRACE ms is cut off), stop listening (own server only), release the broker it made.
+   */
   close: () => Promise<void>
 }
 
 const endpoints: Endpoints = { echo: openEcho, kv: openKv, relay: openRelay }
+
+/** How long close() waits for clients to answer the 1001 close frame before cutting their sockets. */
+const CLOSE_GRACE = 1000
 
 /**
  * Start a signalyard server.
@@ -79,6 +85,8 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const ctx: ServerContext = { broker, hub: new Hub(broker), limits, log }
   const path = normalisePath(options.path ?? '/')
   const connections = new Set<Connection>()
+  /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
+  const sockets = new Set<WebSocket>()
   const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue }, iceServers: options.iceServers ?? [] }
   const wss = new WebSocketServer({
     noServer: true,
@@ -115,6 +123,9 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim())
     if (!offered.includes(SUBPROTOCOL)) return refuseUpgrade(socket, 400, `expected WebSocket subprotocol ${SUBPROTOCOL}`)
     wss.handleUpgrade(req, socket, head, (ws) => {
+      if (closing !== null) return ws.close(CloseCode.GoingAway, 'server-closing')
+      sockets.add(ws)
+      ws.once('close', () => sockets.delete(ws))
       const conn = new Connection(nanoid(10), ws, ctx, endpoints, (c) => connections.delete(c))
       connections.add(conn)
       conn.send(encodeHello(conn.id, hello))
@@ -127,29 +138,54 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   if (owned) {
     await listen(server, options.port ?? portFromEnv(), options.host)
   }
-  const address = server.address() as AddressInfo | null
-  const port = address?.port ?? 0
+  // Read at access time: an app may attach before its own server listens.
+  const address = (): AddressInfo | null => {
+    const a = server.address()
+    return a !== null && typeof a === 'object' ? a : null
+  }
   let closing: Promise<void> | null = null
 
   return {
-    url: `ws://${urlHost(owned ? options.host : address?.address)}:${port}${path}`,
-    port,
+    get url () { return `ws://${urlHost(owned ? options.host : address()?.address)}:${address()?.port ?? 0}${path}` },
+    get port () { return address()?.port ?? 0 },
     server,
     limits,
     health,
     close: () => closing ??= (async () => {
       server.off('upgrade', onUpgrade)
       for (const conn of connections) conn.close(CloseCode.GoingAway, 'server-closing')
-      if (owned) {
-        await new Promise<void>((resolve) => {
+      const stopped = owned
+        ? new Promise<void>((resolve) => {
           server.close(() => resolve())
           server.closeAllConnections()
         })
-      }
+        : Promise.resolve()
+      await closeSockets(sockets, CLOSE_GRACE)
+      await stopped
       wss.close()
       if (options.broker === undefined) await broker.close()
     })()
   }
+}
+
+/** Wait for `sockets` to finish closing, up to `grace` ms; then terminate those still open. */
+async function closeSockets (sockets: Set<WebSocket>, grace: number): Promise<void> {
+  if (sockets.size === 0) return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(done, grace)
+    function done (): void {
+      clearTimeout(timer)
+      for (const ws of sockets) ws.off('close', check)
+      resolve()
+    }
+    // Each socket's own 'close' listener (added at accept) has removed it from the set by now.
+    function check (): void {
+      if (sockets.size === 0) done()
+    }
+    for (const ws of sockets) ws.on('close', check)
+    check()
+  })
+  for (const ws of sockets) ws.terminate()
 }
 
 function encodeHello (conn: string, hello: object): Uint8Array {
@@ -168,8 +204,8 @@ function refuseUpgrade (socket: Duplex, status: number, message: string): void {
 function portFromEnv (): number {
   const env = process.env.PORT
   if (env === undefined || env === '') return 3000
-  const port = Number(env)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new TypeError(`PORT must be a port number, got ${JSON.stringify(env)}`)
+  const port = /^[0-9]{1,5}$/.test(env) ? Number(env) : NaN
+  if (!(port >= 0 && port <= 65535)) throw new TypeError(`PORT must be a port number, got ${JSON.stringify(env)}`)
   return port
 }
 

@@ -1,0 +1,375 @@
+// test/cli.test.ts — the `signalyard` command as an operator runs it: `node dist/cli.js` (and
+// `npm start`) in a child process. What it prints, the flags and env it reads, /healthz on the
+// same port, graceful stop on SIGINT/SIGTERM (clients see 1001), and its exit codes: 0 after a
+// graceful stop or --help, 1 when the port is busy, 2 on a bad flag. `npm test` builds dist first.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { get as httpGet } from 'node:http'
+import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
+import { fileURLToPath } from 'node:url'
+import WebSocket from 'ws'
+import { SignalChannel } from 'signalyard'
+import { next, until } from './helpers.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const LISTENING = /^signalyard listening on (ws:\/\/127\.0\.0\.1:(\d+)(\/\S*))$/
+
+/** The test's environment without the variables the CLI reads, plus `extra`. */
+function cliEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ...extra }
+  for (const name of ['PORT', 'HOST', 'REDIS_URL']) if (!(name in extra)) delete env[name]
+  return env
+}
+
+interface Run {
+  child: ChildProcess
+  stdout: () => string
+  stderr: () => string
+  /** Resolves with the exit code (null when killed by a signal) once the process has exited. */
+  exited: Promise<{ code: number | null, signal: NodeJS.Signals | null }>
+}
+
+function spawnCli (args: string[], env = cliEnv(), command = process.execPath, argv0: string[] = ['dist/cli.js']): Run {
+  const child = spawn(command, [...argv0, ...args], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (d) => { out += d })
+  child.stderr?.on('data', (d) => { err += d })
+  const exited = new Promise<{ code: number | null, signal: NodeJS.Signals | null }>((resolve) => {
+    child.on('close', (code, signal) => resolve({ code, signal }))
+  })
+  return { child, stdout: () => out, stderr: () => err, exited }
+}
+
+/** Kill the whole process group if it is still there (cleanup after a failed assertion). */
+function kill (run: Run): void {
+  try { process.kill(-(run.child.pid as number), 'SIGKILL') } catch { /* already gone */ }
+}
+
+/** Wait for the listening line; returns the URL and port it names. */
+async function listening (run: Run, ms = 5000): Promise<{ url: string, port: number, path: string }> {
+  let match: RegExpExecArray | null = null
+  await until(() => {
+    if (run.child.exitCode !== null) throw new Error(`the CLI exited (${run.child.exitCode}) before listening: ${run.stderr()}`)
+    for (const line of run.stdout().split('\n')) {
+      match = LISTENING.exec(line)
+      if (match !== null) return true
+    }
+    return false
+  }, ms, 'listening line')
+  const m = match as unknown as RegExpExecArray
+  return { url: m[1], port: Number(m[2]), path: m[3] }
+}
+
+/** Exit within `ms`, or reject. */
+async function exitWithin (run: Run, ms: number): Promise<{ code: number | null, signal: NodeJS.Signals | null }> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`the CLI did not exit within ${ms} ms; stderr: ${run.stderr()}`)), ms) })
+  try {
+    return await Promise.race([run.exited, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+/** GET over a fresh connection (no keep-alive pool left behind). */
+function fetchText (url: string): Promise<{ status: number, type: string, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => { body += d })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body }))
+    })
+    req.on('error', reject)
+    req.setTimeout(2000, () => req.destroy(new Error(`GET ${url} timed out`)))
+  })
+}
+
+async function healthz (port: number): Promise<{ status: string, connections: number, namespaces: number }> {
+  const res = await fetchText(`http://127.0.0.1:${port}/healthz`)
+  assert.is(res.status, 200)
+  assert.match(res.type, 'application/json')
+  return JSON.parse(res.body)
+}
+
+/** A port nothing listens on right now. */
+async function freePort (): Promise<number> {
+  const server = createNetServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+/** A raw client speaking signalyard.1 (no reconnect): shows the close code the server sends. */
+async function rawClient (url: string): Promise<WebSocket> {
+  const ws = new WebSocket(url, 'signalyard.1')
+  await next(ws as any, 'open')
+  return ws
+}
+
+test('--port 0 prints exactly one line with the URL, and /healthz answers on that port', async () => {
+  const run = spawnCli(['--port', '0'])
+  try {
+    const { url, port, path } = await listening(run)
+    assert.ok(port > 0 && port < 65536, `a real port: ${port}`)
+    assert.is(path, '/')
+    assert.is(run.stdout(), `signalyard listening on ${url}\n`, 'stdout is exactly the listening line')
+    const health = await healthz(port)
+    assert.equal(health, { status: 'ok', connections: 0, namespaces: 0 })
+    const root = await fetchText(`http://127.0.0.1:${port}/`)
+    assert.is(root.status, 426, 'plain GET on the WebSocket path asks for an upgrade')
+  } finally {
+    kill(run)
+  }
+})
+
+test('/healthz counts a connected SignalChannel client and its namespace, then forgets it', async () => {
+  const run = spawnCli(['--port', '0', '--host', '127.0.0.1'])
+  try {
+    const { url, port } = await listening(run)
+    const channel = SignalChannel('cli-health', { url })
+    try {
+      await channel.echo().ready()
+      const health = await healthz(port)
+      assert.equal(health, { status: 'ok', connections: 1, namespaces: 1 })
+    } finally {
+      channel.close()
+    }
+    let after = await healthz(port)
+    await until(async () => (after = await healthz(port)).connections === 0, 2000, 'connections back to 0')
+    assert.equal(after, { status: 'ok', connections: 0, namespaces: 0 })
+  } finally {
+    kill(run)
+  }
+})
+
+test('PORT from the environment sets the port', async () => {
+  const port = await freePort()
+  const run = spawnCli([], cliEnv({ PORT: String(port), HOST: '127.0.0.1' }))
+  try {
+    const got = await listening(run)
+    assert.is(got.port, port)
+    assert.is(run.stdout(), `signalyard listening on ws://127.0.0.1:${port}/\n`)
+    assert.is((await healthz(port)).status, 'ok')
+  } finally {
+    kill(run)
+  }
+})
+
+test('--port wins over PORT', async () => {
+  const port = await freePort()
+  const run = spawnCli(['--port', String(port), '--host', '127.0.0.1'], cliEnv({ PORT: 'not-a-port' }))
+  try {
+    assert.is((await listening(run)).port, port)
+  } finally {
+    kill(run)
+  }
+})
+
+test('--host 127.0.0.1 listens on loopback and says so in the URL', async () => {
+  const run = spawnCli(['--host', '127.0.0.1', '--port', '0'])
+  try {
+    const { url, port } = await listening(run)
+    assert.is(url, `ws://127.0.0.1:${port}/`)
+    assert.is((await healthz(port)).status, 'ok')
+  } finally {
+    kill(run)
+  }
+})
+
+test('--path /yard serves the WebSocket endpoint at /yard only', async () => {
+  const run = spawnCli(['--path', '/yard', '--port', '0', '--host', '127.0.0.1'])
+  try {
+    const { url, port, path } = await listening(run)
+    assert.is(path, '/yard')
+    assert.is(url, `ws://127.0.0.1:${port}/yard`)
+    const channel = SignalChannel('cli-path', { url })
+    try {
+      const echo = channel.echo()
+      await echo.ready()
+      const got = next(echo, 'data')
+      echo.send('through /yard')
+      assert.is((await got)[0], 'through /yard')
+    } finally {
+      channel.close()
+    }
+    // An upgrade at / is not the endpoint any more.
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, 'signalyard.1')
+    ws.on('error', () => {})
+    const [, res] = await next(ws as any, 'unexpected-response')
+    assert.is(res.statusCode, 404)
+    ws.terminate()
+    assert.is((await healthz(port)).status, 'ok', '/healthz stays at the root')
+  } finally {
+    kill(run)
+  }
+})
+
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  test(`${signal}: clients get close code 1001 and the CLI exits 0 within 2 s`, async () => {
+    const run = spawnCli(['--port', '0', '--host', '127.0.0.1'])
+    try {
+      const { url } = await listening(run)
+      const ws = await rawClient(url)
+      const closed = next(ws as any, 'close', 2000)
+      const started = Date.now()
+      run.child.kill(signal)
+      const [code, reason] = await closed
+      assert.is(code, 1001, 'close code 1001 (going away)')
+      assert.type(String(reason), 'string')
+      const exit = await exitWithin(run, 2000 - (Date.now() - started))
+      assert.equal(exit, { code: 0, signal: null }, `exit 0 after ${signal}; stderr: ${run.stderr()}`)
+      assert.is(run.stdout().split('\n').filter(Boolean).length, 1, 'still only the listening line on stdout')
+    } finally {
+      kill(run)
+    }
+  })
+}
+
+test('SIGTERM with a SignalChannel client connected: it exits 0 within 2 s', async () => {
+  const run = spawnCli(['--port', '0', '--host', '127.0.0.1'])
+  const states: string[] = []
+  let channel: ReturnType<typeof SignalChannel> | null = null
+  try {
+    const { url } = await listening(run)
+    channel = SignalChannel('cli-stop', { url, reconnect: { minDelay: 50, maxDelay: 100 } })
+    channel.on('state', (state) => states.push(state))
+    await channel.kv().ready()
+    const started = Date.now()
+    run.child.kill('SIGTERM')
+    const exit = await exitWithin(run, 2000)
+    assert.equal(exit, { code: 0, signal: null }, `exited 0 in ${Date.now() - started} ms`)
+    await until(() => states.includes('reconnecting'), 2000, 'client noticed and is reconnecting')
+  } finally {
+    channel?.close()
+    kill(run)
+  }
+})
+
+test('SIGTERM with a client that never answers the close frame: still exits 0 within 2 s', async () => {
+  const run = spawnCli(['--port', '0', '--host', '127.0.0.1'])
+  const socket = new Socket()
+  try {
+    const { port } = await listening(run)
+    // A hand-made upgrade; afterwards this client reads but never sends a close frame back.
+    await new Promise<void>((resolve, reject) => socket.connect(port, '127.0.0.1', resolve).once('error', reject))
+    let received = ''
+    socket.on('data', (d) => { received += d.toString('latin1') })
+    socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      'Sec-WebSocket-Key: c2lnbmFseWFyZCB0ZXN0IQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: signalyard.1\r\n\r\n')
+    await until(() => received.startsWith('HTTP/1.1 101'), 2000, 'upgraded')
+    const started = Date.now()
+    run.child.kill('SIGTERM')
+    const exit = await exitWithin(run, 2000)
+    assert.equal(exit, { code: 0, signal: null }, `exited 0 in ${Date.now() - started} ms`)
+  } finally {
+    socket.destroy()
+    kill(run)
+  }
+})
+
+const badFlags: Array<[string[], RegExp[]]> = [
+  [['--bogus'], [/--bogus/]],
+  [['--port', 'abc'], [/--port/, /abc/]],
+  [['--port', '99999'], [/--port/, /99999/]],
+  [['--port=-1'], [/--port/, /-1/]],
+  [['--port', '80.5'], [/--port/, /80\.5/]],
+  [['--port', '0x50'], [/--port/, /0x50/]],
+  [['--port', ''], [/--port/]],
+  [['--port'], [/--port/]],
+  [['extra-argument'], [/extra-argument/]]
+]
+for (const [args, patterns] of badFlags) {
+  test(`bad flag ${args.join(' ')}: exit 2 with a message naming the problem`, async () => {
+    const run = spawnCli(args)
+    try {
+      const { code } = await exitWithin(run, 5000)
+      assert.is(code, 2)
+      for (const p of patterns) assert.match(run.stderr(), p)
+      assert.match(run.stderr(), /usage: signalyard/)
+      assert.is(run.stdout(), '', 'nothing on stdout')
+    } finally {
+      kill(run)
+    }
+  })
+}
+
+test('bad PORT in the environment: exit 2 naming PORT', async () => {
+  const run = spawnCli([], cliEnv({ PORT: 'eighty' }))
+  try {
+    const { code } = await exitWithin(run, 5000)
+    assert.is(code, 2)
+    assert.match(run.stderr(), /PORT/)
+    assert.match(run.stderr(), /eighty/)
+  } finally {
+    kill(run)
+  }
+})
+
+test('a busy port: exit 1 with a message saying the port is in use', async () => {
+  const blocker = createNetServer()
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve))
+  const { port } = blocker.address() as AddressInfo
+  const run = spawnCli(['--host', '127.0.0.1', '--port', String(port)])
+  try {
+    const { code } = await exitWithin(run, 5000)
+    assert.is(code, 1)
+    assert.match(run.stderr(), /in use/)
+    assert.match(run.stderr(), String(port))
+    assert.is(run.stdout(), '', 'no listening line')
+  } finally {
+    kill(run)
+    await new Promise<void>((resolve) => blocker.close(() => resolve()))
+  }
+})
+
+test('--help: exit 0 and the usage on stdout', async () => {
+  for (const flag of ['--help', '-h']) {
+    const run = spawnCli([flag])
+    try {
+      const { code } = await exitWithin(run, 5000)
+      assert.is(code, 0)
+      const out = run.stdout()
+      assert.match(out, /^usage: signalyard/)
+      for (const option of ['--port', '--host', '--path', '--redis', 'PORT']) assert.match(out, option)
+      assert.is(run.stderr(), '')
+    } finally {
+      kill(run)
+    }
+  }
+})
+
+test('--redis (not available yet): exits non-zero with a clear message, and so does REDIS_URL', async () => {
+  for (const [args, env] of [[['--redis', 'redis://127.0.0.1:6379'], cliEnv()], [['--port', '0'], cliEnv({ REDIS_URL: 'redis://127.0.0.1:6379' })]] as const) {
+    const run = spawnCli([...args], env)
+    try {
+      const { code } = await exitWithin(run, 5000)
+      assert.ok(code !== null && code !== 0, `non-zero exit, got ${code}`)
+      assert.match(run.stderr(), /redis/i)
+      assert.not.match(run.stdout(), /listening/, 'it does not pretend to serve')
+    } finally {
+      kill(run)
+    }
+  }
+})
+
+test('npm start runs the same CLI and forwards its arguments', async () => {
+  const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm'
+  const run = spawnCli(['start', '--', '--port', '0', '--host', '127.0.0.1'], cliEnv(), npm, [])
+  try {
+    const { port } = await listening(run, 10_000)
+    assert.is((await healthz(port)).status, 'ok')
+    process.kill(-(run.child.pid as number), 'SIGINT')
+    await exitWithin(run, 5000)
+    await until(async () => {
+      try { await fetchText(`http://127.0.0.1:${port}/healthz`); return false } catch { return true }
+    }, 2000, 'the server stopped listening')
+  } finally {
+    kill(run)
+  }
+})
+
+test.run()
