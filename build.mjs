@@ -17,7 +17,8 @@
 // The browser bundles must never contain the `ws` package: the build fails if they do.
 import * as esbuild from 'esbuild';
 import { spawn } from 'node:child_process';
-import { chmod, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 
@@ -86,7 +87,8 @@ async function browserBundles() {
   return [...results, server];
 }
 
-await rm('dist', { recursive: true, force: true });
+// dist/ is written over in place, never deleted first: a test run beside this build (another
+// terminal, another helper) keeps finding its modules. What the build no longer makes is pruned after.
 const settled = await Promise.allSettled([nodeEntries(), browserBundles(), declarations()]);
 const failures = settled.filter((s) => s.status === 'rejected').map((s) => s.reason);
 if (failures.length) {
@@ -97,6 +99,16 @@ if (failures.length) {
   }
   console.error('build.mjs: build FAILED');
   process.exit(1);
+}
+
+// Prune files this build did not make: stale chunks, and declarations of deleted sources.
+const made = new Set(settled.flatMap((s) => s.value).flatMap((r) => Object.keys(r.metafile.outputs)));
+for (const entry of await readdir('dist', { recursive: true, withFileTypes: true })) {
+  if (!entry.isFile()) continue;
+  const file = `${entry.parentPath ?? entry.path}/${entry.name}`.replace(/^\.\//, '');
+  const source = file.startsWith('dist/types/') ? file.slice('dist/types/'.length).replace(/\.d\.ts$/, '.ts') : null;
+  const keep = source !== null ? existsSync(source) : made.has(file);
+  if (!keep) await rm(file, { force: true });
 }
 
 if (!quiet) {

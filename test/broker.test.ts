@@ -9,8 +9,8 @@ import { SignalChannel } from 'signalyard'
 import { memoryBroker, type Broker } from 'signalyard/server'
 import { collect, next, startYard, until } from './helpers.js'
 
-const later = <T>(value: () => T): Promise<T> => new Promise((resolve, reject) => {
-  setImmediate(() => { try { resolve(value()) } catch (err) { reject(err) } })
+const later = <T>(value: () => T): Promise<Awaited<T>> => new Promise((resolve, reject) => {
+  setImmediate(() => { try { resolve(value() as Awaited<T>) } catch (err) { reject(err) } })
 })
 
 /** Every method answers on a later turn; topic messages are delivered on a later turn, in order. */
