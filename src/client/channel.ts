@@ -97,11 +97,12 @@ export class Channel extends EventEmitter<ChannelEvents> {
   close (): void {
     if (this.closed) return
     this.closed = true
+    const from = this.socket.state // before release(), which may move the socket to 'closed'
     for (const stream of [...this.streams]) stream.close()
     this.socket.off('state', this.forwardState)
     this.socket.off('error', this.forwardError)
     this.socket.release()
-    this.emit('state', 'closed', { from: this.socket.state, to: 'closed', reason: 'channel closed' })
+    this.emit('state', 'closed', { from, to: 'closed', reason: 'channel closed' })
   }
 
   private check<T> (value: T): T {
