@@ -164,15 +164,9 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     }
     this.ws = ws
     ws.binaryType = 'arraybuffer'
-    ws.onopen = () => {
-      this.attempt = 0
-      this.transition('open', `connected to ${url}`)
-      for (const stream of [...this.streams.values()]) stream.socketOpened()
-      const queue = this.queue
-      this.queue = []
-      this.queuedBytes = 0
-      for (const { sid, frame } of queue) if (this.streams.has(sid) && this.isOpen) ws.send(frame)
-    }
+    // The socket counts as open once the server's HELLO arrives (see receive): by then the server
+    // has accepted the connection and told its limits.
+    ws.onopen = () => {}
     ws.onmessage = (ev) => {
       if (ev.data instanceof ArrayBuffer) this.receive(new Uint8Array(ev.data))
     }
@@ -199,9 +193,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
     switch (frame.type) {
       case FrameType.Hello:
-        this.hello = frame.meta as unknown as Hello
-        this.emit('hello', this.hello)
-        return
+        return this.greeted(frame.meta ?? {})
       case FrameType.Event: {
         const topic = `${String(frame.meta?.ep)}:${String(frame.meta?.ns)}`
         const set = this.topics.get(topic)
@@ -215,6 +207,34 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
         }
         this.streams.get(frame.id)?.frame(frame)
     }
+  }
+
+  /** HELLO: the server accepted us. Reopen every stream, then flush the offline queue in order. */
+  private greeted (meta: Record<string, unknown>): void {
+    const limits = meta.limits as Partial<Hello['limits']> | undefined
+    const maxFrame = typeof limits?.maxFrame === 'number' ? limits.maxFrame : this.tunables.maxFrame
+    const maxValue = typeof limits?.maxValue === 'number' ? limits.maxValue : Infinity
+    this.hello = {
+      v: Number(meta.v),
+      conn: String(meta.conn),
+      limits: { maxFrame, maxValue },
+      iceServers: Array.isArray(meta.iceServers) ? meta.iceServers : []
+    }
+    this.attempt = 0
+    this.transition('open', `connected to ${this.urls[this.urlIndex % this.urls.length]}`)
+    for (const stream of [...this.streams.values()]) stream.socketOpened()
+    const queue = this.queue
+    this.queue = []
+    this.queuedBytes = 0
+    for (const { sid, frame } of queue) {
+      if (!this.streams.has(sid) || !this.isOpen) continue
+      if (frame.length > maxFrame) {
+        this.emit('error', new SignalyardError('payload-too-large', `a queued frame of ${frame.length} bytes is over the server's ${maxFrame}-byte limit; dropped`))
+        continue
+      }
+      (this.ws as WebSocketLike).send(frame)
+    }
+    this.emit('hello', this.hello)
   }
 
   private transition (to: SocketState, reason: string): void {
