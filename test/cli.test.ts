@@ -5,12 +5,11 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn, type ChildProcess } from 'node:child_process'
-import { get as httpGet } from 'node:http'
 import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { SignalChannel } from 'signalyard'
-import { next, until } from './helpers.js'
+import { fetchText, next, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const LISTENING = /^signalyard listening on (ws:\/\/127\.0\.0\.1:(\d+)(\/\S*))$/
@@ -71,20 +70,6 @@ async function exitWithin (run: Run, ms: number): Promise<{ code: number | null,
   } finally {
     clearTimeout(timer)
   }
-}
-
-/** GET over a fresh connection (no keep-alive pool left behind). */
-function fetchText (url: string): Promise<{ status: number, type: string, body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet(url, { agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => { body += d })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body }))
-    })
-    req.on('error', reject)
-    req.setTimeout(2000, () => req.destroy(new Error(`GET ${url} timed out`)))
-  })
 }
 
 async function healthz (port: number): Promise<{ status: string, connections: number, namespaces: number }> {

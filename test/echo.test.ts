@@ -10,20 +10,7 @@ import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'
 import { SignalChannel, SignalyardError, type Channel, type EchoStream } from 'signalyard'
 import type { Yard } from 'signalyard/server'
-import { collect, next, sleep, startYard, until } from './helpers.js'
-
-/** `promise`, or a rejection after `ms`: a hang is a failure, not a killed test file. */
-function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** Every stream's ready(), within 2 s. */
-const readyAll = (...streams: Array<{ ready: () => Promise<void> }>): Promise<void[]> =>
-  within(Promise.all(streams.map((s) => s.ready())), 2000, 'ready()')
+import { collect, next, readyAll, sleep, startYard, until, within } from './helpers.js'
 
 /** Run `body` with a fresh yard; close every channel it opened and the yard, whatever happens. */
 async function withYard (body: (yard: Yard, open: (ns: string, client?: number) => Channel) => Promise<void>): Promise<void> {

@@ -2,6 +2,7 @@
  * Shared test helpers: a real server on an ephemeral 127.0.0.1 port, and waiting for events with
  * a deadline (a test that waits forever is a hang, not a failure).
  */
+import { get as httpGet } from 'node:http'
 import type { EventEmitter } from 'eventemitter3'
 import { createServer, type ServerOptions, type Yard } from 'signalyard/server'
 
@@ -43,4 +44,37 @@ export async function until (predicate: () => boolean | Promise<boolean>, ms = 2
     if (Date.now() > deadline) throw new Error(`${what} not met within ${ms} ms`)
     await sleep(10)
   }
+}
+
+/** `promise`, or a rejection after `ms`: a hang is a failure, not a killed test file. */
+export function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** Every stream's ready(), within 2 s. */
+export const readyAll = (...streams: Array<{ ready: () => Promise<void> }>): Promise<void[]> =>
+  within(Promise.all(streams.map((s) => s.ready())), 2000, 'ready()')
+
+/** Mark a promise awaited later as handled, so an earlier failure does not also crash the file. */
+export function later<T> (promise: Promise<T>): Promise<T> {
+  promise.catch(() => {})
+  return promise
+}
+
+/** GET over a fresh connection (no keep-alive pool left behind). */
+export function fetchText (url: string): Promise<{ status: number, type: string, body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpGet(url, { agent: false }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (d) => { body += d })
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body }))
+    })
+    req.on('error', reject)
+    req.setTimeout(2000, () => req.destroy(new Error(`GET ${url} timed out`)))
+  })
 }

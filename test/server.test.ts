@@ -5,26 +5,12 @@
 // 'signalyard/server'. Everything on 127.0.0.1.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createServer as createHttpServer, get as httpGet, type Server } from 'node:http'
+import { createServer as createHttpServer, type Server } from 'node:http'
 import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { SignalChannel } from 'signalyard'
 import { createServer, memoryBroker, type Yard } from 'signalyard/server'
-import { next, startYard, until } from './helpers.js'
-
-/** GET over a fresh connection (no keep-alive pool left behind). */
-function fetchText (url: string): Promise<{ status: number, type: string, body: string }> {
-  return new Promise((resolve, reject) => {
-    const req = httpGet(url, { agent: false }, (res) => {
-      let body = ''
-      res.setEncoding('utf8')
-      res.on('data', (d) => { body += d })
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type'] ?? ''), body }))
-    })
-    req.on('error', reject)
-    req.setTimeout(2000, () => req.destroy(new Error(`GET ${url} timed out`)))
-  })
-}
+import { fetchText, next, startYard, until } from './helpers.js'
 
 /** A raw client speaking signalyard.1 (no reconnect): shows close codes as they are. */
 async function rawClient (url: string): Promise<WebSocket> {

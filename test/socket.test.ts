@@ -8,26 +8,7 @@ import { createServer as createNetServer } from 'node:net'
 import WebSocket from 'ws'
 import { SignalChannel, SignalyardError, type Channel, type ChannelOptions, type SocketState, type StateChange, type WebSocketConstructor } from 'signalyard'
 import { createServer, type ServerOptions, type Yard } from 'signalyard/server'
-import { collect, next, sleep, startYard, until } from './helpers.js'
-
-/** `promise`, or a rejection after `ms`: a hang is a failure, not a killed test file. */
-function within<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not settled within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** Every stream's ready(), within 2 s. */
-const readyAll = (...streams: Array<{ ready: () => Promise<void> }>): Promise<void[]> =>
-  within(Promise.all(streams.map((s) => s.ready())), 2000, 'ready()')
-
-/** Mark a promise awaited later as handled, so an earlier failure does not also crash the file. */
-function later<T> (promise: Promise<T>): Promise<T> {
-  promise.catch(() => {})
-  return promise
-}
+import { collect, later, next, readyAll, sleep, startYard, until, within } from './helpers.js'
 
 const FAST = { minDelay: 50, maxDelay: 200 }
 
