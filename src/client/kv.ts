@@ -182,9 +182,9 @@ export class KvStream extends Stream<KvEvents> {
   }
 
   private applySet (key: string, value: unknown, seq: number, epoch: string, ttl: number): void {
+    this.advance(seq, epoch)
     if (!this.newer(key, seq, epoch)) return
     this.entries.set(key, { value, seq, epoch, deadline: Date.now() + (Number.isFinite(ttl) ? ttl : 0) })
-    this.advance(seq, epoch)
     this.emit('update', key, value)
   }
 
@@ -196,8 +196,17 @@ export class KvStream extends Stream<KvEvents> {
     this.emit('delete', key, reason)
   }
 
-  /** Move the replica's catch-up point forward over contiguous changes of its epoch. */
+  /**
+   * Move the replica's catch-up point forward over contiguous changes of its epoch. The first
+   * change of a new incarnation (seq 1: the namespace was empty, or the replica joined it empty)
+   * starts the count in that epoch, so a later resync asks only for what came after.
+   */
   private advance (seq: number, epoch: string): void {
-    if (epoch === this.epoch && seq === this.seq + 1) this.seq = seq
+    if (epoch === this.epoch) {
+      if (seq === this.seq + 1) this.seq = seq
+    } else if (seq === 1) {
+      this.epoch = epoch
+      this.seq = 1
+    }
   }
 }

@@ -107,7 +107,6 @@ export class KvModel {
   /** Expire every entry whose time has come; returns the changes to broadcast. */
   sweep (now: number): KvChange[] {
     const due = Math.floor(now / this.resolution)
-    if (this.swept < 0) this.swept = due - 1
     const changes: KvChange[] = []
     const expireSlot = (slot: number): void => {
       const entries = this.wheel.get(slot)
@@ -118,8 +117,9 @@ export class KvModel {
         if (space !== undefined) changes.push(this.remove(space, entry, 'expire'))
       }
     }
-    if (due - this.swept > this.wheel.size) {
-      // A long pause: visiting every slot in between would cost more than visiting the wheel.
+    if (this.swept < 0 || due - this.swept > this.wheel.size) {
+      // The first sweep (any slot may be due already) or a long pause (visiting every slot in
+      // between would cost more than visiting the wheel): look at the slots the wheel holds.
       for (const slot of [...this.wheel.keys()]) if (slot <= due) expireSlot(slot)
     } else {
       for (let slot = this.swept + 1; slot <= due; slot++) expireSlot(slot)

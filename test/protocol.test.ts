@@ -1,0 +1,381 @@
+// test/protocol.test.ts — the signalyard.1 codec and frame parsers (src/protocol): frame round
+// trips, rejection of malformed input (null / coded FrameError, never a throw), in-place id
+// rewriting, payload encoding for every value type, and one-encoding echo events.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import {
+  HEADER_SIZE, Kind, decodePayload, encodePayload, framePayload, readFrame, rewriteId, writeFrame
+} from '../src/protocol/codec.js'
+import { echoEventMeta, writeEchoEvent, writeKvEvent } from '../src/protocol/events.js'
+import { FrameType, NAME_MAX, isFrameError, parseClientFrame, type FrameError } from '../src/protocol/frames.js'
+
+const enc = new TextEncoder()
+const dec = new TextDecoder()
+
+/** A frame built by hand: header fields and raw meta bytes. */
+function rawFrame (type: number, id: number, kind: number, meta: Uint8Array, payload = new Uint8Array(0), metaLen = meta.length): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + meta.length + payload.length)
+  const view = new DataView(out.buffer)
+  out[0] = type
+  view.setUint32(1, id)
+  out[5] = kind
+  view.setUint32(6, metaLen)
+  out.set(meta, HEADER_SIZE)
+  out.set(payload, HEADER_SIZE + meta.length)
+  return out
+}
+
+function expectError (bytes: Uint8Array, code: FrameError['error'], sid?: number, req?: number): FrameError {
+  const parsed = parseClientFrame(bytes)
+  assert.ok(isFrameError(parsed), `expected a ${code} FrameError, got ${JSON.stringify(parsed)}`)
+  const e = parsed as FrameError
+  assert.is(e.error, code)
+  assert.type(e.message, 'string')
+  if (sid !== undefined) assert.is(e.sid, sid)
+  if (req !== undefined) assert.is(e.req, req)
+  return e
+}
+
+// ---- writeFrame / readFrame ----
+
+test('header layout: type, u32 BE id, kind, u32 BE metaLen, meta, payload', () => {
+  const frame = writeFrame(0x03, 0x01020304, { a: 1 }, { kind: Kind.Binary, bytes: new Uint8Array([9, 8, 7]) })
+  const meta = enc.encode('{"a":1}')
+  assert.equal([...frame.subarray(0, HEADER_SIZE)], [0x03, 1, 2, 3, 4, Kind.Binary, 0, 0, 0, meta.length])
+  assert.equal([...frame.subarray(HEADER_SIZE, HEADER_SIZE + meta.length)], [...meta])
+  assert.equal([...frame.subarray(HEADER_SIZE + meta.length)], [9, 8, 7])
+  assert.is(frame.length, HEADER_SIZE + meta.length + 3)
+})
+
+test('round trip of every payload kind, with and without meta', () => {
+  const cases = [
+    { payload: undefined, kind: Kind.None, value: undefined },
+    { payload: encodePayload({ x: [1, 'two', null] }), kind: Kind.Json, value: { x: [1, 'two', null] } },
+    { payload: encodePayload(new Uint8Array([0, 255, 128, 1])), kind: Kind.Binary, value: new Uint8Array([0, 255, 128, 1]) },
+    { payload: encodePayload('héllo ✓ 🚀'), kind: Kind.Text, value: 'héllo ✓ 🚀' }
+  ]
+  for (const meta of [null, {}, { ep: 'echo', ns: 'room', nested: { deep: [1, 2] }, s: 'ünï' }]) {
+    for (const c of cases) {
+      const frame = writeFrame(FrameType.Data, 42, meta, c.payload)
+      const read = readFrame(frame)
+      assert.ok(read !== null)
+      if (read === null) continue
+      assert.is(read.type, FrameType.Data)
+      assert.is(read.id, 42)
+      assert.is(read.kind, c.kind)
+      assert.equal(read.meta, meta === null ? null : meta)
+      assert.equal(decodePayload(read.kind, read.payload), c.value)
+      assert.is(read.bytes, frame)
+      assert.equal(framePayload(frame), { kind: c.kind, bytes: read.payload })
+    }
+  }
+})
+
+test('empty meta object {} is carried (metaLen > 0) and read back as {}', () => {
+  const frame = writeFrame(FrameType.Opened, 1, {})
+  assert.is(new DataView(frame.buffer).getUint32(6), 2)
+  assert.equal(readFrame(frame)?.meta, {})
+})
+
+test('ids at the edges: 0 and 0xffffffff', () => {
+  assert.is(readFrame(writeFrame(FrameType.Data, 0, null))?.id, 0)
+  assert.is(readFrame(writeFrame(FrameType.Data, 0xffffffff, null))?.id, 0xffffffff)
+})
+
+test('readFrame works on a view into a larger buffer (non-zero byteOffset)', () => {
+  const frame = writeFrame(FrameType.Data, 7, { k: 'v' }, encodePayload('payload'))
+  const big = new Uint8Array(frame.length + 13)
+  big.set(frame, 5)
+  const view = big.subarray(5, 5 + frame.length)
+  const read = readFrame(view)
+  assert.ok(read !== null)
+  assert.is(read?.id, 7)
+  assert.equal(read?.meta, { k: 'v' })
+  assert.is(decodePayload(read?.kind ?? 0, read?.payload ?? new Uint8Array()), 'payload')
+  // Node Buffers (what ws hands the server) are such views
+  const buf = Buffer.from(frame)
+  assert.is(readFrame(buf)?.id, 7)
+})
+
+test('readFrame returns null for malformed frames and never throws', () => {
+  const good = writeFrame(FrameType.Data, 1, { a: 1 })
+  // truncated header
+  for (let n = 0; n < HEADER_SIZE; n++) assert.is(readFrame(good.subarray(0, n)), null, `header of ${n} bytes`)
+  // metaLen past the end
+  assert.is(readFrame(good.subarray(0, good.length - 1)), null, 'meta cut short')
+  assert.is(readFrame(rawFrame(FrameType.Data, 1, Kind.None, new Uint8Array(0), new Uint8Array(0), 1)), null)
+  assert.is(readFrame(rawFrame(FrameType.Data, 1, Kind.None, new Uint8Array(0), new Uint8Array(0), 0xffffffff)), null)
+  // non-object meta
+  for (const json of ['[]', '[1,2]', '1', '"str"', 'null', 'true']) {
+    assert.is(readFrame(rawFrame(FrameType.Data, 1, Kind.None, enc.encode(json))), null, `meta ${json}`)
+  }
+  // not JSON, not UTF-8
+  assert.is(readFrame(rawFrame(FrameType.Data, 1, Kind.None, enc.encode('{a:1}'))), null)
+  assert.is(readFrame(rawFrame(FrameType.Data, 1, Kind.None, enc.encode('{"a":'))), null)
+  assert.is(readFrame(rawFrame(FrameType.Data, 1, Kind.None, new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]))), null, 'invalid UTF-8 inside a string')
+  assert.is(readFrame(rawFrame(FrameType.Data, 1, Kind.None, new Uint8Array([0xc3]))), null, 'truncated UTF-8 sequence')
+  // unknown payload kind
+  for (const kind of [4, 5, 127, 255]) assert.is(readFrame(rawFrame(FrameType.Data, 1, kind, new Uint8Array(0))), null, `kind ${kind}`)
+  // the four known kinds are fine
+  for (const kind of [0, 1, 2, 3]) assert.ok(readFrame(rawFrame(FrameType.Data, 1, kind, new Uint8Array(0))) !== null, `kind ${kind}`)
+})
+
+test('meta with __proto__ does not pollute Object.prototype', () => {
+  const read = readFrame(rawFrame(FrameType.Open, 1, Kind.None, enc.encode('{"__proto__":{"polluted":1},"ns":"x","ep":"echo"}')))
+  assert.ok(read !== null)
+  assert.is(({} as Record<string, unknown>).polluted, undefined)
+  const parsed = parseClientFrame(read?.bytes ?? new Uint8Array())
+  assert.equal(parsed, { type: 'open', sid: 1, ep: 'echo', ns: 'x' })
+})
+
+// ---- parseClientFrame ----
+
+test('parseClientFrame: OPEN for each endpoint', () => {
+  assert.equal(parseClientFrame(writeFrame(FrameType.Open, 3, { ep: 'echo', ns: 'room' })), { type: 'open', sid: 3, ep: 'echo', ns: 'room' })
+  assert.equal(parseClientFrame(writeFrame(FrameType.Open, 4, { ep: 'kv', ns: 'room' })), { type: 'open', sid: 4, ep: 'kv', ns: 'room', since: null })
+  assert.equal(parseClientFrame(writeFrame(FrameType.Open, 4, { ep: 'kv', ns: 'room', epoch: 'abc', seq: 17 })),
+    { type: 'open', sid: 4, ep: 'kv', ns: 'room', since: { epoch: 'abc', seq: 17 } })
+  assert.equal(parseClientFrame(writeFrame(FrameType.Open, 5, { ep: 'relay', ns: 'room', local: 'a', remote: 'b' })),
+    { type: 'open', sid: 5, ep: 'relay', ns: 'room', local: 'a', remote: 'b' })
+  // a namespace at the length limit is fine
+  const long = 'n'.repeat(NAME_MAX)
+  assert.equal(parseClientFrame(writeFrame(FrameType.Open, 6, { ep: 'echo', ns: long })), { type: 'open', sid: 6, ep: 'echo', ns: long })
+})
+
+test('parseClientFrame: CLOSE, DATA and REQUEST', () => {
+  assert.equal(parseClientFrame(writeFrame(FrameType.Close, 9, null)), { type: 'close', sid: 9 })
+  const data = writeFrame(FrameType.Data, 9, null, encodePayload('hi'))
+  const parsedData = parseClientFrame(data)
+  assert.ok(!isFrameError(parsedData) && parsedData.type === 'data')
+  if (!isFrameError(parsedData) && parsedData.type === 'data') {
+    assert.is(parsedData.sid, 9)
+    assert.is(parsedData.raw.bytes, data)
+    assert.is(decodePayload(parsedData.raw.kind, parsedData.raw.payload), 'hi')
+  }
+  const set = parseClientFrame(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 1, ttl: 500 }, encodePayload({ v: 1 })))
+  assert.ok(!isFrameError(set) && set.type === 'request' && set.op === 'set')
+  if (!isFrameError(set) && set.type === 'request' && set.op === 'set') {
+    assert.is(set.sid, 2)
+    assert.is(set.req, 1)
+    assert.is(set.key, 'k')
+    assert.is(set.ttl, 500)
+    assert.equal(decodePayload(set.raw.kind, set.raw.payload), { v: 1 })
+  }
+  const noTtl = parseClientFrame(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 2 }))
+  assert.ok(!isFrameError(noTtl) && noTtl.type === 'request' && noTtl.op === 'set' && noTtl.ttl === null)
+  assert.equal(parseClientFrame(writeFrame(FrameType.Request, 2, { op: 'delete', key: 'k', req: 3 })),
+    { type: 'request', sid: 2, req: 3, op: 'delete', key: 'k' })
+})
+
+test('parseClientFrame: malformed bytes → bad-frame; unknown type → unknown-frame', () => {
+  expectError(new Uint8Array([1, 2, 3]), 'bad-frame', 0)
+  expectError(rawFrame(FrameType.Open, 1, Kind.None, enc.encode('[]')), 'bad-frame')
+  expectError(rawFrame(FrameType.Open, 1, 9, new Uint8Array(0)), 'bad-frame')
+  for (const type of [0x00, 0x05, 0x10, 0x11, 0x14, 0x16, 0xff]) {
+    expectError(writeFrame(type, 12, { ns: 'x' }), 'unknown-frame', 12)
+  }
+})
+
+test('parseClientFrame: OPEN with an unknown endpoint → unknown-endpoint', () => {
+  for (const ep of ['nope', 'ECHO', '', 'toString', '__proto__', 5, null, undefined]) {
+    expectError(writeFrame(FrameType.Open, 8, { ep, ns: 'x' }), 'unknown-endpoint', 8)
+  }
+})
+
+test('parseClientFrame: wrong field types → bad-request, with the stream id (and req when known)', () => {
+  const open = (id: number, meta: object | null): Uint8Array => writeFrame(FrameType.Open, id, meta)
+  expectError(open(0, { ep: 'echo', ns: 'x' }), 'bad-request', 0) // id 0 is reserved
+  expectError(open(1, null), 'bad-request', 1)
+  expectError(open(1, { ep: 'echo' }), 'bad-request', 1)
+  expectError(open(1, { ep: 'echo', ns: 5 }), 'bad-request', 1)
+  expectError(open(1, { ep: 'echo', ns: '' }), 'bad-request', 1)
+  expectError(open(1, { ep: 'echo', ns: 'n'.repeat(NAME_MAX + 1) }), 'bad-request', 1)
+  expectError(open(1, { ep: 'echo', ns: ['x'] }), 'bad-request', 1)
+  expectError(open(2, { ep: 'kv', ns: 'x', epoch: 5, seq: 1 }), 'bad-request', 2)
+  expectError(open(2, { ep: 'kv', ns: 'x', epoch: 'e', seq: -1 }), 'bad-request', 2)
+  expectError(open(2, { ep: 'kv', ns: 'x', epoch: 'e', seq: 1.5 }), 'bad-request', 2)
+  expectError(open(2, { ep: 'kv', ns: 'x', epoch: 'e', seq: '1' }), 'bad-request', 2)
+  expectError(open(2, { ep: 'kv', ns: 'x', epoch: 'e' }), 'bad-request', 2)
+  expectError(open(2, { ep: 'kv', ns: 'x', seq: 3 }), 'bad-request', 2)
+  expectError(open(2, { ep: 'kv', ns: 'x', epoch: 'e'.repeat(65), seq: 3 }), 'bad-request', 2)
+  expectError(open(3, { ep: 'relay', ns: 'x', local: 'a' }), 'bad-request', 3)
+  expectError(open(3, { ep: 'relay', ns: 'x', local: 'a', remote: 7 }), 'bad-request', 3)
+  expectError(open(3, { ep: 'relay', ns: 'x', local: 'a', remote: 'a' }), 'bad-request', 3)
+
+  const request = (meta: object | null): Uint8Array => writeFrame(FrameType.Request, 4, meta)
+  expectError(request(null), 'bad-request', 4)
+  expectError(request({ op: 'set', key: 'k' }), 'bad-request', 4)
+  expectError(request({ op: 'set', key: 'k', req: '1' }), 'bad-request', 4)
+  expectError(request({ op: 'set', key: 'k', req: -1 }), 'bad-request', 4)
+  expectError(request({ op: 'set', key: 5, req: 7 }), 'bad-request', 4, 7)
+  expectError(request({ op: 'set', key: '', req: 7 }), 'bad-request', 4, 7)
+  expectError(request({ op: 'set', key: 'k'.repeat(NAME_MAX + 1), req: 7 }), 'bad-request', 4, 7)
+  expectError(request({ op: 'set', key: 'k', req: 7, ttl: 0 }), 'bad-request', 4, 7)
+  expectError(request({ op: 'set', key: 'k', req: 7, ttl: -5 }), 'bad-request', 4, 7)
+  expectError(request({ op: 'set', key: 'k', req: 7, ttl: 1.5 }), 'bad-request', 4, 7)
+  expectError(request({ op: 'set', key: 'k', req: 7, ttl: '100' }), 'bad-request', 4, 7)
+  expectError(request({ op: 'set', key: 'k', req: 7, ttl: null }), 'bad-request', 4, 7)
+  expectError(request({ op: 'get', key: 'k', req: 7 }), 'bad-request', 4, 7)
+  expectError(request({ key: 'k', req: 7 }), 'bad-request', 4, 7)
+})
+
+test('parseClientFrame never throws on random bytes', () => {
+  let seed = 0x5eed
+  const rand = (): number => { seed = (seed * 1103515245 + 12345) >>> 0; return seed >>> 8 }
+  for (let i = 0; i < 5000; i++) {
+    const len = rand() % 64
+    const b = new Uint8Array(len)
+    for (let j = 0; j < len; j++) b[j] = rand() & 0xff
+    // sometimes a plausible header with a small metaLen, so the JSON path is exercised too
+    if (len >= HEADER_SIZE && i % 2 === 0) { b[0] = 1 + (rand() % 4); b[5] = rand() % 4; new DataView(b.buffer).setUint32(6, rand() % (len - HEADER_SIZE + 1)) }
+    const parsed = parseClientFrame(b)
+    assert.type(parsed, 'object')
+  }
+})
+
+// ---- rewriteId ----
+
+test('rewriteId changes only the id, in place, also inside a larger buffer', () => {
+  const frame = writeFrame(FrameType.Data, 1, { a: 1 }, encodePayload('x'))
+  const copy = frame.slice()
+  rewriteId(frame, 0xdeadbeef)
+  assert.is(readFrame(frame)?.id, 0xdeadbeef)
+  assert.equal([...frame.subarray(0, 1)], [...copy.subarray(0, 1)])
+  assert.equal([...frame.subarray(5)], [...copy.subarray(5)])
+
+  const big = new Uint8Array(frame.length + 8)
+  big.set(copy, 4)
+  const view = big.subarray(4, 4 + copy.length)
+  rewriteId(view, 77)
+  assert.is(readFrame(view)?.id, 77)
+  assert.equal([...big.subarray(0, 4)], [0, 0, 0, 0], 'bytes before the view untouched')
+  assert.equal([...big.subarray(4 + copy.length)], new Array(4).fill(0), 'bytes after the view untouched')
+})
+
+// ---- encodePayload / decodePayload ----
+
+test('encodePayload / decodePayload: binary in every form comes back as a Uint8Array of the same bytes', () => {
+  const u8 = new Uint8Array([1, 2, 3, 250])
+  const e1 = encodePayload(u8)
+  assert.is(e1.kind, Kind.Binary)
+  assert.is(e1.bytes, u8, 'a Uint8Array is not copied on encode')
+  const back = decodePayload(e1.kind, e1.bytes) as Uint8Array
+  assert.instance(back, Uint8Array)
+  assert.equal([...back], [1, 2, 3, 250])
+  assert.is.not(back.buffer, u8.buffer, 'decoded binary owns its buffer')
+
+  const ab = new Uint8Array([4, 5, 6]).buffer
+  const e2 = encodePayload(ab)
+  assert.is(e2.kind, Kind.Binary)
+  assert.equal([...(decodePayload(e2.kind, e2.bytes) as Uint8Array)], [4, 5, 6])
+
+  // views with an offset: only the viewed bytes travel
+  const backing = new Uint8Array([0, 0, 1, 2, 3, 4, 0, 0]).buffer
+  const dv = new DataView(backing, 2, 4)
+  const e3 = encodePayload(dv)
+  assert.is(e3.kind, Kind.Binary)
+  assert.equal([...(decodePayload(e3.kind, e3.bytes) as Uint8Array)], [1, 2, 3, 4])
+
+  const u16 = new Uint16Array([0x0102, 0xffff])
+  const e4 = encodePayload(u16)
+  assert.is(e4.kind, Kind.Binary)
+  assert.is(e4.bytes.length, 4)
+  const back16 = decodePayload(e4.kind, e4.bytes) as Uint8Array
+  assert.equal([...new Uint16Array(back16.buffer, back16.byteOffset, 2)], [0x0102, 0xffff])
+
+  const f64 = new Float64Array([Math.PI]).subarray(0, 1)
+  assert.is(encodePayload(f64).bytes.length, 8)
+
+  const buf = Buffer.from('buffer bytes')
+  const e5 = encodePayload(buf)
+  assert.is(e5.kind, Kind.Binary)
+  assert.is(dec.decode(decodePayload(e5.kind, e5.bytes) as Uint8Array), 'buffer bytes')
+
+  const empty = encodePayload(new Uint8Array(0))
+  assert.is(empty.kind, Kind.Binary)
+  assert.equal([...(decodePayload(empty.kind, empty.bytes) as Uint8Array)], [])
+})
+
+test('encodePayload / decodePayload: strings, including non-ASCII, as UTF-8 text', () => {
+  for (const s of ['', 'plain', 'café', '日本語', '😀 emoji', 'null', '{"looks":"like json"}', '\u0000nul']) {
+    const e = encodePayload(s)
+    assert.is(e.kind, Kind.Text)
+    assert.equal([...e.bytes], [...enc.encode(s)])
+    assert.is(decodePayload(e.kind, e.bytes), s)
+  }
+})
+
+test('encodePayload / decodePayload: JSON values keep their type', () => {
+  const values: unknown[] = [{ a: 1, b: [true, null, 'x'] }, [], {}, 0, -1.5, 1e21, null, true, false, [1, [2, [3]]], JSON.parse('{"__proto__":1}')]
+  for (const v of values) {
+    const e = encodePayload(v)
+    assert.is(e.kind, Kind.Json, JSON.stringify(v))
+    assert.equal(decodePayload(e.kind, e.bytes), v)
+  }
+  // null and false are values, not "no payload"
+  assert.is(decodePayload(Kind.Json, encodePayload(null).bytes), null)
+  assert.is(decodePayload(Kind.Json, encodePayload(false).bytes), false)
+  assert.is(decodePayload(Kind.Json, encodePayload(0).bytes), 0)
+  // undefined is no payload at all
+  assert.equal(encodePayload(undefined), { kind: Kind.None, bytes: new Uint8Array(0) })
+  assert.is(decodePayload(Kind.None, new Uint8Array(0)), undefined)
+})
+
+test('encodePayload throws a TypeError for values JSON cannot encode', () => {
+  assert.throws(() => encodePayload(10n), TypeError)
+  const cyclic: Record<string, unknown> = {}
+  cyclic.self = cyclic
+  assert.throws(() => encodePayload(cyclic), TypeError)
+  assert.throws(() => encodePayload(() => 1), TypeError)
+  assert.throws(() => encodePayload(Symbol('s')), TypeError)
+})
+
+test('decodePayload throws on malformed JSON or UTF-8 (callers turn that into an error event)', () => {
+  assert.throws(() => decodePayload(Kind.Json, enc.encode('{nope')))
+  assert.throws(() => decodePayload(Kind.Text, new Uint8Array([0xff, 0xfe])))
+  assert.throws(() => decodePayload(Kind.Json, new Uint8Array([0x22, 0xff, 0x22])))
+})
+
+// ---- events ----
+
+test('writeEchoEvent: one buffer per publish, the same bytes decode for every receiver', () => {
+  const meta = echoEventMeta('room', 'conn.1')
+  for (const data of ['héllo', { n: 1 }, new Uint8Array([1, 2, 3]), undefined]) {
+    const payload = encodePayload(data)
+    const frame = writeEchoEvent(meta, payload)
+    assert.instance(frame, Uint8Array)
+    // what N subscribers receive is this one buffer; each reads it independently
+    for (let receiver = 0; receiver < 3; receiver++) {
+      const read = readFrame(frame)
+      assert.ok(read !== null)
+      assert.is(read?.type, FrameType.Event)
+      assert.is(read?.id, 0)
+      assert.equal(read?.meta, { ep: 'echo', ns: 'room', from: 'conn.1' })
+      assert.is(read?.kind, payload.kind)
+      assert.equal(decodePayload(read?.kind ?? -1, read?.payload ?? new Uint8Array()), data instanceof Uint8Array ? new Uint8Array(data) : data)
+    }
+    // byte for byte the same as the generic encoder would produce
+    assert.equal([...frame], [...writeFrame(FrameType.Event, 0, { ep: 'echo', ns: 'room', from: 'conn.1' }, payload.kind === Kind.None ? undefined : payload)])
+  }
+})
+
+test('echoEventMeta escapes names (quotes, unicode) into valid JSON', () => {
+  const meta = echoEventMeta('ns "quoted" \\ ünï', 'c.1')
+  const read = readFrame(writeEchoEvent(meta, encodePayload('x')))
+  assert.equal(read?.meta, { ep: 'echo', ns: 'ns "quoted" \\ ünï', from: 'c.1' })
+})
+
+test('writeKvEvent: set carries the value and ttl; delete/expire carry no payload', () => {
+  const set = readFrame(writeKvEvent({ op: 'set', ns: 'n', epoch: 'e', key: 'k', seq: 3, kind: Kind.Text, value: enc.encode('v'), ttl: 500 }))
+  assert.equal(set?.meta, { ep: 'kv', ns: 'n', op: 'set', key: 'k', seq: 3, epoch: 'e', ttl: 500 })
+  assert.is(set?.type, FrameType.Event)
+  assert.is(decodePayload(set?.kind ?? -1, set?.payload ?? new Uint8Array()), 'v')
+  for (const op of ['delete', 'expire'] as const) {
+    const read = readFrame(writeKvEvent({ op, ns: 'n', epoch: 'e', key: 'k', seq: 4 }))
+    assert.equal(read?.meta, { ep: 'kv', ns: 'n', op, key: 'k', seq: 4, epoch: 'e' })
+    assert.is(read?.kind, Kind.None)
+    assert.is(read?.payload.length, 0)
+  }
+})
+
+test.run()
