@@ -62,8 +62,11 @@ async function rawClient (yard: Yard): Promise<RawClient> {
 }
 
 /** The coded answer to a bad frame: an ERROR frame (or CLOSED, for a refused OPEN). */
-async function expectCoded (c: RawClient, code: string, sid: number, opts: { allowClosed?: boolean, req?: number } = {}): Promise<RawFrame> {
-  const f = await c.take((f) => (f.type === FrameType.Error || (opts.allowClosed === true && f.type === FrameType.Closed)) && f.id === sid, 2000, `coded answer ${code} for stream ${sid}`)
+/** The coded answer to a rejected frame: CLOSED for a refused OPEN (`closed`), else ERROR. */
+async function expectCoded (c: RawClient, code: string, sid: number, opts: { closed?: boolean, req?: number } = {}): Promise<RawFrame> {
+  const type = opts.closed === true ? FrameType.Closed : FrameType.Error
+  const f = await c.take((f) => (f.type === FrameType.Error || f.type === FrameType.Closed) && f.id === sid, 2000, `coded answer ${code} for stream ${sid}`)
+  assert.is(f.type, type, `stream ${sid} answered with frame type ${f.type}, expected ${type}`)
   assert.is(f.meta?.code, code, `answer to stream ${sid}: ${JSON.stringify(f.meta)}`)
   assert.type(f.meta?.message, 'string')
   if (opts.req !== undefined) assert.is(f.meta?.req, opts.req)
@@ -169,7 +172,7 @@ test('every malformed frame gets a coded answer and the connection keeps serving
     assert.is((await c.take((f) => f.id === 2 && f.type === FrameType.Opened, 2000, 'kv OPENED')).type, FrameType.Opened)
 
     let sid = 100
-    const cases: Array<{ name: string, send: () => void, code: string, sid: number, allowClosed?: boolean, req?: number }> = [
+    const cases: Array<{ name: string, send: () => void, code: string, sid: number, closed?: boolean, req?: number }> = [
       { name: 'empty message', send: () => c?.send(new Uint8Array(0)), code: 'bad-frame', sid: 0 },
       { name: 'short header', send: () => c?.send(new Uint8Array([1, 0, 0])), code: 'bad-frame', sid: 0 },
       { name: 'metaLen past the end', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('{"ep":"echo"}'), 500)), code: 'bad-frame', sid: 0 },
@@ -185,13 +188,13 @@ test('every malformed frame gets a coded answer and the connection keeps serving
       { name: 'server-only frame type', send: () => c?.send(writeFrame(FrameType.Opened, 9, {})), code: 'unknown-frame', sid: 9 },
       { name: 'DATA for an unknown stream', send: () => c?.send(writeFrame(FrameType.Data, 999, null, encodePayload('x'))), code: 'unknown-stream', sid: 999 },
       { name: 'REQUEST for an unknown stream', send: () => c?.send(writeFrame(FrameType.Request, 998, { op: 'set', key: 'k', req: 4 })), code: 'unknown-stream', sid: 998, req: 4 },
-      { name: 'OPEN with an unknown endpoint', send: () => c?.send(writeFrame(FrameType.Open, 50, { ep: 'shell', ns: 'x' })), code: 'unknown-endpoint', sid: 50, allowClosed: true },
-      { name: 'OPEN with ns of the wrong type', send: () => c?.send(writeFrame(FrameType.Open, 51, { ep: 'echo', ns: 5 })), code: 'bad-request', sid: 51, allowClosed: true },
-      { name: 'OPEN with an overlong ns', send: () => c?.send(writeFrame(FrameType.Open, 52, { ep: 'echo', ns: 'x'.repeat(300) })), code: 'bad-request', sid: 52, allowClosed: true },
-      { name: 'OPEN on stream id 0', send: () => c?.send(writeFrame(FrameType.Open, 0, { ep: 'echo', ns: 'x' })), code: 'bad-request', sid: 0, allowClosed: true },
-      { name: 'OPEN kv with a bad since', send: () => c?.send(writeFrame(FrameType.Open, 53, { ep: 'kv', ns: 'x', epoch: {}, seq: 'one' })), code: 'bad-request', sid: 53, allowClosed: true },
-      { name: 'OPEN relay with equal tokens', send: () => c?.send(writeFrame(FrameType.Open, 54, { ep: 'relay', ns: 'x', local: 'a', remote: 'a' })), code: 'bad-request', sid: 54, allowClosed: true },
-      { name: 'OPEN on a stream id already open', send: () => c?.send(writeFrame(FrameType.Open, 1, { ep: 'echo', ns: 'elsewhere' })), code: 'stream-exists', sid: 1, allowClosed: true },
+      { name: 'OPEN with an unknown endpoint', send: () => c?.send(writeFrame(FrameType.Open, 50, { ep: 'shell', ns: 'x' })), code: 'unknown-endpoint', sid: 50, closed: true },
+      { name: 'OPEN with ns of the wrong type', send: () => c?.send(writeFrame(FrameType.Open, 51, { ep: 'echo', ns: 5 })), code: 'bad-request', sid: 51, closed: true },
+      { name: 'OPEN with an overlong ns', send: () => c?.send(writeFrame(FrameType.Open, 52, { ep: 'echo', ns: 'x'.repeat(300) })), code: 'bad-request', sid: 52, closed: true },
+      { name: 'OPEN on stream id 0', send: () => c?.send(writeFrame(FrameType.Open, 0, { ep: 'echo', ns: 'x' })), code: 'bad-request', sid: 0, closed: true },
+      { name: 'OPEN kv with a bad since', send: () => c?.send(writeFrame(FrameType.Open, 53, { ep: 'kv', ns: 'x', epoch: {}, seq: 'one' })), code: 'bad-request', sid: 53, closed: true },
+      { name: 'OPEN relay with equal tokens', send: () => c?.send(writeFrame(FrameType.Open, 54, { ep: 'relay', ns: 'x', local: 'a', remote: 'a' })), code: 'bad-request', sid: 54, closed: true },
+      { name: 'OPEN on a stream id already open (ERROR: the open stream stays)', send: () => c?.send(writeFrame(FrameType.Open, 1, { ep: 'echo', ns: 'elsewhere' })), code: 'stream-exists', sid: 1 },
       { name: 'REQUEST with req of the wrong type', send: () => c?.send(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 'one' })), code: 'bad-request', sid: 2 },
       { name: 'REQUEST with ttl of the wrong type', send: () => c?.send(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 5, ttl: '1s' }, encodePayload(1))), code: 'bad-request', sid: 2, req: 5 },
       { name: 'REQUEST with an unknown op', send: () => c?.send(writeFrame(FrameType.Request, 2, { op: 'drop', key: 'k', req: 6 })), code: 'bad-request', sid: 2, req: 6 },
@@ -201,12 +204,16 @@ test('every malformed frame gets a coded answer and the connection keeps serving
     for (const k of cases) {
       k.send()
       try {
-        await expectCoded(c, k.code, k.sid, { allowClosed: k.allowClosed, req: k.req })
+        await expectCoded(c, k.code, k.sid, { closed: k.closed, req: k.req })
         await echoRoundTrip(c, ++sid)
       } catch (err) {
         throw new Error(`${k.name}: ${(err as Error).message}`)
       }
     }
+    // stream 1 survived the duplicate OPEN of its id
+    c.send(writeFrame(FrameType.Data, 1, null, encodePayload('stream 1 lives')))
+    const event = await c.take((f) => f.type === FrameType.Event && new TextDecoder().decode(f.payload) === 'stream 1 lives', 2000, 'EVENT from stream 1')
+    assert.is(event.meta?.ns, 'shared')
     // the kv stream opened before all that still works
     c.send(writeFrame(FrameType.Request, 2, { op: 'set', key: 'raw', req: 8 }, encodePayload({ ok: true })))
     const reply = await c.take((f) => f.id === 2 && f.type === FrameType.Reply, 2000, 'kv REPLY')

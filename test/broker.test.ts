@@ -6,7 +6,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { SignalChannel } from 'signalyard'
-import { memoryBroker, type Broker } from 'signalyard/server'
+import { memoryBroker, type Broker, type TopicHandler } from 'signalyard/server'
 import { collect, next, startYard, until } from './helpers.js'
 
 const later = <T>(value: () => T): Promise<Awaited<T>> => new Promise((resolve, reject) => {
@@ -17,10 +17,21 @@ const later = <T>(value: () => T): Promise<Awaited<T>> => new Promise((resolve, 
 function asyncBroker (inner: Broker): Broker & { calls: Record<string, number> } {
   const calls: Record<string, number> = {}
   const count = (name: string): void => { calls[name] = (calls[name] ?? 0) + 1 }
+  const delayed = new Map<TopicHandler, TopicHandler>()
   return {
     calls,
-    subscribe: (topic, handler) => { count('subscribe'); return later(() => inner.subscribe(topic, (m) => setImmediate(() => handler(m)))) },
-    unsubscribe: (topic) => { count('unsubscribe'); return later(() => inner.unsubscribe(topic)) },
+    subscribe: (topic, handler) => {
+      count('subscribe')
+      const wrapped: TopicHandler = (m) => setImmediate(() => handler(m))
+      delayed.set(handler, wrapped)
+      return later(() => inner.subscribe(topic, wrapped))
+    },
+    unsubscribe: (topic, handler) => {
+      count('unsubscribe')
+      const wrapped = delayed.get(handler)
+      delayed.delete(handler)
+      return later(() => wrapped === undefined ? undefined : inner.unsubscribe(topic, wrapped))
+    },
     publish: (topic, message) => { count('publish'); return later(() => inner.publish(topic, message)) },
     kvSet: (request) => { count('kvSet'); return later(() => inner.kvSet(request)) },
     kvDelete: (ns, key) => { count('kvDelete'); return later(() => inner.kvDelete(ns, key)) },
@@ -98,6 +109,49 @@ test('a broker that fails answers the client with a coded error and keeps the co
     a.close()
     await yard.close()
     await inner.close()
+  }
+})
+
+test('two yards on one broker: echo, kv and relay reach across them, and each yard unsubscribes only itself', async () => {
+  const broker = memoryBroker()
+  const one = await startYard({ broker })
+  const two = await startYard({ broker })
+  const a = SignalChannel('shared-broker', one.url)
+  const b = SignalChannel('shared-broker', two.url)
+  try {
+    const ea = a.echo()
+    const eb = b.echo()
+    await Promise.all([ea.ready(), eb.ready()])
+    const got = next(eb, 'data')
+    ea.send('across yards')
+    assert.equal((await got)[0], 'across yards')
+
+    const ka = a.kv()
+    await ka.set('k', 'v')
+    const kb = b.kv()
+    await kb.ready()
+    assert.equal(kb.get('k'), 'v')
+
+    const ra = a.relay({ local: 'p', remote: 'q' })
+    const rb = b.relay({ local: 'q', remote: 'p' })
+    await Promise.all([ra.ready(), rb.ready()])
+    const piped = next(rb, 'data')
+    ra.send('through the relay')
+    assert.equal(await piped, ['through the relay'])
+
+    // The last echo subscriber on yard one leaves: yard two still gets what yard two's clients send.
+    ea.close()
+    const still = next(eb, 'data')
+    const extra = b.echo()
+    await extra.ready()
+    extra.send('two still hears')
+    assert.equal((await still)[0], 'two still hears')
+  } finally {
+    a.close()
+    b.close()
+    await one.close()
+    await two.close()
+    await broker.close()
   }
 })
 

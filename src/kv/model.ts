@@ -142,7 +142,7 @@ export class KvModel {
     for (const { key, seq, kind, value, expiresAt } of space.entries.values()) {
       if (expiresAt <= now) continue
       keys.push(key)
-      if (seq > from) changes.push({ op: 'set', ns, epoch, key, seq, kind, value, ttl: expiresAt - now })
+      if (seq > from) changes.push({ op: 'set', ns, epoch, key, seq, kind, value, ttl: Math.max(1, Math.round(expiresAt - now)) })
     }
     return { epoch, seq: space.seq, changes, keys }
   }

@@ -43,7 +43,14 @@ export type RequestFrame = KvSetRequest | KvDeleteRequest
 export type ClientFrame = OpenFrame | CloseFrame | DataFrame | RequestFrame
 
 /** What a parser says about a frame it rejects: the code, and the stream/request it concerned. */
-export interface FrameError { error: ErrorCode, message: string, sid: number, req?: number }
+export interface FrameError {
+  error: ErrorCode
+  message: string
+  sid: number
+  req?: number
+  /** The rejected frame was an OPEN: the answer is CLOSED (the stream does not exist), not ERROR. */
+  open?: true
+}
 
 const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= NAME_MAX
 const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER
@@ -52,6 +59,11 @@ const bad = (sid: number, message: string, req?: number): FrameError => ({ error
 type Parser = (f: RawFrame) => ClientFrame | FrameError
 
 function parseOpen (f: RawFrame): OpenFrame | FrameError {
+  const parsed = checkOpen(f)
+  return 'error' in parsed ? { ...parsed, open: true } : parsed
+}
+
+function checkOpen (f: RawFrame): OpenFrame | FrameError {
   const m = f.meta ?? {}
   const sid = f.id
   if (sid === 0) return bad(sid, 'stream id 0 is reserved')

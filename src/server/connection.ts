@@ -160,7 +160,8 @@ export class Connection implements Subscriber {
       this.countBad()
       this.send(writeFrame(FrameType.Closed, sid, { code, message }))
     }
-    if (this.streams.has(sid)) return refuse('stream-exists', `stream ${sid} is open already`)
+    // A duplicate id must not look like a close of the stream that holds it: ERROR, not CLOSED.
+    if (this.streams.has(sid)) return this.reject({ error: 'stream-exists', message: `stream ${sid} is open already`, sid })
     if (this.streams.size >= this.ctx.limits.maxStreams) return refuse('too-many-streams', `at most ${this.ctx.limits.maxStreams} streams per connection`)
     if (!this.namespaces.has(ns) && this.namespaces.size >= this.ctx.limits.maxNamespaces) {
       return refuse('too-many-namespaces', `at most ${this.ctx.limits.maxNamespaces} namespaces per connection`)
@@ -205,7 +206,8 @@ export class Connection implements Subscriber {
   }
 
   private reject (e: FrameError): void {
-    this.error(e.sid, e.error, e.message, e.req)
+    if (e.open === true) this.send(writeFrame(FrameType.Closed, e.sid, { code: e.error, message: e.message }))
+    else this.error(e.sid, e.error, e.message, e.req)
     this.countBad()
   }
 

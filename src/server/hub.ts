@@ -5,13 +5,13 @@
  * empty topic leaves nothing behind. A message from the broker is written, as the same bytes, once
  * to each subscribed connection.
  */
-import type { Broker, MaybePromise } from './brokers/types.js'
+import type { Broker, MaybePromise, TopicHandler } from './brokers/types.js'
 
 /** Anything that can take a finished frame: a connection. */
 export interface Subscriber { send: (frame: Uint8Array) => void }
 
 export class Hub {
-  private readonly topics = new Map<string, Map<Subscriber, number>>()
+  private readonly topics = new Map<string, { subs: Map<Subscriber, number>, handler: TopicHandler }>()
   /** Broker subscriptions still being set up (Redis); later subscribers wait for them. */
   private readonly starting = new Map<string, Promise<void>>()
 
@@ -21,32 +21,33 @@ export class Hub {
   get size (): number { return this.topics.size }
 
   subscribe (topic: string, subscriber: Subscriber): MaybePromise<void> {
-    let subs = this.topics.get(topic)
-    if (subs === undefined) {
-      subs = new Map()
-      this.topics.set(topic, subs)
-      const fanout = subs
-      const started = this.broker.subscribe(topic, (frame) => {
-        for (const sub of fanout.keys()) sub.send(frame)
-      })
+    let entry = this.topics.get(topic)
+    if (entry === undefined) {
+      const subs = new Map<Subscriber, number>()
+      const handler: TopicHandler = (frame) => {
+        for (const sub of subs.keys()) sub.send(frame)
+      }
+      entry = { subs, handler }
+      this.topics.set(topic, entry)
+      const started = this.broker.subscribe(topic, handler)
       if (started instanceof Promise) {
         const done = started.finally(() => this.starting.delete(topic))
         this.starting.set(topic, done)
       }
     }
-    subs.set(subscriber, (subs.get(subscriber) ?? 0) + 1)
+    entry.subs.set(subscriber, (entry.subs.get(subscriber) ?? 0) + 1)
     return this.starting.get(topic)
   }
 
   unsubscribe (topic: string, subscriber: Subscriber): void {
-    const subs = this.topics.get(topic)
-    const count = subs?.get(subscriber)
-    if (subs === undefined || count === undefined) return
-    if (count > 1) subs.set(subscriber, count - 1)
-    else subs.delete(subscriber)
-    if (subs.size === 0) {
+    const entry = this.topics.get(topic)
+    const count = entry?.subs.get(subscriber)
+    if (entry === undefined || count === undefined) return
+    if (count > 1) entry.subs.set(subscriber, count - 1)
+    else entry.subs.delete(subscriber)
+    if (entry.subs.size === 0) {
       this.topics.delete(topic)
-      const stopped = this.broker.unsubscribe(topic)
+      const stopped = this.broker.unsubscribe(topic, entry.handler)
       if (stopped instanceof Promise) stopped.catch(() => {}) // a broker that lost its connection resubscribes nothing
     }
   }

@@ -26,12 +26,15 @@ const sideKey = (ns: string, local: string, remote: string): string => JSON.stri
  */
 export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
   const now = options.now ?? (() => performance.now())
-  const topics = new Map<string, TopicHandler>()
+  const topics = new Map<string, Set<TopicHandler>>()
   const model = new KvModel({ resolution: Math.min(100, options.sweepInterval ?? 100) })
   const sides = new Map<string, Side>()
   let pairs = 0
 
-  const publish = (topic: string, message: Uint8Array): void => { topics.get(topic)?.(message) }
+  const publish = (topic: string, message: Uint8Array): void => {
+    const handlers = topics.get(topic)
+    if (handlers !== undefined) for (const handler of handlers) handler(message)
+  }
   const sweep = setInterval(() => {
     for (const change of model.sweep(now())) publish(topicOf('kv', change.ns), writeKvEvent(change))
   }, options.sweepInterval ?? 100)
@@ -52,8 +55,16 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
   }
 
   return {
-    subscribe (topic, handler) { topics.set(topic, handler) },
-    unsubscribe (topic) { topics.delete(topic) },
+    subscribe (topic, handler) {
+      let handlers = topics.get(topic)
+      if (handlers === undefined) topics.set(topic, handlers = new Set())
+      handlers.add(handler)
+    },
+    unsubscribe (topic, handler) {
+      const handlers = topics.get(topic)
+      handlers?.delete(handler)
+      if (handlers?.size === 0) topics.delete(topic)
+    },
     publish,
 
     kvSet ({ ns, key, kind, value, ttl, maxKeys }) {

@@ -48,8 +48,8 @@ export interface KvSetRequest {
 export interface Broker {
   /** Start receiving a topic in this process (called once per topic, on its first local subscriber). */
   subscribe: (topic: string, handler: TopicHandler) => MaybePromise<void>
-  /** Stop receiving a topic in this process (on its last local subscriber leaving). */
-  unsubscribe: (topic: string) => MaybePromise<void>
+  /** Stop delivering a topic to this handler (on the topic's last local subscriber leaving). */
+  unsubscribe: (topic: string, handler: TopicHandler) => MaybePromise<void>
   /** Deliver a message to every process subscribed to the topic, this one included, in order per publisher. */
   publish: (topic: string, message: Uint8Array) => MaybePromise<void>
 
