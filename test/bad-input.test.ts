@@ -8,9 +8,9 @@ import * as assert from 'uvu/assert'
 import WebSocket from 'ws'
 import { SignalChannel, ERROR_CODES, type Channel, type EchoStream, type KvStream } from 'signalyard'
 import type { Yard } from 'signalyard/server'
-import { HEADER_SIZE, Kind, decodePayload, encodePayload, readFrame, writeFrame, type RawFrame } from '../src/protocol/codec.js'
+import { Kind, decodePayload, encodePayload, readFrame, writeFrame, type RawFrame } from '../src/protocol/codec.js'
 import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
-import { sleep, startYard } from './helpers.js'
+import { rawFrame, sleep, startYard } from './helpers.js'
 
 const enc = new TextEncoder()
 
@@ -129,19 +129,6 @@ async function healthz (yard: Yard): Promise<{ status: string, connections: numb
   return await res.json() as { status: string, connections: number }
 }
 
-/** A frame with hand-set header fields (metaLen may lie). */
-function rawFrame (type: number, id: number, kind: number, meta: Uint8Array, metaLen = meta.length, payload = new Uint8Array(0)): Uint8Array {
-  const out = new Uint8Array(HEADER_SIZE + meta.length + payload.length)
-  const view = new DataView(out.buffer)
-  out[0] = type
-  view.setUint32(1, id)
-  out[5] = kind
-  view.setUint32(6, metaLen)
-  out.set(meta, HEADER_SIZE)
-  out.set(payload, HEADER_SIZE + meta.length)
-  return out
-}
-
 test('HELLO first: the server introduces itself with its limits', async () => {
   const yard = await startYard()
   let c: RawClient | null = null
@@ -175,8 +162,8 @@ test('every malformed frame gets a coded answer and the connection keeps serving
     const cases: Array<{ name: string, send: () => void, code: string, sid: number, closed?: boolean, req?: number }> = [
       { name: 'empty message', send: () => c?.send(new Uint8Array(0)), code: 'bad-frame', sid: 0 },
       { name: 'short header', send: () => c?.send(new Uint8Array([1, 0, 0])), code: 'bad-frame', sid: 0 },
-      { name: 'metaLen past the end', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('{"ep":"echo"}'), 500)), code: 'bad-frame', sid: 0 },
-      { name: 'metaLen 0xffffffff', send: () => c?.send(rawFrame(FrameType.Data, 1, 0, new Uint8Array(0), 0xffffffff)), code: 'bad-frame', sid: 0 },
+      { name: 'metaLen past the end', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('{"ep":"echo"}'), undefined, 500)), code: 'bad-frame', sid: 0 },
+      { name: 'metaLen 0xffffffff', send: () => c?.send(rawFrame(FrameType.Data, 1, 0, new Uint8Array(0), undefined, 0xffffffff)), code: 'bad-frame', sid: 0 },
       { name: 'array meta', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('["echo"]'))), code: 'bad-frame', sid: 0 },
       { name: 'number meta', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('42'))), code: 'bad-frame', sid: 0 },
       { name: 'null meta', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('null'))), code: 'bad-frame', sid: 0 },
@@ -368,11 +355,11 @@ test('thousands of random byte strings crash nothing; the good client is served 
       const type = rand() < 0.9 ? pick([FrameType.Open, FrameType.Close, FrameType.Data, FrameType.Request]) : int(256)
       const id = rand() < 0.9 ? 1 + int(40) : int(2 ** 32)
       const kind = rand() < 0.9 ? int(4) : int(256)
-      if (r < 0.5) return rawFrame(type, id, kind, randomBytes(int(30)), rand() < 0.5 ? undefined : int(2 ** 32))
+      if (r < 0.5) return rawFrame(type, id, kind, randomBytes(int(30)), undefined, rand() < 0.5 ? undefined : int(2 ** 32))
       const meta: Record<string, unknown> = {}
       for (const f of fields) if (rand() < 0.5) meta[f] = fieldValue(f)
       const payload = rand() < 0.5 ? randomBytes(int(50)) : new Uint8Array(0)
-      return rawFrame(type, id, kind, enc.encode(JSON.stringify(meta)), undefined, payload)
+      return rawFrame(type, id, kind, enc.encode(JSON.stringify(meta)), payload)
     }
 
     let barrier = 0

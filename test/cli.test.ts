@@ -9,7 +9,7 @@ import { createServer as createNetServer, Socket, type AddressInfo } from 'node:
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { SignalChannel } from 'signalyard'
-import { fetchText, next, until } from './helpers.js'
+import { fetchText, freePort, next, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const LISTENING = /^signalyard listening on (ws:\/\/127\.0\.0\.1:(\d+)(\/\S*))$/
@@ -77,15 +77,6 @@ async function healthz (port: number): Promise<{ status: string, connections: nu
   assert.is(res.status, 200)
   assert.match(res.type, 'application/json')
   return JSON.parse(res.body)
-}
-
-/** A port nothing listens on right now. */
-async function freePort (): Promise<number> {
-  const server = createNetServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 /** A raw client speaking signalyard.1 (no reconnect): shows the close code the server sends. */

@@ -3,8 +3,10 @@
  * a deadline (a test that waits forever is a hang, not a failure).
  */
 import { get as httpGet } from 'node:http'
+import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import type { EventEmitter } from 'eventemitter3'
 import { createServer, type ServerOptions, type Yard } from 'signalyard/server'
+import { HEADER_SIZE } from '../src/protocol/codec.js'
 
 /** A yard on 127.0.0.1 and a free port. */
 export function startYard (options: ServerOptions = {}): Promise<Yard> {
@@ -77,4 +79,26 @@ export function fetchText (url: string): Promise<{ status: number, type: string,
     req.on('error', reject)
     req.setTimeout(2000, () => req.destroy(new Error(`GET ${url} timed out`)))
   })
+}
+
+/** A port nothing listens on right now. */
+export async function freePort (): Promise<number> {
+  const server = createNetServer()
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const { port } = server.address() as AddressInfo
+  await new Promise<void>((resolve) => server.close(() => resolve()))
+  return port
+}
+
+/** A frame built by hand: header fields and raw meta bytes; `metaLen` may lie. */
+export function rawFrame (type: number, id: number, kind: number, meta: Uint8Array, payload = new Uint8Array(0), metaLen = meta.length): Uint8Array {
+  const out = new Uint8Array(HEADER_SIZE + meta.length + payload.length)
+  const view = new DataView(out.buffer)
+  out[0] = type
+  view.setUint32(1, id)
+  out[5] = kind
+  view.setUint32(6, metaLen)
+  out.set(meta, HEADER_SIZE)
+  out.set(payload, HEADER_SIZE + meta.length)
+  return out
 }

@@ -8,22 +8,10 @@ import {
 } from '../src/protocol/codec.js'
 import { echoEventMeta, writeEchoEvent, writeKvEvent } from '../src/protocol/events.js'
 import { FrameType, NAME_MAX, isFrameError, parseClientFrame, type FrameError } from '../src/protocol/frames.js'
+import { rawFrame } from './helpers.js'
 
 const enc = new TextEncoder()
 const dec = new TextDecoder()
-
-/** A frame built by hand: header fields and raw meta bytes. */
-function rawFrame (type: number, id: number, kind: number, meta: Uint8Array, payload = new Uint8Array(0), metaLen = meta.length): Uint8Array {
-  const out = new Uint8Array(HEADER_SIZE + meta.length + payload.length)
-  const view = new DataView(out.buffer)
-  out[0] = type
-  view.setUint32(1, id)
-  out[5] = kind
-  view.setUint32(6, metaLen)
-  out.set(meta, HEADER_SIZE)
-  out.set(payload, HEADER_SIZE + meta.length)
-  return out
-}
 
 function expectError (bytes: Uint8Array, code: FrameError['error'], sid?: number, req?: number): FrameError {
   const parsed = parseClientFrame(bytes)

@@ -6,11 +6,11 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createServer as createHttpServer, type Server } from 'node:http'
-import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
+import { Socket, type AddressInfo } from 'node:net'
 import WebSocket, { WebSocketServer } from 'ws'
 import { SignalChannel } from 'signalyard'
 import { createServer, memoryBroker, type Yard } from 'signalyard/server'
-import { fetchText, next, startYard, until } from './helpers.js'
+import { fetchText, freePort, next, startYard, until } from './helpers.js'
 
 /** A raw client speaking signalyard.1 (no reconnect): shows close codes as they are. */
 async function rawClient (url: string): Promise<WebSocket> {
@@ -57,14 +57,6 @@ function closeHttp (server: Server): Promise<void> {
     server.close(() => resolve())
     server.closeAllConnections()
   })
-}
-
-async function freePort (): Promise<number> {
-  const server = createNetServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as AddressInfo
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 /** echo, kv and relay each work through `url` (one channel per side, closed afterwards). */

@@ -4,11 +4,10 @@
 // relay resume by themselves), the frame limit from HELLO, and the bounded offline queue.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { createServer as createNetServer } from 'node:net'
 import WebSocket from 'ws'
 import { SignalChannel, SignalyardError, type Channel, type ChannelOptions, type SocketState, type StateChange, type WebSocketConstructor } from 'signalyard'
 import { createServer, type ServerOptions, type Yard } from 'signalyard/server'
-import { collect, later, next, readyAll, sleep, startYard, until, within } from './helpers.js'
+import { collect, freePort, later, next, readyAll, sleep, startYard, until, within } from './helpers.js'
 
 const FAST = { minDelay: 50, maxDelay: 200 }
 
@@ -53,15 +52,6 @@ async function expectCode (fn: () => unknown, code: string): Promise<void> {
     return
   }
   assert.unreachable(`expected a SignalyardError ${code}`)
-}
-
-/** A port nothing listens on: bound, then released. */
-async function freePort (): Promise<number> {
-  const server = createNetServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const { port } = server.address() as { port: number }
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  return port
 }
 
 test('every channel and stream to one URL shares one WebSocket (3 channels × echo + kv + relay)', async () => {
