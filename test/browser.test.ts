@@ -203,17 +203,23 @@ function closeChannels (page: Page): Promise<void> {
   return call(page, 'closeAll').catch(() => {})
 }
 
+/** A yard, a static server and two ESM pages whose channels are closed at the end. */
+async function twoPages (defer: (fn: () => unknown) => void): Promise<{ yard: Yard, a: Page, b: Page }> {
+  const yard = await yardOn(defer)
+  const { origin } = await startStatic(defer)
+  const context = await newContext(defer)
+  const a = await openPage(context, `${origin}/esm.html`)
+  const b = await openPage(context, `${origin}/esm.html`)
+  defer(() => closeChannels(a))
+  defer(() => closeChannels(b))
+  return { yard, a, b }
+}
+
 // ── tests ──
 
 test('echo between two pages (ESM bundle): JSON, string and bytes in order, binary as Uint8Array, sender included', async () => {
   await scoped(async (defer) => {
-    const yard = await yardOn(defer)
-    const { origin } = await startStatic(defer)
-    const context = await newContext(defer)
-    const a = await openPage(context, `${origin}/esm.html`)
-    const b = await openPage(context, `${origin}/esm.html`)
-    defer(() => closeChannels(a))
-    defer(() => closeChannels(b))
+    const { yard, a, b } = await twoPages(defer)
     assert.is(await a.evaluate(() => (window as any).h.lib), 'esm', 'page A uses the ESM bundle')
     assert.ok((await a.evaluate(() => (window as any).h.exports as string[])).includes('SignalChannel'))
 
@@ -256,13 +262,7 @@ test('echo between two pages (ESM bundle): JSON, string and bytes in order, bina
 
 test('kv between two pages: late joiner has the state at ready(), sees updates; a 300 ms TTL expires in both within 1.3 s', async () => {
   await scoped(async (defer) => {
-    const yard = await yardOn(defer)
-    const { origin } = await startStatic(defer)
-    const context = await newContext(defer)
-    const a = await openPage(context, `${origin}/esm.html`)
-    const b = await openPage(context, `${origin}/esm.html`)
-    defer(() => closeChannels(a))
-    defer(() => closeChannels(b))
+    const { yard, a, b } = await twoPages(defer)
 
     const ka = await call<number>(a, 'kv', await call<number>(a, 'channel', 'board', { url: yard.url }))
     await call(a, 'ready', ka)
@@ -302,13 +302,7 @@ test('kv between two pages: late joiner has the state at ready(), sees updates; 
 
 test('relay between two pages: strings and ArrayBuffers both ways, byte-exact; data sent before pairing is held', async () => {
   await scoped(async (defer) => {
-    const yard = await yardOn(defer)
-    const { origin } = await startStatic(defer)
-    const context = await newContext(defer)
-    const a = await openPage(context, `${origin}/esm.html`)
-    const b = await openPage(context, `${origin}/esm.html`)
-    defer(() => closeChannels(a))
-    defer(() => closeChannels(b))
+    const { yard, a, b } = await twoPages(defer)
 
     const ra = await call<number>(a, 'relay', await call<number>(a, 'channel', 'pipe', { url: yard.url }), { local: 'a', remote: 'b' })
     await call(a, 'send', ra, str('early'))
