@@ -9,6 +9,7 @@
  */
 import { parseArgs } from 'node:util'
 import { createServer, type Yard } from './server/index.js'
+import { parsePort } from './server/server.js'
 
 const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL]
 
@@ -23,11 +24,8 @@ function usageError (message: string): never {
   process.exit(2)
 }
 
-function parsePort (value: string, from: string): number {
-  // Decimal digits only: Number() would also take ' 80', '0x50' and '8e1'.
-  const port = /^[0-9]{1,5}$/.test(value) ? Number(value) : NaN
-  if (!(port >= 0 && port <= 65535)) usageError(`${from} must be a port number from 0 to 65535, got ${JSON.stringify(value)}`)
-  return port
+function portOption (value: string, from: string): number {
+  return parsePort(value) ?? usageError(`${from} must be a port number from 0 to 65535, got ${JSON.stringify(value)}`)
 }
 
 async function main (): Promise<void> {
@@ -52,8 +50,8 @@ async function main (): Promise<void> {
     return
   }
   const port = values.port !== undefined
-    ? parsePort(values.port, '--port')
-    : parsePort(process.env.PORT ?? '3000', 'PORT')
+    ? portOption(values.port, '--port')
+    : portOption(process.env.PORT ?? '3000', 'PORT')
   const host = values.host ?? (process.env.HOST !== '' ? process.env.HOST : undefined)
   const redis = values.redis ?? (process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined)
   if (redis !== undefined) {

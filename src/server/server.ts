@@ -201,11 +201,17 @@ function refuseUpgrade (socket: Duplex, status: number, message: string): void {
   socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message)}\r\n\r\n${message}`)
 }
 
+/** A port number from text: decimal digits only (Number() would take ' 80', '0x50', '8e1'); null if not one. */
+export function parsePort (text: string): number | null {
+  const port = /^[0-9]{1,5}$/.test(text) ? Number(text) : NaN
+  return port >= 0 && port <= 65535 ? port : null
+}
+
 function portFromEnv (): number {
   const env = process.env.PORT
   if (env === undefined || env === '') return 3000
-  const port = /^[0-9]{1,5}$/.test(env) ? Number(env) : NaN
-  if (!(port >= 0 && port <= 65535)) throw new TypeError(`PORT must be a port number, got ${JSON.stringify(env)}`)
+  const port = parsePort(env)
+  if (port === null) throw new TypeError(`PORT must be a port number, got ${JSON.stringify(env)}`)
   return port
 }
 
