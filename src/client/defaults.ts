@@ -14,6 +14,12 @@ export interface ClientTunables {
   maxFrame: number
 }
 
+/**
+ * The client's defaults; override them per channel.
+ *
+ * @example
+ * SignalChannel('room', { url, reconnect: { maxDelay: CLIENT_DEFAULTS.reconnect.maxDelay * 3 } })
+ */
 export const CLIENT_DEFAULTS: Readonly<ClientTunables> = Object.freeze({
   reconnect: Object.freeze({ minDelay: 500, maxDelay: 10_000 }),
   maxQueued: 1024,

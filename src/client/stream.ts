@@ -21,6 +21,15 @@ export interface StreamEvents {
   error: [error: SignalyardError]
 }
 
+/**
+ * The base of EchoStream, KvStream and RelayStream.
+ *
+ * @example
+ * const stream = channel.echo()
+ * stream.on('open', () => {}).on('close', (err) => {}).on('error', (err) => console.error(err.code))
+ * await stream.ready()
+ * stream.close()
+ */
 export abstract class Stream<Events extends StreamEvents = StreamEvents> extends EventEmitter<Events> implements StreamHandle {
   readonly sid: number
   readonly topic: string

@@ -3,7 +3,12 @@
  * The codes travel in ERROR frames (see docs/PROTOCOL.md) and are listed in the README.
  */
 
-/** Every code signalyard can report. Stable: apps may switch on them. */
+/**
+ * Every code signalyard can report, with a short meaning. Stable: apps may switch on them.
+ *
+ * @example
+ * channel.on('error', (err) => console.warn(err.code, ERROR_CODES[err.code]))
+ */
 export const ERROR_CODES = {
   'bad-frame': 'a frame could not be parsed, or its fields have the wrong type',
   'unknown-frame': 'the frame type is not one this side understands',

@@ -35,6 +35,12 @@ export interface Limits {
   }
 }
 
+/**
+ * The server's default limits; override parts with the `limits` option.
+ *
+ * @example
+ * await createServer({ limits: { kv: { maxTtl: DEFAULTS.kv.maxTtl / 24 } } })
+ */
 export const DEFAULTS: Readonly<Limits> = Object.freeze({
   maxFrame: 1024 * 1024,
   maxStreams: 1024,
