@@ -117,10 +117,6 @@ export class KvStream extends Stream<KvEvents> {
     }
   }
 
-  override socketDown (): void {
-    super.socketDown()
-  }
-
   protected override opened (meta: Record<string, unknown>): void {
     const epoch = typeof meta.epoch === 'string' ? meta.epoch : ''
     const seq = typeof meta.seq === 'number' ? meta.seq : 0

@@ -7,7 +7,7 @@
  * State is an explicit enum with one transition function that emits ('state', to, { from, to, reason }).
  */
 import { EventEmitter } from 'eventemitter3'
-import { readFrame, writeFrame, type RawFrame } from '../protocol/codec.js'
+import { readFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, SUBPROTOCOL } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
@@ -265,6 +265,3 @@ export function acquireSocket (urls: string[], tunables: ClientTunables = CLIENT
   socket.retain()
   return socket
 }
-
-/** Encode a control frame for a stream. */
-export const controlFrame = (type: number, sid: number, meta: object | null = null): Uint8Array => writeFrame(type, sid, meta)

@@ -16,7 +16,6 @@
  */
 
 export const HEADER_SIZE = 10
-export const MAX_STREAM_ID = 0xffffffff
 
 /** How the payload bytes are to be read. */
 export const Kind = { None: 0, Json: 1, Binary: 2, Text: 3 } as const

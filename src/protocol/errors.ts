@@ -1,5 +1,5 @@
 /**
- * Errors: one class, one factory, stable string codes shared by client and server.
+ * Errors: one class with stable string codes, shared by client and server.
  * The codes travel in ERROR frames (see docs/PROTOCOL.md) and are listed in the README.
  */
 
@@ -53,14 +53,4 @@ export class SignalyardError extends Error {
     this.name = 'SignalyardError'
     this.code = code
   }
-}
-
-/** True when `code` is one of the known error codes (used when parsing ERROR frames). */
-export function isErrorCode (code: unknown): code is ErrorCode {
-  return typeof code === 'string' && Object.prototype.hasOwnProperty.call(ERROR_CODES, code)
-}
-
-/** The factory: `fail('bad-frame', 'why')` makes the error, callers throw or send it. */
-export function fail (code: ErrorCode, message?: string): SignalyardError {
-  return new SignalyardError(code, message)
 }

@@ -99,9 +99,6 @@ export class Connection implements Subscriber {
     this.ws.close(code, reason)
   }
 
-  /** Number of namespaces this connection uses. */
-  get namespaceCount (): number { return this.namespaces.size }
-
   private receive (bytes: Uint8Array): void {
     if (this.closed) return
     if (this.busy) {
