@@ -31,6 +31,11 @@ export const ERROR_CODES = {
   forbidden: 'not authorized for this namespace or endpoint',
   'rate-limited': 'too many messages per second',
   'peer-id-taken': 'another client owns this peer id',
+  'too-many-peers': 'the namespace holds too many presence members',
+  'unknown-peer': 'no client holds this peer id in the namespace',
+  'peer-left': 'the remote peer went away',
+  'connect-timeout': 'the peer connection did not open in time',
+  'webrtc-unavailable': 'WebRTC was required but one side has no RTCPeerConnection',
   'must-listen-first': 'connect() was called before listen()',
   'internal-error': 'the server failed while handling the frame'
 } as const

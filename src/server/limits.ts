@@ -27,6 +27,20 @@ export interface Limits {
     /** How often expired keys are swept, in ms. */
     sweepInterval: number
   }
+  /** Seconds-scale liveness: the server pings every connection this often (ms) and drops one that
+   * did not answer the previous ping, so a silently dead peer is gone within 2 intervals. */
+  pingInterval: number
+  peers: {
+    /** Largest presence meta, in bytes of its JSON encoding. */
+    maxMeta: number
+    /** Presence members one namespace may hold. */
+    maxPeers: number
+    /** How long a peer or node id stays held after its socket closed without leaving (ms); the
+     * owner reconnecting within it reclaims the id silently. */
+    grace: number
+    /** Largest directed signalling message, in bytes. */
+    maxSignal: number
+  }
   relay: {
     /** How long an unmatched relay stream waits before `relay-timeout`, in ms. */
     pendingTimeout: number
@@ -55,6 +69,13 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
     maxKeys: 10_000,
     sweepInterval: 100
   }),
+  pingInterval: 10_000,
+  peers: Object.freeze({
+    maxMeta: 8 * 1024,
+    maxPeers: 10_000,
+    grace: 3_000,
+    maxSignal: 64 * 1024
+  }),
   relay: Object.freeze({
     pendingTimeout: 30_000,
     prePairBuffer: 1024 * 1024
@@ -62,7 +83,8 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
 })
 
 /** A partial `limits` option, as users pass it. */
-export type LimitsOption = Partial<Omit<Limits, 'kv' | 'relay'>> & { kv?: Partial<Limits['kv']>, relay?: Partial<Limits['relay']> }
+export type LimitsOption = Partial<Omit<Limits, 'kv' | 'relay' | 'peers'>> &
+  { kv?: Partial<Limits['kv']>, relay?: Partial<Limits['relay']>, peers?: Partial<Limits['peers']> }
 
 /** Merge user limits over the defaults; rejects values that are not positive numbers. */
 export function resolveLimits (option: LimitsOption = {}): Limits {
@@ -70,7 +92,8 @@ export function resolveLimits (option: LimitsOption = {}): Limits {
     ...DEFAULTS,
     ...option,
     kv: { ...DEFAULTS.kv, ...option.kv },
-    relay: { ...DEFAULTS.relay, ...option.relay }
+    relay: { ...DEFAULTS.relay, ...option.relay },
+    peers: { ...DEFAULTS.peers, ...option.peers }
   }
   const check = (path: string, value: unknown): void => {
     if (typeof value !== 'number' || !(value > 0)) throw new TypeError(`limits.${path} must be a positive number`)
