@@ -9,9 +9,13 @@ import { NAME_MAX } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
 import { EchoStream, type EchoOptions } from './echo.js'
 import { KvStream } from './kv.js'
+import { PeerNode, type NodeOptions } from './node.js'
+import type { PeerConnection } from './peer.js'
+import { Peers } from './peers.js'
 import { RelayStream, type RelayOptions } from './relay.js'
 import { acquireSocket, type SocketState, type StateChange, type WebSocketConstructor, type YardSocket } from './socket.js'
 import type { Stream } from './stream.js'
+import type { RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
 export interface ChannelOptions {
   /**
@@ -21,6 +25,10 @@ export interface ChannelOptions {
   url?: string | string[]
   /** WebSocket constructor (default: the global one; in Node, `ws`). */
   WebSocket?: WebSocketConstructor
+  /** RTCPeerConnection constructor for createNode (default: the global one; in Node, pass e.g. node-datachannel/polyfill's). */
+  RTCPeerConnection?: RTCPeerConnectionConstructor
+  /** RTCPeerConnection configuration, merged over the server's iceServers. */
+  rtcConfig?: object
   /** Reconnect backoff: ceilings in ms (full jitter below them). */
   reconnect?: Partial<ClientTunables['reconnect']>
   /** Offline queue bounds (frames, bytes). */
@@ -48,6 +56,8 @@ export class Channel extends EventEmitter<ChannelEvents> {
   readonly namespace: string
   private readonly socket: YardSocket
   private readonly streams = new Set<Stream<any>>()
+  private readonly owned = new Set<{ close: () => void }>()
+  private readonly options: ChannelOptions
   private closed = false
   private readonly forwardState = (state: SocketState, change: StateChange): void => { this.emit('state', state, change) }
   private readonly forwardError = (error: SignalyardError): void => { this.emit('error', error) }
@@ -58,6 +68,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
       throw new SignalyardError('bad-request', `namespace must be a string of 1..${NAME_MAX} characters`)
     }
     this.namespace = namespace
+    this.options = options
     const tunables: ClientTunables = {
       ...CLIENT_DEFAULTS,
       reconnect: { ...CLIENT_DEFAULTS.reconnect, ...options.reconnect },
@@ -93,11 +104,50 @@ export class Channel extends EventEmitter<ChannelEvents> {
     return this.track(new RelayStream(this.socket, this.namespace, { local, remote }))
   }
 
-  /** Close every stream of this channel; the socket closes when no channel uses it. */
+  /**
+   * Presence in this namespace (see Peers).
+   *
+   * @example
+   * const peers = channel.createPeers()
+   * peers.on('join', (p) => console.log(p.id))
+   * await peers.join({ id: 'alice' })
+   */
+  createPeers (): Peers {
+    this.check(null)
+    const peers = new Peers(this.socket, this.namespace)
+    this.owned.add(peers)
+    return peers
+  }
+
+  /**
+   * A node for peer connections in this namespace (see PeerNode); `onConnection` is called for
+   * every connection another node opens to this one.
+   *
+   * @example
+   * const node = channel.createNode((pc) => pc.on('connection', (s) => s.on('data', console.log)))
+   * await node.listen('alice')
+   * node.connect('bob').createStream('chat').send('hi')
+   */
+  createNode (onConnection?: (pc: PeerConnection) => void, options: NodeOptions = {}): PeerNode {
+    this.check(null)
+    const node = new PeerNode({
+      socket: this.socket,
+      namespace: this.namespace,
+      openRelay: (local, remote) => this.relay({ local, remote }),
+      RTCPeerConnection: this.options.RTCPeerConnection,
+      rtcConfig: this.options.rtcConfig
+    }, onConnection, options)
+    this.owned.add(node)
+    return node
+  }
+
+  /** Close every stream, node and presence of this channel; the socket closes when no channel uses it. */
   close (): void {
     if (this.closed) return
     this.closed = true
     const from = this.socket.state // before release(), which may move the socket to 'closed'
+    for (const owned of [...this.owned]) owned.close()
+    this.owned.clear()
     for (const stream of [...this.streams]) stream.close()
     this.socket.off('state', this.forwardState)
     this.socket.off('error', this.forwardError)

@@ -43,6 +43,9 @@ export class RelayStream extends Stream<RelayEvents> {
     this.sendData(data)
   }
 
+  /** Bytes written on this realm's socket and not yet sent (shared by every stream of the socket). */
+  get bufferedAmount (): number { return this.socket.bufferedAmount }
+
   protected override openMeta (): object {
     return { local: this.local, remote: this.remote }
   }

@@ -19,6 +19,7 @@ export interface StateChange { from: SocketState, to: SocketState, reason: strin
 export interface WebSocketLike {
   binaryType: string
   readonly readyState: number
+  readonly bufferedAmount: number
   onopen: ((ev: unknown) => void) | null
   onclose: ((ev: { code: number, reason: string }) => void) | null
   onerror: ((ev: unknown) => void) | null
@@ -122,6 +123,9 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     set?.delete(stream)
     if (set?.size === 0) this.topics.delete(stream.topic)
   }
+
+  /** Bytes waiting to be sent: the WebSocket's own buffer plus the offline queue. */
+  get bufferedAmount (): number { return (this.ws?.bufferedAmount ?? 0) + this.queuedBytes }
 
   /** Is the socket open right now (frames go out at once)? */
   get isOpen (): boolean { return this.ws?.readyState === OPEN && this.state === 'open' }

@@ -1,0 +1,108 @@
+/**
+ * A named stream inside a peer connection: ordered, reliable, binary-safe messages, with the
+ * byte count still waiting to go out and a 'drain' event after `send()` returned false, like a
+ * Node writable. Writes before the connection opens are held and delivered after it opens.
+ */
+import { EventEmitter } from 'eventemitter3'
+import { SignalyardError } from '../protocol/errors.js'
+
+export interface PeerStreamEvents {
+  /** The connection opened (streams made before it did get this once). */
+  open: []
+  /** A message from the other side. */
+  data: [data: unknown]
+  /** `bufferedAmount` fell back below the low-water mark after `send()` returned false. */
+  drain: []
+  /** The stream ended (either side closed it, or the connection ended); `error` says why if not on purpose. */
+  close: [error?: SignalyardError]
+  error: [error: SignalyardError]
+}
+
+/** What a stream needs from its connection. */
+export interface StreamHost {
+  readonly isOpen: boolean
+  /** Bytes the connection's transport holds (shared by its streams). */
+  readonly pipeBuffered: number
+  write: (stream: PeerStream, data: unknown) => void
+  closeStream: (stream: PeerStream) => void
+}
+
+/** `send()` returns false from this many buffered bytes on. */
+export const HIGH_WATER_MARK = 1024 * 1024
+
+/**
+ * One stream of a peer connection (from `pc.createStream(label)` or the pc's 'connection' event).
+ *
+ * @example
+ * const s = pc.createStream('file')
+ * for (const chunk of chunks) if (!s.send(chunk)) await new Promise((r) => s.once('drain', r))
+ * s.close()
+ */
+export class PeerStream extends EventEmitter<PeerStreamEvents> {
+  state: 'opening' | 'open' | 'closed'
+  /** Bytes of this stream's messages waiting in the connection (not yet handed to the transport). */
+  queued = 0
+  needDrain = false
+  /** Fragments of the message being received. */
+  parts: Uint8Array[] = []
+  partsBytes = 0
+  private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
+  private failure: SignalyardError | null = null
+
+  constructor (private readonly host: StreamHost, readonly id: number, readonly label: string) {
+    super()
+    this.state = host.isOpen ? 'open' : 'opening'
+  }
+
+  /**
+   * Bytes written and not yet on the wire: this stream's own queue plus what the transport holds
+   * for the whole connection.
+   */
+  get bufferedAmount (): number { return this.queued + (this.state === 'closed' ? 0 : this.host.pipeBuffered) }
+
+  /**
+   * Send any JSON value, a string, or binary. Returns false when `bufferedAmount` reached the
+   * high-water mark (1 MiB): wait for 'drain' before sending more. Throws `stream-closed` after
+   * close and `payload-too-large` over 16 MiB.
+   */
+  send (data: unknown): boolean {
+    if (this.state === 'closed') throw new SignalyardError('stream-closed', `peer stream "${this.label}" is closed`)
+    this.host.write(this, data)
+    if (this.bufferedAmount < HIGH_WATER_MARK) return true
+    this.needDrain = true
+    return false
+  }
+
+  /** Resolves when the connection is open; rejects if it closes first. */
+  ready (): Promise<void> {
+    if (this.state === 'open') return Promise.resolve()
+    if (this.failure !== null) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }))
+  }
+
+  /** Close this stream on both sides (what was sent before is still delivered). */
+  close (): void {
+    if (this.state === 'closed') return
+    this.host.closeStream(this)
+    this.finish()
+  }
+
+  /** The connection opened. */
+  opened (): void {
+    if (this.state !== 'opening') return
+    this.state = 'open'
+    for (const w of this.waiters.splice(0)) w.resolve()
+    this.emit('open')
+  }
+
+  /** End the stream here (no frame is sent). */
+  finish (error?: SignalyardError): void {
+    if (this.state === 'closed') return
+    this.state = 'closed'
+    this.parts = []
+    this.failure = error ?? new SignalyardError('stream-closed', 'the peer stream closed before the connection opened')
+    for (const w of this.waiters.splice(0)) w.reject(this.failure)
+    if (error !== undefined) this.emit('error', error)
+    this.emit('close', error)
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * createPeers: presence in a namespace. A client joins under an id it owns (proved by a random
+ * owner key it presents again after every reconnect, so it reclaims its id at once) and sees the
+ * other members come, change and go. The member list is resynced after each reconnect and the
+ * differences become 'join' / 'update' / 'leave' events, so a blip is invisible when nothing changed.
+ */
+import { EventEmitter } from 'eventemitter3'
+import { nanoid } from 'nanoid'
+import { writeFrame, type RawFrame } from '../protocol/codec.js'
+import { SignalyardError } from '../protocol/errors.js'
+import { FrameType, NAME_MAX } from '../protocol/frames.js'
+import { errorFromMeta, type YardSocket } from './socket.js'
+import { Stream, type StreamEvents } from './stream.js'
+
+/** A member's presence record: its id and whatever meta it joined with. */
+export type PeerMeta = { id: string } & Record<string, unknown>
+
+export interface PeersEvents {
+  /** A peer appeared (also fired for each peer already present when you join). */
+  join: [meta: PeerMeta]
+  /** A peer joined again with new meta. */
+  update: [meta: PeerMeta]
+  /** A peer left (or its connection died). */
+  leave: [meta: PeerMeta]
+  /** A coded error, for example `peer-id-taken` when the id was claimed by its owner elsewhere. */
+  error: [error: SignalyardError]
+}
+
+interface Member { meta: PeerMeta, json: string }
+
+/** The peers stream itself; Peers drives it. */
+class PresenceStream extends Stream<StreamEvents> {
+  private nextReq = 1
+  private readonly requests = new Map<number, { resolve: () => void, reject: (err: SignalyardError) => void }>()
+
+  constructor (
+    socket: YardSocket, namespace: string,
+    readonly peerId: string, private readonly key: string, public meta: Record<string, unknown>,
+    private readonly owner: Peers
+  ) {
+    super(socket, namespace, 'peers')
+    this.attach()
+  }
+
+  protected override openMeta (): object {
+    return { id: this.peerId, key: this.key, meta: this.meta }
+  }
+
+  protected override opened (meta: Record<string, unknown>): void {
+    this.owner.snapshot(Array.isArray(meta.peers) ? meta.peers : [])
+    super.opened(meta)
+  }
+
+  override event (frame: RawFrame): void {
+    if (this.state !== 'open') return
+    this.owner.change(frame.meta ?? {})
+  }
+
+  /** REQUEST update; resolves on REPLY. Sent at once or, offline, carried by the next OPEN's meta. */
+  update (meta: Record<string, unknown>): Promise<void> {
+    this.meta = meta
+    if (this.state !== 'open') return this.ready()
+    const req = this.nextReq++
+    return new Promise((resolve, reject) => {
+      this.requests.set(req, { resolve, reject })
+      this.socket.control(writeFrame(FrameType.Request, this.sid, { op: 'update', req, meta }))
+    })
+  }
+
+  override socketDown (): void {
+    super.socketDown()
+    // The next OPEN carries the new meta: the request is answered by the reclaim.
+    for (const r of this.requests.values()) r.resolve()
+    this.requests.clear()
+  }
+
+  protected override reply (meta: Record<string, unknown>): void {
+    const r = this.requests.get(Number(meta.req))
+    this.requests.delete(Number(meta.req))
+    r?.resolve()
+  }
+
+  protected override failedRequest (meta: Record<string, unknown>): void {
+    const r = typeof meta.req === 'number' ? this.requests.get(meta.req) : undefined
+    if (r === undefined) return super.failedRequest(meta)
+    this.requests.delete(meta.req as number)
+    r.reject(errorFromMeta(meta))
+  }
+
+  protected override finish (error?: SignalyardError): void {
+    const requests = [...this.requests.values()]
+    this.requests.clear()
+    super.finish(error)
+    for (const r of requests) r.reject(error ?? new SignalyardError('stream-closed', 'left before the server answered'))
+  }
+}
+
+/**
+ * Presence in one namespace (from `channel.createPeers()`).
+ *
+ * @example
+ * const peers = channel.createPeers()
+ * peers.on('join', (p) => console.log('hello', p.id)).on('leave', (p) => console.log('bye', p.id))
+ * await peers.join({ id: 'alice', name: 'Alice' })
+ * peers.list()   // the others, e.g. [{ id: 'bob', name: 'Bob' }]
+ */
+export class Peers extends EventEmitter<PeersEvents> {
+  private stream: PresenceStream | null = null
+  private readonly members = new Map<string, Member>()
+  private readonly key = nanoid(24)
+  private closed = false
+
+  constructor (private readonly socket: YardSocket, readonly namespace: string) {
+    super()
+  }
+
+  /** Your own presence record while joined, else null. */
+  get self (): PeerMeta | null {
+    const s = this.stream
+    return s === null ? null : { ...s.meta, id: s.peerId }
+  }
+
+  /** The remote peers present now. */
+  list (): PeerMeta[] {
+    return [...this.members.values()].map((m) => m.meta)
+  }
+
+  /**
+   * Join under `meta.id` (1..256 characters) with the rest of `meta` as your presence record;
+   * resolves once the server accepted it, rejects with `peer-id-taken` when another client owns
+   * the id. Joining again with the same id updates your meta ('update' for the others); with
+   * another id it leaves the old one first.
+   */
+  join (meta: { id: string } & Record<string, unknown>): Promise<void> {
+    const promise = this.doJoin(meta)
+    promise.catch(() => {}) // an unawaited join must not crash the process; the error also goes to 'error'
+    return promise
+  }
+
+  private doJoin (meta: { id: string } & Record<string, unknown>): Promise<void> {
+    if (this.closed) return Promise.reject(new SignalyardError('channel-closed', 'the channel is closed'))
+    const id = meta?.id
+    if (typeof id !== 'string' || id.length === 0 || id.length > NAME_MAX) {
+      return Promise.reject(new SignalyardError('bad-request', `peer id must be a string of 1..${NAME_MAX} characters`))
+    }
+    const { id: _, ...rest } = meta
+    let json: string
+    try {
+      json = JSON.stringify(rest)
+    } catch (err) {
+      return Promise.reject(new SignalyardError('bad-request', `meta does not encode as JSON: ${(err as Error).message}`))
+    }
+    const record = JSON.parse(json) as Record<string, unknown>
+    const current = this.stream
+    if (current !== null && current.peerId === id && current.state !== 'closed') return current.update(record)
+    this.dropStream()
+    const stream = new PresenceStream(this.socket, this.namespace, id, this.key, record, this)
+    this.stream = stream
+    stream.on('error', (err) => this.emit('error', err))
+    stream.on('close', () => {
+      if (this.stream === stream) this.stream = null
+    })
+    return stream.ready()
+  }
+
+  /** Leave: the others get 'leave' within a second. Your list empties. */
+  leave (): void {
+    this.dropStream()
+    this.members.clear()
+  }
+
+  /** Leave and stop (the channel calls this when it closes). */
+  close (): void {
+    this.leave()
+    this.closed = true
+  }
+
+  private dropStream (): void {
+    const stream = this.stream
+    this.stream = null
+    stream?.close()
+  }
+
+  /** OPENED's member list: diff it against what we knew. */
+  snapshot (list: unknown[]): void {
+    const seen = new Set<string>()
+    for (const entry of list) {
+      const parsed = parseMember(entry)
+      if (parsed === null || parsed.meta.id === this.stream?.peerId) continue
+      seen.add(parsed.meta.id)
+      this.upsert(parsed)
+    }
+    for (const [id, member] of this.members) {
+      if (seen.has(id)) continue
+      this.members.delete(id)
+      this.emit('leave', member.meta)
+    }
+  }
+
+  /** A presence EVENT. */
+  change (m: Record<string, unknown>): void {
+    const parsed = parseMember(m)
+    if (parsed === null || parsed.meta.id === this.stream?.peerId) return
+    if (m.op === 'leave') {
+      const member = this.members.get(parsed.meta.id)
+      if (member === undefined) return
+      this.members.delete(parsed.meta.id)
+      this.emit('leave', member.meta)
+    } else if (m.op === 'join' || m.op === 'update') {
+      this.upsert(parsed)
+    }
+  }
+
+  private upsert (member: Member): void {
+    const known = this.members.get(member.meta.id)
+    if (known !== undefined && known.json === member.json) return
+    this.members.set(member.meta.id, member)
+    this.emit(known === undefined ? 'join' : 'update', member.meta)
+  }
+}
+
+function parseMember (entry: unknown): Member | null {
+  if (typeof entry !== 'object' || entry === null) return null
+  const { id, meta } = entry as { id?: unknown, meta?: unknown }
+  if (typeof id !== 'string') return null
+  const record = typeof meta === 'object' && meta !== null && !Array.isArray(meta) ? meta as Record<string, unknown> : {}
+  const json = JSON.stringify(record)
+  return { meta: { ...record, id }, json }
+}

@@ -1,0 +1,67 @@
+/**
+ * The relay pipe: a peer connection over the server's relay endpoint, paired by tokens that embed
+ * the connection's random id (only the two peers know it). Used when either side has no WebRTC
+ * or ICE did not connect in time. Backpressure is the shared WebSocket's buffered bytes, polled.
+ */
+import { SignalyardError } from '../../protocol/errors.js'
+import type { RelayStream } from '../relay.js'
+import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
+
+/** Opens a relay stream on the node's channel. */
+export type OpenRelay = (local: string, remote: string) => RelayStream
+
+const DRAIN_POLL_MS = 5
+
+export class RelayPipe implements Pipe {
+  readonly transport = 'relay'
+  readonly chunk = 64 * 1024
+  private readonly stream: RelayStream
+  private opened = false
+  private closed = false
+  private drainTimer: ReturnType<typeof setTimeout> | null = null
+
+  constructor (open: OpenRelay, cid: string, self: string, peer: string, private readonly on: PipeHandlers) {
+    this.stream = open(`${cid}/${self}`, `${cid}/${peer}`)
+    this.stream.on('open', () => {
+      if (this.opened || this.closed) return
+      this.opened = true
+      this.on.open()
+    })
+    this.stream.on('data', (data) => {
+      if (!this.closed && data instanceof Uint8Array) this.on.message(data)
+    })
+    this.stream.on('close', (error) => {
+      if (this.closed) return
+      this.release()
+      this.on.close(error ?? new SignalyardError('peer-left', 'the relay pair closed'))
+    })
+  }
+
+  get bufferedAmount (): number { return this.stream.bufferedAmount }
+
+  send (bytes: Uint8Array): void {
+    this.stream.send(bytes)
+    if (this.drainTimer === null && this.bufferedAmount > PIPE_LOW_WATER) this.pollDrain()
+  }
+
+  private pollDrain (): void {
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = null
+      if (this.closed) return
+      if (this.bufferedAmount > PIPE_LOW_WATER) return this.pollDrain()
+      this.on.drain()
+    }, DRAIN_POLL_MS)
+  }
+
+  close (): void {
+    if (this.closed) return
+    this.release()
+    this.stream.close()
+  }
+
+  private release (): void {
+    this.closed = true
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer)
+    this.drainTimer = null
+  }
+}
