@@ -1,11 +1,17 @@
 /**
  * The in-memory broker: the default, for a single server process. Topics are a Map of handlers,
- * KV state is the pure KvModel swept by one interval, relay pairing is a Map of token sides.
+ * KV state is the pure KvModel swept by one interval, relay pairing is a Map of token sides, and
+ * peers/signal ids are a Map of holders per space and namespace (a grace period is one timer per
+ * released id, cleared by a reclaim or by close()).
  */
 import { KvModel } from '../../kv/model.js'
 import { writeKvEvent } from '../../protocol/events.js'
 import { SignalyardError } from '../../protocol/errors.js'
-import { topicOf, type Broker, type RelayLink, type RelayOpened, type RelaySink, type TopicHandler } from './types.js'
+import {
+  topicOf, writePeersEvent, writeSignalLeave,
+  type Broker, type Claim, type ClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type RelayLink, type RelayOpened,
+  type RelaySink, type TopicHandler
+} from './types.js'
 
 export interface MemoryBrokerOptions {
   /** How often expired keys are swept, in ms (default 100). */
@@ -17,6 +23,18 @@ export interface MemoryBrokerOptions {
 interface Side { key: string, sink: RelaySink, peer: Side | null, closed: boolean }
 
 const sideKey = (ns: string, local: string, remote: string): string => JSON.stringify([ns, local, remote])
+
+/** An id held in a namespace's space: by a live stream (`sink`), or in its grace period (`timer`). */
+interface Holder {
+  readonly id: string
+  readonly key: string
+  meta: object
+  /** The stream that holds the id now; null during the grace period. */
+  sink: ClaimSink | null
+  /** The handle of the latest claim; older handles are stale. */
+  current: Claim | null
+  timer: ReturnType<typeof setTimeout> | null
+}
 
 /**
  * Create the in-memory broker (what createServer uses when given no broker).
@@ -30,6 +48,13 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
   const model = new KvModel({ resolution: Math.min(100, options.sweepInterval ?? 100) })
   const sides = new Map<string, Side>()
   let pairs = 0
+  /** space → ns → id → holder; an emptied namespace is deleted. Maps, so any string is an ordinary id. */
+  const claims: Record<ClaimSpace, Map<string, Map<string, Holder>>> = { peers: new Map(), signal: new Map() }
+  const held = (space: ClaimSpace): number => {
+    let n = 0
+    for (const ids of claims[space].values()) n += ids.size
+    return n
+  }
 
   const publish = (topic: string, message: Uint8Array): void => {
     const handlers = topics.get(topic)
@@ -52,6 +77,67 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     peer.closed = true
     sides.delete(peer.key)
     peer.sink.closed()
+  }
+
+  /** Remove a holder and publish its leave. */
+  const remove = (space: ClaimSpace, ns: string, holder: Holder): void => {
+    if (holder.timer !== null) clearTimeout(holder.timer)
+    holder.timer = null
+    const ids = claims[space].get(ns)
+    if (ids?.get(holder.id) !== holder) return
+    ids.delete(holder.id)
+    if (ids.size === 0) claims[space].delete(ns)
+    if (space === 'peers') publish(topicOf('peers', ns), writePeersEvent(ns, 'leave', holder))
+    else publish(topicOf('signal', ns), writeSignalLeave(ns, holder.id))
+  }
+
+  /** A handle on `holder` for one claim; it does nothing once a newer claim replaced it. */
+  const handle = (space: ClaimSpace, ns: string, holder: Holder): Claim => {
+    let released = false
+    const claim: Claim = {
+      update (meta) {
+        if (released || holder.current !== claim) return
+        holder.meta = meta
+        publish(topicOf('peers', ns), writePeersEvent(ns, 'update', holder))
+      },
+      release (graceMs) {
+        if (released || holder.current !== claim) return
+        released = true
+        holder.sink = null
+        if (graceMs > 0) {
+          holder.timer = setTimeout(() => remove(space, ns, holder), graceMs)
+          holder.timer.unref?.()
+        } else {
+          remove(space, ns, holder)
+        }
+      }
+    }
+    return claim
+  }
+
+  const claim = ({ space, ns, id, key, meta, maxPeers }: ClaimRequest, sink: ClaimSink): Claimed => {
+    let ids = claims[space].get(ns)
+    let holder = ids?.get(id)
+    if (holder !== undefined && holder.key !== key) throw new SignalyardError('peer-id-taken', `${id} is held by another client`)
+    if (holder === undefined && (ids?.size ?? 0) >= maxPeers) {
+      throw new SignalyardError('too-many-peers', `the namespace holds ${maxPeers} ids already`)
+    }
+    if (ids === undefined) claims[space].set(ns, ids = new Map())
+    const previous = holder?.sink ?? null
+    if (holder === undefined) {
+      holder = { id, key, meta: meta ?? {}, sink, current: null, timer: null }
+      ids.set(id, holder)
+    } else {
+      if (holder.timer !== null) clearTimeout(holder.timer)
+      holder.timer = null
+      holder.sink = sink
+      holder.meta = meta ?? {}
+    }
+    const current = holder.current = handle(space, ns, holder)
+    previous?.taken()
+    if (space === 'signal') return { claim: current, members: [] }
+    publish(topicOf('peers', ns), writePeersEvent(ns, 'join', holder))
+    return { claim: current, members: [...ids.values()].map((h) => ({ id: h.id, meta: h.meta })) }
   }
 
   return {
@@ -98,9 +184,21 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       return { link, paired: side.peer !== null }
     },
 
-    stats () { return { kvKeys: model.size, relayPairs: pairs } },
+    claim,
+    direct (ns, to, frame) {
+      const holder = claims.signal.get(ns)?.get(to)
+      if (holder === undefined) return false
+      holder.sink?.data(frame)
+      return true
+    },
+
+    stats () { return { kvKeys: model.size, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
     close () {
       clearInterval(sweep)
+      for (const space of [claims.peers, claims.signal]) {
+        for (const ids of space.values()) for (const holder of ids.values()) if (holder.timer !== null) clearTimeout(holder.timer)
+        space.clear()
+      }
       topics.clear()
       for (const side of [...sides.values()]) release(side)
     }

@@ -8,6 +8,8 @@
  * Promise; callers handle both.
  */
 import type { KvChange, KvSnapshot } from '../../kv/model.js'
+import { writeFrame } from '../../protocol/codec.js'
+import { FrameType } from '../../protocol/frames.js'
 
 export type MaybePromise<T> = T | Promise<T>
 
@@ -45,6 +47,63 @@ export interface KvSetRequest {
   maxKeys: number
 }
 
+/**
+ * The two id spaces of a namespace: presence members (`peers`) and signal ids (`signal`). They are
+ * separate: the same id may be claimed in both, by the same or by different owners.
+ */
+export type ClaimSpace = 'peers' | 'signal'
+
+/** A presence member as listed in OPENED and carried by EVENTs. */
+export interface Member { id: string, meta: object }
+
+/** What a stream asks for when it claims an id. */
+export interface ClaimRequest {
+  space: ClaimSpace
+  ns: string
+  id: string
+  /** The owner key: a claim with the key that holds the id moves the id to the new stream. */
+  key: string
+  /** Presence meta (`peers`); null in the `signal` space. */
+  meta: object | null
+  /** Refuse (`too-many-peers`) a new id past this many in the namespace's space. */
+  maxPeers: number
+}
+
+/** The claiming stream's side: the broker calls it. */
+export interface ClaimSink {
+  /**
+   * A directed DATA frame for this signal id (`signal` space only), encoded once by the sender
+   * with `from` set and stream id 0. It is this receiver's alone: the sink rewrites its stream id
+   * in place and sends it.
+   */
+  data: (frame: Uint8Array) => void
+  /** The same owner key claimed the id from another stream: this stream no longer holds it. */
+  taken: () => void
+}
+
+/**
+ * The handle a stream holds on its id. A handle whose id was since claimed by a newer stream (same
+ * key) is stale: its calls do nothing, so a late release never removes the new owner's id.
+ */
+export interface Claim {
+  /** Replace the presence meta and publish EVENT `update` (resolves once published). */
+  update: (meta: object) => MaybePromise<void>
+  /**
+   * Give the id up. `graceMs` 0: at once, EVENT `leave`. Above 0 (the socket went away): the id
+   * stays held for that long, directed messages to it are dropped, and then it is removed with
+   * EVENT `leave`, unless its owner key claimed it again meanwhile (EVENT `join` then, no `leave`).
+   * Calls after the first do nothing.
+   */
+  release: (graceMs: number) => void
+}
+
+/** What a successful claim gives. */
+export interface Claimed {
+  claim: Claim
+  /** Every member of the namespace, the claimer included (`peers` space; empty for `signal`). */
+  members: Member[]
+}
+
 export interface Broker {
   /** Start receiving a topic in this process (called once per topic, on its first local subscriber). */
   subscribe: (topic: string, handler: TopicHandler) => MaybePromise<void>
@@ -66,11 +125,37 @@ export interface Broker {
    */
   relayOpen: (ns: string, local: string, remote: string, sink: RelaySink) => MaybePromise<RelayOpened>
 
-  /** Counts for /healthz and /metrics. */
-  stats: () => MaybePromise<{ kvKeys: number, relayPairs: number }>
+  /**
+   * Claim `id` in a namespace's id space for a stream. Publishes presence EVENT `join` (peers
+   * space) on `topicOf('peers', ns)`; the broker also publishes `update` and `leave` there, and
+   * signal EVENT `leave` on `topicOf('signal', ns)`, from the Claim's calls and its grace timers
+   * (so a broker shared by many processes can publish the leaves of a process that died).
+   * Throws SignalyardError `peer-id-taken` when another key holds the id (live or in its grace
+   * period), `too-many-peers` when the space holds `maxPeers` ids already. A claim with the key
+   * that holds the id takes it over at once: the previous stream's sink gets `taken()`.
+   */
+  claim: (request: ClaimRequest, sink: ClaimSink) => MaybePromise<Claimed>
+  /**
+   * Hand a directed DATA frame to the stream that holds signal id `to` in `ns`. False when nobody
+   * holds it; true when it was delivered, or dropped because the id is in its grace period.
+   */
+  direct: (ns: string, to: string, frame: Uint8Array) => MaybePromise<boolean>
+
+  /** Counts for /healthz and /metrics: KV keys, relay pairs, held presence and signal ids. */
+  stats: () => MaybePromise<{ kvKeys: number, relayPairs: number, peers?: number, signals?: number }>
   /** Release timers and connections. */
   close: () => MaybePromise<void>
 }
 
 /** Topic names: one per endpoint and namespace. */
-export const topicOf = (endpoint: 'echo' | 'kv', ns: string): string => `${endpoint}:${ns}`
+export const topicOf = (endpoint: 'echo' | 'kv' | 'peers' | 'signal', ns: string): string => `${endpoint}:${ns}`
+
+/** The presence EVENT every broker publishes on `topicOf('peers', ns)`. */
+export function writePeersEvent (ns: string, op: 'join' | 'update' | 'leave', member: Member): Uint8Array {
+  return writeFrame(FrameType.Event, 0, { ep: 'peers', ns, op, id: member.id, meta: member.meta })
+}
+
+/** The signal EVENT every broker publishes on `topicOf('signal', ns)` when a signal id is released. */
+export function writeSignalLeave (ns: string, id: string): Uint8Array {
+  return writeFrame(FrameType.Event, 0, { ep: 'signal', ns, op: 'leave', id })
+}
