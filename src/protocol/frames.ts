@@ -25,22 +25,59 @@ export const FrameType = {
 } as const
 
 /** The endpoints a stream can open. */
-export const ENDPOINTS = ['echo', 'kv', 'relay'] as const
+export const ENDPOINTS = ['echo', 'kv', 'relay', 'peers', 'signal'] as const
 export type Endpoint = typeof ENDPOINTS[number]
 
-/** Longest namespace, KV key or relay token, in UTF-16 code units. */
+/** Longest namespace, KV key, relay token or peer id, in UTF-16 code units. */
 export const NAME_MAX = 256
+
+/** Shortest and longest owner key of a peers/signal id, in UTF-16 code units. */
+export const OWNER_KEY_MIN = 16
+export const OWNER_KEY_MAX = 128
 
 export interface OpenEcho { type: 'open', sid: number, ep: 'echo', ns: string }
 export interface OpenKv { type: 'open', sid: number, ep: 'kv', ns: string, since: { epoch: string, seq: number } | null }
 export interface OpenRelay { type: 'open', sid: number, ep: 'relay', ns: string, local: string, remote: string }
-export type OpenFrame = OpenEcho | OpenKv | OpenRelay
+/** A JSON object as it came off the wire (presence meta). */
+export type JsonObject = Record<string, unknown>
+/**
+ * Claim a presence id. `meta` is `{}` when the client sent none; `metaSize` is the byte length of
+ * its JSON encoding, which the endpoint checks against `peers.maxMeta` (parsers know no limits).
+ */
+export interface OpenPeers { type: 'open', sid: number, ep: 'peers', ns: string, id: string, key: string, meta: JsonObject, metaSize: number }
+/** Claim a signal id (directed messages to it reach this stream). */
+export interface OpenSignal { type: 'open', sid: number, ep: 'signal', ns: string, id: string, key: string }
+export type OpenFrame = OpenEcho | OpenKv | OpenRelay | OpenPeers | OpenSignal
 export interface CloseFrame { type: 'close', sid: number }
 export interface DataFrame { type: 'data', sid: number, raw: RawFrame }
 export interface KvSetRequest { type: 'request', sid: number, req: number, op: 'set', key: string, ttl: number | null, raw: RawFrame }
 export interface KvDeleteRequest { type: 'request', sid: number, req: number, op: 'delete', key: string }
-export type RequestFrame = KvSetRequest | KvDeleteRequest
-export type ClientFrame = OpenFrame | CloseFrame | DataFrame | RequestFrame
+/** A presence member's new meta; `metaSize` as in OpenPeers. */
+export interface PeersUpdateRequest { type: 'request', sid: number, req: number, op: 'update', meta: JsonObject, metaSize: number }
+/** The requests of a kv stream. */
+export type KvRequest = KvSetRequest | KvDeleteRequest
+/**
+ * The requests of a kv stream, under the name src/server/endpoints/kv.ts imports. Every request
+ * a client may send is `AnyRequest`.
+ */
+export type RequestFrame = KvRequest
+/** The requests of a peers stream. */
+export type PeersRequest = PeersUpdateRequest
+/** Every REQUEST a client may send, whatever its stream's endpoint. */
+export type AnyRequest = KvRequest | PeersRequest
+export type ClientFrame = OpenFrame | CloseFrame | DataFrame | AnyRequest
+
+/**
+ * The request ops each endpoint takes. A REQUEST whose op is not its stream's gets ERROR
+ * `bad-request` with its `req`; the stream's handler only ever sees its own ops.
+ */
+export const REQUEST_OPS: { readonly [E in Endpoint]: ReadonlyArray<AnyRequest['op']> } = {
+  echo: [],
+  kv: ['set', 'delete'],
+  relay: [],
+  peers: ['update'],
+  signal: []
+}
 
 /** What a parser says about a frame it rejects: the code, and the stream/request it concerned. */
 export interface FrameError {
@@ -52,7 +89,13 @@ export interface FrameError {
   open?: true
 }
 
-const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= NAME_MAX
+/** A namespace, key, token or peer id: a string of 1 … NAME_MAX characters. */
+export const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= NAME_MAX
+const isOwnerKey = (v: unknown): v is string => typeof v === 'string' && v.length >= OWNER_KEY_MIN && v.length <= OWNER_KEY_MAX
+const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v)
+const utf8 = new TextEncoder()
+/** Bytes of `value`'s JSON encoding. */
+const jsonSize = (value: JsonObject): number => utf8.encode(JSON.stringify(value)).length
 const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER
 const bad = (sid: number, message: string, req?: number): FrameError => ({ error: 'bad-request', message, sid, req })
 
@@ -80,23 +123,44 @@ function checkOpen (f: RawFrame): OpenFrame | FrameError {
       if (!isName(m.local) || !isName(m.remote)) return bad(sid, `local and remote must be strings of 1..${NAME_MAX} characters`)
       if (m.local === m.remote) return bad(sid, 'local and remote must differ')
       return { type: 'open', sid, ep: 'relay', ns: m.ns, local: m.local, remote: m.remote }
+    case 'peers':
+    case 'signal': {
+      if (!isName(m.id)) return bad(sid, `id must be a string of 1..${NAME_MAX} characters`)
+      if (!isOwnerKey(m.key)) return bad(sid, `key must be a string of ${OWNER_KEY_MIN}..${OWNER_KEY_MAX} characters`)
+      if (m.ep === 'signal') return { type: 'open', sid, ep: 'signal', ns: m.ns, id: m.id, key: m.key }
+      const meta = m.meta === undefined ? {} : m.meta
+      if (!isObject(meta)) return bad(sid, 'meta must be a JSON object')
+      return { type: 'open', sid, ep: 'peers', ns: m.ns, id: m.id, key: m.key, meta, metaSize: jsonSize(meta) }
+    }
     default:
       return { error: 'unknown-endpoint', message: `unknown endpoint ${JSON.stringify(m.ep)}`, sid }
   }
 }
 
-function parseRequest (f: RawFrame): RequestFrame | FrameError {
+type RequestParser = (f: RawFrame, m: JsonObject, req: number) => AnyRequest | FrameError
+const keyError = (sid: number, req: number): FrameError => bad(sid, `key must be a string of 1..${NAME_MAX} characters`, req)
+
+/** Request parsers, keyed by op (a Map: an op named like an Object.prototype member is unknown). */
+const requestParsers = new Map<unknown, RequestParser>([
+  ['set', (f, m, req) => {
+    if (!isName(m.key)) return keyError(f.id, req)
+    if (m.ttl !== undefined && (!isUint(m.ttl) || m.ttl === 0)) return bad(f.id, 'ttl must be a positive integer of milliseconds', req)
+    return { type: 'request', sid: f.id, req, op: 'set', key: m.key, ttl: m.ttl ?? null, raw: f }
+  }],
+  ['delete', (f, m, req) => isName(m.key) ? { type: 'request', sid: f.id, req, op: 'delete', key: m.key } : keyError(f.id, req)],
+  ['update', (f, m, req) => {
+    const meta = m.meta === undefined ? {} : m.meta
+    if (!isObject(meta)) return bad(f.id, 'meta must be a JSON object', req)
+    return { type: 'request', sid: f.id, req, op: 'update', meta, metaSize: jsonSize(meta) }
+  }]
+])
+
+function parseRequest (f: RawFrame): AnyRequest | FrameError {
   const m = f.meta ?? {}
-  const sid = f.id
-  if (!isUint(m.req)) return bad(sid, 'req must be a non-negative integer')
-  const req = m.req
-  if (!isName(m.key)) return bad(sid, `key must be a string of 1..${NAME_MAX} characters`, req)
-  if (m.op === 'set') {
-    if (m.ttl !== undefined && (!isUint(m.ttl) || m.ttl === 0)) return bad(sid, 'ttl must be a positive integer of milliseconds', req)
-    return { type: 'request', sid, req, op: 'set', key: m.key, ttl: m.ttl ?? null, raw: f }
-  }
-  if (m.op === 'delete') return { type: 'request', sid, req, op: 'delete', key: m.key }
-  return bad(sid, `unknown op ${JSON.stringify(m.op)}`, req)
+  if (!isUint(m.req)) return bad(f.id, 'req must be a non-negative integer')
+  const parser = requestParsers.get(m.op)
+  if (parser === undefined) return bad(f.id, `unknown op ${JSON.stringify(m.op)}`, m.req)
+  return parser(f, m, m.req)
 }
 
 /** Client frame parsers, keyed by frame type. */

@@ -9,21 +9,32 @@ import type { WebSocket } from 'ws'
 import { writeFrame } from '../protocol/codec.js'
 import { SignalyardError, type ErrorCode } from '../protocol/errors.js'
 import {
-  FrameType, isFrameError, parseClientFrame,
-  type ClientFrame, type CloseFrame, type DataFrame, type FrameError, type OpenFrame, type RequestFrame
+  FrameType, REQUEST_OPS, isFrameError, parseClientFrame,
+  type AnyRequest, type ClientFrame, type CloseFrame, type DataFrame, type Endpoint, type FrameError, type OpenFrame
 } from '../protocol/frames.js'
 import type { Broker } from './brokers/types.js'
 import type { Hub, Subscriber } from './hub.js'
 import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
 
+/**
+ * Why a stream ended: `closed` by the client's CLOSE or by the server (CLOSED), or `gone` because
+ * its socket went away without closing it (peers/signal keep their id for `peers.grace` then).
+ */
+export type StreamEnd = 'closed' | 'gone'
+
 /** What a stream's endpoint keeps on the server; the connection routes frames to it. */
 export interface ServerStream {
   readonly ns: string
   data?: (frame: DataFrame) => void | Promise<void>
-  request?: (frame: RequestFrame) => void | Promise<void>
-  /** Release what the stream holds; the connection has already forgotten it. */
-  close: () => void
+  /**
+   * A REQUEST. The connection passes only requests whose op belongs to the stream's endpoint
+   * (REQUEST_OPS), so a handler may declare its endpoint's requests alone (method syntax allows
+   * that narrower parameter).
+   */
+  request? (frame: AnyRequest): void | Promise<void>
+  /** Release what the stream holds (`end` absent: `closed`); the connection has already forgotten it. */
+  close: (end?: StreamEnd) => void
 }
 
 /** Everything an endpoint may use. */
@@ -44,6 +55,8 @@ export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal
 
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
+  /** The endpoint of each open stream, to refuse requests of another endpoint. */
+  private readonly endpointOf = new Map<number, Endpoint>()
   /** Streams per namespace, for the namespace limit and /healthz. */
   private readonly namespaces = new Map<string, number>()
   private backlog: Uint8Array[] = []
@@ -51,6 +64,8 @@ export class Connection implements Subscriber {
   private closed = false
   private badFrames = 0
   private badWindowStart = 0
+  /** Something arrived (a pong or a frame) since the last liveness ping. */
+  private alive = true
 
   constructor (
     readonly id: string,
@@ -60,9 +75,11 @@ export class Connection implements Subscriber {
     private readonly onClose: (conn: Connection) => void
   ) {
     ws.on('message', (data, isBinary) => {
+      this.alive = true
       if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.1', sid: 0 })
       this.receive(toBytes(data))
     })
+    ws.on('pong', () => { this.alive = true })
     ws.on('close', () => this.teardown())
     ws.on('error', (err) => this.ctx.log('warn', 'socket error', { conn: this.id, error: err.message }))
   }
@@ -82,21 +99,40 @@ export class Connection implements Subscriber {
     this.send(writeFrame(FrameType.Reply, sid, meta))
   }
 
-  /** A coded, non-fatal error about a stream (sid) or the connection (sid 0). */
-  error (sid: number, code: ErrorCode, message: string, req?: number): void {
-    this.send(writeFrame(FrameType.Error, sid, req === undefined ? { code, message } : { code, message, req }))
+  /**
+   * A coded, non-fatal error about a stream (sid) or the connection (sid 0); `fields` adds meta
+   * such as the `req` it answers or the `to` of a directed message.
+   */
+  error (sid: number, code: ErrorCode, message: string, fields: { req?: number, [field: string]: unknown } = {}): void {
+    // JSON drops a `req: undefined`.
+    this.send(writeFrame(FrameType.Error, sid, { ...fields, code, message }))
   }
 
   /** The server ends a stream: CLOSED, with the reason when it is an error. */
   endStream (sid: number, reason?: SignalyardError): void {
     const stream = this.streams.get(sid)
-    if (stream !== undefined) this.forget(sid, stream)
+    if (stream !== undefined) this.forget(sid, stream, 'closed')
     this.send(writeFrame(FrameType.Closed, sid, reason === undefined ? {} : { code: reason.code, message: reason.message }))
   }
 
   /** Close the socket with a code and a reason the client can read. */
   close (code: number, reason: string): void {
     this.ws.close(code, reason)
+  }
+
+  /**
+   * One liveness tick (the server calls it every `pingInterval` ms): a socket that sent nothing,
+   * not even a pong, since the previous tick is cut off (its streams end as `gone`); else ping it.
+   */
+  heartbeat (): void {
+    if (this.closed) return
+    if (!this.alive) return this.ws.terminate()
+    this.alive = false
+    try {
+      this.ws.ping()
+    } catch {
+      // not open yet or closing: the next tick decides
+    }
   }
 
   private receive (bytes: Uint8Array): void {
@@ -135,7 +171,7 @@ export class Connection implements Subscriber {
     open: (frame) => this.open(frame),
     close: (frame: CloseFrame) => {
       const stream = this.streams.get(frame.sid)
-      if (stream !== undefined) this.forget(frame.sid, stream)
+      if (stream !== undefined) this.forget(frame.sid, stream, 'closed')
     },
     data: (frame) => {
       const stream = this.streams.get(frame.sid)
@@ -146,7 +182,11 @@ export class Connection implements Subscriber {
     request: (frame) => {
       const stream = this.streams.get(frame.sid)
       if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid, req: frame.req })
-      if (stream.request === undefined) return this.reject({ error: 'bad-request', message: 'this endpoint takes no requests', sid: frame.sid, req: frame.req })
+      const ep = this.endpointOf.get(frame.sid)
+      if (stream.request === undefined || ep === undefined || !REQUEST_OPS[ep].includes(frame.op)) {
+        const message = `${ep ?? 'this'} streams take no ${JSON.stringify(frame.op)} requests`
+        return this.reject({ error: 'bad-request', message, sid: frame.sid, req: frame.req })
+      }
       return stream.request(frame)
     }
   }
@@ -164,8 +204,9 @@ export class Connection implements Subscriber {
       return refuse('too-many-namespaces', `at most ${this.ctx.limits.maxNamespaces} namespaces per connection`)
     }
     const register = (stream: ServerStream): void => {
-      if (this.closed) return stream.close()
+      if (this.closed) return stream.close('gone')
       this.streams.set(sid, stream)
+      this.endpointOf.set(sid, frame.ep)
       this.namespaces.set(ns, (this.namespaces.get(ns) ?? 0) + 1)
     }
     const onError = (err: unknown): void => {
@@ -182,13 +223,14 @@ export class Connection implements Subscriber {
     }
   }
 
-  private forget (sid: number, stream: ServerStream): void {
+  private forget (sid: number, stream: ServerStream, end: StreamEnd): void {
     this.streams.delete(sid)
+    this.endpointOf.delete(sid)
     const n = (this.namespaces.get(stream.ns) ?? 1) - 1
     if (n === 0) this.namespaces.delete(stream.ns)
     else this.namespaces.set(stream.ns, n)
     try {
-      stream.close()
+      stream.close(end)
     } catch (err) {
       this.ctx.log('error', 'stream failed to close', { conn: this.id, error: String(err) })
     }
@@ -197,14 +239,14 @@ export class Connection implements Subscriber {
   /** A handler threw: coded errors go back to the client, anything else is logged as internal. */
   private failed (frame: ClientFrame, err: unknown): void {
     const req = frame.type === 'request' ? frame.req : undefined
-    if (err instanceof SignalyardError) return this.error(frame.sid, err.code, err.message, req)
+    if (err instanceof SignalyardError) return this.error(frame.sid, err.code, err.message, { req })
     this.ctx.log('error', 'handler failed', { conn: this.id, frame: frame.type, error: String(err) })
-    this.error(frame.sid, 'internal-error', 'the server failed while handling the frame', req)
+    this.error(frame.sid, 'internal-error', 'the server failed while handling the frame', { req })
   }
 
   private reject (e: FrameError): void {
     if (e.open === true) this.send(writeFrame(FrameType.Closed, e.sid, { code: e.error, message: e.message }))
-    else this.error(e.sid, e.error, e.message, e.req)
+    else this.error(e.sid, e.error, e.message, { req: e.req })
     this.countBad()
   }
 
@@ -222,7 +264,7 @@ export class Connection implements Subscriber {
     if (this.closed) return
     this.closed = true
     this.backlog = []
-    for (const [sid, stream] of this.streams) this.forget(sid, stream)
+    for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
     this.onClose(this)
   }
 }

@@ -9,7 +9,10 @@ export { createServer } from './server.js'
 export type { ServerOptions, Yard, Health } from './server.js'
 export { memoryBroker } from './brokers/memory.js'
 export type { MemoryBrokerOptions } from './brokers/memory.js'
-export type { Broker, RelayLink, RelaySink, RelayOpened, KvSetRequest, TopicHandler } from './brokers/types.js'
+export type {
+  Broker, RelayLink, RelaySink, RelayOpened, KvSetRequest, TopicHandler,
+  Claim, ClaimRequest, ClaimSink, ClaimSpace, Claimed, Member
+} from './brokers/types.js'
 export { DEFAULTS } from './limits.js'
 export type { Limits, LimitsOption } from './limits.js'
 export type { Logger, LoggerOption, LogLevel } from './logger.js'

@@ -1,7 +1,8 @@
 /**
  * createServer: an HTTP server (its own, or one the app already has) that upgrades WebSocket
  * requests on `path` speaking subprotocol signalyard.1, answers GET /healthz, and hands each
- * socket to a Connection wired to the endpoints and the broker.
+ * socket to a Connection wired to the endpoints and the broker. One interval pings every
+ * connection and cuts off those that did not answer the previous ping (liveness).
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
@@ -15,7 +16,9 @@ import type { Broker } from './brokers/types.js'
 import { CloseCode, Connection, type Endpoints, type ServerContext } from './connection.js'
 import { openEcho } from './endpoints/echo.js'
 import { openKv } from './endpoints/kv.js'
+import { openPeers } from './endpoints/peers.js'
 import { openRelay } from './endpoints/relay.js'
+import { openSignal } from './endpoints/signal.js'
 import { Hub } from './hub.js'
 import { resolveLimits, type Limits, type LimitsOption } from './limits.js'
 import { toLogger, type LoggerOption } from './logger.js'
@@ -60,7 +63,7 @@ export interface Yard {
   close: () => Promise<void>
 }
 
-const endpoints: Endpoints = { echo: openEcho, kv: openKv, relay: openRelay }
+const endpoints: Endpoints = { echo: openEcho, kv: openKv, relay: openRelay, peers: openPeers, signal: openSignal }
 
 /** How long close() waits for clients to answer the 1001 close frame before cutting their sockets. */
 const CLOSE_GRACE = 1000
@@ -132,11 +135,24 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     })
   }
 
+  // Liveness: one timer for all connections; a silent socket is gone within 2 intervals.
+  const heartbeat = setInterval(() => {
+    for (const conn of connections) conn.heartbeat()
+  }, limits.pingInterval)
+  heartbeat.unref()
+
   const owned = options.server === undefined
   const server = options.server ?? createHttpServer(onRequest)
   server.on('upgrade', onUpgrade)
   if (owned) {
-    await listen(server, options.port ?? portFromEnv(), options.host)
+    try {
+      await listen(server, options.port ?? portFromEnv(), options.host)
+    } catch (err) {
+      clearInterval(heartbeat)
+      server.off('upgrade', onUpgrade)
+      if (options.broker === undefined) await broker.close()
+      throw err
+    }
   }
   // Read at access time: an app may attach before its own server listens.
   const address = (): AddressInfo | null => {
@@ -152,6 +168,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     limits,
     health,
     close: () => closing ??= (async () => {
+      clearInterval(heartbeat)
       server.off('upgrade', onUpgrade)
       for (const conn of connections) conn.close(CloseCode.GoingAway, 'server-closing')
       const stopped = owned
