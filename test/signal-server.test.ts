@@ -1,0 +1,262 @@
+// test/signal-server.test.ts — the signal endpoint (directed signalling) against a real server,
+// spoken to by raw WebSocket clients (docs/PROTOCOL.md "signal"; SPEC §3.5): DATA { to } reaches
+// the one stream that holds `to`, as DATA { from } stamped by the server, and no one else in the
+// namespace (not a connection with echo, peers and signal streams open there); `from` cannot be
+// forged; an unknown target is answered with ERROR unknown-peer { to }; released ids are announced
+// with EVENT leave; payloads travel byte for byte up to peers.maxSignal; the grace period holds an
+// id (messages to it dropped) until its owner reclaims it.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { randomBytes } from 'node:crypto'
+import WebSocket from 'ws'
+import { memoryBroker, type Broker, type Yard } from 'signalyard/server'
+import { Kind, decodePayload, encodePayload, readFrame, writeFrame, type RawFrame } from '../src/protocol/codec.js'
+import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
+import { sleep, startYard } from './helpers.js'
+
+const GRACE = 200
+const key = (name: string): string => `owner-key-of-${name}`.padEnd(20, '.')
+
+/** A raw protocol client: every frame it received, and waiting for one that matches. */
+interface Raw {
+  ws: WebSocket
+  frames: RawFrame[]
+  /** Remove and return the first received frame matching `pred`, waiting up to `ms`. */
+  take: (pred: (f: RawFrame) => boolean, ms?: number, what?: string) => Promise<RawFrame>
+  send: (type: number, sid: number, meta: object | null, payload?: unknown) => void
+  /** OPEN and the server's answer (OPENED or CLOSED) for that stream. */
+  open: (sid: number, meta: object) => Promise<RawFrame>
+}
+
+async function raw (yard: Yard, opened: Raw[]): Promise<Raw> {
+  const ws = new WebSocket(yard.url, SUBPROTOCOL)
+  const frames: RawFrame[] = []
+  const waiters = new Set<() => void>()
+  ws.on('message', (data: Buffer) => {
+    const frame = readFrame(new Uint8Array(data))
+    if (frame === null) throw new Error('the server sent a malformed frame')
+    frames.push(frame)
+    for (const w of [...waiters]) w()
+  })
+  const take: Raw['take'] = (pred, ms = 2000, what = 'a matching frame') => new Promise((resolve, reject) => {
+    const look = (): boolean => {
+      const i = frames.findIndex(pred)
+      if (i < 0) return false
+      resolve(frames.splice(i, 1)[0])
+      return true
+    }
+    if (look()) return
+    const check = (): void => { if (look()) { waiters.delete(check); clearTimeout(timer) } }
+    const timer = setTimeout(() => {
+      waiters.delete(check)
+      reject(new Error(`no ${what} within ${ms} ms; received: ${frames.map((f) => `${f.type.toString(16)}:${f.id}:${JSON.stringify(f.meta)}`).join(' ')}`))
+    }, ms)
+    waiters.add(check)
+  })
+  const send: Raw['send'] = (type, sid, meta, payload) => ws.send(writeFrame(type, sid, meta, payload === undefined ? undefined : encodePayload(payload)))
+  const open: Raw['open'] = (sid, meta) => {
+    send(FrameType.Open, sid, meta)
+    return take((f) => f.id === sid && (f.type === FrameType.Opened || f.type === FrameType.Closed), 2000, `answer to OPEN ${sid}`)
+  }
+  opened.push({ ws, frames, take, send, open })
+  await new Promise<void>((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
+  await take((f) => f.type === FrameType.Hello, 2000, 'HELLO')
+  return { ws, frames, take, send, open }
+}
+
+/** A yard with a small grace period and its own broker, closed after `body`. */
+async function withYard (body: (client: () => Promise<Raw>, broker: Broker) => Promise<void>): Promise<void> {
+  const broker = memoryBroker()
+  const yard = await startYard({ broker, limits: { peers: { grace: GRACE, maxSignal: 64 * 1024 } } })
+  const clients: Raw[] = []
+  try {
+    await body(() => raw(yard, clients), broker)
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    await yard.close()
+    await broker.close()
+  }
+}
+
+/** A client holding signal id `id` in `ns` on stream `sid`. */
+async function node (client: () => Promise<Raw>, id: string, sid = 1, ns = 'sig'): Promise<Raw> {
+  const c = await client()
+  const opened = await c.open(sid, { ep: 'signal', ns, id, key: key(id) })
+  assert.is(opened.type, FrameType.Opened, `signal ${id}: ${JSON.stringify(opened.meta)}`)
+  assert.type(opened.meta?.id, 'string')
+  return c
+}
+
+const isData = (sid: number) => (f: RawFrame): boolean => f.type === FrameType.Data && f.id === sid
+const isError = (sid: number) => (f: RawFrame): boolean => f.type === FrameType.Error && f.id === sid
+const isLeave = (id: string, ns = 'sig') => (f: RawFrame): boolean =>
+  f.type === FrameType.Event && f.meta?.ep === 'signal' && f.meta?.ns === ns && f.meta?.op === 'leave' && f.meta?.id === id
+
+test('DATA { to } reaches only the stream holding `to`, as DATA { from } with the same kind and payload', async () => {
+  await withYard(async (client) => {
+    const a = await node(client, 'a', 3)
+    const b = await node(client, 'b', 8)
+    // c is in the namespace with every kind of stream, and must hear none of it
+    const c = await node(client, 'c', 1)
+    assert.is((await c.open(2, { ep: 'echo', ns: 'sig' })).type, FrameType.Opened)
+    assert.is((await c.open(4, { ep: 'peers', ns: 'sig', id: 'c', key: key('c') })).type, FrameType.Opened)
+    const before = c.frames.length
+
+    a.send(FrameType.Data, 3, { to: 'b' }, { t: 'hello', c: 'x'.repeat(21), rtc: true })
+    const got = await b.take(isData(8), 1000, 'directed DATA at b')
+    assert.equal(got.meta, { from: 'a' })
+    assert.is(got.kind, Kind.Json)
+    assert.equal(decodePayload(got.kind, got.payload), { t: 'hello', c: 'x'.repeat(21), rtc: true })
+
+    b.send(FrameType.Data, 8, { to: 'a' }, 'answer ✓')
+    const back = await a.take(isData(3), 1000, 'directed DATA at a')
+    assert.equal(back.meta, { from: 'b' })
+    assert.is(back.kind, Kind.Text)
+    assert.is(decodePayload(back.kind, back.payload), 'answer ✓')
+
+    a.send(FrameType.Data, 3, { to: 'a' }, 'note to self')
+    assert.is(decodePayload(Kind.Text, (await a.take(isData(3))).payload), 'note to self')
+
+    await sleep(100)
+    assert.equal(c.frames.slice(before), [], 'the third connection received nothing')
+    assert.equal(a.frames, [], 'nothing else at the sender')
+    assert.equal(b.frames, [], 'nothing else at the receiver')
+  })
+})
+
+test('`from` cannot be forged: whatever meta the sender writes, the receiver sees its claimed id', async () => {
+  await withYard(async (client) => {
+    const b = await node(client, 'b')
+    await node(client, 'a')
+    const c = await node(client, 'c', 5)
+    c.send(FrameType.Data, 5, { to: 'b', from: 'a' }, 'forged?')
+    c.send(FrameType.Data, 5, { to: 'b', from: 'a', id: 'a', ep: 'signal' }, 'forged again?')
+    for (const text of ['forged?', 'forged again?']) {
+      const got = await b.take(isData(1), 1000, text)
+      assert.equal(got.meta, { from: 'c' }, text)
+      assert.is(decodePayload(got.kind, got.payload), text)
+    }
+  })
+})
+
+test('an unknown target → ERROR unknown-peer { to }; a bad `to` → bad-request; the stream goes on', async () => {
+  await withYard(async (client) => {
+    const a = await node(client, 'a', 2)
+    const b = await node(client, 'b')
+    await node(client, 'b', 1, 'other-namespace')
+    a.send(FrameType.Data, 2, { to: 'nobody' }, 'hi')
+    const err = await a.take(isError(2), 1000, 'unknown-peer')
+    assert.is(err.meta?.code, 'unknown-peer')
+    assert.is(err.meta?.to, 'nobody')
+    assert.type(err.meta?.message, 'string')
+
+    for (const [what, meta] of [['no to', {}], ['no meta', null], ['to a number', { to: 7 }], ['to empty', { to: '' }], ['to too long', { to: 'b'.repeat(257) }]] as const) {
+      a.send(FrameType.Data, 2, meta, 'x')
+      const f = await a.take(isError(2), 1000, what)
+      assert.is(f.meta?.code, 'bad-request', what)
+    }
+    a.send(FrameType.Request, 2, { op: 'update', req: 3, meta: {} })
+    const wrongOp = await a.take(isError(2), 1000, 'a request on a signal stream')
+    assert.equal([wrongOp.meta?.code, wrongOp.meta?.req], ['bad-request', 3])
+
+    a.send(FrameType.Data, 2, { to: 'b' }, 'still here')
+    assert.is(decodePayload(Kind.Text, (await b.take(isData(1))).payload), 'still here')
+  })
+})
+
+test('binary payloads travel byte for byte up to peers.maxSignal; one byte more → payload-too-large', async () => {
+  await withYard(async (client) => {
+    const a = await node(client, 'a')
+    const b = await node(client, 'b')
+    const max = new Uint8Array(randomBytes(64 * 1024))
+    a.send(FrameType.Data, 1, { to: 'b' }, max)
+    const got = await b.take(isData(1), 2000, '64 KiB binary')
+    assert.is(got.kind, Kind.Binary)
+    assert.ok(Buffer.from(got.payload).equals(Buffer.from(max)), 'the same bytes')
+    a.send(FrameType.Data, 1, { to: 'b' }, new Uint8Array(64 * 1024 + 1))
+    assert.is((await a.take(isError(1), 1000, 'payload-too-large')).meta?.code, 'payload-too-large')
+    a.send(FrameType.Data, 1, { to: 'b' }, new Uint8Array([0, 255, 1]))
+    assert.equal([...(await b.take(isData(1))).payload], [0, 255, 1])
+    await sleep(50)
+    assert.not.ok(b.frames.some(isData(1)), 'the oversized message was not delivered')
+  })
+})
+
+test('a released id is announced with EVENT leave (CLOSE at once, a vanished socket after the grace period)', async () => {
+  await withYard(async (client, broker) => {
+    const a = await node(client, 'a')
+    const b = await node(client, 'b')
+    const c = await node(client, 'c')
+    const t0 = Date.now()
+    b.send(FrameType.Close, 1, null)
+    const left = await a.take(isLeave('b'), 1000, 'leave of b')
+    assert.ok(Date.now() - t0 < 100, 'leave within 100 ms of CLOSE')
+    assert.equal(left.meta, { ep: 'signal', ns: 'sig', op: 'leave', id: 'b' })
+    await c.take(isLeave('b'), 1000, 'leave of b at c')
+    a.send(FrameType.Data, 1, { to: 'b' }, 'gone?')
+    assert.is((await a.take(isError(1))).meta?.code, 'unknown-peer')
+
+    const t1 = Date.now()
+    c.ws.terminate()
+    await a.take(isLeave('c'), GRACE + 1000, 'leave of c after the grace period')
+    const ms = Date.now() - t1
+    assert.ok(ms >= GRACE && ms <= GRACE + 500, `leave ${ms} ms after the socket closed (grace ${GRACE} ms)`)
+    assert.is((await broker.stats()).signals, 1)
+  })
+})
+
+test('during the grace period messages to the id are dropped silently; the owner reclaims it without a leave', async () => {
+  await withYard(async (client) => {
+    const a = await node(client, 'a')
+    const b = await node(client, 'b', 4)
+    const intruder = await client()
+    b.ws.terminate()
+    await sleep(50)
+    a.send(FrameType.Data, 1, { to: 'b' }, 'into the void')
+    const refused = await intruder.open(1, { ep: 'signal', ns: 'sig', id: 'b', key: key('intruder') })
+    assert.equal([refused.type, refused.meta?.code], [FrameType.Closed, 'peer-id-taken'])
+    const back = await node(client, 'b', 9)
+    a.send(FrameType.Data, 1, { to: 'b' }, 'welcome back')
+    const got = await back.take(isData(9), 1000, 'message to the reclaimed id')
+    assert.is(decodePayload(got.kind, got.payload), 'welcome back')
+    assert.equal(got.meta, { from: 'a' })
+    await sleep(GRACE + 200)
+    assert.equal(a.frames, [], 'no error for the dropped message, no leave for the reclaimed id')
+    assert.equal(back.frames, [], 'the dropped message was not delivered later')
+  })
+})
+
+test('the same key reclaims a live signal id: the old stream gets CLOSED peer-id-taken and receives no more', async () => {
+  await withYard(async (client) => {
+    const a = await node(client, 'a')
+    const old = await node(client, 'b', 2)
+    const fresh = await node(client, 'b', 3)
+    const closed = await old.take((f) => f.type === FrameType.Closed && f.id === 2, 1000, 'CLOSED at the old stream')
+    assert.is(closed.meta?.code, 'peer-id-taken')
+    a.send(FrameType.Data, 1, { to: 'b' }, 'to the new owner')
+    assert.is(decodePayload(Kind.Text, (await fresh.take(isData(3))).payload), 'to the new owner')
+    old.ws.terminate()
+    await sleep(GRACE + 200)
+    assert.not.ok(a.frames.some(isLeave('b')), 'the old stream\'s socket closing releases nothing')
+    a.send(FrameType.Data, 1, { to: 'b' }, 'still the new owner')
+    assert.is(decodePayload(Kind.Text, (await fresh.take(isData(3))).payload), 'still the new owner')
+  })
+})
+
+test('presence and signal ids are separate spaces', async () => {
+  await withYard(async (client) => {
+    const x = await client()
+    const y = await client()
+    const peersX = await x.open(1, { ep: 'peers', ns: 'sig', id: 'same', key: key('x') })
+    const signalY = await y.open(1, { ep: 'signal', ns: 'sig', id: 'same', key: key('y') })
+    assert.is(peersX.type, FrameType.Opened)
+    assert.is(signalY.type, FrameType.Opened, 'another key holds "same" in presence only')
+    const sender = await node(client, 's')
+    sender.send(FrameType.Data, 1, { to: 'same' }, 'for y')
+    assert.is(decodePayload(Kind.Text, (await y.take(isData(1))).payload), 'for y')
+    await sleep(50)
+    assert.not.ok(x.frames.some((f) => f.type === FrameType.Data), 'the presence holder gets no signal DATA')
+  })
+})
+
+test.run()
