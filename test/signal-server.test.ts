@@ -65,9 +65,9 @@ async function raw (yard: Yard, opened: Raw[]): Promise<Raw> {
 }
 
 /** A yard with a small grace period and its own broker, closed after `body`. */
-async function withYard (body: (client: () => Promise<Raw>, broker: Broker) => Promise<void>): Promise<void> {
+async function withYard (body: (client: () => Promise<Raw>, broker: Broker) => Promise<void>, peers: object = {}): Promise<void> {
   const broker = memoryBroker()
-  const yard = await startYard({ broker, limits: { peers: { grace: GRACE, maxSignal: 64 * 1024 } } })
+  const yard = await startYard({ broker, limits: { peers: { grace: GRACE, maxSignal: 64 * 1024, ...peers } } })
   const clients: Raw[] = []
   try {
     await body(() => raw(yard, clients), broker)
@@ -257,6 +257,20 @@ test('presence and signal ids are separate spaces', async () => {
     await sleep(50)
     assert.not.ok(x.frames.some((f) => f.type === FrameType.Data), 'the presence holder gets no signal DATA')
   })
+})
+
+test('peers.maxPeers bounds a namespace\'s signal ids too (too-many-peers); a released id makes room', async () => {
+  await withYard(async (client) => {
+    const a = await node(client, 'a')
+    const b = await node(client, 'b')
+    const c = await client()
+    const refused = await c.open(1, { ep: 'signal', ns: 'sig', id: 'c', key: key('c') })
+    assert.equal([refused.type, refused.meta?.code], [FrameType.Closed, 'too-many-peers'])
+    assert.is((await c.open(2, { ep: 'signal', ns: 'elsewhere', id: 'c', key: key('c') })).type, FrameType.Opened)
+    a.send(FrameType.Close, 1, null)
+    await b.take(isLeave('a'), 1000, 'leave of a')
+    assert.is((await c.open(3, { ep: 'signal', ns: 'sig', id: 'c', key: key('c') })).type, FrameType.Opened)
+  }, { maxPeers: 2 })
 })
 
 test.run()
