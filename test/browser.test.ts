@@ -5,141 +5,25 @@
 // dist/browser/signalyard.iife.js (global `signalyard`) and the pages in test/fixtures/browser/.
 // Each page runs harness.js, which exposes `window.h`; the tests drive it with page.evaluate and
 // read back a log of every event a stream emitted, binary values tagged as "a Uint8Array of that
-// realm". Two pages are two JS realms, hence two sockets.
+// realm". Two pages are two JS realms, hence two sockets. Launching, the static server and the
+// harness driver live in test/browser-helpers.ts (shared with test/browser-peers.test.ts).
 //
 // Chromium missing is a FAILURE with a clear message, not a skip: CI (.ci/run) installs it.
 // `npm test -- browser` builds first; run alone, `node build.mjs --quiet` before.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash } from 'node:crypto'
-import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
-import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { resolve } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import type { Page } from 'playwright-core'
 import { SignalChannel, type Channel } from 'signalyard'
-import { createServer, type Yard } from 'signalyard/server'
-import { collect, sleep, startYard } from './helpers.js'
+import type { Yard } from 'signalyard/server'
+import { collect, sleep } from './helpers.js'
+import {
+  bytes, call, closeBrowser, closeChannels, dataOf, eventsOf, json, newContext, openPage, scoped, startStatic, str,
+  waitLog, yardOn, type Defer, type Desc, type LogEntry
+} from './browser-helpers.js'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
-// The flags from shared/MACHINE.md: headless, no sandbox (CI runs as root), nothing that phones out.
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection'
-]
+test.after(closeBrowser)
 
-// ── the browser: launched once, lazily, so that a missing Chromium fails every test loudly ──
-
-let launching: Promise<Browser> | null = null
-
-function browser (): Promise<Browser> {
-  launching ??= (async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`Chromium not found at ${CHROMIUM}. The browser tests need a real Chromium: ` +
-        'install Debian\'s package (apt-get install chromium; .ci/run does this on CI) or set CHROMIUM_PATH. ' +
-        'Do not run `npx playwright install`.')
-    }
-    try {
-      return await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 15_000 })
-    } catch (err) {
-      throw new Error(`Chromium at ${CHROMIUM} did not launch: ${(err as Error).message}`)
-    }
-  })()
-  return launching
-}
-
-test.after(async () => {
-  const b = await launching?.catch(() => null)
-  if (b) await withTimeout(b.close(), 10_000, 'browser.close()')
-})
-
-/** `promise`, or a rejection naming `what` after `ms` (page.evaluate has no timeout of its own). */
-function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
-  })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
-
-/** Run `body` with a stack of cleanups that run in reverse, whatever happens. */
-async function scoped (body: (defer: (fn: () => unknown) => void) => Promise<void>): Promise<void> {
-  const stack: Array<() => unknown> = []
-  try {
-    await body((fn) => stack.push(fn))
-  } finally {
-    for (const fn of stack.reverse()) {
-      try { await withTimeout(Promise.resolve().then(fn), 5000, 'cleanup') } catch (err) { console.error('cleanup failed:', err) }
-    }
-  }
-}
-
-async function newContext (defer: (fn: () => unknown) => void): Promise<BrowserContext> {
-  const context = await (await browser()).newContext()
-  defer(() => context.close())
-  context.setDefaultTimeout(5000)
-  return context
-}
-
-// ── the static server ──
-
-const FILES: Record<string, [file: string, type: string]> = {
-  '/signalyard.js': ['dist/browser/signalyard.js', 'text/javascript'],
-  '/signalyard.iife.js': ['dist/browser/signalyard.iife.js', 'text/javascript'],
-  '/harness.js': ['test/fixtures/browser/harness.js', 'text/javascript'],
-  '/esm.html': ['test/fixtures/browser/esm.html', 'text/html; charset=utf-8'],
-  '/iife.html': ['test/fixtures/browser/iife.html', 'text/html; charset=utf-8']
-}
-
-function serveFiles (req: IncomingMessage, res: ServerResponse): void {
-  const entry = FILES[new URL(req.url ?? '/', 'http://127.0.0.1').pathname]
-  if (req.method !== 'GET' || entry === undefined) {
-    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
-    return
-  }
-  readFile(resolve(root, entry[0])).then(
-    (body) => res.writeHead(200, { 'content-type': entry[1], 'cache-control': 'no-store' }).end(body),
-    (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${entry[0]}: ${err.message}\n`)
-  )
-}
-
-/** A static server on 127.0.0.1 and a free port; `origin` is 'http://127.0.0.1:<port>'. */
-async function startStatic (defer: (fn: () => unknown) => void): Promise<{ server: Server, origin: string }> {
-  for (const [file] of Object.values(FILES)) {
-    assert.ok(existsSync(resolve(root, file)), `${file} exists (run node build.mjs first)`)
-  }
-  const server = createHttpServer(serveFiles)
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => resolve())
-  })
-  defer(() => new Promise<void>((resolve) => {
-    server.close(() => resolve())
-    server.closeAllConnections()
-  }))
-  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }
-}
-
-async function yardOn (defer: (fn: () => unknown) => void, options?: Parameters<typeof createServer>[0]): Promise<Yard> {
-  const yard = options === undefined ? await startYard() : await createServer(options)
-  defer(() => yard.close())
-  return yard
-}
-
-// ── driving the page harness ──
-
-/** A value as it crosses the page boundary (see harness.js). */
-interface Desc { t: string, v?: unknown, pad?: number, code?: string, message?: string }
-interface LogEntry { event: string, at: number, args: Desc[] }
-
-const str = (v: string): Desc => ({ t: 'string', v })
-const json = (v: unknown): Desc => ({ t: 'json', v })
-const bytes = (v: number[]): Desc => ({ t: 'bytes', v })
 const arrayBuffer = (v: number[]): Desc => ({ t: 'arraybuffer', v })
 const pattern = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => (i * 31 + seed) & 0xff)
 
@@ -158,53 +42,14 @@ function sameValues (actual: Desc[], expected: Desc[], message?: string): void {
   assert.equal(compact(actual), compact(expected), message)
 }
 
-/** Open `url` in a new page of `context` and wait for the harness (page errors go in the failure). */
-async function openPage (context: BrowserContext, url: string): Promise<Page> {
-  const page = await context.newPage()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`))
-  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`) })
-  await page.goto(url)
-  try {
-    await page.waitForFunction(() => (window as any).h !== undefined, null, { timeout: 5000 })
-  } catch (err) {
-    throw new Error(`the harness did not load on ${url}: ${problems.join('; ') || (err as Error).message}`)
-  }
-  return page
-}
-
-/** Call `window.h[fn](...args)` in the page. */
-function call<T = any> (page: Page, fn: string, ...args: unknown[]): Promise<T> {
-  return withTimeout(page.evaluate(([fn, args]) => (window as any).h[fn](...args), [fn, args] as [string, unknown[]]), 5000, `h.${fn}() in the page`)
-}
-
-/** Poll a stream's event log in the page until `done(log)`, or fail after `ms` showing the log. */
-async function waitLog (page: Page, id: number, done: (log: LogEntry[]) => boolean, what: string, ms = 3000): Promise<LogEntry[]> {
-  const deadline = Date.now() + ms
-  let log: LogEntry[] = []
-  for (;;) {
-    // Fetch the log only when it grew: it may hold tens of thousands of byte values.
-    if (await call<number>(page, 'logSize', id) !== log.length) log = await call<LogEntry[]>(page, 'log', id)
-    if (done(log)) return log
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms; log so far: ${JSON.stringify(log).slice(0, 1500)}`)
-    await sleep(15)
-  }
-}
-
-const eventsOf = (log: LogEntry[], event: string): Desc[][] => log.filter((e) => e.event === event).map((e) => e.args)
-const dataOf = (log: LogEntry[]): Desc[] => eventsOf(log, 'data').map((args) => args[0])
 const waitData = (page: Page, id: number, count: number, what: string, ms?: number): Promise<Desc[]> =>
   waitLog(page, id, (log) => dataOf(log).length >= count, what, ms).then(dataOf)
 
 /** Everything `stream.ready()` reports in the page. */
 interface Ready { id: string | null, state: string, replica: Record<string, unknown> | null }
 
-function closeChannels (page: Page): Promise<void> {
-  return call(page, 'closeAll').catch(() => {})
-}
-
 /** A yard, a static server and two ESM pages whose channels are closed at the end. */
-async function twoPages (defer: (fn: () => unknown) => void): Promise<{ yard: Yard, a: Page, b: Page }> {
+async function twoPages (defer: Defer): Promise<{ yard: Yard, a: Page, b: Page }> {
   const yard = await yardOn(defer)
   const { origin } = await startStatic(defer)
   const context = await newContext(defer)

@@ -1,0 +1,197 @@
+// test/browser-helpers.ts — what the browser test files share: launching Debian's Chromium through
+// playwright-core (never `npx playwright install`), cleanups that always run, a static HTTP server on
+// 127.0.0.1 for the bundles and the pages in test/fixtures/browser/, and driving the in-page
+// harness (harness.js, `window.h`) with bounded page.evaluate calls.
+//
+// Chromium missing is a FAILURE with a clear message, not a skip: CI (.ci/run) installs it.
+// Each test file closes the browser with `test.after(closeBrowser)`.
+import * as assert from 'uvu/assert'
+import { existsSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { resolve } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import { createServer, type Yard } from 'signalyard/server'
+import { sleep, startYard } from './helpers.js'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+// The flags from shared/MACHINE.md: headless, no sandbox (CI runs as root), nothing that phones out.
+// The last two let WebRTC between pages use plain 127.0.0.1 host candidates (no mDNS names).
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
+  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection'
+]
+
+/** Registers a cleanup; cleanups run in reverse order (see `scoped`). */
+export type Defer = (fn: () => unknown) => void
+
+// ── the browser: launched once per test file, lazily, so that a missing Chromium fails every test loudly ──
+
+let launching: Promise<Browser> | null = null
+
+export function browser (): Promise<Browser> {
+  launching ??= (async () => {
+    if (!existsSync(CHROMIUM)) {
+      throw new Error(`Chromium not found at ${CHROMIUM}. The browser tests need a real Chromium: ` +
+        'install Debian\'s package (apt-get install chromium; .ci/run does this on CI) or set CHROMIUM_PATH. ' +
+        'Do not run `npx playwright install`.')
+    }
+    try {
+      return await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 15_000 })
+    } catch (err) {
+      throw new Error(`Chromium at ${CHROMIUM} did not launch: ${(err as Error).message}`)
+    }
+  })()
+  return launching
+}
+
+/** Close the browser if it was launched (register with `test.after(closeBrowser)`). */
+export async function closeBrowser (): Promise<void> {
+  const b = await launching?.catch(() => null)
+  if (b) await withTimeout(b.close(), 10_000, 'browser.close()')
+}
+
+/** `promise`, or a rejection naming `what` after `ms` (page.evaluate has no timeout of its own). */
+export function withTimeout<T> (promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const timeout = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms)
+  })
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
+}
+
+/** Run `body` with a stack of cleanups that run in reverse, whatever happens. */
+export async function scoped (body: (defer: Defer) => Promise<void>): Promise<void> {
+  const stack: Array<() => unknown> = []
+  try {
+    await body((fn) => stack.push(fn))
+  } finally {
+    for (const fn of stack.reverse()) {
+      try { await withTimeout(Promise.resolve().then(fn), 5000, 'cleanup') } catch (err) { console.error('cleanup failed:', err) }
+    }
+  }
+}
+
+/**
+ * A fresh browser context, closed at the end. `rtcOrigin`: grant camera and microphone to that
+ * origin, which Chromium requires (with --allow-loopback-in-peer-connection) before it gathers
+ * 127.0.0.1 ICE candidates; without it WebRTC between pages on loopback finds no candidates.
+ */
+export async function newContext (defer: Defer, options: { rtcOrigin?: string } = {}): Promise<BrowserContext> {
+  const context = await (await browser()).newContext()
+  defer(() => context.close())
+  context.setDefaultTimeout(5000)
+  if (options.rtcOrigin !== undefined) await context.grantPermissions(['camera', 'microphone'], { origin: options.rtcOrigin })
+  return context
+}
+
+// ── the static server ──
+
+const FILES: Record<string, [file: string, type: string]> = {
+  '/signalyard.js': ['dist/browser/signalyard.js', 'text/javascript'],
+  '/signalyard.iife.js': ['dist/browser/signalyard.iife.js', 'text/javascript'],
+  '/harness.js': ['test/fixtures/browser/harness.js', 'text/javascript'],
+  '/esm.html': ['test/fixtures/browser/esm.html', 'text/html; charset=utf-8'],
+  '/iife.html': ['test/fixtures/browser/iife.html', 'text/html; charset=utf-8']
+}
+
+function serveFiles (req: IncomingMessage, res: ServerResponse): void {
+  const entry = FILES[new URL(req.url ?? '/', 'http://127.0.0.1').pathname]
+  if (req.method !== 'GET' || entry === undefined) {
+    res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+    return
+  }
+  readFile(resolve(root, entry[0])).then(
+    (body) => res.writeHead(200, { 'content-type': entry[1], 'cache-control': 'no-store' }).end(body),
+    (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${entry[0]}: ${err.message}\n`)
+  )
+}
+
+/** A static server on 127.0.0.1 and a free port; `origin` is 'http://127.0.0.1:<port>'. */
+export async function startStatic (defer: Defer): Promise<{ server: Server, origin: string }> {
+  for (const [file] of Object.values(FILES)) {
+    assert.ok(existsSync(resolve(root, file)), `${file} exists (run node build.mjs first)`)
+  }
+  const server = createHttpServer(serveFiles)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(0, '127.0.0.1', () => resolve())
+  })
+  defer(() => new Promise<void>((resolve) => {
+    server.close(() => resolve())
+    server.closeAllConnections()
+  }))
+  return { server, origin: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }
+}
+
+/** A yard on 127.0.0.1 (a free port unless `options` say otherwise), closed at the end. */
+export async function yardOn (defer: Defer, options?: Parameters<typeof createServer>[0]): Promise<Yard> {
+  const yard = options === undefined ? await startYard() : await createServer(options)
+  defer(() => yard.close())
+  return yard
+}
+
+/**
+ * Open `url` in a new page of `context` and wait for the harness (page errors go in the failure).
+ * `initScript` runs in the page before any of its own scripts.
+ */
+export async function openPage (context: BrowserContext, url: string, options: { initScript?: string } = {}): Promise<Page> {
+  const page = await context.newPage()
+  const problems: string[] = []
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`))
+  page.on('console', (msg) => { if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`) })
+  if (options.initScript !== undefined) await page.addInitScript({ content: options.initScript })
+  await page.goto(url)
+  try {
+    await page.waitForFunction(() => (window as any).h !== undefined, null, { timeout: 5000 })
+  } catch (err) {
+    throw new Error(`the harness did not load on ${url}: ${problems.join('; ') || (err as Error).message}`)
+  }
+  return page
+}
+
+// ── driving the page harness ──
+
+/** A value as it crosses the page boundary (see harness.js). */
+export interface Desc { t: string, v?: unknown, pad?: number, code?: string, message?: string }
+export interface LogEntry { event: string, at: number, args: Desc[] }
+
+export const str = (v: string): Desc => ({ t: 'string', v })
+export const json = (v: unknown): Desc => ({ t: 'json', v })
+export const bytes = (v: number[]): Desc => ({ t: 'bytes', v })
+
+/** Call `window.h[fn](...args)` in the page, awaited, failing after `ms` (default 5 s). */
+export function call<T = unknown> (page: Page, fn: string, ...args: unknown[]): Promise<T> {
+  return callWithin<T>(5000, page, fn, ...args)
+}
+
+/** `call` with its own bound, for harness calls that wait for something slow. */
+export function callWithin<T = unknown> (ms: number, page: Page, fn: string, ...args: unknown[]): Promise<T> {
+  return withTimeout(page.evaluate(([fn, args]) => (window as any).h[fn](...args), [fn, args] as [string, unknown[]]), ms, `h.${fn}() in the page`)
+}
+
+/** Poll an event log in the page until `done(log)`, or fail after `ms` showing the log. */
+export async function waitLog (page: Page, id: number, done: (log: LogEntry[]) => boolean, what: string, ms = 3000): Promise<LogEntry[]> {
+  const deadline = Date.now() + ms
+  let log: LogEntry[] = []
+  for (;;) {
+    // Fetch the log only when it grew: it may hold tens of thousands of byte values.
+    if (await call<number>(page, 'logSize', id) !== log.length) log = await call<LogEntry[]>(page, 'log', id)
+    if (done(log)) return log
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms; log so far: ${JSON.stringify(log).slice(0, 1500)}`)
+    await sleep(15)
+  }
+}
+
+export const eventsOf = (log: LogEntry[], event: string): Desc[][] => log.filter((e) => e.event === event).map((e) => e.args)
+export const dataOf = (log: LogEntry[]): Desc[] => eventsOf(log, 'data').map((args) => args[0])
+
+/** Close every channel the page opened (ignored when the page is already gone). */
+export function closeChannels (page: Page): Promise<void> {
+  return call<void>(page, 'closeAll').catch(() => {})
+}
