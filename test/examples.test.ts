@@ -2,33 +2,173 @@
 // from the repository root): each one exits 0 by itself (no hanging handles) within 15 s and
 // prints the lines it promises. Also runs them against a separately started server through
 // SIGNALYARD_URL. `npm test` builds dist first (the examples import the built package by name).
+//
+// examples/chat is a page: `node examples/chat/server.mjs` is started with PORT, its files are
+// fetched over HTTP, and two Chromium pages (Debian's /usr/bin/chromium through playwright-core,
+// see browser-helpers.ts) join, see each other and chat both ways.
+//
+// Network: 127.0.0.1 only. The Node examples' WebRTC (node-datachannel, bindAddress 127.0.0.1)
+// gathers loopback candidates only; Chromium gathers candidates on every interface, so this file
+// re-runs itself in a private network namespace with only `lo` up (`unshare -n`, or `-rn` when not
+// root), as test/browser-peers.test.ts does. Where that is not possible the chat pages use the
+// relay (?transport=relay) and no WebRTC runs between them; the file says so.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import type { Page } from 'playwright-core'
 import { SignalChannel } from 'signalyard'
-import { startYard, until } from './helpers.js'
+import { closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { fetchText, freePort, startYard, until } from './helpers.js'
+
+// ── a network namespace with only loopback (see the header) ──
+
+const NETNS_ENV = 'SIGNALYARD_NETNS'
+const ISOLATED = process.env[NETNS_ENV] === 'lo'
+if (!ISOLATED && process.env[NETNS_ENV] !== 'off') {
+  const unshare = process.getuid?.() === 0 ? ['-n'] : ['-rn']
+  const upLo = 'ip link set lo up'
+  if (spawnSync('unshare', [...unshare, 'sh', '-c', upLo], { stdio: 'ignore' }).status === 0) {
+    const child = spawn('unshare', [...unshare, 'sh', '-c', `${upLo} && exec "$@"`, 'sh', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)], {
+      stdio: 'inherit', env: { ...process.env, [NETNS_ENV]: 'lo' }
+    })
+    const code = await new Promise<number>((resolve) => {
+      child.on('error', () => resolve(1))
+      child.on('exit', (c, signal) => resolve(c ?? (signal !== null ? 1 : 0)))
+    })
+    process.exit(code)
+  }
+  console.log(`note: \`unshare ${unshare.join(' ')}\` is not available here: no private network namespace, so the chat ` +
+    'pages talk through the relay (?transport=relay) and no WebRTC runs between them')
+}
+if (ISOLATED) console.log('network: a private namespace with only lo (127.0.0.1)')
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
 
-interface Example { name: string, lines: RegExp[] }
+/** What an example must print: a check over its non-empty stdout lines. */
+interface Example {
+  name: string
+  args?: string[]
+  check: (lines: string[]) => void
+  /** WebSockets it holds at once (each of its peers has its own): seen on a server given by SIGNALYARD_URL. */
+  sockets?: number
+}
+
+/** Exactly these lines, in this order. */
+const exactly = (...patterns: RegExp[]) => (lines: string[]): void => {
+  assert.is(lines.length, patterns.length, `printed lines:\n${lines.join('\n')}`)
+  patterns.forEach((pattern, i) => assert.match(lines[i], pattern))
+}
+
+const TRANSPORTS = /^(webrtc|relay|relay\+webrtc)$/
+
+/**
+ * examples/channel: a first line naming the transport, one line per greeting — every ordered pair
+ * of the n peers exactly once, each greeting addressed to its receiver — and the summary, whose
+ * transports are the ones the greetings used. `rtc`: node-datachannel was used, so the greetings
+ * go over WebRTC (the relay only where a connection fell back); else all over the relay.
+ */
+const meshOf = (n: number, first: RegExp, rtc: boolean) => (lines: string[]): void => {
+  assert.is(lines.length, n * (n - 1) + 2, `printed lines:\n${lines.join('\n')}`)
+  assert.match(lines[0], first)
+  const pairs = new Set<string>()
+  const used = new Set<string>()
+  for (const line of lines.slice(1, -1)) {
+    const m = /^(peer-\d+) got "hello \1, this is (peer-\d+)" from \2 over (webrtc|relay)$/.exec(line)
+    assert.ok(m, `a greeting line: ${line}`)
+    const [, to, from, transport] = m as RegExpExecArray
+    assert.is.not(to, from)
+    assert.not.ok(pairs.has(`${from}>${to}`), `one greeting from ${from} to ${to}: ${line}`)
+    pairs.add(`${from}>${to}`)
+    used.add(transport)
+  }
+  assert.is(pairs.size, n * (n - 1), 'every ordered pair greeted')
+  if (rtc) assert.ok(used.has('webrtc'), `greetings went over WebRTC:\n${lines.join('\n')}`)
+  else assert.equal([...used], ['relay'], 'every greeting went through the relay')
+  const summary = new RegExp(`^mesh of ${n}: ${n * (n - 1)}/${n * (n - 1)} greetings over (\\S+)$`).exec(lines[lines.length - 1])
+  assert.ok(summary, `the summary line: ${lines[lines.length - 1]}`)
+  assert.match(summary[1], TRANSPORTS)
+  assert.is(summary[1], [...used].sort().join('+'), 'the summary names the transports used')
+}
+
+/**
+ * examples/star: the transport line; per spoke one "connected", one "got the news" and one "hub
+ * got the answer" line, in that order for each spoke; the summary.
+ */
+const starOf = (n: number, first: RegExp, rtc: boolean) => (lines: string[]): void => {
+  assert.is(lines.length, 3 * n + 2, `printed lines:\n${lines.join('\n')}`)
+  assert.match(lines[0], first)
+  const at = (pattern: RegExp): Map<string, number> => {
+    const found = new Map<string, number>()
+    lines.forEach((line, i) => {
+      const m = pattern.exec(line)
+      if (m === null) return
+      assert.not.ok(found.has(m[1]), `one such line per spoke: ${line}`)
+      found.set(m[1], i)
+    })
+    assert.is(found.size, n, `${n} lines like ${pattern}:\n${lines.join('\n')}`)
+    return found
+  }
+  const used = new Set(lines.map((l) => /^hub: spoke-\d+ connected over (\w+)$/.exec(l)?.[1]).filter((t) => t !== undefined))
+  const connected = at(/^hub: (spoke-\d+) connected over (?:webrtc|relay)$/)
+  const got = at(new RegExp(`^(spoke-\\d+) got "news for everyone \\(${n} spokes\\)" from hub$`))
+  const answered = at(/^hub got "(spoke-\d+) read the news" from \1$/)
+  for (const [spoke, i] of connected) {
+    assert.ok(i < (got.get(spoke) ?? -1) && (got.get(spoke) ?? -1) < (answered.get(spoke) ?? -1), `${spoke}: connected, got the news, answered`)
+  }
+  if (rtc) assert.ok(used.has('webrtc'), `spokes connected over WebRTC:\n${lines.join('\n')}`)
+  else assert.equal([...used], ['relay'])
+  assert.is(lines[lines.length - 1], `star of ${n} spokes: broadcast reached ${n}/${n}, ${n}/${n} answers over ${[...used].sort().join('+')}`)
+}
+
+/**
+ * examples/file-transfer: what was sent, the backpressure waits (`minWaits` at least), and the
+ * receiver's verdict: size, throughput, transport, a matching SHA-256 (its first 8 hex digits
+ * `sha8`, when the test knows the content).
+ */
+const transferOf = (first: RegExp, sending: RegExp, received: RegExp, minWaits: number, sha8?: string) => (lines: string[]): void => {
+  exactly(first, sending, /^sender: done, waited for 'drain' \d+ times$/, received)(lines)
+  const waits = Number(/(\d+) times$/.exec(lines[2])?.[1])
+  assert.ok(waits >= minWaits, `the sender waited for 'drain' at least ${minWaits} time(s): ${lines[2]}`)
+  const m = /, sha256 ok \(([0-9a-f]{8})…\)$/.exec(lines[3])
+  assert.ok(m, `sha256 ok: ${lines[3]}`)
+  if (sha8 !== undefined) assert.is(m[1], sha8, 'the receiver hashed the file\'s own bytes')
+}
+
+const RTC_LINE = /^transport: webrtc \(node-datachannel\)$/
+const RECEIVED_32 = /^received 32\.0 MiB in \d+\.\d\d s: \d+\.\d MB\/s over (webrtc|relay), sha256 ok \([0-9a-f]{8}…\)$/
+
 const EXAMPLES: Example[] = [
-  { name: 'echo', lines: [/^got offer this is an offer from peer peer id #222$/] },
-  { name: 'kv', lines: [new RegExp(`^update some key some value ${UUID}$`), /^m1 and m2 agree: true$/] },
-  { name: 'relay', lines: [/^relay message hello! relay$/] }
+  { name: 'echo', check: exactly(/^got offer this is an offer from peer peer id #222$/) },
+  { name: 'kv', check: exactly(new RegExp(`^update some key some value ${UUID}$`), /^m1 and m2 agree: true$/) },
+  { name: 'relay', check: exactly(/^relay message hello! relay$/) },
+  { name: 'channel', check: meshOf(4, RTC_LINE, true), sockets: 4 },
+  { name: 'star', check: starOf(5, RTC_LINE, true), sockets: 6 },
+  {
+    name: 'file-transfer',
+    // 32 MiB written in one go against a 1 MiB high-water mark: send() must have said "wait".
+    check: transferOf(RTC_LINE, /^sending 32\.0 MiB \(32 MiB of pseudo-random bytes\) in 512 chunk\(s\) of 64 KiB$/, RECEIVED_32, 1),
+    sockets: 2
+  }
 ]
 
 interface Outcome { code: number | null, signal: NodeJS.Signals | null, stdout: string, stderr: string, ms: number }
 
-/** Run an example as a user would; kill it (and fail) after `ms`. */
-function runExample (name: string, env: Record<string, string> = {}, ms = 15_000): Promise<Outcome> {
+/**
+ * Run an example as a user would (`node [nodeArgs] examples/<name>/index.mjs [args]`); kill it
+ * (and fail) after `ms`.
+ */
+function runExample (name: string, env: Record<string, string> = {}, ms = 15_000, args: string[] = [], nodeArgs: string[] = []): Promise<Outcome> {
   const started = Date.now()
   const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env }
   if (!('SIGNALYARD_URL' in env)) delete childEnv.SIGNALYARD_URL
   delete childEnv.PORT
-  const child = spawn(process.execPath, [`examples/${name}/index.mjs`], { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, [...nodeArgs, `examples/${name}/index.mjs`, ...args], { cwd: root, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] })
   let stdout = ''
   let stderr = ''
   child.stdout.on('data', (d) => { stdout += d })
@@ -46,15 +186,13 @@ function runExample (name: string, env: Record<string, string> = {}, ms = 15_000
 }
 
 function assertOutput (example: Example, out: Outcome): void {
-  assert.is(out.code, 0, `examples/${example.name} exits 0 (signal ${out.signal}); stderr:\n${out.stderr}`)
-  const lines = out.stdout.split('\n').filter((l) => l !== '')
-  assert.is(lines.length, example.lines.length, `printed lines:\n${out.stdout}`)
-  example.lines.forEach((pattern, i) => assert.match(lines[i], pattern))
+  assert.is(out.code, 0, `examples/${example.name} exits 0 (signal ${out.signal}); stdout:\n${out.stdout}\nstderr:\n${out.stderr}`)
+  example.check(out.stdout.split('\n').filter((l) => l !== ''))
 }
 
 for (const example of EXAMPLES) {
   test(`examples/${example.name}: runs on its own embedded server, prints its result and exits 0`, async () => {
-    const out = await runExample(example.name)
+    const out = await runExample(example.name, {}, 15_000, example.args)
     assertOutput(example, out)
   })
 
@@ -72,8 +210,13 @@ test('the examples run against a separately started server through SIGNALYARD_UR
   const yard = await startYard()
   try {
     for (const example of EXAMPLES) {
-      const out = await runExample(example.name, { SIGNALYARD_URL: yard.url })
+      // Sample the server while the example runs: its peers' sockets show up here.
+      let most = 0
+      const sampler = setInterval(() => { most = Math.max(most, yard.health().connections) }, 2)
+      const out = await runExample(example.name, { SIGNALYARD_URL: yard.url }, 15_000, example.args)
+      clearInterval(sampler)
       assertOutput(example, out)
+      if (example.sockets !== undefined) assert.ok(most >= example.sockets, `examples/${example.name}: ${example.sockets} sockets on this server (saw at most ${most})`)
     }
     // kv again on the same server: the key from the first run is still there, and the example
     // still prints only the fresh write.
@@ -102,6 +245,259 @@ test('an example reports failure (exit 1) when SIGNALYARD_URL points at nothing'
   assert.is(out.code, 1, `exit code; stderr: ${out.stderr}`)
   assert.match(out.stderr, 'relay example')
   assert.is(out.stdout, '')
+})
+
+// ── the Node examples' other modes ──
+
+/** `--import` this and `node-datachannel` cannot be found: a machine where it is not installed. */
+const WITHOUT_NODE_DATACHANNEL = 'data:text/javascript,' + encodeURIComponent(
+  `import { register } from 'node:module'\nregister(${JSON.stringify('data:text/javascript,' + encodeURIComponent(
+    `export async function resolve (specifier, context, next) {
+      if (specifier === 'node-datachannel' || specifier.startsWith('node-datachannel/')) {
+        throw Object.assign(new Error('Cannot find package ' + specifier + ' (hidden by the test)'), { code: 'ERR_MODULE_NOT_FOUND' })
+      }
+      return next(specifier, context)
+    }`))})`)
+const RELAY_FLAG = /^transport: relay \(--relay\)$/
+const RELAY_MISSING = /^transport: relay \(node-datachannel is not installed\)$/
+
+test('examples/channel 6 --relay: a mesh of 6 through the relay, 30 greetings', async () => {
+  assertOutput({ name: 'channel', check: meshOf(6, RELAY_FLAG, false) }, await runExample('channel', {}, 15_000, ['6', '--relay']))
+})
+
+test('examples/channel without node-datachannel installed: says so and uses the relay', async () => {
+  const out = await runExample('channel', {}, 15_000, [], ['--import', WITHOUT_NODE_DATACHANNEL])
+  assertOutput({ name: 'channel', check: meshOf(4, RELAY_MISSING, false) }, out)
+})
+
+test('examples/channel 1: refuses a mesh of one (exit 1, a message on stderr)', async () => {
+  const out = await runExample('channel', {}, 15_000, ['1'])
+  assert.is(out.code, 1)
+  assert.match(out.stderr, 'channel example: the number of peers is 2..50')
+})
+
+test('examples/star 3 --relay: 3 spokes through the relay', async () => {
+  assertOutput({ name: 'star', check: starOf(3, RELAY_FLAG, false) }, await runExample('star', {}, 15_000, ['3', '--relay']))
+})
+
+test('examples/star without node-datachannel installed: says so and uses the relay', async () => {
+  const out = await runExample('star', {}, 15_000, [], ['--import', WITHOUT_NODE_DATACHANNEL])
+  assertOutput({ name: 'star', check: starOf(5, RELAY_MISSING, false) }, out)
+})
+
+test('examples/file-transfer <path>: sends that file, the receiver\'s SHA-256 is the file\'s (WebRTC, then the relay)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'signalyard-ft-'))
+  try {
+    const file = join(dir, 'odd size.bin')
+    const content = randomBytes(3 * 1024 * 1024 + 4321) // 48 full chunks and a short one
+    writeFileSync(file, content)
+    const sha8 = createHash('sha256').update(content).digest('hex').slice(0, 8)
+    const sending = /^sending 3\.0 MiB \(odd size\.bin\) in 49 chunk\(s\) of 64 KiB$/
+    const received = (over: string): RegExp => new RegExp(`^received 3\\.0 MiB in \\d+\\.\\d\\d s: \\d+\\.\\d MB/s over ${over}, sha256 ok \\([0-9a-f]{8}…\\)$`)
+    assertOutput({ name: 'file-transfer', check: transferOf(RTC_LINE, sending, received('(webrtc|relay)'), 0, sha8) },
+      await runExample('file-transfer', {}, 15_000, [file]))
+    assertOutput({ name: 'file-transfer', check: transferOf(RELAY_FLAG, sending, received('relay'), 0, sha8) },
+      await runExample('file-transfer', {}, 15_000, [file, '--relay']))
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+})
+
+test('examples/file-transfer <missing path>: exit 1 naming the path', async () => {
+  const out = await runExample('file-transfer', {}, 15_000, ['/nonexistent/signalyard-test.bin'])
+  assert.is(out.code, 1)
+  assert.match(out.stderr, 'file-transfer example: /nonexistent/signalyard-test.bin')
+})
+
+// ── examples/chat ──
+
+test.after(closeBrowser)
+
+interface ChatServer { origin: string, child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
+
+/** `node examples/chat/server.mjs` with PORT=<a free port>, as its header says; killed at the end. */
+async function startChat (defer: Defer): Promise<ChatServer> {
+  const port = await freePort()
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) }
+  delete env.SIGNALYARD_URL
+  const child = spawn(process.execPath, ['examples/chat/server.mjs'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => { stdout += d })
+  child.stderr.on('data', (d) => { stderr += d })
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  defer(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  try {
+    await until(() => stdout.includes('\n') || child.exitCode !== null, 5000, 'the chat server prints its URL')
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; stderr: ${stderr}`)
+  }
+  assert.is(stdout, `chat on http://127.0.0.1:${port}/ (open it in two tabs)\n`, `stderr: ${stderr}`)
+  return { origin: `http://127.0.0.1:${port}`, child, stderr: () => stderr, exited }
+}
+
+/** Each chat tab's uncaught errors; `noPageErrors()` at the end of a test checks them. */
+let pageErrors: string[][] = []
+function noPageErrors (): void {
+  const all = pageErrors.flat()
+  pageErrors = []
+  assert.equal(all, [], 'no uncaught errors in the chat pages')
+}
+
+/** A tab of the chat: open `url`, enter `name`, join (its uncaught errors are collected). */
+async function chatTab (defer: Defer, context: Awaited<ReturnType<typeof newContext>>, url: string, name: string): Promise<Page> {
+  const page = await context.newPage()
+  const problems: string[] = []
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`))
+  pageErrors.push(problems)
+  await page.goto(url)
+  await page.fill('#name', name)
+  await page.click('#join')
+  try {
+    await page.waitForSelector('#chat-form:not([hidden])', { timeout: 5000 })
+  } catch (err) {
+    throw new Error(`${name} did not join: status "${await page.textContent('#status')}"; ${problems.join('; ') || (err as Error).message}`)
+  }
+  return page
+}
+
+/** What `page` shows for `peer` in the online list once connected: 'webrtc' or 'relay'. */
+async function transportShown (page: Page, peer: string, ms: number): Promise<string> {
+  const shown = (): Promise<string | undefined> => page.$eval('#online', (list, peer) =>
+    [...list.querySelectorAll('li')].find((li) => li.dataset.peer === peer)?.dataset.transport, peer)
+  try {
+    await page.waitForFunction((peer) => {
+      const li = [...document.querySelectorAll<HTMLElement>('#online li')].find((li) => li.dataset.peer === peer)
+      return li?.dataset.transport === 'webrtc' || li?.dataset.transport === 'relay'
+    }, peer, { timeout: ms })
+  } catch {
+    throw new Error(`${peer} is not shown as connected within ${ms} ms (shown: ${String(await shown())}; online: "${await page.textContent('#online')}")`)
+  }
+  return String(await shown())
+}
+
+async function say (page: Page, text: string): Promise<void> {
+  await page.fill('#message', text)
+  await page.press('#message', 'Enter')
+}
+
+/** Wait until `page` shows `text` from `from` (a message from someone else, or its own with 'me'). */
+async function shows (page: Page, from: string, text: string, mine = false): Promise<void> {
+  try {
+    await page.waitForFunction(([from, text, cls]) => [...document.querySelectorAll<HTMLElement>(`#log li.${cls}`)]
+      .some((li) => li.dataset.from === from && li.querySelector('.text')?.textContent === text), [from, text, mine ? 'me' : 'them'], { timeout: 5000 })
+  } catch {
+    throw new Error(`the page does not show ${JSON.stringify(text)} from ${from}; its log: "${await page.textContent('#log')}"`)
+  }
+}
+
+const onlineNames = (page: Page): Promise<string[]> =>
+  page.$$eval('#online li', (items) => items.map((li) => (li as HTMLElement).dataset.peer ?? ''))
+
+test('examples/chat: one command serves the page, the bundle and the signalyard server on PORT (127.0.0.1); SIGTERM stops it', async () => {
+  await scoped(async (defer) => {
+    const chat = await startChat(defer)
+    const page = await fetchText(`${chat.origin}/`)
+    assert.is(page.status, 200)
+    assert.match(page.type, 'text/html')
+    assert.match(page.body, "import { SignalChannel } from '/signalyard.js'", 'the page imports the bundle from /signalyard.js')
+    assert.is((await fetchText(`${chat.origin}/index.html`)).body, page.body)
+    const bundle = await fetchText(`${chat.origin}/signalyard.js`)
+    assert.is(bundle.status, 200)
+    assert.match(bundle.type, 'javascript')
+    assert.ok(bundle.body === readFileSync(`${root}dist/browser/signalyard.js`, 'utf8'), '/signalyard.js is dist/browser/signalyard.js')
+    assert.is((await fetchText(`${chat.origin}/nothing-here`)).status, 404)
+
+    // The signalyard server answers WebSocket upgrades on the same port.
+    const channel = SignalChannel('chat lobby', { url: chat.origin.replace('http', 'ws') + '/' })
+    try {
+      const echo = channel.echo()
+      await withTimeout(echo.ready(), 3000, 'an echo stream on the chat server')
+    } finally {
+      channel.close()
+    }
+
+    chat.child.kill('SIGTERM')
+    assert.is(await withTimeout(chat.exited, 5000, 'the chat server exits on SIGTERM'), 0, `exit code; stderr: ${chat.stderr()}`)
+  })
+})
+
+test('examples/chat: a taken PORT is an error (exit 1) that says so', async () => {
+  await scoped(async (defer) => {
+    const chat = await startChat(defer)
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: new URL(chat.origin).port }
+    delete env.SIGNALYARD_URL
+    const second = spawn(process.execPath, ['examples/chat/server.mjs'], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] })
+    defer(() => { if (second.exitCode === null) second.kill('SIGKILL') })
+    let stderr = ''
+    second.stderr.on('data', (d) => { stderr += d })
+    const code = await withTimeout(new Promise((resolve) => second.on('close', resolve)), 5000, 'the second chat server exits')
+    assert.is(code, 1)
+    assert.match(stderr, `chat server: port ${new URL(chat.origin).port} is in use`)
+  })
+})
+
+test(`examples/chat: two tabs join, see each other online ${ISOLATED ? 'over WebRTC' : '(relay)'}, chat both ways; a taken name is refused; a closed tab goes offline`, async () => {
+  await scoped(async (defer) => {
+    const chat = await startChat(defer)
+    const query = ISOLATED ? '' : '?transport=relay'
+    const expected = ISOLATED ? 'webrtc' : 'relay'
+    const context = await newContext(defer, { rtcOrigin: chat.origin })
+    const alice = await chatTab(defer, context, `${chat.origin}/${query}`, 'alice')
+    const bob = await chatTab(defer, context, `${chat.origin}/${query}`, 'bob')
+
+    // Presence: each sees the other online; the connection shows its transport on both sides.
+    assert.is(await transportShown(alice, 'bob', 10_000), expected, 'alice sees bob connected over ' + expected)
+    assert.is(await transportShown(bob, 'alice', 10_000), expected, 'bob sees alice connected over ' + expected)
+    assert.equal(await onlineNames(alice), ['alice', 'bob'])
+    assert.equal(await onlineNames(bob), ['bob', 'alice'])
+
+    await say(alice, 'hello bob')
+    await shows(bob, 'alice', 'hello bob')
+    await shows(alice, 'alice', 'hello bob', true)
+    await say(bob, 'hi alice <b>not bold</b> & ✓')
+    await shows(alice, 'bob', 'hi alice <b>not bold</b> & ✓')
+    assert.is(await alice.$$eval('#log b', (b) => b.length), 0, 'messages are text, not HTML')
+
+    // A third tab cannot take a name in use.
+    const third = await context.newPage()
+    await third.goto(`${chat.origin}/${query}`)
+    await third.fill('#name', 'alice')
+    await third.click('#join')
+    await third.waitForFunction(() => document.querySelector('#status')?.textContent?.includes('taken'), null, { timeout: 5000 })
+    assert.ok(await third.isHidden('#chat-form'), 'the third tab did not join')
+    await third.close()
+
+    // Bob closes his tab: alice sees him go (the server's grace for a vanished socket is 3 s).
+    await bob.close()
+    await alice.waitForFunction(() => ![...document.querySelectorAll<HTMLElement>('#online li')].some((li) => li.dataset.peer === 'bob'), null, { timeout: 6000 })
+    assert.equal(await onlineNames(alice), ['alice'])
+    noPageErrors()
+  })
+})
+
+test('examples/chat ?transport=relay in one tab: both tabs show the relay, and the chat works over it', async () => {
+  await scoped(async (defer) => {
+    const chat = await startChat(defer)
+    const context = await newContext(defer, { rtcOrigin: chat.origin })
+    const carol = await chatTab(defer, context, `${chat.origin}/?room=side`, 'carol')
+    const dave = await chatTab(defer, context, `${chat.origin}/?room=side&transport=relay`, 'dave')
+    assert.is(await transportShown(carol, 'dave', 10_000), 'relay')
+    assert.is(await transportShown(dave, 'carol', 10_000), 'relay')
+    await say(dave, 'over the relay')
+    await shows(carol, 'dave', 'over the relay')
+    await say(carol, 'got it')
+    await shows(dave, 'carol', 'got it')
+    noPageErrors()
+  })
+})
+
+test('examples/chat: the header says how to run it', () => {
+  const source = readFileSync(`${root}examples/chat/server.mjs`, 'utf8')
+  const header = source.split('\n').filter((l) => l.startsWith('//')).join('\n')
+  assert.match(header, 'node examples/chat/server.mjs')
+  assert.match(header, 'PORT')
+  assert.match(source, /from 'signalyard\/server'/)
 })
 
 test.run()
