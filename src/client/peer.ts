@@ -186,9 +186,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     const live = (): boolean => gen === this.pipeGen && this.state !== 'closed'
     return {
       open: () => { if (live()) this.pipeOpened() },
-      message: (bytes) => { if (live()) this.receive(bytes) },
+      message: (bytes) => {
+        if (live()) return this.receive(bytes)
+        // Closed and lingering after our BYE: the peer's own BYE means it is done too.
+        if (gen === this.pipeGen && bytes[0] === MuxOp.Bye) this.dropPipe()
+      },
       drain: () => { if (gen === this.pipeGen) this.pump() },
-      close: (error) => { if (live()) this.pipeClosed(error) }
+      close: (error) => {
+        if (gen !== this.pipeGen) return
+        if (this.state === 'closed') return this.dropPipe() // the peer closed after our BYE
+        this.pipeClosed(error)
+      }
     }
   }
 
@@ -221,6 +229,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.pipe = null
     this.pipeOpen = false
     this.pipeGen++
+    if (this.state === 'closed') this.disarm()
     pipe?.close()
   }
 
@@ -445,7 +454,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.emit('close', error)
   }
 
-  /** Lingering close: everything queued went out (or time is up). Say BYE and let the pipe drain. */
+  /**
+   * Lingering close: everything queued went out (or time is up). Say BYE. The relay keeps frame
+   * order through the server, so it closes at once; a data channel waits for the peer to close
+   * (it does when BYE arrives), bounded by the linger time.
+   */
   private flushed (pipe: Pipe | null): void {
     if (!this.lingering) return
     this.lingering = false
@@ -453,20 +466,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.queue = []
     this.queuedBytes = 0
     if (pipe === null || pipe !== this.pipe) return
-    const sent = this.sendRaw(writeMux(MuxOp.Bye, 0))
-    this.pipe = null
-    this.pipeOpen = false
-    this.pipeGen++
-    if (!sent) return
-    const deadline = Date.now() + LINGER_MS
-    const wait = (): void => {
-      if (pipe.transport === 'webrtc' && pipe.bufferedAmount > 0 && Date.now() < deadline) {
-        setTimeout(wait, 10)
-        return
-      }
-      pipe.close()
-    }
-    wait()
+    if (!this.sendRaw(writeMux(MuxOp.Bye, 0)) || pipe.transport === 'relay') return this.dropPipe()
+    this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
   }
 }
 

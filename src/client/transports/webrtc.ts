@@ -115,7 +115,13 @@ export class WebRtcPipe implements Pipe {
     // A duplicate answer, or an offer when we are the offerer: ignored.
     if (d.type !== expected || this.remoteSetting || (this.initiator && state !== 'have-local-offer')) return
     this.remoteSetting = true
+    // One retry: libdatachannel sometimes refuses an answer that arrives while its ICE transport
+    // is still being set up, and takes the same answer a moment later.
     this.pc.setRemoteDescription({ type: d.type, sdp: d.sdp })
+      .catch(async () => {
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        if (!this.closed) await this.pc.setRemoteDescription({ type: d.type, sdp: d.sdp })
+      })
       .then(async () => {
         this.remoteSet = true
         const early = this.early
