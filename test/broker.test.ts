@@ -37,6 +37,8 @@ function asyncBroker (inner: Broker): Broker & { calls: Record<string, number> }
     kvDelete: (ns, key) => { count('kvDelete'); return later(() => inner.kvDelete(ns, key)) },
     kvSnapshot: (ns, since) => { count('kvSnapshot'); return later(() => inner.kvSnapshot(ns, since)) },
     relayOpen: (ns, local, remote, sink) => { count('relayOpen'); return later(() => inner.relayOpen(ns, local, remote, sink)) },
+    claim: (request, sink) => { count('claim'); return later(() => inner.claim(request, sink)) },
+    direct: (ns, to, frame) => { count('direct'); return later(() => inner.direct(ns, to, frame)) },
     stats: () => inner.stats(),
     close: () => inner.close()
   }
@@ -152,6 +154,39 @@ test('two yards on one broker: echo, kv and relay reach across them, and each ya
     await one.close()
     await two.close()
     await broker.close()
+  }
+})
+
+test('presence and a peer connection over the relay work through an asynchronous broker', async () => {
+  const broker = asyncBroker(memoryBroker())
+  const yard = await startYard({ broker })
+  const a = SignalChannel('async-peers', yard.url)
+  const b = SignalChannel('async-peers', `${yard.url}?client=b`)
+  try {
+    const pa = a.createPeers()
+    const pb = b.createPeers()
+    await pa.join({ id: 'alice', role: 'host' })
+    const joined = next(pa, 'join')
+    await pb.join({ id: 'bob' })
+    assert.equal(pb.list(), [{ id: 'alice', role: 'host' }])
+    assert.equal((await joined)[0], { id: 'bob' })
+    const na = a.createNode(undefined, { transport: 'relay' })
+    const nb = b.createNode((pc) => pc.on('connection', (s) => s.on('data', (d) => s.send(d))), { transport: 'relay' })
+    await Promise.all([na.listen('alice'), nb.listen('bob')])
+    const pc = na.connect('bob')
+    const s = pc.createStream('x')
+    const echoed = next(s, 'data')
+    s.send('through a slow broker')
+    assert.equal((await echoed)[0], 'through a slow broker')
+    assert.is(pc.transport, 'relay')
+    assert.ok(broker.calls.claim >= 4 && broker.calls.direct >= 2, 'claims and directed messages went through the broker')
+    const left = next(pa, 'leave')
+    pb.leave()
+    assert.equal((await left)[0], { id: 'bob' })
+  } finally {
+    a.close()
+    b.close()
+    await yard.close()
   }
 })
 

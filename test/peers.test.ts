@@ -431,11 +431,10 @@ test('meta limits: meta over peers.maxMeta (join or update) is refused with payl
   })
 })
 
-// Known bugs in src/ (see the report of the commit that added this file): these tests fail until
-// they are fixed. Run them with SHOW_KNOWN_BUGS=1 npm test -- peers; un-skip them once they pass.
-const knownBug = process.env.SHOW_KNOWN_BUGS === '1' ? test : test.skip
+// Meta changes that race the server: a refused update, a second join before the first resolved,
+// meta over the frame limit.
 
-knownBug('a refused update changes nothing: self keeps the meta the server holds, and a later blip reclaims the id with it', async () => {
+test('a refused update changes nothing: self keeps the meta the server holds, and a later blip reclaims the id with it', async () => {
   await withYard({ peers: { grace: 300 } }, async ({ client }) => {
     const a = client()
     const b = client()
@@ -456,7 +455,7 @@ knownBug('a refused update changes nothing: self keeps the meta the server holds
   })
 })
 
-knownBug('join again with new meta before the first join() resolved: the others end up with the new meta', async () => {
+test('join again with new meta before the first join() resolved: the others end up with the new meta', async () => {
   await withYard({}, async ({ client }) => {
     const a = client()
     const b = client()
@@ -470,7 +469,7 @@ knownBug('join again with new meta before the first join() resolved: the others 
   })
 })
 
-knownBug('meta over the server\'s frame limit is refused with payload-too-large, without dropping the socket', async () => {
+test('meta over the server\'s frame limit is refused with payload-too-large, without dropping the socket', async () => {
   await withYard({}, async ({ client }) => {
     const a = client()
     await within(a.channel.echo().ready(), 2000, 'connected')

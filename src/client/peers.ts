@@ -28,25 +28,35 @@ export interface PeersEvents {
 
 interface Member { meta: PeerMeta, json: string }
 
-/** The peers stream itself; Peers drives it. */
+/**
+ * The peers stream itself; Peers drives it. It keeps two metas: `wanted` (the latest the app asked
+ * for, carried by the next OPEN) and `meta` (what the server accepted, shown as `self`). A refused
+ * update rolls `wanted` back, so a later reconnect never re-sends a meta the server refused.
+ */
 class PresenceStream extends Stream<StreamEvents> {
   private nextReq = 1
-  private readonly requests = new Map<number, { resolve: () => void, reject: (err: SignalyardError) => void }>()
+  private readonly requests = new Map<number, { meta: Meta, resolve: () => void, reject: (err: SignalyardError) => void }>()
+  private wanted: Meta
+  /** The meta the last OPEN carried. */
+  private sent: Meta | null = null
 
   constructor (
     socket: YardSocket, namespace: string,
-    readonly peerId: string, private readonly key: string, public meta: Record<string, unknown>,
+    readonly peerId: string, private readonly key: string, public meta: Meta,
     private readonly owner: Peers
   ) {
     super(socket, namespace, 'peers')
+    this.wanted = meta
     this.attach()
   }
 
   protected override openMeta (): object {
-    return { id: this.peerId, key: this.key, meta: this.meta }
+    this.sent = this.wanted
+    return { id: this.peerId, key: this.key, meta: this.wanted.value }
   }
 
   protected override opened (meta: Record<string, unknown>): void {
+    if (this.sent !== null) this.meta = this.sent
     this.owner.snapshot(Array.isArray(meta.peers) ? meta.peers : [])
     super.opened(meta)
   }
@@ -56,34 +66,60 @@ class PresenceStream extends Stream<StreamEvents> {
     this.owner.change(frame.meta ?? {})
   }
 
-  /** REQUEST update; resolves on REPLY. Sent at once or, offline, carried by the next OPEN's meta. */
-  update (meta: Record<string, unknown>): Promise<void> {
-    this.meta = meta
-    if (this.state !== 'open') return this.ready()
+  /**
+   * Change the meta: a REQUEST update when open. While opening, it waits for OPENED and sends the
+   * update only if the OPEN that got through carried an older meta.
+   */
+  update (meta: Meta): Promise<void> {
+    this.wanted = meta
+    if (this.state === 'open') return this.request(meta)
+    return this.nextOpen().then(() => this.meta.json === this.wanted.json ? undefined : this.request(this.wanted))
+  }
+
+  /** The next OPENED (ready() resolves at once once the stream ever opened). */
+  private nextOpen (): Promise<void> {
+    if (this.state === 'closed') return this.ready()
+    return new Promise((resolve, reject) => {
+      const opened = (): void => { this.off('close', closed); resolve() }
+      const closed = (error?: SignalyardError): void => {
+        this.off('open', opened)
+        reject(error ?? new SignalyardError('stream-closed', 'left before the update was sent'))
+      }
+      this.once('open', opened)
+      this.once('close', closed)
+    })
+  }
+
+  private request (meta: Meta): Promise<void> {
+    if (this.state === 'closed') return Promise.reject(new SignalyardError('stream-closed', 'left before the update was sent'))
     const req = this.nextReq++
     return new Promise((resolve, reject) => {
-      this.requests.set(req, { resolve, reject })
-      this.socket.control(writeFrame(FrameType.Request, this.sid, { op: 'update', req, meta }))
+      this.requests.set(req, { meta, resolve, reject })
+      this.socket.control(writeFrame(FrameType.Request, this.sid, { op: 'update', req, meta: meta.value }))
     })
   }
 
   override socketDown (): void {
     super.socketDown()
-    // The next OPEN carries the new meta: the request is answered by the reclaim.
-    for (const r of this.requests.values()) r.resolve()
+    // The next OPEN carries `wanted`: its OPENED answers these requests.
+    const requests = [...this.requests.values()]
     this.requests.clear()
+    for (const r of requests) this.nextOpen().then(r.resolve, r.reject)
   }
 
   protected override reply (meta: Record<string, unknown>): void {
     const r = this.requests.get(Number(meta.req))
+    if (r === undefined) return
     this.requests.delete(Number(meta.req))
-    r?.resolve()
+    this.meta = r.meta
+    r.resolve()
   }
 
   protected override failedRequest (meta: Record<string, unknown>): void {
     const r = typeof meta.req === 'number' ? this.requests.get(meta.req) : undefined
     if (r === undefined) return super.failedRequest(meta)
     this.requests.delete(meta.req as number)
+    if (this.wanted === r.meta) this.wanted = this.meta
     r.reject(errorFromMeta(meta))
   }
 
@@ -94,6 +130,9 @@ class PresenceStream extends Stream<StreamEvents> {
     for (const r of requests) r.reject(error ?? new SignalyardError('stream-closed', 'left before the server answered'))
   }
 }
+
+/** A meta object with its JSON encoding (compared, and measured against the server's limit). */
+interface Meta { value: Record<string, unknown>, json: string }
 
 /**
  * Presence in one namespace (from `channel.createPeers()`).
@@ -117,7 +156,7 @@ export class Peers extends EventEmitter<PeersEvents> {
   /** Your own presence record while joined, else null. */
   get self (): PeerMeta | null {
     const s = this.stream
-    return s === null ? null : { ...s.meta, id: s.peerId }
+    return s === null ? null : { ...s.meta.value, id: s.peerId }
   }
 
   /** The remote peers present now. */
@@ -150,7 +189,12 @@ export class Peers extends EventEmitter<PeersEvents> {
     } catch (err) {
       return Promise.reject(new SignalyardError('bad-request', `meta does not encode as JSON: ${(err as Error).message}`))
     }
-    const record = JSON.parse(json) as Record<string, unknown>
+    const bytes = new TextEncoder().encode(json).length
+    const limit = this.socket.hello?.limits.maxMeta ?? this.socket.maxFrame / 2
+    if (bytes > limit) {
+      return Promise.reject(new SignalyardError('payload-too-large', `meta of ${bytes} bytes is over the server's ${limit}-byte limit`))
+    }
+    const record: Meta = { value: JSON.parse(json) as Record<string, unknown>, json }
     const current = this.stream
     if (current !== null && current.peerId === id && current.state !== 'closed') return current.update(record)
     this.dropStream()

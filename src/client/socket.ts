@@ -45,7 +45,7 @@ export interface StreamHandle {
 }
 
 /** What HELLO says about the server. */
-export interface Hello { v: number, conn: string, limits: { maxFrame: number, maxValue: number }, iceServers: unknown[] }
+export interface Hello { v: number, conn: string, limits: { maxFrame: number, maxValue: number, maxMeta?: number }, iceServers: unknown[] }
 
 let defaultWebSocket: WebSocketConstructor | undefined
 
@@ -123,6 +123,9 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     set?.delete(stream)
     if (set?.size === 0) this.topics.delete(stream.topic)
   }
+
+  /** The largest frame the server takes (from HELLO, else the client default). */
+  get maxFrame (): number { return this.hello?.limits.maxFrame ?? this.tunables.maxFrame }
 
   /** Bytes waiting to be sent: the WebSocket's own buffer plus the offline queue. */
   get bufferedAmount (): number { return (this.ws?.bufferedAmount ?? 0) + this.queuedBytes }
@@ -218,10 +221,11 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     const limits = meta.limits as Partial<Hello['limits']> | undefined
     const maxFrame = typeof limits?.maxFrame === 'number' ? limits.maxFrame : this.tunables.maxFrame
     const maxValue = typeof limits?.maxValue === 'number' ? limits.maxValue : Infinity
+    const maxMeta = typeof limits?.maxMeta === 'number' ? limits.maxMeta : undefined
     this.hello = {
       v: Number(meta.v),
       conn: String(meta.conn),
-      limits: { maxFrame, maxValue },
+      limits: { maxFrame, maxValue, maxMeta },
       iceServers: Array.isArray(meta.iceServers) ? meta.iceServers : []
     }
     this.attempt = 0

@@ -90,7 +90,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const connections = new Set<Connection>()
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
   const sockets = new Set<WebSocket>()
-  const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue }, iceServers: options.iceServers ?? [] }
+  const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue, maxMeta: limits.peers.maxMeta }, iceServers: options.iceServers ?? [] }
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: limits.maxFrame,
