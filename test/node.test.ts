@@ -279,6 +279,21 @@ test('auto: ICE that cannot connect falls back to the relay after connectTimeout
   assert.is(liveRtc(), 0, 'both RTCPeerConnections of the failed attempt are closed')
 }))
 
+test('ids of the longest length (256 characters) connect over either transport', () => withYard(async ({ node }) => {
+  for (const webrtc of [true, false]) {
+    const long = (c: string): string => c.repeat(255) + String(webrtc)[0]
+    const a = await node(long('a'), { webrtc })
+    await node(long('b'), { webrtc }, echoBack)
+    const pc = a.connect(long('b'))
+    const s = pc.createStream('x')
+    const echoed = next(s, 'data', 3000)
+    s.send('long ids')
+    await within(pc.ready(), 3000, 'open')
+    assert.is(pc.transport, webrtc ? 'webrtc' : 'relay')
+    assert.equal((await echoed)[0], 'long ids')
+  }
+}))
+
 test("transport 'relay' forces the relay even when both sides have WebRTC", () => withYard(async ({ node }) => {
   const a = await node('alice', { transport: 'relay' })
   await node('bob', {}, echoBack)

@@ -114,9 +114,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     if (onConnection !== undefined) this.on('connection', onConnection)
     const Ctor = options.RTCPeerConnection ?? ctx.RTCPeerConnection ??
       (globalThis as { RTCPeerConnection?: RTCPeerConnectionConstructor }).RTCPeerConnection
-    const node = this
     this.host = {
-      get selfId () { return node.id ?? '' },
       transport,
       connectTimeout,
       rtc: () => transport === 'relay' || Ctor === undefined

@@ -27,7 +27,6 @@ export type PeerSignal =
 
 /** What a connection needs from its node. */
 export interface PeerHost {
-  readonly selfId: string
   readonly transport: TransportOption
   readonly connectTimeout: number
   /** The WebRTC constructor and configuration, or null when this node cannot or may not use WebRTC. */
@@ -215,7 +214,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
 
   private useRelay (): void {
     this.disarm()
-    this.setPipe((on) => new RelayPipe(this.host.openRelay, this.cid, this.host.selfId, this.peerId, on))
+    this.setPipe((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on))
   }
 
   private setPipe (make: (on: PipeHandlers) => Pipe): void {

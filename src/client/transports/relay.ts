@@ -1,6 +1,7 @@
 /**
- * The relay pipe: a peer connection over the server's relay endpoint, paired by tokens that embed
- * the connection's random id (only the two peers know it). Used when either side has no WebRTC
+ * The relay pipe: a peer connection over the server's relay endpoint, paired by the tokens
+ * `<cid>/i` (initiator) and `<cid>/a` (acceptor): the connection's random id makes them a secret
+ * only the two peers know, and they stay short whatever the ids are. Used when either side has no WebRTC
  * or ICE did not connect in time. Backpressure is the shared WebSocket's buffered bytes, polled.
  */
 import { SignalyardError } from '../../protocol/errors.js'
@@ -20,8 +21,9 @@ export class RelayPipe implements Pipe {
   private closed = false
   private drainTimer: ReturnType<typeof setTimeout> | null = null
 
-  constructor (open: OpenRelay, cid: string, self: string, peer: string, private readonly on: PipeHandlers) {
-    this.stream = open(`${cid}/${self}`, `${cid}/${peer}`)
+  constructor (open: OpenRelay, cid: string, initiator: boolean, private readonly on: PipeHandlers) {
+    const [local, remote] = initiator ? ['i', 'a'] : ['a', 'i']
+    this.stream = open(`${cid}/${local}`, `${cid}/${remote}`)
     this.stream.on('open', () => {
       if (this.opened || this.closed) return
       this.opened = true
