@@ -8,60 +8,13 @@ import * as assert from 'uvu/assert'
 import WebSocket from 'ws'
 import { SignalChannel, ERROR_CODES, type Channel, type EchoStream, type KvStream } from 'signalyard'
 import type { Yard } from 'signalyard/server'
-import { Kind, decodePayload, encodePayload, readFrame, writeFrame, type RawFrame } from '../src/protocol/codec.js'
+import { Kind, decodePayload, encodePayload, writeFrame, type RawFrame } from '../src/protocol/codec.js'
 import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
 import { rawFrame, sleep, startYard } from './helpers.js'
+import { rawClient, type RawClient } from './raw-client.js'
 
 const enc = new TextEncoder()
 
-/** A raw protocol client: what it received, and waiting for a frame that matches. */
-interface RawClient {
-  ws: WebSocket
-  frames: RawFrame[]
-  /** The first not-yet-taken frame matching `pred` (waits up to `ms`). */
-  take: (pred: (f: RawFrame) => boolean, ms?: number, what?: string) => Promise<RawFrame>
-  send: (data: Uint8Array | string) => void
-  closed: Promise<{ code: number, reason: string }>
-  hello: RawFrame
-}
-
-async function rawClient (yard: Yard): Promise<RawClient> {
-  const ws = new WebSocket(yard.url, SUBPROTOCOL)
-  const frames: RawFrame[] = []
-  const waiters = new Set<() => void>()
-  ws.on('message', (data: Buffer) => {
-    const frame = readFrame(new Uint8Array(data))
-    if (frame === null) throw new Error('the server sent a malformed frame')
-    frames.push(frame)
-    for (const w of [...waiters]) w()
-  })
-  const closed = new Promise<{ code: number, reason: string }>((resolve) => {
-    ws.on('close', (code, reason) => { resolve({ code, reason: reason.toString() }); for (const w of [...waiters]) w() })
-  })
-  const take = (pred: (f: RawFrame) => boolean, ms = 2000, what = 'a matching frame'): Promise<RawFrame> => new Promise((resolve, reject) => {
-    const look = (): boolean => {
-      const i = frames.findIndex(pred)
-      if (i < 0) return false
-      const [frame] = frames.splice(i, 1)
-      resolve(frame)
-      return true
-    }
-    if (look()) return
-    const check = (): void => {
-      if (look()) { waiters.delete(check); clearTimeout(timer) }
-    }
-    const timer = setTimeout(() => {
-      waiters.delete(check)
-      reject(new Error(`no ${what} within ${ms} ms; pending: ${frames.map((f) => `${f.type.toString(16)}:${f.id}:${JSON.stringify(f.meta)}`).join(' ')}`))
-    }, ms)
-    waiters.add(check)
-  })
-  await new Promise<void>((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
-  const hello = await take((f) => f.type === FrameType.Hello, 2000, 'HELLO')
-  return { ws, frames, take, send: (data) => ws.send(data), closed, hello }
-}
-
-/** The coded answer to a bad frame: an ERROR frame (or CLOSED, for a refused OPEN). */
 /** The coded answer to a rejected frame: CLOSED for a refused OPEN (`closed`), else ERROR. */
 async function expectCoded (c: RawClient, code: string, sid: number, opts: { closed?: boolean, req?: number } = {}): Promise<RawFrame> {
   const type = opts.closed === true ? FrameType.Closed : FrameType.Error
@@ -75,15 +28,15 @@ async function expectCoded (c: RawClient, code: string, sid: number, opts: { clo
 
 /** OPEN an echo stream on the raw connection and check a DATA frame comes back as an EVENT. */
 async function echoRoundTrip (c: RawClient, sid: number, ns = 'shared'): Promise<void> {
-  c.send(writeFrame(FrameType.Open, sid, { ep: 'echo', ns }))
+  c.sendRaw(writeFrame(FrameType.Open, sid, { ep: 'echo', ns }))
   const opened = await c.take((f) => f.id === sid && f.type !== FrameType.Data, 2000, `OPENED for stream ${sid}`)
   assert.is(opened.type, FrameType.Opened, `stream ${sid} opened: ${JSON.stringify(opened.meta)}`)
   const id = opened.meta?.id
   assert.type(id, 'string')
   const token = `raw ping ${sid} ✓`
   const binary = new Uint8Array([sid & 0xff, 0, 255])
-  c.send(writeFrame(FrameType.Data, sid, null, encodePayload(token)))
-  c.send(writeFrame(FrameType.Data, sid, null, encodePayload(binary)))
+  c.sendRaw(writeFrame(FrameType.Data, sid, null, encodePayload(token)))
+  c.sendRaw(writeFrame(FrameType.Data, sid, null, encodePayload(binary)))
   const ev = await c.take((f) => f.type === FrameType.Event && f.meta?.from === id && f.kind === Kind.Text, 2000, `echo of ${token}`)
   assert.equal(ev.meta, { ep: 'echo', ns, from: id })
   assert.is(decodePayload(ev.kind, ev.payload), token)
@@ -137,7 +90,7 @@ test('HELLO first: the server introduces itself with its limits', async () => {
     assert.is(c.hello.id, 0)
     assert.is(c.hello.meta?.v, 1)
     assert.type(c.hello.meta?.conn, 'string')
-    assert.equal(c.hello.meta?.limits, { maxFrame: yard.limits.maxFrame, maxValue: yard.limits.kv.maxValue })
+    assert.equal(c.hello.meta?.limits, { maxFrame: yard.limits.maxFrame, maxValue: yard.limits.kv.maxValue, maxMeta: yard.limits.peers.maxMeta })
     await echoRoundTrip(c, 1)
   } finally {
     c?.ws.terminate()
@@ -155,38 +108,38 @@ test('every malformed frame gets a coded answer and the connection keeps serving
     await good.check()
     await echoRoundTrip(c, 1)
     await echoRoundTrip(c, 3)
-    c.send(writeFrame(FrameType.Open, 2, { ep: 'kv', ns: 'shared' }))
+    c.sendRaw(writeFrame(FrameType.Open, 2, { ep: 'kv', ns: 'shared' }))
     assert.is((await c.take((f) => f.id === 2 && f.type === FrameType.Opened, 2000, 'kv OPENED')).type, FrameType.Opened)
 
     let sid = 100
     const cases: Array<{ name: string, send: () => void, code: string, sid: number, closed?: boolean, req?: number }> = [
-      { name: 'empty message', send: () => c?.send(new Uint8Array(0)), code: 'bad-frame', sid: 0 },
-      { name: 'short header', send: () => c?.send(new Uint8Array([1, 0, 0])), code: 'bad-frame', sid: 0 },
-      { name: 'metaLen past the end', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('{"ep":"echo"}'), undefined, 500)), code: 'bad-frame', sid: 0 },
-      { name: 'metaLen 0xffffffff', send: () => c?.send(rawFrame(FrameType.Data, 1, 0, new Uint8Array(0), undefined, 0xffffffff)), code: 'bad-frame', sid: 0 },
-      { name: 'array meta', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('["echo"]'))), code: 'bad-frame', sid: 0 },
-      { name: 'number meta', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('42'))), code: 'bad-frame', sid: 0 },
-      { name: 'null meta', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('null'))), code: 'bad-frame', sid: 0 },
-      { name: 'not JSON', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, enc.encode('{ep: echo}'))), code: 'bad-frame', sid: 0 },
-      { name: 'invalid UTF-8 meta', send: () => c?.send(rawFrame(FrameType.Open, 7, 0, new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]))), code: 'bad-frame', sid: 0 },
-      { name: 'unknown payload kind', send: () => c?.send(rawFrame(FrameType.Data, 1, 7, new Uint8Array(0))), code: 'bad-frame', sid: 0 },
-      { name: 'text frame', send: () => c?.send('{"type":"open"}'), code: 'bad-frame', sid: 0 },
-      { name: 'unknown frame type', send: () => c?.send(writeFrame(0x7f, 9, { ep: 'echo' })), code: 'unknown-frame', sid: 9 },
-      { name: 'server-only frame type', send: () => c?.send(writeFrame(FrameType.Opened, 9, {})), code: 'unknown-frame', sid: 9 },
-      { name: 'DATA for an unknown stream', send: () => c?.send(writeFrame(FrameType.Data, 999, null, encodePayload('x'))), code: 'unknown-stream', sid: 999 },
-      { name: 'REQUEST for an unknown stream', send: () => c?.send(writeFrame(FrameType.Request, 998, { op: 'set', key: 'k', req: 4 })), code: 'unknown-stream', sid: 998, req: 4 },
-      { name: 'OPEN with an unknown endpoint', send: () => c?.send(writeFrame(FrameType.Open, 50, { ep: 'shell', ns: 'x' })), code: 'unknown-endpoint', sid: 50, closed: true },
-      { name: 'OPEN with ns of the wrong type', send: () => c?.send(writeFrame(FrameType.Open, 51, { ep: 'echo', ns: 5 })), code: 'bad-request', sid: 51, closed: true },
-      { name: 'OPEN with an overlong ns', send: () => c?.send(writeFrame(FrameType.Open, 52, { ep: 'echo', ns: 'x'.repeat(300) })), code: 'bad-request', sid: 52, closed: true },
-      { name: 'OPEN on stream id 0', send: () => c?.send(writeFrame(FrameType.Open, 0, { ep: 'echo', ns: 'x' })), code: 'bad-request', sid: 0, closed: true },
-      { name: 'OPEN kv with a bad since', send: () => c?.send(writeFrame(FrameType.Open, 53, { ep: 'kv', ns: 'x', epoch: {}, seq: 'one' })), code: 'bad-request', sid: 53, closed: true },
-      { name: 'OPEN relay with equal tokens', send: () => c?.send(writeFrame(FrameType.Open, 54, { ep: 'relay', ns: 'x', local: 'a', remote: 'a' })), code: 'bad-request', sid: 54, closed: true },
-      { name: 'OPEN on a stream id already open (ERROR: the open stream stays)', send: () => c?.send(writeFrame(FrameType.Open, 1, { ep: 'echo', ns: 'elsewhere' })), code: 'stream-exists', sid: 1 },
-      { name: 'REQUEST with req of the wrong type', send: () => c?.send(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 'one' })), code: 'bad-request', sid: 2 },
-      { name: 'REQUEST with ttl of the wrong type', send: () => c?.send(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 5, ttl: '1s' }, encodePayload(1))), code: 'bad-request', sid: 2, req: 5 },
-      { name: 'REQUEST with an unknown op', send: () => c?.send(writeFrame(FrameType.Request, 2, { op: 'drop', key: 'k', req: 6 })), code: 'bad-request', sid: 2, req: 6 },
-      { name: 'REQUEST on an echo stream', send: () => c?.send(writeFrame(FrameType.Request, 3, { op: 'set', key: 'k', req: 7 })), code: 'bad-request', sid: 3, req: 7 },
-      { name: 'DATA on a kv stream', send: () => c?.send(writeFrame(FrameType.Data, 2, null, encodePayload('x'))), code: 'bad-request', sid: 2 }
+      { name: 'empty message', send: () => c?.sendRaw(new Uint8Array(0)), code: 'bad-frame', sid: 0 },
+      { name: 'short header', send: () => c?.sendRaw(new Uint8Array([1, 0, 0])), code: 'bad-frame', sid: 0 },
+      { name: 'metaLen past the end', send: () => c?.sendRaw(rawFrame(FrameType.Open, 7, 0, enc.encode('{"ep":"echo"}'), undefined, 500)), code: 'bad-frame', sid: 0 },
+      { name: 'metaLen 0xffffffff', send: () => c?.sendRaw(rawFrame(FrameType.Data, 1, 0, new Uint8Array(0), undefined, 0xffffffff)), code: 'bad-frame', sid: 0 },
+      { name: 'array meta', send: () => c?.sendRaw(rawFrame(FrameType.Open, 7, 0, enc.encode('["echo"]'))), code: 'bad-frame', sid: 0 },
+      { name: 'number meta', send: () => c?.sendRaw(rawFrame(FrameType.Open, 7, 0, enc.encode('42'))), code: 'bad-frame', sid: 0 },
+      { name: 'null meta', send: () => c?.sendRaw(rawFrame(FrameType.Open, 7, 0, enc.encode('null'))), code: 'bad-frame', sid: 0 },
+      { name: 'not JSON', send: () => c?.sendRaw(rawFrame(FrameType.Open, 7, 0, enc.encode('{ep: echo}'))), code: 'bad-frame', sid: 0 },
+      { name: 'invalid UTF-8 meta', send: () => c?.sendRaw(rawFrame(FrameType.Open, 7, 0, new Uint8Array([0x7b, 0x22, 0xff, 0x22, 0x3a, 0x31, 0x7d]))), code: 'bad-frame', sid: 0 },
+      { name: 'unknown payload kind', send: () => c?.sendRaw(rawFrame(FrameType.Data, 1, 7, new Uint8Array(0))), code: 'bad-frame', sid: 0 },
+      { name: 'text frame', send: () => c?.sendRaw('{"type":"open"}'), code: 'bad-frame', sid: 0 },
+      { name: 'unknown frame type', send: () => c?.sendRaw(writeFrame(0x7f, 9, { ep: 'echo' })), code: 'unknown-frame', sid: 9 },
+      { name: 'server-only frame type', send: () => c?.sendRaw(writeFrame(FrameType.Opened, 9, {})), code: 'unknown-frame', sid: 9 },
+      { name: 'DATA for an unknown stream', send: () => c?.sendRaw(writeFrame(FrameType.Data, 999, null, encodePayload('x'))), code: 'unknown-stream', sid: 999 },
+      { name: 'REQUEST for an unknown stream', send: () => c?.sendRaw(writeFrame(FrameType.Request, 998, { op: 'set', key: 'k', req: 4 })), code: 'unknown-stream', sid: 998, req: 4 },
+      { name: 'OPEN with an unknown endpoint', send: () => c?.sendRaw(writeFrame(FrameType.Open, 50, { ep: 'shell', ns: 'x' })), code: 'unknown-endpoint', sid: 50, closed: true },
+      { name: 'OPEN with ns of the wrong type', send: () => c?.sendRaw(writeFrame(FrameType.Open, 51, { ep: 'echo', ns: 5 })), code: 'bad-request', sid: 51, closed: true },
+      { name: 'OPEN with an overlong ns', send: () => c?.sendRaw(writeFrame(FrameType.Open, 52, { ep: 'echo', ns: 'x'.repeat(300) })), code: 'bad-request', sid: 52, closed: true },
+      { name: 'OPEN on stream id 0', send: () => c?.sendRaw(writeFrame(FrameType.Open, 0, { ep: 'echo', ns: 'x' })), code: 'bad-request', sid: 0, closed: true },
+      { name: 'OPEN kv with a bad since', send: () => c?.sendRaw(writeFrame(FrameType.Open, 53, { ep: 'kv', ns: 'x', epoch: {}, seq: 'one' })), code: 'bad-request', sid: 53, closed: true },
+      { name: 'OPEN relay with equal tokens', send: () => c?.sendRaw(writeFrame(FrameType.Open, 54, { ep: 'relay', ns: 'x', local: 'a', remote: 'a' })), code: 'bad-request', sid: 54, closed: true },
+      { name: 'OPEN on a stream id already open (ERROR: the open stream stays)', send: () => c?.sendRaw(writeFrame(FrameType.Open, 1, { ep: 'echo', ns: 'elsewhere' })), code: 'stream-exists', sid: 1 },
+      { name: 'REQUEST with req of the wrong type', send: () => c?.sendRaw(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 'one' })), code: 'bad-request', sid: 2 },
+      { name: 'REQUEST with ttl of the wrong type', send: () => c?.sendRaw(writeFrame(FrameType.Request, 2, { op: 'set', key: 'k', req: 5, ttl: '1s' }, encodePayload(1))), code: 'bad-request', sid: 2, req: 5 },
+      { name: 'REQUEST with an unknown op', send: () => c?.sendRaw(writeFrame(FrameType.Request, 2, { op: 'drop', key: 'k', req: 6 })), code: 'bad-request', sid: 2, req: 6 },
+      { name: 'REQUEST on an echo stream', send: () => c?.sendRaw(writeFrame(FrameType.Request, 3, { op: 'set', key: 'k', req: 7 })), code: 'bad-request', sid: 3, req: 7 },
+      { name: 'DATA on a kv stream', send: () => c?.sendRaw(writeFrame(FrameType.Data, 2, null, encodePayload('x'))), code: 'bad-request', sid: 2 }
     ]
     for (const k of cases) {
       k.send()
@@ -198,11 +151,11 @@ test('every malformed frame gets a coded answer and the connection keeps serving
       }
     }
     // stream 1 survived the duplicate OPEN of its id
-    c.send(writeFrame(FrameType.Data, 1, null, encodePayload('stream 1 lives')))
+    c.sendRaw(writeFrame(FrameType.Data, 1, null, encodePayload('stream 1 lives')))
     const event = await c.take((f) => f.type === FrameType.Event && new TextDecoder().decode(f.payload) === 'stream 1 lives', 2000, 'EVENT from stream 1')
     assert.is(event.meta?.ns, 'shared')
     // the kv stream opened before all that still works
-    c.send(writeFrame(FrameType.Request, 2, { op: 'set', key: 'raw', req: 8 }, encodePayload({ ok: true })))
+    c.sendRaw(writeFrame(FrameType.Request, 2, { op: 'set', key: 'raw', req: 8 }, encodePayload({ ok: true })))
     const reply = await c.take((f) => f.id === 2 && f.type === FrameType.Reply, 2000, 'kv REPLY')
     assert.is(reply.meta?.req, 8)
     assert.type(reply.meta?.seq, 'number')
@@ -231,7 +184,7 @@ test('a flood of bad frames closes only the abuser, with 1008', async () => {
     const abuser = c
     const flood = (async () => {
       for (let i = 0; i < max * 2 && abuser.ws.readyState === WebSocket.OPEN; i++) {
-        abuser.send(new Uint8Array([i & 0xff]))
+        abuser.sendRaw(new Uint8Array([i & 0xff]))
         if (i % 20 === 0) await sleep(1)
       }
     })()
@@ -315,7 +268,7 @@ test('thousands of random byte strings crash nothing; the good client is served 
     const CONTROL = 0xfffffff0
     await echoRoundTrip(c, CONTROL, 'control')
     const controlId = (await (async () => {
-      c.send(writeFrame(FrameType.Open, CONTROL - 1, { ep: 'echo', ns: 'control' }))
+      c.sendRaw(writeFrame(FrameType.Open, CONTROL - 1, { ep: 'echo', ns: 'control' }))
       return (await c.take((f) => f.id === CONTROL - 1 && f.type === FrameType.Opened)).meta?.id
     })()) as string
 
@@ -366,11 +319,11 @@ test('thousands of random byte strings crash nothing; the good client is served 
     /** What the fuzz got back, by error code (or opened / reply / other). */
     const answers = new Map<string, number>()
     for (let i = 0; i < COUNT; i++) {
-      c.send(fuzzMessage())
+      c.sendRaw(fuzzMessage())
       if (i % 50 === 49) {
         // the abuser's own connection still serves, in order
         const token = `barrier ${++barrier}`
-        c.send(writeFrame(FrameType.Data, CONTROL - 1, null, encodePayload(token)))
+        c.sendRaw(writeFrame(FrameType.Data, CONTROL - 1, null, encodePayload(token)))
         await c.take((f) => f.type === FrameType.Event && f.meta?.from === controlId && decodePayload(f.kind, f.payload) === token, 3000, `${token} (after fuzz message ${i}, seed ${SEED})`)
         for (const f of c.frames) {
           const what = f.type === FrameType.Error || f.type === FrameType.Closed ? String(f.meta?.code ?? 'closed') : f.type === FrameType.Opened ? 'opened' : f.type === FrameType.Reply ? 'reply' : 'other'
@@ -414,9 +367,9 @@ test('random frames: every coded answer uses a known error code, never internal-
       for (const f of ['ep', 'ns', 'key', 'req', 'op', 'ttl', 'epoch', 'seq', 'local', 'remote']) {
         if (rand() < 0.6) meta[f] = [int(3), 'echo', 'kv', 'relay', 'set', 'delete', 'n' + int(4), null, -1, 1.5, [], {}, ''][int(13)]
       }
-      c.send(writeFrame([FrameType.Open, FrameType.Request, FrameType.Data, FrameType.Close][int(4)], 1 + int(30), meta, rand() < 0.5 ? encodePayload('v') : undefined))
+      c.sendRaw(writeFrame([FrameType.Open, FrameType.Request, FrameType.Data, FrameType.Close][int(4)], 1 + int(30), meta, rand() < 0.5 ? encodePayload('v') : undefined))
       if (i % 100 === 99) {
-        c.send(writeFrame(FrameType.Open, 0xffff0000 + i, { ep: 'echo', ns: 'sync' }))
+        c.sendRaw(writeFrame(FrameType.Open, 0xffff0000 + i, { ep: 'echo', ns: 'sync' }))
         await c.take((f) => f.id === 0xffff0000 + i && f.type === FrameType.Opened, 3000, `sync point ${i}`)
         for (const f of c.frames) {
           if ((f.type === FrameType.Error || f.type === FrameType.Closed) && typeof f.meta?.code === 'string') {

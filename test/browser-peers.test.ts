@@ -17,7 +17,7 @@
 //    `unshare -rn` (user namespaces) with only `lo` up: Node, the yard and Chromium then have
 //    127.0.0.1 and nothing else. Where unshare cannot do that, the file runs as is, says so, and
 //    accepts pairs whose far end is one of this host's own addresses (traffic that never leaves it).
-//    SIGNALYARD_NETNS=off skips the namespace.
+//    SIGNALYARD_NETNS=off skips the namespace (test/netns.ts).
 //
 // Each test checks in the ICE stats that the chosen pair is 127.0.0.1 ↔ 127.0.0.1 (isolated).
 //
@@ -25,9 +25,7 @@
 // and over the relay, presence leave) are printed as `timing:` lines.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { spawn, spawnSync } from 'node:child_process'
 import { networkInterfaces } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import { RTCPeerConnection as NodeRTCPeerConnection } from 'node-datachannel/polyfill'
 import { SignalChannel, type PeerConnection, type PeerStream, type RTCPeerConnectionConstructor } from 'signalyard'
@@ -36,32 +34,14 @@ import {
   bytes, call, callWithin, closeBrowser, closeChannels, dataOf, eventsOf, json, newContext, openPage, scoped,
   startStatic, str, waitLog, yardOn, type Defer, type Desc, type LogEntry
 } from './browser-helpers.js'
+import { loopbackOnly } from './netns.js'
 
 const LOOPBACK = '127.0.0.1'
 
 // ── a network namespace with only loopback (guard 2 in the header) ──
 
-const NETNS_ENV = 'SIGNALYARD_NETNS'
-const ISOLATED = process.env[NETNS_ENV] === 'lo'
-
-if (!ISOLATED && process.env[NETNS_ENV] !== 'off') {
-  const unshare = process.getuid?.() === 0 ? ['-n'] : ['-rn']
-  const upLo = 'ip link set lo up'
-  if (spawnSync('unshare', [...unshare, 'sh', '-c', upLo], { stdio: 'ignore' }).status === 0) {
-    const child = spawn('unshare', [...unshare, 'sh', '-c', `${upLo} && exec "$@"`, 'sh', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)], {
-      stdio: 'inherit', env: { ...process.env, [NETNS_ENV]: 'lo' }
-    })
-    const code = await new Promise<number>((resolve) => {
-      child.on('error', () => resolve(1))
-      child.on('exit', (c, signal) => resolve(c ?? (signal !== null ? 1 : 0)))
-    })
-    process.exit(code)
-  }
-  console.log(`note: \`unshare ${unshare.join(' ')}\` with \`${upLo}\` is not available here: running without a private ` +
-    'network namespace; the candidate filters keep signalling on 127.0.0.1, and ICE pairs may use this host\'s own addresses')
-}
-
-if (ISOLATED) console.log('network: a private namespace with only lo (127.0.0.1)')
+const ISOLATED = await loopbackOnly(import.meta.url,
+  'the candidate filters keep signalling on 127.0.0.1, and ICE pairs may use this host\'s own addresses')
 
 /** Where ICE traffic may go: 127.0.0.1, or, without the namespace, this host's own addresses. */
 const HOST_ADDRESSES = new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address)))

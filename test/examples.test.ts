@@ -10,11 +10,11 @@
 // Network: 127.0.0.1 only. The Node examples' WebRTC (node-datachannel, bindAddress 127.0.0.1)
 // gathers loopback candidates only; Chromium gathers candidates on every interface, so this file
 // re-runs itself in a private network namespace with only `lo` up (`unshare -n`, or `-rn` when not
-// root), as test/browser-peers.test.ts does. Where that is not possible the chat pages use the
+// root; test/netns.ts), as test/browser-peers.test.ts does. Where that is not possible the chat pages use the
 // relay (?transport=relay) and no WebRTC runs between them; the file says so.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -24,28 +24,12 @@ import type { Page } from 'playwright-core'
 import { SignalChannel } from 'signalyard'
 import { closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
 import { fetchText, freePort, startYard, until } from './helpers.js'
+import { loopbackOnly } from './netns.js'
 
 // ── a network namespace with only loopback (see the header) ──
 
-const NETNS_ENV = 'SIGNALYARD_NETNS'
-const ISOLATED = process.env[NETNS_ENV] === 'lo'
-if (!ISOLATED && process.env[NETNS_ENV] !== 'off') {
-  const unshare = process.getuid?.() === 0 ? ['-n'] : ['-rn']
-  const upLo = 'ip link set lo up'
-  if (spawnSync('unshare', [...unshare, 'sh', '-c', upLo], { stdio: 'ignore' }).status === 0) {
-    const child = spawn('unshare', [...unshare, 'sh', '-c', `${upLo} && exec "$@"`, 'sh', process.execPath, ...process.execArgv, fileURLToPath(import.meta.url)], {
-      stdio: 'inherit', env: { ...process.env, [NETNS_ENV]: 'lo' }
-    })
-    const code = await new Promise<number>((resolve) => {
-      child.on('error', () => resolve(1))
-      child.on('exit', (c, signal) => resolve(c ?? (signal !== null ? 1 : 0)))
-    })
-    process.exit(code)
-  }
-  console.log(`note: \`unshare ${unshare.join(' ')}\` is not available here: no private network namespace, so the chat ` +
-    'pages talk through the relay (?transport=relay) and no WebRTC runs between them')
-}
-if (ISOLATED) console.log('network: a private namespace with only lo (127.0.0.1)')
+const ISOLATED = await loopbackOnly(import.meta.url,
+  'the chat pages talk through the relay (?transport=relay) and no WebRTC runs between them')
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'

@@ -6,78 +6,29 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import type { Socket } from 'node:net'
-import WebSocket from 'ws'
-import type { Yard } from 'signalyard/server'
-import { encodePayload, readFrame, writeFrame, type RawFrame } from '../src/protocol/codec.js'
-import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
+import { FrameType } from '../src/protocol/frames.js'
 import { sleep, startYard, until } from './helpers.js'
+import { rawClient, type RawClient } from './raw-client.js'
 
 const PING = 100
 const GRACE = 100
 
-/** A raw protocol client: every frame it received, and waiting for one that matches. */
-interface Raw {
-  ws: WebSocket
-  frames: RawFrame[]
-  /** Remove and return the first received frame matching `pred`, waiting up to `ms`. */
-  take: (pred: (f: RawFrame) => boolean, ms?: number, what?: string) => Promise<RawFrame>
-  send: (type: number, sid: number, meta: object | null, payload?: unknown) => void
-  /** OPEN and the server's answer (OPENED or CLOSED) for that stream. */
-  open: (sid: number, meta: object) => Promise<RawFrame>
-}
-
-async function raw (yard: Yard, opened: Raw[]): Promise<Raw> {
-  const ws = new WebSocket(yard.url, SUBPROTOCOL)
-  const frames: RawFrame[] = []
-  const waiters = new Set<() => void>()
-  ws.on('message', (data: Buffer) => {
-    const frame = readFrame(new Uint8Array(data))
-    if (frame === null) throw new Error('the server sent a malformed frame')
-    frames.push(frame)
-    for (const w of [...waiters]) w()
-  })
-  const take: Raw['take'] = (pred, ms = 2000, what = 'a matching frame') => new Promise((resolve, reject) => {
-    const look = (): boolean => {
-      const i = frames.findIndex(pred)
-      if (i < 0) return false
-      resolve(frames.splice(i, 1)[0])
-      return true
-    }
-    if (look()) return
-    const check = (): void => { if (look()) { waiters.delete(check); clearTimeout(timer) } }
-    const timer = setTimeout(() => {
-      waiters.delete(check)
-      reject(new Error(`no ${what} within ${ms} ms; received: ${frames.map((f) => `${f.type.toString(16)}:${f.id}:${JSON.stringify(f.meta)}`).join(' ')}`))
-    }, ms)
-    waiters.add(check)
-  })
-  const send: Raw['send'] = (type, sid, meta, payload) => ws.send(writeFrame(type, sid, meta, payload === undefined ? undefined : encodePayload(payload)))
-  const open: Raw['open'] = (sid, meta) => {
-    send(FrameType.Open, sid, meta)
-    return take((f) => f.id === sid && (f.type === FrameType.Opened || f.type === FrameType.Closed), 2000, `answer to OPEN ${sid}`)
-  }
-  opened.push({ ws, frames, take, send, open })
-  await new Promise<void>((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
-  await take((f) => f.type === FrameType.Hello, 2000, 'HELLO')
-  return { ws, frames, take, send, open }
-}
-
-const join = async (c: Raw, id: string): Promise<void> => {
+const join = async (c: RawClient, id: string): Promise<void> => {
   const f = await c.open(1, { ep: 'peers', ns: 'live', id, key: `owner-key-of-${id}-0123456789` })
   assert.is(f.type, FrameType.Opened, JSON.stringify(f.meta))
 }
 
 /** Stop reading the client's TCP socket: to the server it looks like a network that silently died. */
-function freeze (c: Raw): void {
+function freeze (c: RawClient): void {
   (c.ws as unknown as { _socket: Socket })._socket.pause()
 }
 
 test('a silent client is cut off within 2 ping intervals and its presence id leaves after the grace period', async () => {
   const yard = await startYard({ limits: { pingInterval: PING, peers: { grace: GRACE } } })
-  const clients: Raw[] = []
+  const clients: RawClient[] = []
   try {
-    const watcher = await raw(yard, clients)
-    const silent = await raw(yard, clients)
+    const watcher = await rawClient(yard, clients)
+    const silent = await rawClient(yard, clients)
     await join(watcher, 'watcher')
     await join(silent, 'silent')
     await sleep(PING * 2.5) // both have answered pings by now
@@ -100,10 +51,10 @@ test('a silent client is cut off within 2 ping intervals and its presence id lea
 
 test('clients that answer pings (an idle one included) stay connected across many intervals and are served throughout', async () => {
   const yard = await startYard({ limits: { pingInterval: PING, peers: { grace: GRACE } } })
-  const clients: Raw[] = []
+  const clients: RawClient[] = []
   try {
-    const a = await raw(yard, clients)
-    const b = await raw(yard, clients)
+    const a = await rawClient(yard, clients)
+    const b = await rawClient(yard, clients)
     await join(a, 'a')
     await join(b, 'b')
     // b sends nothing at all: only its automatic pongs keep it

@@ -5,71 +5,24 @@
 // after the grace period unless its owner came back, limits and malformed fields get coded answers.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import WebSocket from 'ws'
 import { memoryBroker, type Broker, type TopicHandler, type Yard } from 'signalyard/server'
-import { encodePayload, readFrame, writeFrame, type RawFrame } from '../src/protocol/codec.js'
-import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
+import type { RawFrame } from '../src/protocol/codec.js'
+import { FrameType } from '../src/protocol/frames.js'
 import { sleep, startYard, until } from './helpers.js'
+import { rawClient, type RawClient } from './raw-client.js'
 
 const GRACE = 200
 const KEY_A = 'key-of-a-0123456789'
 const KEY_B = 'key-of-b-0123456789'
 const KEY_X = 'key-of-x-0123456789'
 
-/** A raw protocol client: every frame it received, and waiting for one that matches. */
-interface Raw {
-  ws: WebSocket
-  frames: RawFrame[]
-  /** Remove and return the first received frame matching `pred`, waiting up to `ms`. */
-  take: (pred: (f: RawFrame) => boolean, ms?: number, what?: string) => Promise<RawFrame>
-  send: (type: number, sid: number, meta: object | null, payload?: unknown) => void
-  /** OPEN and the server's answer (OPENED or CLOSED) for that stream. */
-  open: (sid: number, meta: object) => Promise<RawFrame>
-}
-
-async function raw (yard: Yard, opened: Raw[]): Promise<Raw> {
-  const ws = new WebSocket(yard.url, SUBPROTOCOL)
-  const frames: RawFrame[] = []
-  const waiters = new Set<() => void>()
-  ws.on('message', (data: Buffer) => {
-    const frame = readFrame(new Uint8Array(data))
-    if (frame === null) throw new Error('the server sent a malformed frame')
-    frames.push(frame)
-    for (const w of [...waiters]) w()
-  })
-  const take: Raw['take'] = (pred, ms = 2000, what = 'a matching frame') => new Promise((resolve, reject) => {
-    const look = (): boolean => {
-      const i = frames.findIndex(pred)
-      if (i < 0) return false
-      resolve(frames.splice(i, 1)[0])
-      return true
-    }
-    if (look()) return
-    const check = (): void => { if (look()) { waiters.delete(check); clearTimeout(timer) } }
-    const timer = setTimeout(() => {
-      waiters.delete(check)
-      reject(new Error(`no ${what} within ${ms} ms; received: ${frames.map((f) => `${f.type.toString(16)}:${f.id}:${JSON.stringify(f.meta)}`).join(' ')}`))
-    }, ms)
-    waiters.add(check)
-  })
-  const send: Raw['send'] = (type, sid, meta, payload) => ws.send(writeFrame(type, sid, meta, payload === undefined ? undefined : encodePayload(payload)))
-  const open: Raw['open'] = (sid, meta) => {
-    send(FrameType.Open, sid, meta)
-    return take((f) => f.id === sid && (f.type === FrameType.Opened || f.type === FrameType.Closed), 2000, `answer to OPEN ${sid}`)
-  }
-  opened.push({ ws, frames, take, send, open })
-  await new Promise<void>((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
-  await take((f) => f.type === FrameType.Hello, 2000, 'HELLO')
-  return { ws, frames, take, send, open }
-}
-
 /** A yard with a small grace period and its own broker (to check what it holds), closed after `body`. */
-async function withYard (body: (yard: Yard, client: () => Promise<Raw>, broker: Broker) => Promise<void>, peers: object = {}): Promise<void> {
+async function withYard (body: (yard: Yard, client: () => Promise<RawClient>, broker: Broker) => Promise<void>, peers: object = {}): Promise<void> {
   const broker = memoryBroker()
   const yard = await startYard({ broker, limits: { peers: { grace: GRACE, ...peers } } })
-  const clients: Raw[] = []
+  const clients: RawClient[] = []
   try {
-    await body(yard, () => raw(yard, clients), broker)
+    await body(yard, () => rawClient(yard, clients), broker)
   } finally {
     for (const c of clients) c.ws.terminate()
     await yard.close()
@@ -77,7 +30,7 @@ async function withYard (body: (yard: Yard, client: () => Promise<Raw>, broker: 
   }
 }
 
-const join = (c: Raw, sid: number, id: string, key: string, meta?: object, ns = 'room'): Promise<RawFrame> =>
+const join = (c: RawClient, sid: number, id: string, key: string, meta?: object, ns = 'room'): Promise<RawFrame> =>
   c.open(sid, meta === undefined ? { ep: 'peers', ns, id, key } : { ep: 'peers', ns, id, key, meta })
 
 function assertOpened (f: RawFrame): void {
@@ -94,7 +47,7 @@ function assertClosed (f: RawFrame, code: string): void {
 const isPresence = (op: string, id: string, ns = 'room') => (f: RawFrame): boolean =>
   f.type === FrameType.Event && f.meta?.ep === 'peers' && f.meta?.ns === ns && f.meta?.op === op && f.meta?.id === id
 
-const presenceEvents = (c: Raw): RawFrame[] => c.frames.filter((f) => f.type === FrameType.Event && f.meta?.ep === 'peers')
+const presenceEvents = (c: RawClient): RawFrame[] => c.frames.filter((f) => f.type === FrameType.Event && f.meta?.ep === 'peers')
 
 test('OPENED lists every member; join, update and leave reach every member with meta', async () => {
   await withYard(async (_yard, client, broker) => {
@@ -339,10 +292,10 @@ function asyncBroker (inner: Broker): Broker {
 test('presence and signalling work the same through an asynchronous broker', async () => {
   const inner = memoryBroker()
   const yard = await startYard({ broker: asyncBroker(inner), limits: { peers: { grace: GRACE } } })
-  const clients: Raw[] = []
+  const clients: RawClient[] = []
   try {
-    const a = await raw(yard, clients)
-    const b = await raw(yard, clients)
+    const a = await rawClient(yard, clients)
+    const b = await rawClient(yard, clients)
     assertOpened(await join(a, 1, 'a', KEY_A, { n: 1 }))
     const openedB = await join(b, 1, 'b', KEY_B, { n: 2 })
     assertOpened(openedB)
@@ -361,7 +314,7 @@ test('presence and signalling work the same through an asynchronous broker', asy
     a.send(FrameType.Data, 3, { to: 'nobody' }, 'hi?')
     assert.is((await a.take((f) => f.type === FrameType.Error && f.id === 3)).meta?.code, 'unknown-peer')
 
-    const b2 = await raw(yard, clients)
+    const b2 = await rawClient(yard, clients)
     assertOpened(await join(b2, 1, 'b', KEY_B, { n: 4 }))
     assertClosed(await b.take((f) => f.type === FrameType.Closed && f.id === 1), 'peer-id-taken')
     assert.equal((await a.take(isPresence('join', 'b'))).meta?.meta, { n: 4 })

@@ -8,69 +8,22 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'
-import WebSocket from 'ws'
-import { memoryBroker, type Broker, type Yard } from 'signalyard/server'
-import { Kind, decodePayload, encodePayload, readFrame, writeFrame, type RawFrame } from '../src/protocol/codec.js'
-import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
+import { memoryBroker, type Broker } from 'signalyard/server'
+import { Kind, decodePayload, type RawFrame } from '../src/protocol/codec.js'
+import { FrameType } from '../src/protocol/frames.js'
 import { sleep, startYard } from './helpers.js'
+import { rawClient, type RawClient } from './raw-client.js'
 
 const GRACE = 200
 const key = (name: string): string => `owner-key-of-${name}`.padEnd(20, '.')
 
-/** A raw protocol client: every frame it received, and waiting for one that matches. */
-interface Raw {
-  ws: WebSocket
-  frames: RawFrame[]
-  /** Remove and return the first received frame matching `pred`, waiting up to `ms`. */
-  take: (pred: (f: RawFrame) => boolean, ms?: number, what?: string) => Promise<RawFrame>
-  send: (type: number, sid: number, meta: object | null, payload?: unknown) => void
-  /** OPEN and the server's answer (OPENED or CLOSED) for that stream. */
-  open: (sid: number, meta: object) => Promise<RawFrame>
-}
-
-async function raw (yard: Yard, opened: Raw[]): Promise<Raw> {
-  const ws = new WebSocket(yard.url, SUBPROTOCOL)
-  const frames: RawFrame[] = []
-  const waiters = new Set<() => void>()
-  ws.on('message', (data: Buffer) => {
-    const frame = readFrame(new Uint8Array(data))
-    if (frame === null) throw new Error('the server sent a malformed frame')
-    frames.push(frame)
-    for (const w of [...waiters]) w()
-  })
-  const take: Raw['take'] = (pred, ms = 2000, what = 'a matching frame') => new Promise((resolve, reject) => {
-    const look = (): boolean => {
-      const i = frames.findIndex(pred)
-      if (i < 0) return false
-      resolve(frames.splice(i, 1)[0])
-      return true
-    }
-    if (look()) return
-    const check = (): void => { if (look()) { waiters.delete(check); clearTimeout(timer) } }
-    const timer = setTimeout(() => {
-      waiters.delete(check)
-      reject(new Error(`no ${what} within ${ms} ms; received: ${frames.map((f) => `${f.type.toString(16)}:${f.id}:${JSON.stringify(f.meta)}`).join(' ')}`))
-    }, ms)
-    waiters.add(check)
-  })
-  const send: Raw['send'] = (type, sid, meta, payload) => ws.send(writeFrame(type, sid, meta, payload === undefined ? undefined : encodePayload(payload)))
-  const open: Raw['open'] = (sid, meta) => {
-    send(FrameType.Open, sid, meta)
-    return take((f) => f.id === sid && (f.type === FrameType.Opened || f.type === FrameType.Closed), 2000, `answer to OPEN ${sid}`)
-  }
-  opened.push({ ws, frames, take, send, open })
-  await new Promise<void>((resolve, reject) => { ws.once('open', resolve); ws.once('error', reject) })
-  await take((f) => f.type === FrameType.Hello, 2000, 'HELLO')
-  return { ws, frames, take, send, open }
-}
-
 /** A yard with a small grace period and its own broker, closed after `body`. */
-async function withYard (body: (client: () => Promise<Raw>, broker: Broker) => Promise<void>, peers: object = {}): Promise<void> {
+async function withYard (body: (client: () => Promise<RawClient>, broker: Broker) => Promise<void>, peers: object = {}): Promise<void> {
   const broker = memoryBroker()
   const yard = await startYard({ broker, limits: { peers: { grace: GRACE, maxSignal: 64 * 1024, ...peers } } })
-  const clients: Raw[] = []
+  const clients: RawClient[] = []
   try {
-    await body(() => raw(yard, clients), broker)
+    await body(() => rawClient(yard, clients), broker)
   } finally {
     for (const c of clients) c.ws.terminate()
     await yard.close()
@@ -79,7 +32,7 @@ async function withYard (body: (client: () => Promise<Raw>, broker: Broker) => P
 }
 
 /** A client holding signal id `id` in `ns` on stream `sid`. */
-async function node (client: () => Promise<Raw>, id: string, sid = 1, ns = 'sig'): Promise<Raw> {
+async function node (client: () => Promise<RawClient>, id: string, sid = 1, ns = 'sig'): Promise<RawClient> {
   const c = await client()
   const opened = await c.open(sid, { ep: 'signal', ns, id, key: key(id) })
   assert.is(opened.type, FrameType.Opened, `signal ${id}: ${JSON.stringify(opened.meta)}`)
