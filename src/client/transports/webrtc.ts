@@ -56,6 +56,8 @@ export class WebRtcPipe implements Pipe {
   private readonly pc: RTCPeerConnectionLike
   private channel: RTCDataChannelLike | null = null
   private early: IceCandidate[] = []
+  /** The initiator's own candidates, sent once the answer is applied. */
+  private held: IceCandidate[] = []
   /** Tracked here: implementations disagree on what `remoteDescription` holds before it is set. */
   private remoteSet = false
   private remoteSetting = false
@@ -69,7 +71,11 @@ export class WebRtcPipe implements Pipe {
     this.pc.onicecandidate = (ev) => {
       const c = ev.candidate
       if (c === null || c === undefined || this.closed || typeof c.candidate !== 'string' || c.candidate === '') return
-      this.signal({ t: 'ice', d: { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null } })
+      const candidate = { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null }
+      // The initiator holds its candidates until the answer is applied: an acceptor that started
+      // its checks before the initiator could answer them waits for a retransmission (about 1 s).
+      if (this.initiator && !this.remoteSet) this.held.push(candidate)
+      else this.signal({ t: 'ice', d: candidate })
     }
     this.pc.onconnectionstatechange = () => {
       if (this.pc.connectionState === 'failed') this.fail('the WebRTC connection failed')
@@ -80,7 +86,8 @@ export class WebRtcPipe implements Pipe {
         .then(async (offer) => {
           await this.pc.setLocalDescription(offer)
           const local = this.pc.localDescription ?? offer
-          if (!this.closed) this.signal({ t: 'sdp', d: { type: local.type, sdp: local.sdp ?? '' } })
+          // Candidates travel by trickle only (see `held`), not inside the offer.
+          if (!this.closed) this.signal({ t: 'sdp', d: { type: local.type, sdp: withoutCandidates(local.sdp ?? '') } })
         })
         .catch((err: unknown) => this.fail(`cannot create an offer: ${String(err)}`))
     } else {
@@ -124,6 +131,9 @@ export class WebRtcPipe implements Pipe {
       })
       .then(async () => {
         this.remoteSet = true
+        const held = this.held
+        this.held = []
+        for (const c of held) this.signal({ t: 'ice', d: c })
         const early = this.early
         this.early = []
         for (const c of early) await this.pc.addIceCandidate(c).catch(() => {})
@@ -169,6 +179,10 @@ export class WebRtcPipe implements Pipe {
     this.pc.onicecandidate = this.pc.ondatachannel = this.pc.onconnectionstatechange = null
     try { this.pc.close() } catch {}
   }
+}
+
+function withoutCandidates (sdp: string): string {
+  return sdp.split('\r\n').filter((line) => !line.startsWith('a=candidate:') && line !== 'a=end-of-candidates').join('\r\n')
 }
 
 function toBytes (data: unknown): Uint8Array | null {
