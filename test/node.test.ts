@@ -561,6 +561,113 @@ test('a WebRTC connection survives its signalling socket reconnecting; the node 
   await within(pc2.ready(), 3000, 'carol reaches bob after his reconnect')
 }))
 
+test('a relay connection whose signalling socket drops ends on both sides at once; the pair connects again after', () => withYard(async ({ node, channel }) => {
+  const a = await node('alice', { webrtc: false }, echoBack)
+  let victim: any = null
+  const bChannel = channel('b', {
+    WebSocket: class extends WebSocket { constructor (u: string, p?: string | string[]) { super(u, p); victim = this } } as unknown as WebSocketConstructor,
+    reconnect: { minDelay: 20, maxDelay: 50 }
+  })
+  const b = bChannel.createNode(echoBack)
+  await b.listen('bob')
+  const pc = a.connect('bob')
+  await within(pc.ready(), 2000, 'open')
+  const remote = b.connections()[0]
+  assert.is(remote.transport, 'relay')
+  const started = Date.now()
+  const localClosed = next(pc, 'close', 2000)
+  const remoteClosed = next(remote, 'close', 2000)
+  victim._socket.destroy()
+  const [[localErr], [remoteErr]] = await Promise.all([localClosed, remoteClosed])
+  assert.ok(localErr instanceof SignalyardError && remoteErr instanceof SignalyardError, 'both closed with a coded error')
+  assert.ok(Date.now() - started < 1000, `both sides closed ${Date.now() - started} ms after the socket died (not after the relay timeout)`)
+  await until(() => bChannel.state === 'open', 3000, 'b reconnected')
+  const again = b.connect('alice')
+  const s = again.createStream('x')
+  const echoed = next(s, 'data', 3000)
+  s.send('after the blip')
+  await within(again.ready(), 3000, 'a new connection opens')
+  assert.equal((await echoed)[0], 'after the blip')
+}, { limits: { peers: { grace: 2000 } } }))
+
+test('glare: a stream the losing side made and closed before the glare resolved does not touch the winner\'s streams', () => withYard(async ({ node }) => {
+  for (const webrtc of [true, false]) {
+    const a = await node(`a-${String(webrtc)}`, { webrtc }) // 'a-…' < 'b-…': a wins
+    const b = await node(`b-${String(webrtc)}`, { webrtc })
+    const pa = a.connect(b.id as string)
+    const pb = b.connect(a.id as string)
+    const aChat = pa.createStream('chat')
+    pb.createStream('short-lived').close() // queued OPEN + CLOSE under b's initiator numbering
+    const bChat = pb.createStream('chat')
+    const got: unknown[] = []
+    pa.on('connection', (st) => st.on('data', (d) => got.push(d)))
+    bChat.send('from b')
+    await within(Promise.all([pa.ready(), pb.ready()]), 3000, 'both open')
+    await until(() => got.length === 1, 2000, "b's message")
+    await sleep(50)
+    assert.is(aChat.state, 'open', "the winner's first stream is still open")
+    aChat.send('still works')
+  }
+}))
+
+/** The pipe of a connection, for tests that speak raw mux frames at a peer. */
+const pipeOf = (pc: PeerConnection): { send: (b: Uint8Array) => void, bufferedAmount: number } => (pc as unknown as { pipe: { send: (b: Uint8Array) => void, bufferedAmount: number } }).pipe
+const mux = (op: number, id: number, payload = new Uint8Array(0)): Uint8Array => {
+  const out = new Uint8Array(6 + payload.length)
+  out[0] = op
+  new DataView(out.buffer).setUint32(1, id)
+  out[5] = 2
+  out.set(payload, 6)
+  return out
+}
+
+test('a peer that opens too many streams or piles up unfinished messages is cut off with a code', () => withYard(async ({ node }) => {
+  // too many streams
+  const evil = await node('evil', { webrtc: false })
+  const victim = await node('victim', { webrtc: false })
+  let pc = evil.connect('victim')
+  await within(pc.ready(), 2000, 'open')
+  let remote = victim.connections()[0]
+  let closed = next(remote, 'close', 3000)
+  for (let i = 0; i < 1100; i++) pipeOf(pc).send(mux(1, 1001 + 2 * i, new TextEncoder().encode('x')))
+  assert.is((await closed)[0]?.code, 'too-many-streams')
+  await until(() => pc.state === 'closed', 2000, 'the sender is closed too')
+  // 40 MiB of unfinished messages spread over streams, each under the 16 MiB message limit
+  pc = evil.connect('victim')
+  await within(pc.ready(), 2000, 'open again')
+  remote = victim.connections()[0]
+  closed = next(remote, 'close', 10_000)
+  const chunk = new Uint8Array(900 * 1024)
+  let sent = 0
+  const victimOpen = (): boolean => (remote.state as string) !== 'closed'
+  for (let k = 0; k < 4 && victimOpen(); k++) {
+    pipeOf(pc).send(mux(1, 1001 + 2 * k, new TextEncoder().encode('x')))
+    for (let i = 0; i < 11 && victimOpen(); i++) {
+      pipeOf(pc).send(mux(3, 1001 + 2 * k, chunk))
+      sent += chunk.length
+      while ((pc.state as string) !== 'closed' && pipeOf(pc).bufferedAmount > 4e6) await sleep(5)
+    }
+  }
+  assert.is((await closed)[0]?.code, 'payload-too-large')
+  assert.ok(sent <= 40 * 1024 * 1024)
+}))
+
+test('auto: an acceptor whose RTCPeerConnection cannot be made answers with the relay', () => withYard(async ({ node, channel }) => {
+  const a = await node('alice')
+  class Broken { constructor () { throw new Error('no WebRTC here today') } }
+  const errors: SignalyardError[] = []
+  const b = channel('b', { RTCPeerConnection: Broken as unknown as RTCPeerConnectionConstructor }).createNode(echoBack)
+  await b.listen('bob')
+  const pc = a.connect('bob')
+  await within(pc.ready(), 2000, 'open')
+  assert.is(pc.transport, 'relay')
+  b.connections()[0].on('error', (e) => errors.push(e))
+  const s = pc.createStream('x')
+  const echoed = next(s, 'data', 2000)
+  s.send('relayed')
+  assert.equal((await echoed)[0], 'relayed')
+}))
+
 // ── leaks ──
 
 test('200 connect/close cycles: RTCPeerConnections, open handles and heap return to baseline', () => withYard(async ({ node }) => {

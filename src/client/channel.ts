@@ -133,11 +133,12 @@ export class Channel extends EventEmitter<ChannelEvents> {
     const node = new PeerNode({
       socket: this.socket,
       namespace: this.namespace,
-      openRelay: (local, remote) => this.relay({ local, remote }),
+      openRelay: (local, remote) => this.track(new RelayStream(this.socket, this.namespace, { local, remote }, true)),
       RTCPeerConnection: this.options.RTCPeerConnection,
       rtcConfig: this.options.rtcConfig
     }, onConnection, options)
     this.owned.add(node)
+    node.once('close', () => this.owned.delete(node))
     return node
   }
 

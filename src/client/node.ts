@@ -31,6 +31,8 @@ export interface NodeEvents {
   connection: [pc: PeerConnection]
   /** A coded error, e.g. `peer-id-taken` when listening failed. */
   error: [error: SignalyardError]
+  /** The node was closed (`node.close()` or its channel closed). */
+  close: []
 }
 
 export const NODE_DEFAULTS = Object.freeze({ transport: 'auto' as TransportOption, connectTimeout: 10_000 })
@@ -178,8 +180,10 @@ export class PeerNode extends EventEmitter<NodeEvents> {
 
   /** Close every connection and stop listening. */
   close (): void {
+    if (this.closed) return
     this.stop()
     this.closed = true
+    this.emit('close')
   }
 
   private stop (): void {

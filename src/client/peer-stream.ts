@@ -100,6 +100,7 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
     if (this.state === 'closed') return
     this.state = 'closed'
     this.parts = []
+    this.partsBytes = 0
     this.failure = error ?? new SignalyardError('stream-closed', 'the peer stream closed before the connection opened')
     for (const w of this.waiters.splice(0)) w.reject(this.failure)
     if (error !== undefined) this.emit('error', error)

@@ -50,6 +50,8 @@ export interface PeerConnectionEvents {
 export const MAX_MESSAGE = 16 * 1024 * 1024
 /** Bytes a connection holds for its streams before `send()` throws `queue-full`. */
 export const MAX_QUEUED = 32 * 1024 * 1024
+/** Streams the peer may have open on one connection. */
+export const MAX_STREAMS = 1024
 /** How long a closing connection waits for its transport to flush. */
 const LINGER_MS = 2000
 
@@ -78,6 +80,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
   private nextStream: number
   private queue: Outgoing[] = []
   private queuedBytes = 0
+  /** Bytes of unfinished incoming messages, all streams together (bounded by MAX_QUEUED). */
+  private partialBytes = 0
   private timer: ReturnType<typeof setTimeout> | null = null
   private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
   private failure: SignalyardError | null = null
@@ -136,10 +140,14 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       this.host.signal(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'WebRTC is required here' })
       return this.end(new SignalyardError('webrtc-unavailable', 'WebRTC was required but one side has no RTCPeerConnection'), false)
     }
-    const tr: Transport = rtc && remoteRtc ? 'webrtc' : 'relay'
-    this.host.signal(this.peerId, { t: 'accept', c: cid, tr })
-    if (tr === 'relay') return this.useRelay()
-    this.useWebRtc()
+    // The RTCPeerConnection is made before answering: if it cannot be, this pair uses the relay.
+    const webrtc = rtc && remoteRtc && this.useWebRtc()
+    if (!webrtc && this.host.transport === 'webrtc') {
+      this.host.signal(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'cannot create an RTCPeerConnection' })
+      return this.end(new SignalyardError('webrtc-unavailable', 'cannot create an RTCPeerConnection'), false)
+    }
+    this.host.signal(this.peerId, { t: 'accept', c: cid, tr: webrtc ? 'webrtc' : 'relay' })
+    if (!webrtc) return this.useRelay()
     // The initiator decides: READY over the channel, or 'fallback'. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
   }
@@ -151,7 +159,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       case 'accept':
         if (!this.initiator || this.pipe !== null) return
         if (msg.tr === 'webrtc' && this.host.rtc() !== null) {
-          this.useWebRtc()
+          if (!this.useWebRtc()) return this.fallback()
           return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.fallback())
         }
         if (this.host.transport === 'webrtc') {
@@ -193,22 +201,27 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       drain: () => { if (gen === this.pipeGen) this.pump() },
       close: (error) => {
         if (gen !== this.pipeGen) return
-        if (this.state === 'closed') return this.dropPipe() // the peer closed after our BYE
+        if (this.state === 'closed') { // the peer closed after our BYE, or the pipe died while we flushed
+          this.lingering = false
+          this.queue = []
+          this.queuedBytes = 0
+          return this.dropPipe()
+        }
         this.pipeClosed(error)
       }
     }
   }
 
-  private useWebRtc (): void {
+  /** Start the WebRTC pipe; false when the RTCPeerConnection cannot be made (e.g. a bad rtcConfig). */
+  private useWebRtc (): boolean {
     const rtc = this.host.rtc()
-    if (rtc === null) return this.useRelay()
+    if (rtc === null) return false
     try {
       this.setPipe((on) => new WebRtcPipe(rtc.Ctor, rtc.config, this.initiator, (m) => this.host.signal(this.peerId, { ...m, c: this.cid }), on))
+      return true
     } catch (err) {
-      // The constructor refused the configuration: the relay still works.
-      this.host.signal(this.peerId, { t: 'fallback', c: this.cid })
-      if (this.initiator) return this.useRelay()
-      this.end(new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`), true)
+      this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
+      return false
     }
   }
 
@@ -263,7 +276,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       if (this.initiator) this.fallback()
       return
     }
-    this.end(error ?? new SignalyardError('connection-closed', 'the transport closed'), false)
+    // The pipe is gone: tell the peer over signalling, in case its side did not notice.
+    this.end(error ?? new SignalyardError('connection-closed', 'the transport closed'), true)
   }
 
   private opened (): void {
@@ -296,6 +310,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
   }
 
   closeStream (stream: PeerStream): void {
+    this.partialBytes -= stream.partsBytes
     this.streams.delete(stream.id)
     if (this.state !== 'closed') this.enqueue({ stream, op: MuxOp.Close, kind: 0, bytes: new Uint8Array(0), offset: 0 })
   }
@@ -359,26 +374,35 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       case MuxOp.Open: {
         // The peer's streams have the other parity; a reused number is ignored.
         if ((n % 2 === 1) !== !this.initiator || this.streams.has(n)) return
+        if (this.streams.size >= MAX_STREAMS) {
+          return this.end(new SignalyardError('too-many-streams', `the peer opened more than ${MAX_STREAMS} streams`), true)
+        }
         const stream = new PeerStream(this, n, new TextDecoder().decode(payload))
         this.streams.set(n, stream)
         return void this.emit('connection', stream)
       }
-      case MuxOp.Close:
-        this.streams.get(n)?.finish()
+      case MuxOp.Close: {
+        const stream = this.streams.get(n)
+        if (stream === undefined) return
+        this.partialBytes -= stream.partsBytes
+        stream.finish()
         this.streams.delete(n)
         return
+      }
       case MuxOp.More:
       case MuxOp.Data: {
         const stream = this.streams.get(n)
         if (stream === undefined) return
-        if (stream.partsBytes + payload.length > MAX_MESSAGE) {
-          return this.end(new SignalyardError('payload-too-large', `the peer sent a message over ${MAX_MESSAGE} bytes`), true)
+        if (stream.partsBytes + payload.length > MAX_MESSAGE || this.partialBytes + payload.length > MAX_QUEUED) {
+          return this.end(new SignalyardError('payload-too-large', `the peer sent over ${MAX_MESSAGE} bytes in one message, or ${MAX_QUEUED} in unfinished ones`), true)
         }
         if (op === MuxOp.More) {
           stream.parts.push(payload.slice())
           stream.partsBytes += payload.length
+          this.partialBytes += payload.length
           return
         }
+        this.partialBytes -= stream.partsBytes
         const whole = stream.parts.length === 0 ? payload : join([...stream.parts, payload], stream.partsBytes + payload.length)
         stream.parts = []
         stream.partsBytes = 0
@@ -396,6 +420,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
   /** Streams made while we thought we were the initiator get the acceptor's parity. */
   private renumberStreams (): void {
     const streams = [...this.streams.values()]
+    // Frames of streams already closed never reached the peer: drop them rather than send them
+    // under numbers that now belong to the peer's streams.
+    const live = new Set(streams)
+    this.queue = this.queue.filter((out) => live.has(out.stream))
+    this.queuedBytes = this.queue.reduce((sum, out) => sum + out.bytes.length - out.offset, 0)
     this.streams.clear()
     for (const stream of streams) {
       const id = this.nextStream

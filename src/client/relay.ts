@@ -4,6 +4,7 @@
  * fires again); what it sends meanwhile is queued. Messages in flight when a socket died may be lost.
  */
 import type { RawFrame } from '../protocol/codec.js'
+import { SignalyardError } from '../protocol/errors.js'
 import { Stream, type StreamEvents } from './stream.js'
 import type { YardSocket } from './socket.js'
 
@@ -31,11 +32,20 @@ export class RelayStream extends Stream<RelayEvents> {
   readonly local: string
   readonly remote: string
 
-  constructor (socket: YardSocket, namespace: string, options: RelayOptions) {
+  constructor (socket: YardSocket, namespace: string, options: RelayOptions, private readonly endWithSocket = false) {
     super(socket, namespace, 'relay')
     this.local = options.local
     this.remote = options.remote
     this.attach()
+  }
+
+  /**
+   * A relay stream that belongs to a peer connection ends when its socket goes down: the server
+   * closes the other side at once, so re-pairing could only lose what was in flight.
+   */
+  override socketDown (): void {
+    if (this.endWithSocket && this.state === 'open') return this.finish(new SignalyardError('connection-closed', 'the relay pair ended with the socket'))
+    super.socketDown()
   }
 
   /** Send to the paired stream: any JSON value, a string, or binary. Held until paired. */

@@ -68,6 +68,15 @@ export class WebRtcPipe implements Pipe {
     private readonly signal: (msg: RtcSignal) => void, private readonly on: PipeHandlers
   ) {
     this.pc = new Ctor(config)
+    try {
+      this.setUp()
+    } catch (err) {
+      this.close() // no RTCPeerConnection outlives a pipe that failed to start
+      throw err
+    }
+  }
+
+  private setUp (): void {
     this.pc.onicecandidate = (ev) => {
       const c = ev.candidate
       if (c === null || c === undefined || this.closed || typeof c.candidate !== 'string' || c.candidate === '') return
@@ -80,7 +89,7 @@ export class WebRtcPipe implements Pipe {
     this.pc.onconnectionstatechange = () => {
       if (this.pc.connectionState === 'failed') this.fail('the WebRTC connection failed')
     }
-    if (initiator) {
+    if (this.initiator) {
       this.attach(this.pc.createDataChannel(DATA_CHANNEL_LABEL, { ordered: true }))
       this.pc.createOffer()
         .then(async (offer) => {
