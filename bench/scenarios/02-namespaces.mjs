@@ -380,7 +380,7 @@ export async function run (ctx) {
   const churn = ctx.quick ? 500 : 1000
   const seconds = ctx.quick ? 1 : 4
   const drainMs = ctx.quick ? 1000 : 3000
-  const cycles = ctx.quick ? 3 : 10
+  const cycles = ctx.quick ? 6 : 10
   const servers = {}
   const fleets = {}
   const yards = {}
