@@ -127,8 +127,8 @@ async function measure (server, pair, size, ms) {
 }
 
 export async function run (ctx) {
-  const stepMs = ctx.quick ? 600 : 2000
-  const rounds = ctx.quick ? 2 : 5
+  const stepMs = ctx.quick ? 350 : 1500
+  const rounds = ctx.quick ? 4 : 8
   const yard = await ctx.startServer('signalyard', { limits: { maxFrame: 1024 * 1024 } })
   const fwd = await ctx.startServer('ws-forwarder')
   const servers = [
