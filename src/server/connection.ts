@@ -13,7 +13,7 @@ import {
   type AnyRequest, type ClientFrame, type CloseFrame, type DataFrame, type Endpoint, type FrameError, type OpenFrame
 } from '../protocol/frames.js'
 import type { Broker } from './brokers/types.js'
-import type { Hub, Subscriber } from './hub.js'
+import type { Broadcast, Hub, Subscriber } from './hub.js'
 import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
 
@@ -66,6 +66,8 @@ export class Connection implements Subscriber {
   private badWindowStart = 0
   /** Something arrived (a pong or a frame) since the last liveness ping. */
   private alive = true
+  /** The socket under the WebSocket, for broadcasts written as finished messages (see broadcast). */
+  private readonly raw: { write: (bytes: Uint8Array) => boolean } | null
 
   constructor (
     readonly id: string,
@@ -74,6 +76,8 @@ export class Connection implements Subscriber {
     private readonly endpoints: Endpoints,
     private readonly onClose: (conn: Connection) => void
   ) {
+    // Extensions are settled by the upgrade: with none (no permessage-deflate), see broadcast().
+    this.raw = ws.extensions === '' ? rawSocket(ws) : null
     ws.on('message', (data, isBinary) => {
       this.alive = true
       if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.1', sid: 0 })
@@ -87,6 +91,19 @@ export class Connection implements Subscriber {
   /** Write a finished frame (the same bytes may go to many connections). */
   send (frame: Uint8Array): void {
     if (!this.closed) this.ws.send(frame)
+  }
+
+  /**
+   * Write a broadcast: the message framed once for every receiver goes straight to the TCP socket
+   * (one write, no per-socket framing). This is safe only because nothing was negotiated on the
+   * socket (no extension, so no permessage-deflate): ws then writes each of its own frames whole
+   * and at once, never queued, so ours cannot land inside or ahead of one of them. Otherwise, or
+   * when ws does not expose its socket, the frame goes through ws.send.
+   */
+  broadcast (message: Broadcast): void {
+    if (this.closed) return
+    if (this.raw !== null && this.ws.readyState === OPEN) this.raw.write(message.wire)
+    else this.ws.send(message.frame)
   }
 
   /** Tell the client its stream is open. */
@@ -267,6 +284,17 @@ export class Connection implements Subscriber {
     for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
     this.onClose(this)
   }
+}
+
+/** WebSocket.OPEN */
+const OPEN = 1
+
+/** The net.Socket a ws WebSocket writes to (ws keeps it as `_socket`), or null when it has none. */
+function rawSocket (ws: WebSocket): { write: (bytes: Uint8Array) => boolean } | null {
+  const socket = (ws as unknown as { _socket?: { write?: unknown } })._socket
+  return socket !== undefined && socket !== null && typeof socket.write === 'function'
+    ? socket as { write: (bytes: Uint8Array) => boolean }
+    : null
 }
 
 function toBytes (data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {

@@ -2,13 +2,28 @@
  * The hub: this process's subscriptions, tracked both ways. A topic maps to the connections that
  * want it (with a count, since one connection may hold several streams of one namespace); the
  * broker is subscribed on a topic's first local subscriber and unsubscribed on its last, and an
- * empty topic leaves nothing behind. A message from the broker is written, as the same bytes, once
- * to each subscribed connection.
+ * empty topic leaves nothing behind. A message from the broker is framed for WebSocket once and
+ * written, as the same bytes, to each subscribed connection.
  */
 import type { Broker, MaybePromise, TopicHandler } from './brokers/types.js'
 
-/** Anything that can take a finished frame: a connection. */
-export interface Subscriber { send: (frame: Uint8Array) => void }
+/**
+ * One broadcast frame, and the same frame wrapped in its WebSocket message header (binary, final,
+ * unmasked: what a server sends), built once on first use and shared by every receiver.
+ */
+export class Broadcast {
+  private wrapped: Buffer | null = null
+
+  constructor (readonly frame: Uint8Array) {}
+
+  /** The whole WebSocket message: header and frame in one buffer, ready for the TCP socket. */
+  get wire (): Buffer {
+    return this.wrapped ??= wsMessage(this.frame)
+  }
+}
+
+/** Anything that can take a broadcast: a connection. */
+export interface Subscriber { broadcast: (message: Broadcast) => void }
 
 export class Hub {
   private readonly topics = new Map<string, { subs: Map<Subscriber, number>, handler: TopicHandler }>()
@@ -25,7 +40,8 @@ export class Hub {
     if (entry === undefined) {
       const subs = new Map<Subscriber, number>()
       const handler: TopicHandler = (frame) => {
-        for (const sub of subs.keys()) sub.send(frame)
+        const message = new Broadcast(frame)
+        for (const sub of subs.keys()) sub.broadcast(message)
       }
       entry = { subs, handler }
       this.topics.set(topic, entry)
@@ -51,4 +67,24 @@ export class Hub {
       if (stopped instanceof Promise) stopped.catch(() => {}) // a broker that lost its connection resubscribes nothing
     }
   }
+}
+
+/** RFC 6455 framing of one unfragmented binary message from a server (no mask, no extensions). */
+function wsMessage (payload: Uint8Array): Buffer {
+  const n = payload.length
+  const head = n < 126 ? 2 : n < 0x10000 ? 4 : 10
+  const out = Buffer.allocUnsafe(head + n)
+  out[0] = 0x82 // FIN + opcode 2 (binary)
+  if (n < 126) {
+    out[1] = n
+  } else if (n < 0x10000) {
+    out[1] = 126
+    out.writeUInt16BE(n, 2)
+  } else {
+    out[1] = 127
+    out.writeUInt32BE(Math.floor(n / 0x100000000), 2)
+    out.writeUInt32BE(n >>> 0, 6)
+  }
+  out.set(payload, head)
+  return out
 }
