@@ -26,6 +26,8 @@ export type StreamEnd = 'closed' | 'gone'
 /** What a stream's endpoint keeps on the server; the connection routes frames to it. */
 export interface ServerStream {
   readonly ns: string
+  /** Set by the connection when the stream opens: requests of another endpoint are refused. */
+  ep?: Endpoint
   data?: (frame: DataFrame) => void | Promise<void>
   /**
    * A REQUEST. The connection passes only requests whose op belongs to the stream's endpoint
@@ -53,13 +55,14 @@ export type Endpoints = { [E in OpenFrame['ep']]: OpenHandler<Extract<OpenFrame,
 /** WebSocket close codes the server uses. */
 export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011 } as const
 
+/**
+ * One client connection. It is kept lean because an idle server holds thousands: the socket's
+ * listeners and the dispatch table are shared by every connection (they find theirs through the
+ * socket), the backlog exists only while a frame waits, and namespaces are counted from the streams.
+ */
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
-  /** The endpoint of each open stream, to refuse requests of another endpoint. */
-  private readonly endpointOf = new Map<number, Endpoint>()
-  /** Streams per namespace, for the namespace limit and /healthz. */
-  private readonly namespaces = new Map<string, number>()
-  private backlog: Uint8Array[] = []
+  private backlog: Uint8Array[] | null = null
   private busy = false
   private closed = false
   private badFrames = 0
@@ -78,14 +81,28 @@ export class Connection implements Subscriber {
   ) {
     // Extensions are settled by the upgrade: with none (no permessage-deflate), see broadcast().
     this.raw = ws.extensions === '' ? rawSocket(ws) : null
-    ws.on('message', (data, isBinary) => {
-      this.alive = true
-      if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.1', sid: 0 })
-      this.receive(toBytes(data))
-    })
-    ws.on('pong', () => { this.alive = true })
-    ws.on('close', () => this.teardown())
-    ws.on('error', (err) => this.ctx.log('warn', 'socket error', { conn: this.id, error: err.message }))
+    ;(ws as Owned)[CONNECTION] = this
+    ws.on('message', socketMessage)
+    ws.on('pong', socketPong)
+    ws.on('close', socketClose)
+    ws.on('error', socketError)
+  }
+
+  /** A WebSocket message (through the shared listener). */
+  message (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+    this.alive = true
+    if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.1', sid: 0 })
+    this.receive(toBytes(data))
+  }
+
+  /** A pong, or anything else showing the peer is alive. */
+  touch (): void {
+    this.alive = true
+  }
+
+  /** A socket error (the close that follows tears the connection down). */
+  socketError (err: Error): void {
+    this.ctx.log('warn', 'socket error', { conn: this.id, error: err.message })
   }
 
   /** Write a finished frame (the same bytes may go to many connections). */
@@ -155,11 +172,12 @@ export class Connection implements Subscriber {
   private receive (bytes: Uint8Array): void {
     if (this.closed) return
     if (this.busy) {
-      if (this.backlog.length >= this.ctx.limits.maxBacklog) {
+      const backlog = this.backlog ??= []
+      if (backlog.length >= this.ctx.limits.maxBacklog) {
         this.close(CloseCode.Policy, 'backlog-full')
         return
       }
-      this.backlog.push(bytes)
+      backlog.push(bytes)
       return
     }
     this.handle(bytes)
@@ -170,7 +188,7 @@ export class Connection implements Subscriber {
     if (isFrameError(frame)) return this.reject(frame)
     let result: void | Promise<void>
     try {
-      result = this.dispatch[frame.type](frame as never)
+      result = (dispatch[frame.type] as (conn: Connection, frame: ClientFrame) => void | Promise<void>)(this, frame)
     } catch (err) {
       return this.failed(frame, err)
     }
@@ -178,37 +196,43 @@ export class Connection implements Subscriber {
       this.busy = true
       result.catch((err) => this.failed(frame, err)).finally(() => {
         this.busy = false
-        while (!this.busy && this.backlog.length > 0 && !this.closed) this.handle(this.backlog.shift() as Uint8Array)
+        while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) this.handle(this.backlog.shift() as Uint8Array)
+        if (this.backlog?.length === 0) this.backlog = null
       })
     }
   }
 
-  /** The dispatch table, keyed by parsed frame type. */
-  private readonly dispatch: { [T in ClientFrame['type']]: (frame: Extract<ClientFrame, { type: T }>) => void | Promise<void> } = {
-    open: (frame) => this.open(frame),
-    close: (frame: CloseFrame) => {
-      const stream = this.streams.get(frame.sid)
-      if (stream !== undefined) this.forget(frame.sid, stream, 'closed')
-    },
-    data: (frame) => {
-      const stream = this.streams.get(frame.sid)
-      if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid })
-      if (stream.data === undefined) return this.reject({ error: 'bad-request', message: 'this endpoint takes no DATA frames', sid: frame.sid })
-      return stream.data(frame)
-    },
-    request: (frame) => {
-      const stream = this.streams.get(frame.sid)
-      if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid, req: frame.req })
-      const ep = this.endpointOf.get(frame.sid)
-      if (stream.request === undefined || ep === undefined || !REQUEST_OPS[ep].includes(frame.op)) {
-        const message = `${ep ?? 'this'} streams take no ${JSON.stringify(frame.op)} requests`
-        return this.reject({ error: 'bad-request', message, sid: frame.sid, req: frame.req })
-      }
-      return stream.request(frame)
-    }
+  closeStream (frame: CloseFrame): void {
+    const stream = this.streams.get(frame.sid)
+    if (stream !== undefined) this.forget(frame.sid, stream, 'closed')
   }
 
-  private open (frame: OpenFrame): void | Promise<void> {
+  data (frame: DataFrame): void | Promise<void> {
+    const stream = this.streams.get(frame.sid)
+    if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid })
+    if (stream.data === undefined) return this.reject({ error: 'bad-request', message: 'this endpoint takes no DATA frames', sid: frame.sid })
+    return stream.data(frame)
+  }
+
+  request (frame: AnyRequest): void | Promise<void> {
+    const stream = this.streams.get(frame.sid)
+    if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid, req: frame.req })
+    const ep = stream.ep
+    if (stream.request === undefined || ep === undefined || !REQUEST_OPS[ep].includes(frame.op)) {
+      const message = `${ep ?? 'this'} streams take no ${JSON.stringify(frame.op)} requests`
+      return this.reject({ error: 'bad-request', message, sid: frame.sid, req: frame.req })
+    }
+    return stream.request(frame)
+  }
+
+  /** How many namespaces the open streams use, and whether `ns` is one of them. */
+  private namespaceUse (ns: string): { count: number, has: boolean } {
+    const seen = new Set<string>()
+    for (const stream of this.streams.values()) seen.add(stream.ns)
+    return { count: seen.size, has: seen.has(ns) }
+  }
+
+  open (frame: OpenFrame): void | Promise<void> {
     const { sid, ns } = frame
     const refuse = (code: ErrorCode, message: string): void => {
       this.countBad()
@@ -217,14 +241,15 @@ export class Connection implements Subscriber {
     // A duplicate id must not look like a close of the stream that holds it: ERROR, not CLOSED.
     if (this.streams.has(sid)) return this.reject({ error: 'stream-exists', message: `stream ${sid} is open already`, sid })
     if (this.streams.size >= this.ctx.limits.maxStreams) return refuse('too-many-streams', `at most ${this.ctx.limits.maxStreams} streams per connection`)
-    if (!this.namespaces.has(ns) && this.namespaces.size >= this.ctx.limits.maxNamespaces) {
+    // Counted from the streams (at most maxStreams of them): no per-connection namespace table.
+    const use = this.namespaceUse(ns)
+    if (!use.has && use.count >= this.ctx.limits.maxNamespaces) {
       return refuse('too-many-namespaces', `at most ${this.ctx.limits.maxNamespaces} namespaces per connection`)
     }
     const register = (stream: ServerStream): void => {
       if (this.closed) return stream.close('gone')
+      stream.ep = frame.ep
       this.streams.set(sid, stream)
-      this.endpointOf.set(sid, frame.ep)
-      this.namespaces.set(ns, (this.namespaces.get(ns) ?? 0) + 1)
     }
     const onError = (err: unknown): void => {
       if (err instanceof SignalyardError) return refuse(err.code, err.message)
@@ -242,10 +267,6 @@ export class Connection implements Subscriber {
 
   private forget (sid: number, stream: ServerStream, end: StreamEnd): void {
     this.streams.delete(sid)
-    this.endpointOf.delete(sid)
-    const n = (this.namespaces.get(stream.ns) ?? 1) - 1
-    if (n === 0) this.namespaces.delete(stream.ns)
-    else this.namespaces.set(stream.ns, n)
     try {
       stream.close(end)
     } catch (err) {
@@ -277,10 +298,11 @@ export class Connection implements Subscriber {
     if (++this.badFrames > this.ctx.limits.maxBadFrames) this.close(CloseCode.Policy, 'too-many-bad-frames')
   }
 
-  private teardown (): void {
+  /** The socket closed: end every stream (as `gone`) and leave the server's table. */
+  teardown (): void {
     if (this.closed) return
     this.closed = true
-    this.backlog = []
+    this.backlog = null
     for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
     this.onClose(this)
   }
@@ -288,6 +310,22 @@ export class Connection implements Subscriber {
 
 /** WebSocket.OPEN */
 const OPEN = 1
+
+/** The dispatch table, keyed by parsed frame type, shared by every connection. */
+const dispatch: { [T in ClientFrame['type']]: (conn: Connection, frame: Extract<ClientFrame, { type: T }>) => void | Promise<void> } = {
+  open: (conn, frame) => conn.open(frame),
+  close: (conn, frame) => conn.closeStream(frame),
+  data: (conn, frame) => conn.data(frame),
+  request: (conn, frame) => conn.request(frame)
+}
+
+/** Where a socket keeps its connection, so one set of listeners serves every socket. */
+const CONNECTION = Symbol('signalyard.connection')
+type Owned = WebSocket & { [CONNECTION]?: Connection }
+function socketMessage (this: Owned, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void { this[CONNECTION]?.message(data, isBinary) }
+function socketPong (this: Owned): void { this[CONNECTION]?.touch() }
+function socketClose (this: Owned): void { this[CONNECTION]?.teardown() }
+function socketError (this: Owned, err: Error): void { this[CONNECTION]?.socketError(err) }
 
 /** The net.Socket a ws WebSocket writes to (ws keeps it as `_socket`), or null when it has none. */
 function rawSocket (ws: WebSocket): { write: (bytes: Uint8Array) => boolean } | null {

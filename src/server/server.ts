@@ -116,6 +116,10 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       .end(upgradeHere ? `signalyard: connect with a WebSocket speaking subprotocol ${SUBPROTOCOL}\n` : 'not found\n')
   }
 
+  // Shared by every socket: nothing is allocated per connection for its bookkeeping.
+  function forgetSocket (this: WebSocket): void { sockets.delete(this) }
+  const forgetConnection = (conn: Connection): void => { connections.delete(conn) }
+
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (normalisePath(url.pathname) !== path) {
@@ -128,8 +132,8 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (closing !== null) return ws.close(CloseCode.GoingAway, 'server-closing')
       sockets.add(ws)
-      ws.once('close', () => sockets.delete(ws))
-      const conn = new Connection(nanoid(10), ws, ctx, endpoints, (c) => connections.delete(c))
+      ws.on('close', forgetSocket)
+      const conn = new Connection(nanoid(10), ws, ctx, endpoints, forgetConnection)
       connections.add(conn)
       conn.send(encodeHello(conn.id, hello))
     })

@@ -5,26 +5,37 @@
  * knows its own stream ids.
  */
 import { echoEventMeta, writeEchoEvent } from '../../protocol/events.js'
-import type { OpenEcho } from '../../protocol/frames.js'
+import type { Kind } from '../../protocol/codec.js'
+import type { DataFrame, OpenEcho } from '../../protocol/frames.js'
 import { topicOf } from '../brokers/types.js'
-import type { OpenHandler } from '../connection.js'
+import type { Connection, OpenHandler, ServerContext, ServerStream } from '../connection.js'
+
+/** One echo stream. A class, not closures: an idle server holds thousands of these. */
+class EchoStream implements ServerStream {
+  /** The EVENT meta with this sender's id, made on the first publish (idle streams never pay for it). */
+  private meta: Uint8Array | null = null
+
+  constructor (private readonly ctx: ServerContext, private readonly conn: Connection, private readonly sid: number, readonly ns: string) {}
+
+  get topic (): string { return topicOf('echo', this.ns) }
+
+  data ({ raw }: DataFrame): void | Promise<void> {
+    this.meta ??= echoEventMeta(this.ns, `${this.conn.id}.${this.sid}`)
+    const published = this.ctx.broker.publish(this.topic, writeEchoEvent(this.meta, { kind: raw.kind as Kind, bytes: raw.payload }))
+    if (published instanceof Promise) return published
+  }
+
+  close (): void {
+    this.ctx.hub.unsubscribe(this.topic, this.conn)
+  }
+}
 
 export const openEcho: OpenHandler<OpenEcho> = (ctx, conn, { sid, ns }) => {
-  const topic = topicOf('echo', ns)
-  const id = `${conn.id}.${sid}`
-  const meta = echoEventMeta(ns, id)
-  const stream = {
-    ns,
-    data: ({ raw }: { raw: { kind: number, payload: Uint8Array } }) => {
-      const published = ctx.broker.publish(topic, writeEchoEvent(meta, { kind: raw.kind as 0, bytes: raw.payload }))
-      if (published instanceof Promise) return published
-    },
-    close: () => ctx.hub.unsubscribe(topic, conn)
-  }
-  const subscribed = ctx.hub.subscribe(topic, conn)
-  const open = (): typeof stream => {
-    conn.opened(sid, { id })
+  const stream = new EchoStream(ctx, conn, sid, ns)
+  const open = (): EchoStream => {
+    conn.opened(sid, { id: `${conn.id}.${sid}` })
     return stream
   }
+  const subscribed = ctx.hub.subscribe(stream.topic, conn)
   return subscribed instanceof Promise ? subscribed.then(open) : open()
 }

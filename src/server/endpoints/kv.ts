@@ -8,33 +8,39 @@ import { writeKvEvent } from '../../protocol/events.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import type { OpenKv, RequestFrame } from '../../protocol/frames.js'
 import { topicOf } from '../brokers/types.js'
-import type { OpenHandler, ServerStream } from '../connection.js'
+import type { Connection, OpenHandler, ServerContext, ServerStream } from '../connection.js'
+
+/** One kv stream. A class, not closures: an idle server holds thousands of these. */
+class KvStream implements ServerStream {
+  constructor (private readonly ctx: ServerContext, private readonly conn: Connection, private readonly sid: number, readonly ns: string) {}
+
+  async request (frame: RequestFrame): Promise<void> {
+    const { ctx: { broker, limits }, conn, sid, ns } = this
+    if (frame.op === 'delete') {
+      const change = await broker.kvDelete(ns, frame.key)
+      return conn.reply(sid, { req: frame.req, seq: change?.seq ?? null, epoch: change?.epoch ?? null })
+    }
+    const { kind, payload } = frame.raw
+    if (payload.length > limits.kv.maxValue) {
+      throw new SignalyardError('payload-too-large', `KV values are limited to ${limits.kv.maxValue} bytes`)
+    }
+    const ttl = Math.min(frame.ttl ?? limits.kv.defaultTtl, limits.kv.maxTtl)
+    // The value must outlive this frame's buffer: copy it out of the received message.
+    const value = payload.slice()
+    const change = await broker.kvSet({ ns, key: frame.key, kind, value, ttl, maxKeys: limits.kv.maxKeys })
+    conn.reply(sid, { req: frame.req, seq: change.seq, epoch: change.epoch, ttl })
+  }
+
+  close (): void {
+    this.ctx.hub.unsubscribe(topicOf('kv', this.ns), this.conn)
+  }
+}
 
 export const openKv: OpenHandler<OpenKv> = async (ctx, conn, { sid, ns, since }) => {
-  const topic = topicOf('kv', ns)
-  const { limits, broker } = ctx
-  await ctx.hub.subscribe(topic, conn)
-  const stream: ServerStream = {
-    ns,
-    request: async (frame: RequestFrame) => {
-      if (frame.op === 'delete') {
-        const change = await broker.kvDelete(ns, frame.key)
-        return conn.reply(sid, { req: frame.req, seq: change?.seq ?? null, epoch: change?.epoch ?? null })
-      }
-      const { kind, payload } = frame.raw
-      if (payload.length > limits.kv.maxValue) {
-        throw new SignalyardError('payload-too-large', `KV values are limited to ${limits.kv.maxValue} bytes`)
-      }
-      const ttl = Math.min(frame.ttl ?? limits.kv.defaultTtl, limits.kv.maxTtl)
-      // The value must outlive this frame's buffer: copy it out of the received message.
-      const value = payload.slice()
-      const change = await broker.kvSet({ ns, key: frame.key, kind, value, ttl, maxKeys: limits.kv.maxKeys })
-      conn.reply(sid, { req: frame.req, seq: change.seq, epoch: change.epoch, ttl })
-    },
-    close: () => ctx.hub.unsubscribe(topic, conn)
-  }
+  await ctx.hub.subscribe(topicOf('kv', ns), conn)
+  const stream = new KvStream(ctx, conn, sid, ns)
   try {
-    const snapshot = await broker.kvSnapshot(ns, since)
+    const snapshot = await ctx.broker.kvSnapshot(ns, since)
     for (const change of snapshot.changes) conn.send(writeKvEvent(change))
     conn.opened(sid, { id: `${conn.id}.${sid}`, epoch: snapshot.epoch, seq: snapshot.seq, keys: snapshot.keys })
   } catch (err) {
