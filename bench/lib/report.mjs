@@ -148,7 +148,10 @@ function chartSvg (r, ox, oy) {
   }
   g.push(`<line x1="${PAD.left}" x2="${PAD.left}" y1="${PAD.top}" y2="${PAD.top + ph}" stroke="#999"/>`)
   g.push(`<line x1="${PAD.left}" x2="${W - PAD.right}" y1="${PAD.top + ph}" y2="${PAD.top + ph}" stroke="#999"/>`)
-  for (const x of xs) {
+  // Label at most ~10 of the x values (evenly spaced, the last always), so dense series stay legible.
+  const every = Math.max(1, Math.ceil(xs.length / 10))
+  for (const [i, x] of xs.entries()) {
+    if (i % every !== 0 && i !== xs.length - 1) continue
     g.push(`<text x="${px(x).toFixed(1)}" y="${PAD.top + ph + 14}" text-anchor="middle" font-size="10" fill="#555">${esc(typeof x === 'number' ? tickLabel(x) : x)}</text>`)
   }
   if (chart.xLabel) g.push(`<text x="${PAD.left + pw / 2}" y="${PAD.top + ph + 28}" text-anchor="middle" font-size="10" fill="#333">${esc(chart.xLabel)}</text>`)
