@@ -47,3 +47,50 @@ export class Rooms {
     for (const room of [...(this.bySocket.get(socket) ?? [])]) this.leave(room, socket)
   }
 }
+
+/**
+ * The raw ws pub/sub baseline server (protocol in bench/servers/ws-naive.mjs): rooms, join/leave
+ * acknowledgements and the control channel; `publish(members, room, data)` is the one thing the
+ * baselines do differently.
+ */
+export async function serveRooms (publish) {
+  const [{ createServer }, { WebSocketServer }, { serveControl }] = await Promise.all([
+    import('node:http'), import('ws'), import('./servers.mjs')
+  ])
+  const http = createServer((_req, res) => res.writeHead(426).end())
+  const wss = new WebSocketServer({ server: http, perMessageDeflate: false, clientTracking: true })
+  const rooms = new Rooms()
+  wss.on('connection', (ws, req) => {
+    for (const room of Rooms.fromUrl(req.url)) rooms.join(room, ws)
+    ws.on('message', (raw, isBinary) => {
+      let msg
+      try { msg = JSON.parse(isBinary ? raw.toString() : raw) } catch { return }
+      if (msg === null || typeof msg !== 'object' || typeof msg.room !== 'string') return
+      if (msg.op === 'pub') {
+        const members = rooms.members(msg.room)
+        if (members !== undefined) publish(members, msg.room, msg.data)
+      } else if (msg.op === 'join') {
+        rooms.join(msg.room, ws)
+        ws.send(JSON.stringify({ op: 'joined', room: msg.room }))
+      } else if (msg.op === 'leave') {
+        rooms.leave(msg.room, ws)
+        ws.send(JSON.stringify({ op: 'left', room: msg.room }))
+      }
+    })
+    ws.on('close', () => rooms.leaveAll(ws))
+    ws.on('error', () => {})
+  })
+  http.listen(0, '127.0.0.1', () => {
+    const { port } = http.address()
+    serveControl({
+      port,
+      url: `ws://127.0.0.1:${port}/`,
+      extra: () => ({ connections: wss.clients.size, namespaces: rooms.size }),
+      stop: () => new Promise((resolve) => {
+        for (const ws of wss.clients) ws.terminate()
+        wss.close()
+        http.close(() => resolve())
+      })
+    })
+  })
+}
