@@ -22,6 +22,7 @@ import WebSocket from 'ws'
 import { io } from 'socket.io-client'
 import { SignalChannel } from '../../dist/node/index.js'
 import { Reservoir, cpuDelta, fmtPercent, fmtRatio, median, ratio } from '../lib/stats.mjs'
+import { inBatches, sleep, within } from '../lib/util.mjs'
 
 export const name = 'fanout'
 export const title = 'Fan-out: 1 publisher → 1,000 subscribers in one namespace'
@@ -35,22 +36,8 @@ const LABEL = { signalyard: 'signalyard echo', 'ws-preframed': 'ws pre-framed', 
 const CONNECT_BATCH = 100
 const CONNECT_TIMEOUT = 20_000
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function within (promise, ms, what) {
-  let timer
-  const timeout = new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
 
-/** Run `make(i)` for i in [0, n) at most `batch` at a time. */
-async function inBatches (n, batch, make) {
-  const out = []
-  for (let i = 0; i < n; i += batch) {
-    out.push(...await Promise.all(Array.from({ length: Math.min(batch, n - i) }, (_v, j) => make(i + j))))
-  }
-  return out
-}
 
 /**
  * The receiving side of one step: counts the step's messages, samples latency. `k` is the step

@@ -22,6 +22,7 @@ import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
 import { io } from 'socket.io-client'
 import { Reservoir, cpuDelta, fmtPercent, fmtRatio, ratio } from '../lib/stats.mjs'
+import { inBatches, sleep, within } from '../lib/util.mjs'
 
 export const name = 'namespaces'
 export const title = 'Many namespaces: 1,000 namespaces × 5 subscribers with join/leave churn'
@@ -37,21 +38,8 @@ const SETTLE_TIMEOUT = 5_000
 const PAD = 'x'.repeat(24)
 const PAD_BYTES = 20
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
-function within (promise, ms, what) {
-  let timer
-  const timeout = new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) })
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer))
-}
 
-async function inBatches (n, batch, make) {
-  const out = []
-  for (let i = 0; i < n; i += batch) {
-    out.push(...await Promise.all(Array.from({ length: Math.min(batch, n - i) }, (_v, j) => make(i + j))))
-  }
-  return out
-}
 
 /** Namespace k of generation `gen`: every generation uses names never used before. */
 const nsName = (k, gen) => `ns-${k}.${gen}`

@@ -14,23 +14,15 @@
 import WebSocket from 'ws'
 import { SignalChannel } from '../../dist/node/index.js'
 import { cpuDelta, percentiles, fmt } from '../lib/stats.mjs'
+import { frame, sleep, within } from '../lib/util.mjs'
 
 export const name = 'kv'
 export const title = 'KV: set throughput, convergence of 32 writers, expiry of 100k keys'
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const now = () => performance.now()
 /** Pause after a forced GC before reading idle CPU: concurrent sweeping runs on other threads. */
 const GC_SETTLE = 300
 
-/** Reject after `ms` unless `promise` settles first. */
-function within (promise, ms, what) {
-  let timer
-  return Promise.race([
-    promise,
-    new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) })
-  ]).finally(() => clearTimeout(timer))
-}
 
 async function until (test, ms, what) {
   const by = Date.now() + ms
@@ -138,15 +130,6 @@ async function convergence (ctx, yard, { clients, keys, writes, rounds }) {
 
 // ── 3. expiry of 100k keys, raw protocol ──
 
-function frame (type, id, meta, payload = Buffer.alloc(0), kind = 0) {
-  const metaBytes = meta === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(meta))
-  const head = Buffer.alloc(10)
-  head[0] = type
-  head.writeUInt32BE(id, 1)
-  head[5] = kind
-  head.writeUInt32BE(metaBytes.length, 6)
-  return Buffer.concat([head, metaBytes, payload])
-}
 
 function openRaw (url) {
   const ws = new WebSocket(url, 'signalyard.1', { perMessageDeflate: false })
@@ -178,7 +161,7 @@ async function expiry (ctx, yard, { namespaces, perNamespace, idleMs, spreadMs, 
     }
   })
   try {
-    for (let n = 0; n < namespaces; n++) ws.send(frame(0x01, n + 1, { ep: 'kv', ns: `kv-expiry-${n}` }))
+    for (let n = 0; n < namespaces; n++) ws.send(frame(0x01, n + 1, 0, { ep: 'kv', ns: `kv-expiry-${n}` }))
     await until(() => counts.opened === namespaces, 5000, 'kv streams opened')
 
     // Idle with no keys.
@@ -204,7 +187,7 @@ async function expiry (ctx, yard, { namespaces, perNamespace, idleMs, spreadMs, 
       while (sent < total && sent - counts.replies < window) {
         const ns = sent % namespaces
         const ttl = Math.max(1, Math.round(expireAt + (sent / total) * spreadMs - Date.now()))
-        ws.send(frame(0x04, ns + 1, { op: 'set', req: sent + 1, key: `key-${sent}`, ttl }, value, 2))
+        ws.send(frame(0x04, ns + 1, 2, { op: 'set', req: sent + 1, key: `key-${sent}`, ttl }, value))
         sent++
       }
     }

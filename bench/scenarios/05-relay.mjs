@@ -11,6 +11,7 @@
 // CPU-µs per MB, and the ratio signalyard ÷ forwarder.
 import WebSocket from 'ws'
 import { cpuDelta, median, ratio, fmt, fmtRatio } from '../lib/stats.mjs'
+import { frame, sleep } from '../lib/util.mjs'
 
 export const name = 'relay'
 export const title = 'Relay: A → B throughput vs a raw ws forwarder'
@@ -20,7 +21,6 @@ const SIZES = [1024, 16 * 1024, 256 * 1024]
 const WINDOW = 4 * 1024 * 1024
 const TARGET = 0.9
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** Resolve with the first message `ws` receives that `test` accepts; reject after `ms`. */
 function nextMessage (ws, test, ms, what) {
@@ -46,16 +46,6 @@ function open (url, protocol) {
   })
 }
 
-/** A signalyard frame: type, stream id, kind, meta (object or null), payload bytes. */
-function frame (type, id, kind, meta, payload = Buffer.alloc(0)) {
-  const metaBytes = meta === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(meta))
-  const head = Buffer.alloc(10)
-  head[0] = type
-  head.writeUInt32BE(id, 1)
-  head[5] = kind
-  head.writeUInt32BE(metaBytes.length, 6)
-  return Buffer.concat([head, metaBytes, payload])
-}
 
 /**
  * A connected pair for one server: `a` sends, `b` receives. `wrap(payload)` is what A writes for

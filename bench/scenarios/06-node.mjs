@@ -10,6 +10,7 @@ import nodeDataChannel from 'node-datachannel'
 import { RTCPeerConnection as PolyfillPC } from 'node-datachannel/polyfill'
 import { SignalChannel } from '../../dist/node/index.js'
 import { percentiles, fmt } from '../lib/stats.mjs'
+import { sleep, within } from '../lib/util.mjs'
 
 export const name = 'node'
 export const title = 'createNode: connect() to open, relay vs WebRTC'
@@ -17,7 +18,6 @@ export const title = 'createNode: connect() to open, relay vs WebRTC'
 const SLOW_MS = 900
 const PAIR_TIMEOUT = 5000
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const now = () => performance.now()
 
 /** RTCPeerConnections made and closed, so each pair starts with none left over. */
@@ -35,13 +35,6 @@ class CountedPC extends PolyfillPC {
   }
 }
 
-function within (promise, ms, what) {
-  let timer
-  return Promise.race([
-    promise,
-    new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms) })
-  ]).finally(() => clearTimeout(timer))
-}
 
 async function until (test, ms) {
   const by = Date.now() + ms
