@@ -432,7 +432,7 @@ test('connecting to an id nobody listens on fails fast with unknown-peer', () =>
   const started = Date.now()
   const err = await within(pc.ready().then(() => null, (e: SignalyardError) => e), 2000, 'ready() settles')
   assert.is(err?.code, 'unknown-peer')
-  assert.ok(Date.now() - started < 500, 'no timeout involved')
+  assert.ok(Date.now() - started < 1500, 'no timeout involved (connectTimeout is 10 s)')
   assert.is(pc.state, 'closed')
   assert.equal(a.connections(), [])
 }))

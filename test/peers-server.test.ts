@@ -80,7 +80,7 @@ test('OPENED lists every member; join, update and leave reach every member with 
     b.send(FrameType.Close, 7, null)
     const left = await a.take(isPresence('leave', 'b'), 1000, 'leave of b at a')
     const ms = Date.now() - t0
-    assert.ok(ms < 100, `leave ${ms} ms after CLOSE`)
+    assert.ok(ms < 1000, `leave ${ms} ms after CLOSE (SPEC §3.4: within 1 s)`)
     assert.equal(left.meta, { ep: 'peers', ns: 'room', op: 'leave', id: 'b', meta: { name: 'Bob', tags: ['x'] } })
 
     await sleep(50)
@@ -149,7 +149,7 @@ test('a socket gone without CLOSE: the id leaves after the grace period, not bef
     const left = await watcher.take(isPresence('leave', 'a'), GRACE + 1000, 'leave after the grace period')
     const ms = Date.now() - t0
     assert.ok(ms >= GRACE, `leave ${ms} ms after the socket closed, before the ${GRACE} ms grace`)
-    assert.ok(ms <= GRACE + 500, `leave ${ms} ms after the socket closed (grace ${GRACE} ms)`)
+    assert.ok(ms <= GRACE + 1000, `leave ${ms} ms after the socket closed (grace ${GRACE} ms)`)
     assert.equal(left.meta?.meta, { last: true })
     assertOpened(await join(intruder, 2, 'a', KEY_B)) // free for anyone now
   })

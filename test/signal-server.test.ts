@@ -143,7 +143,7 @@ test('a released id is announced with EVENT leave (CLOSE at once, a vanished soc
     const t0 = Date.now()
     b.send(FrameType.Close, 1, null)
     const left = await a.take(isLeave('b'), 1000, 'leave of b')
-    assert.ok(Date.now() - t0 < 100, 'leave within 100 ms of CLOSE')
+    assert.ok(Date.now() - t0 < 1000, 'leave within 1 s of CLOSE (SPEC §3.4)')
     assert.equal(left.meta, { ep: 'signal', ns: 'sig', op: 'leave', id: 'b' })
     await c.take(isLeave('b'), 1000, 'leave of b at c')
     a.send(FrameType.Data, 1, { to: 'b' }, 'gone?')
@@ -153,7 +153,7 @@ test('a released id is announced with EVENT leave (CLOSE at once, a vanished soc
     c.ws.terminate()
     await a.take(isLeave('c'), GRACE + 1000, 'leave of c after the grace period')
     const ms = Date.now() - t1
-    assert.ok(ms >= GRACE && ms <= GRACE + 500, `leave ${ms} ms after the socket closed (grace ${GRACE} ms)`)
+    assert.ok(ms >= GRACE && ms <= GRACE + 1000, `leave ${ms} ms after the socket closed (grace ${GRACE} ms)`)
     assert.is((await broker.stats()).signals, 1)
   })
 })
