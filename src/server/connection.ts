@@ -69,6 +69,11 @@ export class Connection implements Subscriber {
   private badWindowStart = 0
   /** Something arrived (a pong or a frame) since the last liveness ping. */
   private alive = true
+  /** Token bucket of incoming frames (limits.messagesPerSecond, limits.messageBurst). */
+  private tokens: number
+  private refilled = Date.now()
+  /** Closing because the client does not read what it is sent. */
+  private shedding = false
   /** The socket under the WebSocket, for broadcasts written as finished messages (see broadcast). */
   private readonly raw: { write: (bytes: Uint8Array) => boolean } | null
 
@@ -81,6 +86,7 @@ export class Connection implements Subscriber {
   ) {
     // Extensions are settled by the upgrade: with none (no permessage-deflate), see broadcast().
     this.raw = ws.extensions === '' ? rawSocket(ws) : null
+    this.tokens = ctx.limits.messageBurst
     ;(ws as Owned)[CONNECTION] = this
     ws.on('message', socketMessage)
     ws.on('pong', socketPong)
@@ -91,8 +97,35 @@ export class Connection implements Subscriber {
   /** A WebSocket message (through the shared listener). */
   message (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     this.alive = true
+    if (!this.take()) {
+      this.error(0, 'rate-limited', `at most ${this.ctx.limits.messagesPerSecond} frames per second; this one was dropped`)
+      return this.countBad()
+    }
     if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.1', sid: 0 })
     this.receive(toBytes(data))
+  }
+
+  /** One token for an incoming frame, refilling the bucket for the time since the last one. */
+  private take (): boolean {
+    const { messagesPerSecond, messageBurst } = this.ctx.limits
+    const now = Date.now()
+    this.tokens = Math.min(messageBurst, this.tokens + (now - this.refilled) * messagesPerSecond / 1000)
+    this.refilled = now
+    if (this.tokens < 1) return false
+    this.tokens -= 1
+    return true
+  }
+
+  /**
+   * After a write: a client that does not read lets bytes pile up here. Past limits.maxOutbound
+   * it is closed (1008 slow-consumer) and cut off a second later if it cannot even take the close.
+   */
+  private checkOutbound (): void {
+    if (this.shedding || this.ws.bufferedAmount <= this.ctx.limits.maxOutbound) return
+    this.shedding = true
+    this.ctx.log('warn', 'slow consumer disconnected', { conn: this.id, buffered: this.ws.bufferedAmount })
+    this.ws.close(CloseCode.Policy, 'slow-consumer')
+    setTimeout(() => this.ws.terminate(), 1000).unref()
   }
 
   /** A pong, or anything else showing the peer is alive. */
@@ -107,7 +140,9 @@ export class Connection implements Subscriber {
 
   /** Write a finished frame (the same bytes may go to many connections). */
   send (frame: Uint8Array): void {
-    if (!this.closed) this.ws.send(frame)
+    if (this.closed || this.shedding) return
+    this.ws.send(frame)
+    this.checkOutbound()
   }
 
   /**
@@ -118,9 +153,10 @@ export class Connection implements Subscriber {
    * when ws does not expose its socket, the frame goes through ws.send.
    */
   broadcast (message: Broadcast): void {
-    if (this.closed) return
+    if (this.closed || this.shedding) return
     if (this.raw !== null && this.ws.readyState === OPEN) this.raw.write(message.wire)
     else this.ws.send(message.frame)
+    this.checkOutbound()
   }
 
   /** Tell the client its stream is open. */

@@ -15,6 +15,14 @@ export interface Limits {
   /** Rejected frames tolerated per `badFrameWindow` ms before the connection is closed (1008). */
   maxBadFrames: number
   badFrameWindow: number
+  /** Frames per second one connection may send (token bucket refilled at this rate); past it ERROR `rate-limited`. */
+  messagesPerSecond: number
+  /** Bucket size: how many frames a connection may send at once after a quiet spell. */
+  messageBurst: number
+  /** Open connections from one IP address; past it the upgrade is refused (HTTP 429, `too-many-connections`). */
+  maxConnectionsPerIp: number
+  /** Bytes waiting to be written to one connection; past it the connection is closed (1008 `slow-consumer`). */
+  maxOutbound: number
   kv: {
     /** TTL in ms when a set gives none. */
     defaultTtl: number
@@ -62,6 +70,10 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
   maxBacklog: 1024,
   maxBadFrames: 100,
   badFrameWindow: 10_000,
+  messagesPerSecond: 5_000,
+  messageBurst: 10_000,
+  maxConnectionsPerIp: 1_000,
+  maxOutbound: 8 * 1024 * 1024,
   kv: Object.freeze({
     defaultTtl: 5 * 60_000,
     maxTtl: 24 * 60 * 60_000,

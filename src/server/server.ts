@@ -117,7 +117,19 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   }
 
   // Shared by every socket: nothing is allocated per connection for its bookkeeping.
-  function forgetSocket (this: WebSocket): void { sockets.delete(this) }
+  function forgetSocket (this: WebSocket): void {
+    sockets.delete(this)
+    release(ipOf.get(this))
+  }
+  /** Connections per IP address: counted at the upgrade, released when the socket closes. */
+  const perIp = new Map<string, number>()
+  const ipOf = new WeakMap<WebSocket, string>()
+  const release = (ip: string | undefined): void => {
+    if (ip === undefined) return
+    const n = (perIp.get(ip) ?? 1) - 1
+    if (n <= 0) perIp.delete(ip)
+    else perIp.set(ip, n)
+  }
   const forgetConnection = (conn: Connection): void => { connections.delete(conn) }
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
@@ -129,8 +141,15 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     }
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim())
     if (!offered.includes(SUBPROTOCOL)) return refuseUpgrade(socket, 400, `expected WebSocket subprotocol ${SUBPROTOCOL}`)
+    const ip = req.socket.remoteAddress ?? ''
+    if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+      return refuseUpgrade(socket, 429, `too-many-connections: at most ${limits.maxConnectionsPerIp} connections per IP address`)
+    }
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (closing !== null) return ws.close(CloseCode.GoingAway, 'server-closing')
+      // Counted once the handshake succeeded (a failed one never reaches here, so leaks nothing).
+      perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
+      ipOf.set(ws, ip)
       sockets.add(ws)
       ws.on('close', forgetSocket)
       const conn = new Connection(nanoid(10), ws, ctx, endpoints, forgetConnection)
