@@ -16,6 +16,7 @@ import type { Broker } from './brokers/types.js'
 import type { Broadcast, Hub, Subscriber } from './hub.js'
 import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
+import type { Metrics } from './metrics.js'
 
 /**
  * Why a stream ended: `closed` by the client's CLOSE or by the server (CLOSED), or `gone` because
@@ -45,6 +46,7 @@ export interface ServerContext {
   readonly hub: Hub
   readonly limits: Limits
   readonly log: Logger
+  readonly metrics: Metrics
 }
 
 export type OpenHandler<F extends OpenFrame = OpenFrame> =
@@ -98,6 +100,8 @@ export class Connection implements Subscriber {
   message (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     this.alive = true
     if (!this.take()) {
+      this.ctx.metrics.received('connection', byteLength(data))
+      this.ctx.metrics.refused('rate-limited')
       this.error(0, 'rate-limited', `at most ${this.ctx.limits.messagesPerSecond} frames per second; this one was dropped`)
       return this.countBad()
     }
@@ -123,6 +127,7 @@ export class Connection implements Subscriber {
   private checkOutbound (): void {
     if (this.shedding || this.ws.bufferedAmount <= this.ctx.limits.maxOutbound) return
     this.shedding = true
+    this.ctx.metrics.refused('slow-consumer')
     this.ctx.log('warn', 'slow consumer disconnected', { conn: this.id, buffered: this.ws.bufferedAmount })
     this.ws.close(CloseCode.Policy, 'slow-consumer')
     setTimeout(() => this.ws.terminate(), 1000).unref()
@@ -142,6 +147,8 @@ export class Connection implements Subscriber {
   send (frame: Uint8Array): void {
     if (this.closed || this.shedding) return
     this.ws.send(frame)
+    // Frames of a stream count for its endpoint (a stream not registered yet: `connection`).
+    this.ctx.metrics.sent(this.streams.get(frameId(frame))?.ep ?? 'connection', frame.length)
     this.checkOutbound()
   }
 
@@ -156,6 +163,7 @@ export class Connection implements Subscriber {
     if (this.closed || this.shedding) return
     if (this.raw !== null && this.ws.readyState === OPEN) this.raw.write(message.wire)
     else this.ws.send(message.frame)
+    this.ctx.metrics.sent(message.ep, message.frame.length)
     this.checkOutbound()
   }
 
@@ -210,6 +218,7 @@ export class Connection implements Subscriber {
     if (this.busy) {
       const backlog = this.backlog ??= []
       if (backlog.length >= this.ctx.limits.maxBacklog) {
+        this.ctx.metrics.refused('backlog-full')
         this.close(CloseCode.Policy, 'backlog-full')
         return
       }
@@ -221,7 +230,11 @@ export class Connection implements Subscriber {
 
   private handle (bytes: Uint8Array): void {
     const frame = parseClientFrame(bytes)
-    if (isFrameError(frame)) return this.reject(frame)
+    if (isFrameError(frame)) {
+      this.ctx.metrics.received('connection', bytes.length)
+      return this.reject(frame)
+    }
+    this.ctx.metrics.received(frame.type === 'open' ? frame.ep : this.streams.get(frame.sid)?.ep ?? 'connection', bytes.length)
     let result: void | Promise<void>
     try {
       result = (dispatch[frame.type] as (conn: Connection, frame: ClientFrame) => void | Promise<void>)(this, frame)
@@ -271,6 +284,7 @@ export class Connection implements Subscriber {
   open (frame: OpenFrame): void | Promise<void> {
     const { sid, ns } = frame
     const refuse = (code: ErrorCode, message: string): void => {
+      this.ctx.metrics.refused(code)
       this.countBad()
       this.send(writeFrame(FrameType.Closed, sid, { code, message }))
     }
@@ -313,12 +327,14 @@ export class Connection implements Subscriber {
   /** A handler threw: coded errors go back to the client, anything else is logged as internal. */
   private failed (frame: ClientFrame, err: unknown): void {
     const req = frame.type === 'request' ? frame.req : undefined
+    this.ctx.metrics.refused(err instanceof SignalyardError ? err.code : 'internal-error')
     if (err instanceof SignalyardError) return this.error(frame.sid, err.code, err.message, { req })
     this.ctx.log('error', 'handler failed', { conn: this.id, frame: frame.type, error: String(err) })
     this.error(frame.sid, 'internal-error', 'the server failed while handling the frame', { req })
   }
 
   private reject (e: FrameError): void {
+    this.ctx.metrics.refused(e.error)
     if (e.open === true) this.send(writeFrame(FrameType.Closed, e.sid, { code: e.error, message: e.message }))
     else this.error(e.sid, e.error, e.message, { req: e.req })
     this.countBad()
@@ -331,7 +347,10 @@ export class Connection implements Subscriber {
       this.badWindowStart = now
       this.badFrames = 0
     }
-    if (++this.badFrames > this.ctx.limits.maxBadFrames) this.close(CloseCode.Policy, 'too-many-bad-frames')
+    if (++this.badFrames === this.ctx.limits.maxBadFrames + 1) {
+      this.ctx.metrics.refused('too-many-bad-frames')
+      this.close(CloseCode.Policy, 'too-many-bad-frames')
+    }
   }
 
   /** The socket closed: end every stream (as `gone`) and leave the server's table. */
@@ -369,6 +388,15 @@ function rawSocket (ws: WebSocket): { write: (bytes: Uint8Array) => boolean } | 
   return socket !== undefined && socket !== null && typeof socket.write === 'function'
     ? socket as { write: (bytes: Uint8Array) => boolean }
     : null
+}
+
+/** The stream id of a finished frame (bytes 1..4). */
+function frameId (frame: Uint8Array): number {
+  return frame.length < 5 ? 0 : ((frame[1] << 24) >>> 0) + (frame[2] << 16) + (frame[3] << 8) + frame[4]
+}
+
+function byteLength (data: Buffer | ArrayBuffer | Buffer[]): number {
+  return Array.isArray(data) ? data.reduce((n, b) => n + b.length, 0) : data.byteLength
 }
 
 function toBytes (data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {

@@ -6,6 +6,7 @@
  * written, as the same bytes, to each subscribed connection.
  */
 import type { Broker, MaybePromise, TopicHandler } from './brokers/types.js'
+import type { MetricEndpoint } from './metrics.js'
 
 /**
  * One broadcast frame, and the same frame wrapped in its WebSocket message header (binary, final,
@@ -14,7 +15,8 @@ import type { Broker, MaybePromise, TopicHandler } from './brokers/types.js'
 export class Broadcast {
   private wrapped: Buffer | null = null
 
-  constructor (readonly frame: Uint8Array) {}
+  /** `ep` is the endpoint of the topic it was published on (for the metrics). */
+  constructor (readonly frame: Uint8Array, readonly ep: MetricEndpoint) {}
 
   /** The whole WebSocket message: header and frame in one buffer, ready for the TCP socket. */
   get wire (): Buffer {
@@ -39,8 +41,9 @@ export class Hub {
     let entry = this.topics.get(topic)
     if (entry === undefined) {
       const subs = new Map<Subscriber, number>()
+      const ep = topic.slice(0, topic.indexOf(':')) as MetricEndpoint
       const handler: TopicHandler = (frame) => {
-        const message = new Broadcast(frame)
+        const message = new Broadcast(frame, ep)
         for (const sub of subs.keys()) sub.broadcast(message)
       }
       entry = { subs, handler }

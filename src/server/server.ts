@@ -20,6 +20,7 @@ import { openPeers } from './endpoints/peers.js'
 import { openRelay } from './endpoints/relay.js'
 import { openSignal } from './endpoints/signal.js'
 import { Hub } from './hub.js'
+import { Metrics } from './metrics.js'
 import { resolveLimits, type Limits, type LimitsOption } from './limits.js'
 import { toLogger, type LoggerOption } from './logger.js'
 
@@ -56,6 +57,8 @@ export interface Yard {
   readonly limits: Limits
   /** What GET /healthz answers. */
   health: () => Health
+  /** What GET /metrics answers (Prometheus text): serve it from the app's own route when attached. */
+  metrics: () => Promise<string>
   /**
    * Close every client socket with 1001 (a client that does not finish the close handshake within
    * CLOSE_GRACE ms is cut off), stop listening (own server only), release the broker it made.
@@ -85,7 +88,8 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const limits = resolveLimits(options.limits)
   const log = toLogger(options.logger)
   const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval })
-  const ctx: ServerContext = { broker, hub: new Hub(broker), limits, log }
+  const metrics = new Metrics()
+  const ctx: ServerContext = { broker, hub: new Hub(broker), limits, log, metrics }
   const path = normalisePath(options.path ?? '/')
   const connections = new Set<Connection>()
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
@@ -105,10 +109,24 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     return { status: 'ok', connections: connections.size, namespaces: namespaces.size }
   }
 
+  const renderMetrics = async (): Promise<string> => {
+    const { connections, namespaces } = health()
+    return metrics.render({ connections, namespaces, ...await broker.stats() })
+  }
+
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health()))
+      return
+    }
+    if (req.method === 'GET' && url.pathname === '/metrics') {
+      void renderMetrics().then(
+        (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
+        (err: unknown) => {
+          log('error', 'metrics failed', { error: String(err) })
+          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n')
+        })
       return
     }
     const upgradeHere = url.pathname === path
@@ -143,6 +161,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     if (!offered.includes(SUBPROTOCOL)) return refuseUpgrade(socket, 400, `expected WebSocket subprotocol ${SUBPROTOCOL}`)
     const ip = req.socket.remoteAddress ?? ''
     if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+      metrics.refused('too-many-connections')
       return refuseUpgrade(socket, 429, `too-many-connections: at most ${limits.maxConnectionsPerIp} connections per IP address`)
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
@@ -190,6 +209,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     server,
     limits,
     health,
+    metrics: renderMetrics,
     close: () => closing ??= (async () => {
       clearInterval(heartbeat)
       server.off('upgrade', onUpgrade)

@@ -1,0 +1,56 @@
+/**
+ * Counters for `GET /metrics` (Prometheus text format, version 0.0.4). The connection counts
+ * frames and bytes in and out per endpoint (`connection` for frames that belong to no stream), and
+ * refusals by error code; gauges (connections, namespaces, relay pairs, KV keys, presence ids) are
+ * read when the page is rendered. Plain numbers in maps: nothing grows with traffic.
+ */
+import type { ErrorCode } from '../protocol/errors.js'
+
+export type MetricEndpoint = 'echo' | 'kv' | 'relay' | 'peers' | 'signal' | 'connection'
+
+interface Flow { frames: number, bytes: number }
+
+export class Metrics {
+  readonly in = new Map<MetricEndpoint, Flow>()
+  readonly out = new Map<MetricEndpoint, Flow>()
+  /** Refusals and coded closes, by code (error codes, plus close reasons such as `slow-consumer`). */
+  readonly refusals = new Map<string, number>()
+
+  received (ep: MetricEndpoint, bytes: number): void { add(this.in, ep, bytes) }
+  sent (ep: MetricEndpoint, bytes: number): void { add(this.out, ep, bytes) }
+  refused (code: ErrorCode | 'too-many-connections' | 'slow-consumer' | 'too-many-bad-frames' | 'backlog-full'): void {
+    this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1)
+  }
+
+  /** The exposition text, with the gauges given. */
+  render (gauges: { connections: number, namespaces: number, relayPairs: number, kvKeys: number, peers?: number, signals?: number }): string {
+    const lines: string[] = []
+    const gauge = (name: string, help: string, value: number | undefined): void => {
+      if (value === undefined) return
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} gauge`, `${name} ${value}`)
+    }
+    gauge('signalyard_connections', 'Open WebSocket connections.', gauges.connections)
+    gauge('signalyard_namespaces', 'Namespaces with at least one open stream on this server.', gauges.namespaces)
+    gauge('signalyard_relay_pairs', 'Paired relay streams.', gauges.relayPairs)
+    gauge('signalyard_kv_keys', 'Live KV keys.', gauges.kvKeys)
+    gauge('signalyard_peers', 'Claimed presence ids.', gauges.peers)
+    gauge('signalyard_signal_ids', 'Claimed node (signal) ids.', gauges.signals)
+    const flows = (name: string, help: string, map: Map<MetricEndpoint, Flow>, field: keyof Flow): void => {
+      lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`)
+      for (const [ep, flow] of [...map].sort(([a], [b]) => a.localeCompare(b))) lines.push(`${name}{endpoint="${ep}"} ${flow[field]}`)
+    }
+    flows('signalyard_frames_in_total', 'Frames received, by endpoint.', this.in, 'frames')
+    flows('signalyard_bytes_in_total', 'Bytes received, by endpoint.', this.in, 'bytes')
+    flows('signalyard_frames_out_total', 'Frames sent (a broadcast counts once per receiving connection), by endpoint.', this.out, 'frames')
+    flows('signalyard_bytes_out_total', 'Bytes sent, by endpoint.', this.out, 'bytes')
+    lines.push('# HELP signalyard_refusals_total Refused frames, streams and connections, by code.', '# TYPE signalyard_refusals_total counter')
+    for (const [code, n] of [...this.refusals].sort(([a], [b]) => a.localeCompare(b))) lines.push(`signalyard_refusals_total{code="${code}"} ${n}`)
+    return lines.join('\n') + '\n'
+  }
+}
+
+function add (map: Map<MetricEndpoint, Flow>, ep: MetricEndpoint, bytes: number): void {
+  const flow = map.get(ep)
+  if (flow === undefined) map.set(ep, { frames: 1, bytes })
+  else { flow.frames++; flow.bytes += bytes }
+}
