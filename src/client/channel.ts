@@ -13,7 +13,7 @@ import { PeerNode, type NodeOptions } from './node.js'
 import type { PeerConnection } from './peer.js'
 import { Peers } from './peers.js'
 import { RelayStream, type RelayOptions } from './relay.js'
-import { acquireSocket, type SocketState, type StateChange, type WebSocketConstructor, type YardSocket } from './socket.js'
+import { acquireSocket, type SocketState, type StateChange, type TokenOption, type WebSocketConstructor, type YardSocket } from './socket.js'
 import type { Stream } from './stream.js'
 import type { RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
@@ -25,6 +25,11 @@ export interface ChannelOptions {
   url?: string | string[]
   /** WebSocket constructor (default: the global one; in Node, `ws`). */
   WebSocket?: WebSocketConstructor
+  /**
+   * Sent to the server's `authenticate` (a string, or a function — possibly async — asked before
+   * every connection). The socket is shared per URL: the first channel's token is the one used.
+   */
+  token?: TokenOption
   /** RTCPeerConnection constructor for createNode (default: the global one; in Node, pass e.g. node-datachannel/polyfill's). */
   RTCPeerConnection?: RTCPeerConnectionConstructor
   /** RTCPeerConnection configuration, merged over the server's iceServers. */
@@ -75,7 +80,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
       maxQueued: options.maxQueued ?? CLIENT_DEFAULTS.maxQueued,
       maxQueuedBytes: options.maxQueuedBytes ?? CLIENT_DEFAULTS.maxQueuedBytes
     }
-    this.socket = acquireSocket(resolveUrls(options.url), tunables, options.WebSocket)
+    this.socket = acquireSocket(resolveUrls(options.url), tunables, options.WebSocket, options.token)
     this.socket.on('state', this.forwardState)
     this.socket.on('error', this.forwardError)
   }

@@ -9,7 +9,7 @@
 import { EventEmitter } from 'eventemitter3'
 import { readFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, SUBPROTOCOL } from '../protocol/frames.js'
+import { AUTH_PROTOCOL_PREFIX, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, FrameType, SUBPROTOCOL } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
 
 export type SocketState = 'connecting' | 'open' | 'reconnecting' | 'closed'
@@ -42,7 +42,12 @@ export interface StreamHandle {
   frame: (frame: RawFrame) => void
   /** An EVENT frame for this stream's topic. */
   event: (frame: RawFrame) => void
+  /** The server refused the connection for good (unauthorized / forbidden): end with that error. */
+  refused: (error: SignalyardError) => void
 }
+
+/** The `token` option: a string, or a function (possibly async) asked before every connection. */
+export type TokenOption = string | (() => string | null | Promise<string | null>)
 
 /** What HELLO says about the server. */
 export interface Hello { v: number, conn: string, limits: { maxFrame: number, maxValue: number, maxMeta?: number }, iceServers: unknown[] }
@@ -69,9 +74,14 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private attempt = 0
   private urlIndex = 0
   private timer: ReturnType<typeof setTimeout> | null = null
+  /** Waiting for the token function. */
+  private connecting = false
   private readonly Ctor: WebSocketConstructor
 
-  constructor (readonly key: string, private readonly urls: string[], private readonly tunables: ClientTunables, Ctor: WebSocketConstructor | undefined) {
+  constructor (
+    readonly key: string, private readonly urls: string[], private readonly tunables: ClientTunables,
+    Ctor: WebSocketConstructor | undefined, private readonly token?: TokenOption
+  ) {
     super()
     const ctor = Ctor ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ?? defaultWebSocket
     if (ctor === undefined) throw new TypeError('no WebSocket available: pass the WebSocket option (in Node, import from "signalyard" to get ws)')
@@ -81,7 +91,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   /** A channel starts using the socket; the first one connects it. */
   retain (): void {
     this.users++
-    if (this.ws === null && this.timer === null && this.state === 'connecting') this.connect()
+    if (this.ws === null && this.timer === null && !this.connecting && this.state === 'connecting') this.connect()
   }
 
   /** A channel stopped using the socket; the last one out closes it. */
@@ -158,12 +168,26 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     if (this.isOpen) (this.ws as WebSocketLike).send(frame)
   }
 
+  /** Resolve the token (it may be an async function, asked again before every connection), then connect. */
   private connect (): void {
     this.timer = null
+    if (this.token === undefined) return this.open(null)
+    const token = this.token
+    this.connecting = true
+    new Promise<string | null>((resolve) => resolve(typeof token === 'function' ? token() : token)).then(
+      (value) => { this.connecting = false; if (this.users > 0 && this.state !== 'closed') this.open(value ?? null) },
+      (err: unknown) => {
+        this.connecting = false
+        this.emit('error', new SignalyardError('unauthorized', `the token function failed: ${String(err)}`))
+        this.scheduleReconnect('no token')
+      })
+  }
+
+  private open (token: string | null): void {
     const url = this.urls[this.urlIndex % this.urls.length]
     let ws: WebSocketLike
     try {
-      ws = new this.Ctor(url, SUBPROTOCOL)
+      ws = new this.Ctor(url, token === null ? SUBPROTOCOL : [SUBPROTOCOL, AUTH_PROTOCOL_PREFIX + base64url(token)])
     } catch (err) {
       this.emit('error', new SignalyardError('connection-closed', `cannot open ${url}: ${(err as Error).message}`))
       this.scheduleReconnect(`cannot open ${url}`)
@@ -181,10 +205,21 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     ws.onclose = (ev) => {
       this.ws = null
       ws.onopen = ws.onmessage = ws.onclose = null
+      if (ev.code === CLOSE_UNAUTHORIZED || ev.code === CLOSE_FORBIDDEN) return this.refused(ev.code, ev.reason)
       this.urlIndex++
       for (const stream of [...this.streams.values()]) stream.socketDown()
       this.scheduleReconnect(`socket closed (${ev.code}${ev.reason === '' ? '' : ` ${ev.reason}`})`)
     }
+  }
+
+  /** A permanent refusal (4401 / 4403): every stream fails with it and the socket stays closed. */
+  private refused (code: number, reason: string): void {
+    const error = new SignalyardError(code === CLOSE_UNAUTHORIZED ? 'unauthorized' : 'forbidden', reason === '' ? undefined : reason)
+    this.queue = []
+    this.queuedBytes = 0
+    this.transition('closed', `refused by the server (${code}${reason === '' ? '' : ` ${reason}`})`)
+    for (const stream of [...this.streams.values()]) stream.refused(error)
+    this.emit('error', error)
   }
 
   private scheduleReconnect (reason: string): void {
@@ -263,13 +298,20 @@ export function errorFromMeta (meta: Record<string, unknown> | null): Signalyard
 const registry = new Map<string, YardSocket>()
 
 /** The realm's socket for these URLs, created on first use. */
-export function acquireSocket (urls: string[], tunables: ClientTunables = CLIENT_DEFAULTS, Ctor?: WebSocketConstructor): YardSocket {
+export function acquireSocket (urls: string[], tunables: ClientTunables = CLIENT_DEFAULTS, Ctor?: WebSocketConstructor, token?: TokenOption): YardSocket {
   const key = urls.join(' ')
   let socket = registry.get(key)
   if (socket === undefined) {
-    socket = new YardSocket(key, urls, tunables, Ctor)
+    socket = new YardSocket(key, urls, tunables, Ctor, token)
     registry.set(key, socket)
   }
   socket.retain()
   return socket
+}
+
+/** base64url of a string's UTF-8 bytes (browsers and Node alike). */
+function base64url (text: string): string {
+  let binary = ''
+  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte)
+  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
 }

@@ -74,6 +74,10 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
     this.socket.control(writeFrame(FrameType.Open, this.sid, { ep: this.endpoint, ns: this.namespace, ...this.openMeta() }))
   }
 
+  refused (error: SignalyardError): void {
+    this.finish(error)
+  }
+
   socketDown (): void {
     if (this.state === 'open') this.state = 'opening'
   }

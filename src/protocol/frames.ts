@@ -11,6 +11,16 @@ import type { ErrorCode } from './errors.js'
 /** WebSocket subprotocol; bump the number on incompatible changes. */
 export const SUBPROTOCOL = 'signalyard.1'
 
+/**
+ * A client with a token offers a second subprotocol, this prefix + the token in base64url (browsers
+ * cannot set headers on a WebSocket; a subprotocol stays out of URLs and access logs).
+ */
+export const AUTH_PROTOCOL_PREFIX = 'signalyard.auth.'
+
+/** Close codes of a permanent refusal: the client does not reconnect after them. */
+export const CLOSE_UNAUTHORIZED = 4401
+export const CLOSE_FORBIDDEN = 4403
+
 export const FrameType = {
   Open: 0x01,
   Close: 0x02,

@@ -9,7 +9,7 @@ import type { WebSocket } from 'ws'
 import { writeFrame } from '../protocol/codec.js'
 import { SignalyardError, type ErrorCode } from '../protocol/errors.js'
 import {
-  FrameType, REQUEST_OPS, isFrameError, parseClientFrame,
+  CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, FrameType, REQUEST_OPS, isFrameError, parseClientFrame,
   type AnyRequest, type ClientFrame, type CloseFrame, type DataFrame, type Endpoint, type FrameError, type OpenFrame
 } from '../protocol/frames.js'
 import type { Broker } from './brokers/types.js'
@@ -47,6 +47,8 @@ export interface ServerContext {
   readonly limits: Limits
   readonly log: Logger
   readonly metrics: Metrics
+  /** The server's authorize option: may this identity open a stream of `endpoint` in `namespace`? */
+  readonly authorize?: (identity: unknown, namespace: string, endpoint: Endpoint) => boolean | Promise<boolean>
 }
 
 export type OpenHandler<F extends OpenFrame = OpenFrame> =
@@ -55,7 +57,7 @@ export type OpenHandler<F extends OpenFrame = OpenFrame> =
 export type Endpoints = { [E in OpenFrame['ep']]: OpenHandler<Extract<OpenFrame, { ep: E }>> }
 
 /** WebSocket close codes the server uses. */
-export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011 } as const
+export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
 
 /**
  * One client connection. It is kept lean because an idle server holds thousands: the socket's
@@ -65,7 +67,10 @@ export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
   private backlog: Uint8Array[] | null = null
-  private busy = false
+  /** Waiting for authenticate(): frames wait in the backlog until admit(). */
+  private busy = true
+  /** What authenticate() returned for this connection (null without authenticate). */
+  identity: unknown = null
   private closed = false
   private badFrames = 0
   private badWindowStart = 0
@@ -131,6 +136,18 @@ export class Connection implements Subscriber {
     this.ctx.log('warn', 'slow consumer disconnected', { conn: this.id, buffered: this.ws.bufferedAmount })
     this.ws.close(CloseCode.Policy, 'slow-consumer')
     setTimeout(() => this.ws.terminate(), 1000).unref()
+  }
+
+  /** authenticate() accepted the connection: serve the frames that waited. */
+  admit (identity: unknown): void {
+    this.identity = identity
+    this.busy = false
+    this.drain()
+  }
+
+  private drain (): void {
+    while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) this.handle(this.backlog.shift() as Uint8Array)
+    if (this.backlog?.length === 0) this.backlog = null
   }
 
   /** A pong, or anything else showing the peer is alive. */
@@ -245,8 +262,7 @@ export class Connection implements Subscriber {
       this.busy = true
       result.catch((err) => this.failed(frame, err)).finally(() => {
         this.busy = false
-        while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) this.handle(this.backlog.shift() as Uint8Array)
-        if (this.backlog?.length === 0) this.backlog = null
+        this.drain()
       })
     }
   }
@@ -282,6 +298,28 @@ export class Connection implements Subscriber {
   }
 
   open (frame: OpenFrame): void | Promise<void> {
+    const authorize = this.ctx.authorize
+    if (authorize === undefined) return this.openStream(frame)
+    const refuse = (): void => {
+      this.ctx.metrics.refused('forbidden')
+      this.send(writeFrame(FrameType.Closed, frame.sid, { code: 'forbidden', message: `not authorized for ${frame.ep} in this namespace` }))
+    }
+    const decide = (allowed: boolean): void | Promise<void> => allowed === true ? this.openStream(frame) : refuse()
+    let allowed: boolean | Promise<boolean>
+    try {
+      allowed = authorize(this.identity, frame.ns, frame.ep)
+    } catch (err) {
+      this.ctx.log('error', 'authorize threw', { conn: this.id, error: String(err) })
+      return refuse()
+    }
+    if (!(allowed instanceof Promise)) return decide(allowed)
+    return allowed.then(decide, (err: unknown) => {
+      this.ctx.log('error', 'authorize failed', { conn: this.id, error: String(err) })
+      refuse()
+    })
+  }
+
+  private openStream (frame: OpenFrame): void | Promise<void> {
     const { sid, ns } = frame
     const refuse = (code: ErrorCode, message: string): void => {
       this.ctx.metrics.refused(code)

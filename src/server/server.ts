@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { nanoid } from 'nanoid'
 import { writeFrame } from '../protocol/codec.js'
-import { FrameType, SUBPROTOCOL } from '../protocol/frames.js'
+import { AUTH_PROTOCOL_PREFIX, FrameType, SUBPROTOCOL, type Endpoint } from '../protocol/frames.js'
 import { memoryBroker } from './brokers/memory.js'
 import type { Broker } from './brokers/types.js'
 import { CloseCode, Connection, type Endpoints, type ServerContext } from './connection.js'
@@ -41,6 +41,16 @@ export interface ServerOptions {
   iceServers?: Array<{ urls: string | string[], username?: string, credential?: string }>
   /** Structured logs: a function (level, message, fields) or a console-like object. Silent by default. */
   logger?: LoggerOption
+  /**
+   * Who is connecting: called once per connection with the HTTP upgrade request and the client's
+   * `token` option (null without one); return an identity (any value), or throw to refuse the
+   * connection (close 4401 `unauthorized`; the client stops reconnecting).
+   */
+  authenticate?: (request: IncomingMessage, token: string | null) => unknown
+  /** May this identity open a stream of `endpoint` in `namespace`? false → CLOSED `forbidden`. */
+  authorize?: (identity: unknown, namespace: string, endpoint: Endpoint) => boolean | Promise<boolean>
+  /** Allowed values of the Origin header (browsers send it); others are closed with 4403 `forbidden`. */
+  origins?: string[]
 }
 
 export interface Health { status: 'ok', connections: number, namespaces: number }
@@ -89,7 +99,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const log = toLogger(options.logger)
   const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval })
   const metrics = new Metrics()
-  const ctx: ServerContext = { broker, hub: new Hub(broker), limits, log, metrics }
+  const ctx: ServerContext = { broker, hub: new Hub(broker), limits, log, metrics, authorize: options.authorize }
   const path = normalisePath(options.path ?? '/')
   const connections = new Set<Connection>()
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
@@ -171,9 +181,26 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       ipOf.set(ws, ip)
       sockets.add(ws)
       ws.on('close', forgetSocket)
+      const origin = req.headers.origin
+      if (options.origins !== undefined && origin !== undefined && !options.origins.includes(origin)) {
+        metrics.refused('forbidden')
+        return ws.close(CloseCode.Forbidden, 'forbidden: origin not allowed')
+      }
+      // Frames that arrive while authenticate() runs wait in the connection's backlog.
       const conn = new Connection(nanoid(10), ws, ctx, endpoints, forgetConnection)
       connections.add(conn)
-      conn.send(encodeHello(conn.id, hello))
+      const admit = (identity: unknown): void => {
+        conn.send(encodeHello(conn.id, hello))
+        conn.admit(identity)
+      }
+      if (options.authenticate === undefined) return admit(null)
+      const authenticate = options.authenticate
+      new Promise((resolve) => resolve(authenticate(req, tokenOf(req)))).then(admit, (err: unknown) => {
+        metrics.refused('unauthorized')
+        log('info', 'connection refused by authenticate', { conn: conn.id, error: String(err) })
+        const message = err instanceof Error ? err.message : String(err)
+        conn.close(CloseCode.Unauthorized, `unauthorized: ${message}`.slice(0, 120))
+      })
     })
   }
 
@@ -255,6 +282,18 @@ function encodeHello (conn: string, hello: object): Uint8Array {
 function normalisePath (path: string): string {
   const withSlash = path.startsWith('/') ? path : `/${path}`
   return withSlash.length > 1 && withSlash.endsWith('/') ? withSlash.slice(0, -1) : withSlash
+}
+
+/** The client's token: the subprotocol `signalyard.auth.<base64url of the token>`, if offered. */
+function tokenOf (req: IncomingMessage): string | null {
+  const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim())
+  const entry = offered.find((p) => p.startsWith(AUTH_PROTOCOL_PREFIX))
+  if (entry === undefined) return null
+  try {
+    return Buffer.from(entry.slice(AUTH_PROTOCOL_PREFIX.length), 'base64url').toString('utf8')
+  } catch {
+    return null
+  }
 }
 
 function refuseUpgrade (socket: Duplex, status: number, message: string): void {
