@@ -41,6 +41,11 @@ interface Example {
   check: (lines: string[]) => void
   /** WebSockets it holds at once (each of its peers has its own): seen on a server given by SIGNALYARD_URL. */
   sockets?: number
+  /**
+   * It needs its own server (its point is the server's authenticate/authorize options, which a
+   * server started elsewhere does not have): left out of the SIGNALYARD_URL run.
+   */
+  ownServer?: true
 }
 
 /** Exactly these lines, in this order. */
@@ -138,6 +143,16 @@ const EXAMPLES: Example[] = [
     // 32 MiB written in one go against a 1 MiB high-water mark: send() must have said "wait".
     check: transferOf(RTC_LINE, /^sending 32\.0 MiB \(32 MiB of pseudo-random bytes\) in 512 chunk\(s\) of 64 KiB$/, RECEIVED_32, 1),
     sockets: 2
+  },
+  {
+    name: 'auth',
+    check: exactly(
+      /^alice in room-a: echoed "hello from alice"$/,
+      /^alice in room-b: refused \(forbidden\); her connection stays open$/,
+      /^tampered token: refused at connect \(unauthorized: bad signature\); 1 connection attempt, the client gave up$/,
+      /^expired token: refused at connect \(unauthorized: token expired\)$/,
+      /^auth example: 1 admitted, 3 refused as expected$/),
+    ownServer: true
   }
 ]
 
@@ -193,7 +208,7 @@ for (const example of EXAMPLES) {
 test('the examples run against a separately started server through SIGNALYARD_URL', async () => {
   const yard = await startYard()
   try {
-    for (const example of EXAMPLES) {
+    for (const example of EXAMPLES.filter((e) => e.ownServer !== true)) {
       // Sample the server while the example runs: its peers' sockets show up here.
       let most = 0
       const sampler = setInterval(() => { most = Math.max(most, yard.health().connections) }, 2)
@@ -229,6 +244,14 @@ test('an example reports failure (exit 1) when SIGNALYARD_URL points at nothing'
   assert.is(out.code, 1, `exit code; stderr: ${out.stderr}`)
   assert.match(out.stderr, 'relay example')
   assert.is(out.stdout, '')
+})
+
+test('examples/auth with SIGNALYARD_URL: says on stderr that it ignores it, and runs on its own server all the same', async () => {
+  const auth = EXAMPLES.find((e) => e.name === 'auth') as Example
+  // Port 9 (discard) on loopback: nothing would answer there, so a run that used it would fail.
+  const out = await runExample('auth', { SIGNALYARD_URL: 'ws://127.0.0.1:9/' })
+  assertOutput(auth, out)
+  assert.match(out.stderr, 'auth example: SIGNALYARD_URL ignored')
 })
 
 // ── the Node examples' other modes ──
