@@ -2,12 +2,15 @@
 // connection each interval and cuts off one that did not answer the previous ping, so a client
 // whose network silently died (here: its TCP socket paused, so it reads nothing and answers
 // nothing) is gone within 2 intervals, and its presence id then leaves through the grace period.
-// A client that answers stays connected however many intervals pass.
+// A client that answers stays connected however many intervals pass. The other way round, the
+// client detects a dead server (a TCP proxy that goes silent in both directions while keeping the
+// connection open) by its PING/PONG heartbeat and reconnects.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import type { Socket } from 'node:net'
+import { createServer as createTcpServer, connect as tcpConnect, type Server as TcpServer, type Socket } from 'node:net'
+import { SignalChannel } from 'signalyard'
 import { FrameType } from '../src/protocol/frames.js'
-import { sleep, startYard, until } from './helpers.js'
+import { sleep, startYard, until, within } from './helpers.js'
 import { rawClient, type RawClient } from './raw-client.js'
 
 const PING = 100
@@ -75,6 +78,64 @@ test('clients that answer pings (an idle one included) stay connected across man
     await until(() => b.frames.filter((f) => f.type === FrameType.Event && f.meta?.op === 'update').length === 8, 1000, 'the idle client hears every update')
   } finally {
     for (const c of clients) c.ws.terminate()
+    await yard.close()
+  }
+})
+
+/** A TCP proxy to `port` on 127.0.0.1; freeze() makes every current connection silent (nothing forwarded, nothing closed). */
+async function proxyTo (port: number): Promise<{ port: number, freeze: () => void, close: () => Promise<void> }> {
+  const pairs: Array<[Socket, Socket]> = []
+  const server: TcpServer = createTcpServer((client) => {
+    const upstream = tcpConnect(port, '127.0.0.1')
+    client.pipe(upstream).pipe(client)
+    client.on('error', () => {})
+    upstream.on('error', () => {})
+    pairs.push([client, upstream])
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  return {
+    port: (server.address() as { port: number }).port,
+    freeze: () => {
+      for (const [client, upstream] of pairs.splice(0)) {
+        client.unpipe(upstream)
+        upstream.unpipe(client)
+        client.pause()
+        upstream.pause()
+        frozen.push(client, upstream)
+      }
+    },
+    close: async () => {
+      for (const socket of frozen.splice(0)) socket.destroy()
+      for (const [a, b] of pairs.splice(0)) { a.destroy(); b.destroy() }
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    }
+  }
+}
+const frozen: Socket[] = []
+
+test('the client finds a silent server by its heartbeat and reconnects (within interval + timeout)', async () => {
+  const yard = await startYard({ limits: { pingInterval: 60_000 } })
+  const proxy = await proxyTo(yard.port)
+  const channel = SignalChannel('live', { url: `ws://127.0.0.1:${proxy.port}/`, heartbeat: { interval: 100, timeout: 200 }, reconnect: { minDelay: 10, maxDelay: 20 } })
+  try {
+    const echo = channel.echo()
+    await echo.ready()
+    const states: string[] = []
+    channel.on('state', (state) => states.push(state))
+    await sleep(400) // idle but alive: PINGs are answered, nothing reconnects
+    assert.equal(states, [], 'an idle, live connection is kept')
+    const reopened = new Promise<void>((resolve) => echo.once('open', () => resolve()))
+    const t0 = Date.now()
+    proxy.freeze()
+    await within(reopened, 3000, 'reconnect after the server went silent')
+    const ms = Date.now() - t0
+    assert.ok(ms < 100 + 200 + 300, `reconnected ${ms} ms after the server went silent`)
+    const got = new Promise((resolve) => echo.once('data', resolve))
+    echo.send('over the new connection')
+    assert.is(await got, 'over the new connection')
+  } finally {
+    channel.close()
+    await proxy.close()
     await yard.close()
   }
 })

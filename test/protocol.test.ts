@@ -159,9 +159,14 @@ test('parseClientFrame: malformed bytes → bad-frame; unknown type → unknown-
   expectError(new Uint8Array([1, 2, 3]), 'bad-frame', 0)
   expectError(rawFrame(FrameType.Open, 1, Kind.None, enc.encode('[]')), 'bad-frame')
   expectError(rawFrame(FrameType.Open, 1, 9, new Uint8Array(0)), 'bad-frame')
-  for (const type of [0x00, 0x05, 0x10, 0x11, 0x14, 0x16, 0xff]) {
+  for (const type of [0x00, 0x06, 0x10, 0x11, 0x14, 0x16, 0x17, 0xff]) {
     expectError(writeFrame(type, 12, { ns: 'x' }), 'unknown-frame', 12)
   }
+})
+
+test('parseClientFrame: PING (0x05) is the client\'s liveness probe, whatever its id or meta', () => {
+  assert.equal(parseClientFrame(writeFrame(FrameType.Ping, 0, null)), { type: 'ping', sid: 0 })
+  assert.equal(parseClientFrame(writeFrame(FrameType.Ping, 7, { x: 1 })), { type: 'ping', sid: 0 })
 })
 
 test('parseClientFrame: OPEN with an unknown endpoint → unknown-endpoint', () => {

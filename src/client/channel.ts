@@ -36,6 +36,8 @@ export interface ChannelOptions {
   rtcConfig?: object
   /** Reconnect backoff: ceilings in ms (full jitter below them). */
   reconnect?: Partial<ClientTunables['reconnect']>
+  /** Dead-server detection: PING after `interval` ms of silence, reconnect if nothing comes within `timeout` ms. */
+  heartbeat?: Partial<ClientTunables['heartbeat']>
   /** Offline queue bounds (frames, bytes). */
   maxQueued?: number
   maxQueuedBytes?: number
@@ -78,7 +80,8 @@ export class Channel extends EventEmitter<ChannelEvents> {
       ...CLIENT_DEFAULTS,
       reconnect: { ...CLIENT_DEFAULTS.reconnect, ...options.reconnect },
       maxQueued: options.maxQueued ?? CLIENT_DEFAULTS.maxQueued,
-      maxQueuedBytes: options.maxQueuedBytes ?? CLIENT_DEFAULTS.maxQueuedBytes
+      maxQueuedBytes: options.maxQueuedBytes ?? CLIENT_DEFAULTS.maxQueuedBytes,
+      heartbeat: { ...CLIENT_DEFAULTS.heartbeat, ...options.heartbeat }
     }
     this.socket = acquireSocket(resolveUrls(options.url), tunables, options.WebSocket, options.token)
     this.socket.on('state', this.forwardState)

@@ -12,6 +12,12 @@ export interface ClientTunables {
   maxQueuedBytes: number
   /** Frame limit assumed until the server's HELLO says otherwise. */
   maxFrame: number
+  heartbeat: {
+    /** After this many ms without a frame from the server, send PING. */
+    interval: number
+    /** No frame this many ms after the PING: the server is dead; reconnect. */
+    timeout: number
+  }
 }
 
 /**
@@ -24,5 +30,6 @@ export const CLIENT_DEFAULTS: Readonly<ClientTunables> = Object.freeze({
   reconnect: Object.freeze({ minDelay: 500, maxDelay: 10_000 }),
   maxQueued: 1024,
   maxQueuedBytes: 4 * 1024 * 1024,
-  maxFrame: 1024 * 1024
+  maxFrame: 1024 * 1024,
+  heartbeat: Object.freeze({ interval: 10_000, timeout: 5_000 })
 })

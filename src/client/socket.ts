@@ -7,7 +7,7 @@
  * State is an explicit enum with one transition function that emits ('state', to, { from, to, reason }).
  */
 import { EventEmitter } from 'eventemitter3'
-import { readFrame, type RawFrame } from '../protocol/codec.js'
+import { readFrame, writeFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { AUTH_PROTOCOL_PREFIX, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, FrameType, SUBPROTOCOL } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
@@ -60,6 +60,8 @@ export function setDefaultWebSocket (ctor: WebSocketConstructor): void {
 }
 
 const OPEN = 1
+/** The client's liveness probe: always the same bytes. */
+const PING = writeFrame(FrameType.Ping, 0, null)
 
 export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange], hello: [Hello], error: [SignalyardError] }> {
   state: SocketState = 'connecting'
@@ -76,6 +78,10 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private timer: ReturnType<typeof setTimeout> | null = null
   /** Waiting for the token function. */
   private connecting = false
+  /** Liveness: when the server last sent anything, when we sent PING (0: none out), the check timer. */
+  private lastHeard = 0
+  private pingSent = 0
+  private heartbeat: ReturnType<typeof setInterval> | null = null
   private readonly Ctor: WebSocketConstructor
 
   constructor (
@@ -98,6 +104,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   release (): void {
     if (--this.users > 0) return
     registry.delete(this.key)
+    this.stopHeartbeat()
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
     this.queue = []
@@ -205,11 +212,55 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     ws.onclose = (ev) => {
       this.ws = null
       ws.onopen = ws.onmessage = ws.onclose = null
+      this.stopHeartbeat()
       if (ev.code === CLOSE_UNAUTHORIZED || ev.code === CLOSE_FORBIDDEN) return this.refused(ev.code, ev.reason)
-      this.urlIndex++
-      for (const stream of [...this.streams.values()]) stream.socketDown()
-      this.scheduleReconnect(`socket closed (${ev.code}${ev.reason === '' ? '' : ` ${ev.reason}`})`)
+      this.down(`socket closed (${ev.code}${ev.reason === '' ? '' : ` ${ev.reason}`})`)
     }
+  }
+
+  /** The connection is gone (closed, or found dead): streams wait, the socket reconnects elsewhere first. */
+  private down (reason: string): void {
+    this.urlIndex++
+    for (const stream of [...this.streams.values()]) stream.socketDown()
+    this.scheduleReconnect(reason)
+  }
+
+  /**
+   * Dead-server detection (browsers cannot see WebSocket pings): PING after `interval` ms of
+   * silence; nothing back within `timeout` ms and the socket is dropped without waiting for a
+   * close handshake that would never finish, then the client reconnects.
+   */
+  private startHeartbeat (): void {
+    this.stopHeartbeat()
+    const { interval, timeout } = this.tunables.heartbeat
+    this.lastHeard = Date.now()
+    this.pingSent = 0
+    this.heartbeat = setInterval(() => {
+      const now = Date.now()
+      if (this.pingSent !== 0 && now - this.pingSent >= timeout) return this.dead(now - this.lastHeard)
+      if (this.pingSent === 0 && now - this.lastHeard >= interval && this.isOpen) {
+        this.pingSent = now
+        ;(this.ws as WebSocketLike).send(PING)
+      }
+    }, Math.max(10, Math.min(interval, timeout) / 2))
+    ;(this.heartbeat as { unref?: () => void }).unref?.()
+  }
+
+  private stopHeartbeat (): void {
+    if (this.heartbeat !== null) clearInterval(this.heartbeat)
+    this.heartbeat = null
+  }
+
+  private dead (silentMs: number): void {
+    const ws = this.ws
+    this.stopHeartbeat()
+    if (ws === null) return
+    this.ws = null
+    ws.onopen = ws.onmessage = ws.onclose = null
+    ws.onerror = () => {}
+    try { ws.close(4000, 'server-timeout') } catch {}
+    this.emit('error', new SignalyardError('connection-closed', `the server sent nothing for ${silentMs} ms; reconnecting`))
+    this.down(`the server went silent (${silentMs} ms)`)
   }
 
   /** A permanent refusal (4401 / 4403): every stream fails with it and the socket stays closed. */
@@ -231,11 +282,15 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   }
 
   private receive (bytes: Uint8Array): void {
+    this.lastHeard = Date.now()
+    this.pingSent = 0
     const frame = readFrame(bytes)
     if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
     switch (frame.type) {
       case FrameType.Hello:
         return this.greeted(frame.meta ?? {})
+      case FrameType.Pong:
+        return
       case FrameType.Event: {
         const topic = `${String(frame.meta?.ep)}:${String(frame.meta?.ns)}`
         const set = this.topics.get(topic)
@@ -264,6 +319,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
       iceServers: Array.isArray(meta.iceServers) ? meta.iceServers : []
     }
     this.attempt = 0
+    this.startHeartbeat()
     this.transition('open', `connected to ${this.urls[this.urlIndex % this.urls.length]}`)
     for (const stream of [...this.streams.values()]) stream.socketOpened()
     const queue = this.queue

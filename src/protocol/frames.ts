@@ -26,12 +26,14 @@ export const FrameType = {
   Close: 0x02,
   Data: 0x03,
   Request: 0x04,
+  Ping: 0x05,
   Hello: 0x10,
   Opened: 0x11,
   Closed: 0x12,
   Event: 0x14,
   Reply: 0x15,
-  Error: 0x16
+  Error: 0x16,
+  Pong: 0x17
 } as const
 
 /** The endpoints a stream can open. */
@@ -59,6 +61,8 @@ export interface OpenPeers { type: 'open', sid: number, ep: 'peers', ns: string,
 export interface OpenSignal { type: 'open', sid: number, ep: 'signal', ns: string, id: string, key: string }
 export type OpenFrame = OpenEcho | OpenKv | OpenRelay | OpenPeers | OpenSignal
 export interface CloseFrame { type: 'close', sid: number }
+/** Client liveness: the server answers PONG at once. */
+export interface PingFrame { type: 'ping', sid: 0 }
 export interface DataFrame { type: 'data', sid: number, raw: RawFrame }
 export interface KvSetRequest { type: 'request', sid: number, req: number, op: 'set', key: string, ttl: number | null, raw: RawFrame }
 export interface KvDeleteRequest { type: 'request', sid: number, req: number, op: 'delete', key: string }
@@ -75,7 +79,7 @@ export type RequestFrame = KvRequest
 export type PeersRequest = PeersUpdateRequest
 /** Every REQUEST a client may send, whatever its stream's endpoint. */
 export type AnyRequest = KvRequest | PeersRequest
-export type ClientFrame = OpenFrame | CloseFrame | DataFrame | AnyRequest
+export type ClientFrame = OpenFrame | CloseFrame | DataFrame | AnyRequest | PingFrame
 
 /**
  * The request ops each endpoint takes. A REQUEST whose op is not its stream's gets ERROR
@@ -178,7 +182,8 @@ const clientParsers: Record<number, Parser> = {
   [FrameType.Open]: parseOpen,
   [FrameType.Close]: (f) => ({ type: 'close', sid: f.id }),
   [FrameType.Data]: (f) => ({ type: 'data', sid: f.id, raw: f }),
-  [FrameType.Request]: parseRequest
+  [FrameType.Request]: parseRequest,
+  [FrameType.Ping]: () => ({ type: 'ping', sid: 0 })
 }
 
 /** Parse bytes a client sent into a typed frame, or a FrameError saying why not. */

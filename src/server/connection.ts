@@ -409,8 +409,12 @@ const dispatch: { [T in ClientFrame['type']]: (conn: Connection, frame: Extract<
   open: (conn, frame) => conn.open(frame),
   close: (conn, frame) => conn.closeStream(frame),
   data: (conn, frame) => conn.data(frame),
-  request: (conn, frame) => conn.request(frame)
+  request: (conn, frame) => conn.request(frame),
+  ping: (conn) => conn.send(PONG)
 }
+
+/** The answer to PING: always the same bytes. */
+const PONG = writeFrame(FrameType.Pong, 0, null)
 
 /** Where a socket keeps its connection, so one set of listeners serves every socket. */
 const CONNECTION = Symbol('signalyard.connection')
