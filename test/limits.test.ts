@@ -103,4 +103,29 @@ test('a subscriber that stops reading is disconnected (slow-consumer); publisher
     assert.is(reader.ws.readyState, WebSocket.OPEN)
   }))
 
+test('streams and namespaces per connection: past either, OPEN is refused (CLOSED with the code); the rest is served', () =>
+  withYard({ maxStreams: 4, maxNamespaces: 2 }, async (yard, raws) => {
+    const c = await rawClient(yard, raws)
+    for (let sid = 1; sid <= 3; sid++) assert.is((await c.open(sid, { ep: 'echo', ns: sid === 3 ? 'ns-b' : 'ns-a' })).type, FrameType.Opened)
+    const third = await c.open(10, { ep: 'echo', ns: 'ns-c' })
+    assert.equal([third.type, third.meta?.code], [FrameType.Closed, 'too-many-namespaces'])
+    assert.is((await c.open(4, { ep: 'kv', ns: 'ns-a' })).type, FrameType.Opened, 'a known namespace is still fine')
+    const fifth = await c.open(5, { ep: 'echo', ns: 'ns-a' })
+    assert.equal([fifth.type, fifth.meta?.code], [FrameType.Closed, 'too-many-streams'])
+    c.send(FrameType.Data, 1, null, 'still served')
+    const echoed = await c.take((f) => f.type === FrameType.Event, 2000, 'the echo of an open stream')
+    assert.is(new TextDecoder().decode(echoed.payload), 'still served')
+  }))
+
+test('a frame over maxFrame closes that socket with 1009; other connections are untouched', () =>
+  withYard({ maxFrame: 64 * 1024 }, async (yard, raws) => {
+    const big = await rawClient(yard, raws)
+    const other = await rawClient(yard, raws)
+    await other.open(1, { ep: 'echo', ns: 'big' })
+    big.sendRaw(new Uint8Array(64 * 1024 + 1))
+    assert.is((await within(big.closed, 2000, 'close')).code, 1009)
+    other.send(FrameType.Data, 1, null, 'fine')
+    await other.take((f) => f.type === FrameType.Event, 2000, 'the other connection is served')
+  }))
+
 test.run()
