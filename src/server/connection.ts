@@ -180,8 +180,7 @@ export class Connection implements Subscriber {
     if (this.closed || this.shedding) return
     if (this.raw !== null && this.ws.readyState === OPEN) this.raw.write(message.wire)
     else this.ws.send(message.frame)
-    this.ctx.metrics.sent(message.ep, message.frame.length)
-    this.checkOutbound()
+    this.checkOutbound() // (the hub counts broadcasts for the metrics, once per publish)
   }
 
   /** Tell the client its stream is open. */

@@ -6,7 +6,7 @@
  * written, as the same bytes, to each subscribed connection.
  */
 import type { Broker, MaybePromise, TopicHandler } from './brokers/types.js'
-import type { MetricEndpoint } from './metrics.js'
+import type { MetricEndpoint, Metrics } from './metrics.js'
 
 /**
  * One broadcast frame, and the same frame wrapped in its WebSocket message header (binary, final,
@@ -32,7 +32,7 @@ export class Hub {
   /** Broker subscriptions still being set up (Redis); later subscribers wait for them. */
   private readonly starting = new Map<string, Promise<void>>()
 
-  constructor (private readonly broker: Broker) {}
+  constructor (private readonly broker: Broker, private readonly metrics?: Metrics) {}
 
   /** Number of topics with at least one local subscriber. */
   get size (): number { return this.topics.size }
@@ -45,6 +45,7 @@ export class Hub {
       const handler: TopicHandler = (frame) => {
         const message = new Broadcast(frame, ep)
         for (const sub of subs.keys()) sub.broadcast(message)
+        this.metrics?.sentMany(ep, subs.size, frame.length)
       }
       entry = { subs, handler }
       this.topics.set(topic, entry)

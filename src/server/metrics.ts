@@ -18,6 +18,12 @@ export class Metrics {
 
   received (ep: MetricEndpoint, bytes: number): void { add(this.in, ep, bytes) }
   sent (ep: MetricEndpoint, bytes: number): void { add(this.out, ep, bytes) }
+  /** One broadcast of `bytes` to `receivers` connections, counted once. */
+  sentMany (ep: MetricEndpoint, receivers: number, bytes: number): void {
+    const flow = this.out.get(ep)
+    if (flow === undefined) this.out.set(ep, { frames: receivers, bytes: receivers * bytes })
+    else { flow.frames += receivers; flow.bytes += receivers * bytes }
+  }
   refused (code: ErrorCode | 'too-many-connections' | 'slow-consumer' | 'too-many-bad-frames' | 'backlog-full'): void {
     this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1)
   }

@@ -99,7 +99,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const log = toLogger(options.logger)
   const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval })
   const metrics = new Metrics()
-  const ctx: ServerContext = { broker, hub: new Hub(broker), limits, log, metrics, authorize: options.authorize }
+  const ctx: ServerContext = { broker, hub: new Hub(broker, metrics), limits, log, metrics, authorize: options.authorize }
   const path = normalisePath(options.path ?? '/')
   const connections = new Set<Connection>()
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
