@@ -26,7 +26,7 @@ function freeze (c: RawClient): void {
   (c.ws as unknown as { _socket: Socket })._socket.pause()
 }
 
-test('a silent client is cut off within 2 ping intervals and its presence id leaves after the grace period', async () => {
+test('a silent client is cut off within 2 ping intervals; its presence id, node id and relay pair are cleaned up', async () => {
   const yard = await startYard({ limits: { pingInterval: PING, peers: { grace: GRACE } } })
   const clients: RawClient[] = []
   try {
@@ -34,18 +34,27 @@ test('a silent client is cut off within 2 ping intervals and its presence id lea
     const silent = await rawClient(yard, clients)
     await join(watcher, 'watcher')
     await join(silent, 'silent')
+    // the silent client also listens as a node and holds one side of a relay pair with the watcher
+    assert.is((await watcher.open(2, { ep: 'signal', ns: 'live', id: 'watcher', key: 'owner-key-of-watcher-0123456789' })).type, FrameType.Opened)
+    assert.is((await silent.open(2, { ep: 'signal', ns: 'live', id: 'silent', key: 'owner-key-of-silent-0123456789' })).type, FrameType.Opened)
+    silent.send(FrameType.Open, 3, { ep: 'relay', ns: 'live', local: 's', remote: 'w' })
+    assert.is((await watcher.open(3, { ep: 'relay', ns: 'live', local: 'w', remote: 's' })).type, FrameType.Opened)
     await sleep(PING * 2.5) // both have answered pings by now
     assert.is(yard.health().connections, 2, 'answering clients stay')
 
     const t0 = Date.now()
     freeze(silent)
-    await until(() => yard.health().connections === 1, PING * 2 + 300, 'the silent client cut off')
+    await until(() => yard.health().connections === 1, PING * 2 + 1000, 'the silent client cut off')
     const cut = Date.now() - t0
-    assert.ok(cut <= PING * 2 + 150, `cut off ${cut} ms after it went silent (ping interval ${PING} ms)`)
-    const left = await watcher.take((f) => f.type === FrameType.Event && f.meta?.op === 'leave', GRACE + 1000, 'leave of the silent client')
+    assert.ok(cut <= PING * 2 + 500, `cut off ${cut} ms after it went silent (ping interval ${PING} ms)`)
+    const pairClosed = await watcher.take((f) => f.type === FrameType.Closed && f.id === 3, 1000, 'the relay pair closed')
+    assert.is(pairClosed.meta?.code, undefined, 'the other side went away: a plain close')
+    const left = await watcher.take((f) => f.type === FrameType.Event && f.meta?.ep === 'peers' && f.meta?.op === 'leave', GRACE + 1000, 'leave of the silent client')
     assert.is(left.meta?.id, 'silent')
     const ms = Date.now() - t0
-    assert.ok(ms >= GRACE && ms <= PING * 2 + GRACE + 300, `leave ${ms} ms after it went silent`)
+    assert.ok(ms >= GRACE && ms <= PING * 2 + GRACE + 1000, `leave ${ms} ms after it went silent`)
+    await watcher.take((f) => f.type === FrameType.Event && f.meta?.ep === 'signal' && f.meta?.op === 'leave' && f.meta?.id === 'silent', 1000, 'the node id released')
+    assert.is(((await yard.metrics()).match(/signalyard_relay_pairs (\d+)/) ?? [])[1], '0')
   } finally {
     for (const c of clients) c.ws.terminate()
     await yard.close()

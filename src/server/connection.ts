@@ -47,6 +47,10 @@ export interface ServerContext {
   readonly limits: Limits
   readonly log: Logger
   readonly metrics: Metrics
+  /** The endpoint handlers, by name. */
+  readonly endpoints: Endpoints
+  /** The connection closed: the server drops it from its table. */
+  readonly forget: (conn: Connection) => void
   /** The server's authorize option: may this identity open a stream of `endpoint` in `namespace`? */
   readonly authorize?: (identity: unknown, namespace: string, endpoint: Endpoint) => boolean | Promise<boolean>
 }
@@ -69,8 +73,6 @@ export class Connection implements Subscriber {
   private backlog: Uint8Array[] | null = null
   /** Waiting for authenticate(): frames wait in the backlog until admit(). */
   private busy = true
-  /** What authenticate() returned for this connection (null without authenticate). */
-  identity: unknown = null
   private closed = false
   private badFrames = 0
   private badWindowStart = 0
@@ -78,22 +80,16 @@ export class Connection implements Subscriber {
   private alive = true
   /** Token bucket of incoming frames (limits.messagesPerSecond, limits.messageBurst). */
   private tokens: number
-  private refilled = Date.now()
+  private refilled = Date.now() - EPOCH
   /** Closing because the client does not read what it is sent. */
   private shedding = false
-  /** The socket under the WebSocket, for broadcasts written as finished messages (see broadcast). */
-  private readonly raw: { write: (bytes: Uint8Array) => boolean } | null
 
   constructor (
     readonly id: string,
     private readonly ws: WebSocket,
-    private readonly ctx: ServerContext,
-    private readonly endpoints: Endpoints,
-    private readonly onClose: (conn: Connection) => void
+    readonly ctx: ServerContext,
   ) {
-    // Extensions are settled by the upgrade: with none (no permessage-deflate), see broadcast().
-    this.raw = ws.extensions === '' ? rawSocket(ws) : null
-    this.tokens = ctx.limits.messageBurst
+    this.tokens = ctx.limits.messageBurst * 1000
     ;(ws as Owned)[CONNECTION] = this
     ws.on('message', socketMessage)
     ws.on('pong', socketPong)
@@ -117,11 +113,13 @@ export class Connection implements Subscriber {
   /** One token for an incoming frame, refilling the bucket for the time since the last one. */
   private take (): boolean {
     const { messagesPerSecond, messageBurst } = this.ctx.limits
-    const now = Date.now()
-    this.tokens = Math.min(messageBurst, this.tokens + (now - this.refilled) * messagesPerSecond / 1000)
+    // Integers (milli-tokens, ms since the module loaded) stay small integers in V8: no boxed
+    // doubles per connection.
+    const now = Date.now() - EPOCH
+    this.tokens = Math.min(messageBurst * 1000, this.tokens + (now - this.refilled) * messagesPerSecond)
     this.refilled = now
-    if (this.tokens < 1) return false
-    this.tokens -= 1
+    if (this.tokens < 1000) return false
+    this.tokens -= 1000
     return true
   }
 
@@ -138,9 +136,12 @@ export class Connection implements Subscriber {
     setTimeout(() => this.ws.terminate(), 1000).unref()
   }
 
+  /** What authenticate() returned for this connection (null without authenticate). */
+  get identity (): unknown { return identities.get(this) ?? null }
+
   /** authenticate() accepted the connection: serve the frames that waited. */
   admit (identity: unknown): void {
-    this.identity = identity
+    if (identity !== null && identity !== undefined) identities.set(this, identity)
     this.busy = false
     this.drain()
   }
@@ -178,7 +179,10 @@ export class Connection implements Subscriber {
    */
   broadcast (message: Broadcast): void {
     if (this.closed || this.shedding) return
-    if (this.raw !== null && this.ws.readyState === OPEN) this.raw.write(message.wire)
+    // Extensions are settled by the upgrade; with none (no permessage-deflate) the finished message
+    // can go to the TCP socket directly.
+    const raw = this.ws.extensions === '' && this.ws.readyState === OPEN ? rawSocket(this.ws) : null
+    if (raw !== null) raw.write(message.wire)
     else this.ws.send(message.frame)
     this.checkOutbound() // (the hub counts broadcasts for the metrics, once per publish)
   }
@@ -344,7 +348,7 @@ export class Connection implements Subscriber {
       refuse('internal-error', 'the server failed to open the stream')
     }
     try {
-      const opening = (this.endpoints[frame.ep] as OpenHandler)(this.ctx, this, frame)
+      const opening = (this.ctx.endpoints[frame.ep] as OpenHandler)(this.ctx, this, frame)
       if (opening instanceof Promise) return opening.then(register, onError)
       register(opening)
     } catch (err) {
@@ -396,9 +400,15 @@ export class Connection implements Subscriber {
     this.closed = true
     this.backlog = null
     for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
-    this.onClose(this)
+    this.ctx.forget(this)
   }
 }
+
+/** Identities from authenticate(), kept aside: most servers have none, and idle connections are many. */
+const identities = new WeakMap<Connection, unknown>()
+
+/** Time origin of the rate limiter (keeps its timestamps small integers). */
+const EPOCH = Date.now()
 
 /** WebSocket.OPEN */
 const OPEN = 1

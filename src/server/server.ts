@@ -99,7 +99,10 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const log = toLogger(options.logger)
   const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval })
   const metrics = new Metrics()
-  const ctx: ServerContext = { broker, hub: new Hub(broker, metrics), limits, log, metrics, authorize: options.authorize }
+  const ctx: ServerContext = {
+    broker, hub: new Hub(broker, metrics), limits, log, metrics, endpoints, authorize: options.authorize,
+    forget: (conn) => { connections.delete(conn) }
+  }
   const path = normalisePath(options.path ?? '/')
   const connections = new Set<Connection>()
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
@@ -158,7 +161,6 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     if (n <= 0) perIp.delete(ip)
     else perIp.set(ip, n)
   }
-  const forgetConnection = (conn: Connection): void => { connections.delete(conn) }
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
@@ -187,7 +189,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
         return ws.close(CloseCode.Forbidden, 'forbidden: origin not allowed')
       }
       // Frames that arrive while authenticate() runs wait in the connection's backlog.
-      const conn = new Connection(nanoid(10), ws, ctx, endpoints, forgetConnection)
+      const conn = new Connection(nanoid(10), ws, ctx)
       connections.add(conn)
       const admit = (identity: unknown): void => {
         conn.send(encodeHello(conn.id, hello))

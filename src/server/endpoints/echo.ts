@@ -15,7 +15,9 @@ class EchoStream implements ServerStream {
   /** The EVENT meta with this sender's id, made on the first publish (idle streams never pay for it). */
   private meta: Uint8Array | null = null
 
-  constructor (private readonly ctx: ServerContext, private readonly conn: Connection, private readonly sid: number, readonly ns: string) {}
+  constructor (private readonly conn: Connection, private readonly sid: number, readonly ns: string) {}
+
+  private get ctx (): ServerContext { return this.conn.ctx }
 
   get topic (): string { return topicOf('echo', this.ns) }
 
@@ -31,7 +33,7 @@ class EchoStream implements ServerStream {
 }
 
 export const openEcho: OpenHandler<OpenEcho> = (ctx, conn, { sid, ns }) => {
-  const stream = new EchoStream(ctx, conn, sid, ns)
+  const stream = new EchoStream(conn, sid, ns)
   const open = (): EchoStream => {
     conn.opened(sid, { id: `${conn.id}.${sid}` })
     return stream

@@ -12,7 +12,9 @@ import type { Connection, OpenHandler, ServerContext, ServerStream } from '../co
 
 /** One kv stream. A class, not closures: an idle server holds thousands of these. */
 class KvStream implements ServerStream {
-  constructor (private readonly ctx: ServerContext, private readonly conn: Connection, private readonly sid: number, readonly ns: string) {}
+  constructor (private readonly conn: Connection, private readonly sid: number, readonly ns: string) {}
+
+  private get ctx (): ServerContext { return this.conn.ctx }
 
   async request (frame: RequestFrame): Promise<void> {
     const { ctx: { broker, limits }, conn, sid, ns } = this
@@ -38,7 +40,7 @@ class KvStream implements ServerStream {
 
 export const openKv: OpenHandler<OpenKv> = async (ctx, conn, { sid, ns, since }) => {
   await ctx.hub.subscribe(topicOf('kv', ns), conn)
-  const stream = new KvStream(ctx, conn, sid, ns)
+  const stream = new KvStream(conn, sid, ns)
   try {
     const snapshot = await ctx.broker.kvSnapshot(ns, since)
     for (const change of snapshot.changes) conn.send(writeKvEvent(change))
