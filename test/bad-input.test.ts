@@ -10,7 +10,7 @@ import { SignalChannel, ERROR_CODES, type Channel, type EchoStream, type KvStrea
 import type { Yard } from 'signalyard/server'
 import { Kind, decodePayload, encodePayload, writeFrame, type RawFrame } from '../src/protocol/codec.js'
 import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
-import { rawFrame, sleep, startYard } from './helpers.js'
+import { rawFrame, seededRandom, sleep, startYard } from './helpers.js'
 import { rawClient, type RawClient } from './raw-client.js'
 
 const enc = new TextEncoder()
@@ -240,17 +240,6 @@ test('a handshake without the signalyard.1 subprotocol is refused with 400', asy
   }
 })
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 test('thousands of random byte strings crash nothing; the good client is served throughout', async () => {
   const SEED = 20240611
@@ -272,7 +261,7 @@ test('thousands of random byte strings crash nothing; the good client is served 
       return (await c.take((f) => f.id === CONTROL - 1 && f.type === FrameType.Opened)).meta?.id
     })()) as string
 
-    const rand = prng(SEED)
+    const rand = seededRandom(SEED)
     const int = (n: number): number => Math.floor(rand() * n)
     const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]
     const randomBytes = (n: number): Uint8Array<ArrayBuffer> => Uint8Array.from({ length: n }, () => int(256))
@@ -359,7 +348,7 @@ test('random frames: every coded answer uses a known error code, never internal-
   let c: RawClient | null = null
   try {
     c = await rawClient(yard)
-    const rand = prng(7)
+    const rand = seededRandom(7)
     const int = (n: number): number => Math.floor(rand() * n)
     const codes = new Map<string, number>()
     for (let i = 0; i < 1500; i++) {

@@ -22,7 +22,7 @@ import { SignalChannel, type Channel } from 'signalyard'
 import type { LimitsOption, Yard } from 'signalyard/server'
 import { decodePayload, encodePayload, readFrame, writeFrame } from '../src/protocol/codec.js'
 import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
-import { sleep, startYard, until, within } from './helpers.js'
+import { seededRandom, sleep, startYard, until, within } from './helpers.js'
 
 setFlagsFromString('--expose-gc')
 const gc = runInNewContext('gc') as () => void
@@ -30,17 +30,6 @@ const gc = runInNewContext('gc') as () => void
 const SEED = process.env.SEED !== undefined && process.env.SEED !== '' ? Number(process.env.SEED) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0
 console.log(`fuzz seed: ${SEED} (replay: SEED=${SEED} npm test -- fuzz)`)
 
-/** mulberry32: a small seeded PRNG. */
-function mulberry32 (seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 const enc = new TextEncoder()
 const hex = (b: Uint8Array | string): string => typeof b === 'string' ? `text:${JSON.stringify(b)}` : Buffer.from(b).toString('hex')
@@ -51,7 +40,7 @@ const ENDPOINT_NAMES = ['echo', 'kv', 'relay', 'peers', 'signal'] as const
 
 /** The frame generator of one socket slot: everything it makes depends on its seed alone. */
 function generator (seed: number): { next: () => Uint8Array | string, stats: Map<string, number> } {
-  const rand = mulberry32(seed)
+  const rand = seededRandom(seed)
   const int = (n: number): number => Math.floor(rand() * n)
   const chance = (p: number): boolean => rand() < p
   const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]
@@ -300,7 +289,7 @@ async function fuzzSlot (yard: Yard, slot: number, seed: number, count: number, 
 
 /** Frames over maxFrame, each on a fresh socket: every one is closed with 1009. */
 async function oversized (yard: Yard, seed: number, n: number, run: Run): Promise<void> {
-  const rand = mulberry32(seed)
+  const rand = seededRandom(seed)
   for (let i = 0; i < n; i++) {
     const sock = await fuzzSocket(yard, 1000 + i, run)
     const size = yard.limits.maxFrame + 1 + Math.floor(rand() * 4096)

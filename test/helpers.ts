@@ -102,3 +102,15 @@ export function rawFrame (type: number, id: number, kind: number, meta: Uint8Arr
   out.set(payload, HEADER_SIZE + meta.length)
   return out
 }
+
+/** mulberry32: a small seeded PRNG (numbers in [0, 1)), so a failing randomized run can be replayed. */
+export function seededRandom (seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
