@@ -156,7 +156,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
    * offline queue is at its bound.
    */
   send (sid: number, frame: Uint8Array): boolean {
-    const maxFrame = this.hello?.limits.maxFrame ?? this.tunables.maxFrame
+    const maxFrame = this.maxFrame
     if (frame.length > maxFrame) throw new SignalyardError('payload-too-large', `frame of ${frame.length} bytes is over the server's ${maxFrame}-byte limit`)
     if (this.isOpen) {
       (this.ws as WebSocketLike).send(frame)
