@@ -163,8 +163,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
           return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.fallback())
         }
         if (this.host.transport === 'webrtc') {
-          this.host.signal(this.peerId, { t: 'bye', c: this.cid })
-          return this.end(new SignalyardError('webrtc-unavailable', 'the peer cannot use WebRTC'), false)
+          return this.end(new SignalyardError('webrtc-unavailable', 'the peer cannot use WebRTC'), true)
         }
         return this.useRelay()
       case 'refuse':
@@ -250,8 +249,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     if (this.state !== 'connecting') return
     this.dropPipe()
     if (this.host.transport === 'webrtc') {
-      this.host.signal(this.peerId, { t: 'bye', c: this.cid })
-      return this.end(new SignalyardError('connect-timeout', `WebRTC did not connect within ${this.host.connectTimeout} ms`), false)
+      return this.end(new SignalyardError('connect-timeout', `WebRTC did not connect within ${this.host.connectTimeout} ms`), true)
     }
     this.host.signal(this.peerId, { t: 'fallback', c: this.cid })
     this.useRelay()
@@ -442,8 +440,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       this.timer = null
       if (onTimeout !== undefined) return onTimeout()
       if (this.state === 'connecting') {
-        this.host.signal(this.peerId, { t: 'bye', c: this.cid })
-        this.end(new SignalyardError('connect-timeout', message), false)
+        this.end(new SignalyardError('connect-timeout', message), true)
       }
     }, ms)
   }
