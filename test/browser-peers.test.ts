@@ -29,7 +29,7 @@ import { networkInterfaces } from 'node:os'
 import type { Page } from 'playwright-core'
 import { RTCPeerConnection as NodeRTCPeerConnection } from 'node-datachannel/polyfill'
 import { SignalChannel, type PeerConnection, type PeerStream, type RTCPeerConnectionConstructor } from 'signalyard'
-import { collect, later, next, until, within } from './helpers.js'
+import { collect, later, next, sleep, until, within } from './helpers.js'
 import {
   bytes, call, callWithin, closeBrowser, closeChannels, dataOf, eventsOf, json, newContext, openPage, scoped,
   startStatic, str, waitLog, yardOn, type Defer, type Desc, type LogEntry
@@ -127,7 +127,13 @@ interface RtcStats {
  * Chromium reports a peer-reflexive candidate's address as ''.
  */
 async function assertLoopbackIce (page: Page, who: string): Promise<RtcStats> {
-  const stats = await call<RtcStats>(page, 'rtcStats')
+  // Chromium's getStats() can lag the 'open' event by a moment: read again until a succeeded pair
+  // shows (bounded), then assert on that report.
+  let stats = await call<RtcStats>(page, 'rtcStats')
+  for (let i = 0; i < 20 && (stats.pcs[0]?.pairs.length ?? 0) === 0; i++) {
+    await sleep(100)
+    stats = await call<RtcStats>(page, 'rtcStats')
+  }
   assert.is(stats.pcs.length, 1, `${who}: one RTCPeerConnection open`)
   const [pc] = stats.pcs
   assert.is(pc.connectionState, 'connected', `${who}: ICE connected`)
