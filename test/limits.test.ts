@@ -8,7 +8,7 @@ import WebSocket from 'ws'
 import { SignalChannel } from 'signalyard'
 import { DEFAULTS, type LimitsOption, type Yard } from 'signalyard/server'
 import { FrameType, SUBPROTOCOL } from '../src/protocol/frames.js'
-import { rawClient, type RawClient } from './raw-client.js'
+import { rawClient, socketOf, type RawClient } from './raw-client.js'
 import { collect, sleep, startYard, until, within } from './helpers.js'
 
 async function withYard (limits: LimitsOption, body: (yard: Yard, raws: RawClient[]) => Promise<void>): Promise<void> {
@@ -88,7 +88,7 @@ test('a subscriber that stops reading is disconnected (slow-consumer); publisher
     const publisher = await rawClient(yard, raws)
     await publisher.open(1, { ep: 'echo', ns: 'slow' })
     // the stalled client's TCP socket stops reading: the server's writes pile up
-    ;(stalled.ws as unknown as { _socket: { pause: () => void } })._socket.pause()
+    socketOf(stalled.ws).pause()
     const payload = 'x'.repeat(4096)
     const total = 2000 // 8 MB, far past the 256 KiB bound
     let got = 0

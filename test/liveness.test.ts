@@ -11,7 +11,7 @@ import { createServer as createTcpServer, connect as tcpConnect, type Server as 
 import { SignalChannel } from 'signalyard'
 import { FrameType } from '../src/protocol/frames.js'
 import { sleep, startYard, until, within } from './helpers.js'
-import { rawClient, type RawClient } from './raw-client.js'
+import { rawClient, socketOf, type RawClient } from './raw-client.js'
 
 const PING = 100
 const GRACE = 100
@@ -23,7 +23,7 @@ const join = async (c: RawClient, id: string): Promise<void> => {
 
 /** Stop reading the client's TCP socket: to the server it looks like a network that silently died. */
 function freeze (c: RawClient): void {
-  (c.ws as unknown as { _socket: Socket })._socket.pause()
+  socketOf(c.ws).pause()
 }
 
 test('a silent client is cut off within 2 ping intervals; its presence id, node id and relay pair are cleaned up', async () => {

@@ -26,6 +26,10 @@ export interface RawClient {
   hello: RawFrame
 }
 
+/** The TCP socket under a ws client, for tests that stop it reading (`.pause()`) and resume it. */
+export const socketOf = (ws: WebSocket): { pause: () => void, resume: () => void } =>
+  (ws as unknown as { _socket: { pause: () => void, resume: () => void } })._socket
+
 const describe = (frames: RawFrame[]): string =>
   frames.map((f) => `${f.type.toString(16)}:${f.id}:${JSON.stringify(f.meta)}`).join(' ')
 

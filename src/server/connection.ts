@@ -83,6 +83,10 @@ export class Connection implements Subscriber {
   private refilled = Date.now() - EPOCH
   /** Closing because the client does not read what it is sent. */
   private shedding = false
+  /** Reasons reading from the socket is paused (relay streams waiting for their receiver to drain). */
+  private holds = 0
+  /** Resolves when the socket's write queue drains (made while a relay waits on it). */
+  private drainWait: Promise<void> | null = null
 
   constructor (
     readonly id: string,
@@ -134,6 +138,37 @@ export class Connection implements Subscriber {
     this.ctx.log('warn', 'slow consumer disconnected', { conn: this.id, buffered: this.ws.bufferedAmount })
     this.ws.close(CloseCode.Policy, 'slow-consumer')
     setTimeout(() => this.ws.terminate(), 1000).unref()
+  }
+
+  /**
+   * For a relay forwarding to this connection: null while its write queue is short, else a
+   * promise that resolves once the queue drains (or the socket closes). The relay holds its
+   * sender until then, so a fast sender slows to its receiver's pace instead of getting the
+   * receiver disconnected as a slow consumer.
+   */
+  drained (): Promise<void> | null {
+    if (this.closed || this.ws.bufferedAmount <= Math.min(RELAY_HIGH_WATER, this.ctx.limits.maxOutbound / 4)) return null
+    const socket = rawSocket(this.ws)
+    if (socket === null) return null
+    return this.drainWait ??= new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.drainWait = null
+        socket.off('drain', done)
+        socket.off('close', done)
+        resolve()
+      }
+      socket.on('drain', done)
+      socket.on('close', done)
+    })
+  }
+
+  /** Stop reading this socket until `wait` settles (nested holds add up). */
+  hold (wait: Promise<void>): void {
+    if (this.closed) return
+    if (this.holds++ === 0) this.ws.pause()
+    void wait.then(() => {
+      if (--this.holds === 0 && !this.closed) this.ws.resume()
+    })
   }
 
   /** What authenticate() returned for this connection (null without authenticate). */
@@ -224,7 +259,8 @@ export class Connection implements Subscriber {
    */
   heartbeat (): void {
     if (this.closed) return
-    if (!this.alive) return this.ws.terminate()
+    // A held socket is not read, so its pongs wait unread: it is quiet because of us.
+    if (!this.alive && this.holds === 0) return this.ws.terminate()
     this.alive = false
     try {
       this.ws.ping()
@@ -433,13 +469,23 @@ function socketPong (this: Owned): void { this[CONNECTION]?.touch() }
 function socketClose (this: Owned): void { this[CONNECTION]?.teardown() }
 function socketError (this: Owned, err: Error): void { this[CONNECTION]?.socketError(err) }
 
+/** The part of net.Socket the connection uses. */
+interface RawSocket {
+  write: (bytes: Uint8Array) => boolean
+  on: (event: 'drain' | 'close', listener: () => void) => unknown
+  off: (event: 'drain' | 'close', listener: () => void) => unknown
+}
+
 /** The net.Socket a ws WebSocket writes to (ws keeps it as `_socket`), or null when it has none. */
-function rawSocket (ws: WebSocket): { write: (bytes: Uint8Array) => boolean } | null {
+function rawSocket (ws: WebSocket): RawSocket | null {
   const socket = (ws as unknown as { _socket?: { write?: unknown } })._socket
   return socket !== undefined && socket !== null && typeof socket.write === 'function'
-    ? socket as { write: (bytes: Uint8Array) => boolean }
+    ? socket as RawSocket
     : null
 }
+
+/** Queued bytes past which a relay holds its sender (or maxOutbound / 4 when that is less). */
+const RELAY_HIGH_WATER = 1024 * 1024
 
 /** The stream id of a finished frame (bytes 1..4). */
 function frameId (frame: Uint8Array): number {

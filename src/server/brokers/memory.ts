@@ -178,7 +178,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
         waiting.sink.paired()
       }
       const link: RelayLink = {
-        send (frame) { side.peer?.sink.data(frame) },
+        send (frame) { return side.peer?.sink.data(frame) ?? null },
         close () { release(side) }
       }
       return { link, paired: side.peer !== null }

@@ -20,16 +20,22 @@ export type TopicHandler = (message: Uint8Array) => void
 export interface RelaySink {
   /** The other side arrived (only called for the side that was waiting). */
   paired: () => void
-  /** A DATA frame from the other side; the sink may rewrite it in place. */
-  data: (frame: Uint8Array) => void
+  /**
+   * A DATA frame from the other side; the sink may rewrite it in place. It returns a promise when
+   * its socket's write queue is long (resolved once it drains), so the sender can be held.
+   */
+  data: (frame: Uint8Array) => Promise<void> | null
   /** The other side closed or went away. */
   closed: () => void
 }
 
 /** The handle a relay stream holds. */
 export interface RelayLink {
-  /** Forward a DATA frame to the other side (only once paired). */
-  send: (frame: Uint8Array) => void
+  /**
+   * Forward a DATA frame to the other side (only once paired). A promise back means the receiver
+   * is behind: stop reading the sender until it resolves. (Null when the broker cannot tell.)
+   */
+  send: (frame: Uint8Array) => Promise<void> | null
   /** Give up the tokens; the other side, if any, is told. */
   close: () => void
 }

@@ -23,9 +23,10 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
   let outboundBytes = 0
   let inbound: Uint8Array[] = []
 
-  const deliver = (frame: Uint8Array): void => {
+  const deliver = (frame: Uint8Array): Promise<void> | null => {
     rewriteId(frame, sid)
     conn.send(frame)
+    return conn.drained()
   }
   const end = (reason?: SignalyardError): void => {
     if (ended) return
@@ -48,7 +49,11 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
   }
   const sink: RelaySink = {
     paired: () => { peerArrived = true; maybePair() },
-    data: (frame) => { if (paired) deliver(frame); else inbound.push(frame) },
+    data: (frame) => {
+      if (paired) return deliver(frame)
+      inbound.push(frame)
+      return null
+    },
     closed: () => { link = null; end() }
   }
   const timer = setTimeout(() => {
@@ -58,7 +63,12 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
   const stream: ServerStream = {
     ns,
     data: ({ raw }) => {
-      if (paired && link !== null) return link.send(raw.bytes)
+      if (paired && link !== null) {
+        // The receiver is behind: read nothing more from this socket until it catches up.
+        const behind = link.send(raw.bytes)
+        if (behind !== null) conn.hold(behind)
+        return
+      }
       outboundBytes += raw.bytes.length
       if (outboundBytes > limits.relay.prePairBuffer) {
         return end(new SignalyardError('payload-too-large', `more than ${limits.relay.prePairBuffer} bytes sent before pairing`))
