@@ -4,6 +4,9 @@
 // 2. Runs every test/**/*.test.ts (sorted; CLI args keep only paths containing one of them)
 //    as `node --import tsx <file>`, each in its own process group, at most TEST_CONCURRENCY
 //    (default 2) at a time, each killed after TEST_TIMEOUT seconds (default 180).
+//    The endpoint files (ON_BOTH_BROKERS) run twice: as they are (in-memory broker) and with
+//    SIGNALYARD_TEST_BROKER=redis (each yard on a Redis broker; see test/helpers.ts), listed as
+//    `<file> [redis]`. `npm test -- redis` runs only the Redis runs (and files named so).
 // 3. Prints each file's output whole, under a heading, when the file finishes.
 // 4. Reads uvu's closing summary ("Total: N" / "Passed: N" / "Skipped: N") from each file;
 //    failed = Total - Passed. A file that exits non-zero, times out or prints no summary
@@ -35,11 +38,14 @@ if (build.status !== 0) {
 }
 
 // 2. Find the test files.
+const ON_BOTH_BROKERS = ['echo', 'kv', 'relay', 'peers', 'peers-server', 'signal-server', 'node', 'isolation', 'liveness', 'limits']
+  .map((name) => `test/${name}.test.ts`);
 const files = readdirSync('test', { recursive: true })
   .map((f) => 'test/' + String(f).split('\\').join('/'))
   .filter((f) => f.endsWith('.test.ts') && !f.includes('/node_modules/'))
-  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)))
-  .sort();
+  .sort()
+  .flatMap((f) => ON_BOTH_BROKERS.includes(f) ? [f, `${f} [redis]`] : [f])
+  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
 if (files.length === 0) {
   console.log(`npm test: no test files${filters.length ? ` matching ${filters.join(' or ')}` : ''} under test/`);
   finish(0, 0, 0);
@@ -63,9 +69,11 @@ for (const sig of ['SIGINT', 'SIGTERM']) {
 function runFile(file) {
   return new Promise((resolve) => {
     const started = Date.now();
+    const [path, variant] = file.split(' ');
+    const env = variant === '[redis]' ? { ...childEnv, SIGNALYARD_TEST_BROKER: 'redis' } : childEnv;
     // detached: own process group, so a timeout also kills whatever the test spawned.
-    const child = spawn(process.execPath, ['--import', 'tsx', file], {
-      env: childEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+    const child = spawn(process.execPath, ['--import', 'tsx', path], {
+      env, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
     });
     running.add(child);
     let out = '';

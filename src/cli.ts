@@ -8,7 +8,7 @@
  * flag.
  */
 import { parseArgs } from 'node:util'
-import { createServer, type Yard } from './server/index.js'
+import { createServer, redisBroker, type Yard } from './server/index.js'
 import { parsePort } from './server/server.js'
 
 const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL]
@@ -54,17 +54,15 @@ async function main (): Promise<void> {
     : portOption(process.env.PORT ?? '3000', 'PORT')
   const host = values.host ?? (process.env.HOST !== '' ? process.env.HOST : undefined)
   const redis = values.redis ?? (process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined)
-  if (redis !== undefined) {
-    process.stderr.write('signalyard: the Redis broker is not available in this version yet; run without --redis / REDIS_URL\n')
-    process.exit(2)
-  }
+  const broker = redis === undefined ? undefined : redisBroker({ url: redis })
 
   let yard: Yard
   try {
-    yard = await createServer({ port, host, path: values.path, logger: consoleLogger })
+    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker })
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     const where = `${host ?? 'all interfaces'} port ${port}`
+    if (broker !== undefined) await broker.close()
     if (e.code === 'EADDRINUSE') process.stderr.write(`signalyard: ${where} is already in use; pick another with --port or PORT\n`)
     else if (e.code === 'EACCES') process.stderr.write(`signalyard: not allowed to listen on ${where}\n`)
     else process.stderr.write(`signalyard: cannot start: ${e.message}\n`)
@@ -79,7 +77,7 @@ async function main (): Promise<void> {
     process.stderr.write(`signalyard: ${signal}, closing\n`)
     const force = setTimeout(() => process.exit(1), 5000)
     force.unref()
-    yard.close().then(() => process.exit(0), () => process.exit(1))
+    yard.close().then(async () => { await broker?.close() }).then(() => process.exit(0), () => process.exit(1))
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))

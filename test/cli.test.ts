@@ -8,7 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
-import { SignalChannel } from 'signalyard'
+import { SignalChannel, type Channel } from 'signalyard'
+import { startRedis } from './redis.js'
 import { fetchText, freePort, next, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -318,13 +319,41 @@ test('--help: exit 0 and the usage on stdout', async () => {
   }
 })
 
-test('--redis (not available yet): exits non-zero with a clear message, and so does REDIS_URL', async () => {
-  for (const [args, env] of [[['--redis', 'redis://127.0.0.1:6379'], cliEnv()], [['--port', '0'], cliEnv({ REDIS_URL: 'redis://127.0.0.1:6379' })]] as const) {
+test('--redis URL and REDIS_URL: two CLI servers share one Redis (a message published on one reaches a subscriber on the other); SIGTERM leaves no key behind', async () => {
+  const redis = await startRedis()
+  const runs = [
+    spawnCli(['--port', '0', '--host', '127.0.0.1', '--redis', redis.url]),
+    spawnCli(['--port', '0', '--host', '127.0.0.1'], cliEnv({ REDIS_URL: redis.url }))
+  ]
+  const channels: Channel[] = []
+  try {
+    const [a, b] = await Promise.all(runs.map(async (run) => await listening(run)))
+    assert.is((await healthz(a.port)).status, 'ok')
+    channels.push(SignalChannel('cli', { url: b.url }), SignalChannel('cli', { url: a.url }))
+    const [sub, pub] = channels.map((c) => c.echo())
+    await Promise.all([sub.ready(), pub.ready()])
+    const got = next(sub, 'data', 2000)
+    pub.send('across processes')
+    assert.is((await got)[0], 'across processes')
+    for (const c of channels) c.close()
+    for (const run of runs) run.child.kill('SIGTERM')
+    for (const run of runs) assert.is((await exitWithin(run, 5000)).code, 0)
+    assert.equal(await redis.keys(), [], 'no key left in Redis')
+  } finally {
+    for (const c of channels) c.close()
+    for (const run of runs) kill(run)
+    await redis.stop()
+  }
+})
+
+test('--redis with no Redis there: exits non-zero with a message naming the URL, and does not pretend to serve', async () => {
+  const port = await freePort()
+  for (const [args, env] of [[['--redis', `redis://127.0.0.1:${port}`], cliEnv()], [['--port', '0'], cliEnv({ REDIS_URL: `redis://127.0.0.1:${port}` })]] as const) {
     const run = spawnCli([...args], env)
     try {
       const { code } = await exitWithin(run, 5000)
       assert.ok(code !== null && code !== 0, `non-zero exit, got ${code}`)
-      assert.match(run.stderr(), /redis/i)
+      assert.match(run.stderr(), `cannot connect to Redis at redis://127.0.0.1:${port}`)
       assert.not.match(run.stdout(), /listening/, 'it does not pretend to serve')
     } finally {
       kill(run)

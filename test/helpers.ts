@@ -5,12 +5,28 @@
 import { get as httpGet } from 'node:http'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import type { EventEmitter } from 'eventemitter3'
-import { createServer, type ServerOptions, type Yard } from 'signalyard/server'
+import { createServer, redisBroker, type ServerOptions, type Yard } from 'signalyard/server'
+import { startRedis, type TestRedis } from './redis.js'
 import { HEADER_SIZE } from '../src/protocol/codec.js'
 
-/** A yard on 127.0.0.1 and a free port. */
-export function startYard (options: ServerOptions = {}): Promise<Yard> {
-  return createServer({ port: 0, host: '127.0.0.1', ...options })
+/**
+ * Which broker the endpoint tests run against: the in-memory default, or with
+ * SIGNALYARD_TEST_BROKER=redis (npm test runs the endpoint files a second time so) a Redis broker
+ * per yard, each with its own key prefix, on one redis-server per test process.
+ */
+export const TEST_BROKER = process.env.SIGNALYARD_TEST_BROKER === 'redis' ? 'redis' : 'memory'
+let testRedis: Promise<TestRedis> | null = null
+let yards = 0
+
+/** A yard on 127.0.0.1 and a free port (on Redis when TEST_BROKER is 'redis' and no broker is given). */
+export async function startYard (options: ServerOptions = {}): Promise<Yard> {
+  if (TEST_BROKER === 'memory' || options.broker !== undefined) return await createServer({ port: 0, host: '127.0.0.1', ...options })
+  const { url } = await (testRedis ??= startRedis())
+  const broker = redisBroker({ url, prefix: `test${++yards}:`, sweepInterval: options.limits?.kv?.sweepInterval })
+  const yard = await createServer({ port: 0, host: '127.0.0.1', ...options, broker })
+  const close = yard.close.bind(yard)
+  let closing: Promise<void> | null = null
+  return Object.assign(yard, { close: () => closing ??= close().then(async () => { await broker.close() }) })
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))

@@ -256,6 +256,7 @@ test('\'leave\' within 5 s when the peer\'s process is killed (default limits); 
       assert.ok(ms <= 5000, `'leave' within 5 s of the kill (took ${ms} ms)`)
       assert.equal(a.peers.list(), [])
       await within(thief.peers.join({ id: 'child' }), 2000, 'the id is free after the leave')
+      await until(() => a.peers.list().length === 1, 1000, 'a sees the new holder')
       assert.equal(a.peers.list(), [{ id: 'child' }])
     } finally {
       child.kill('SIGKILL')

@@ -61,7 +61,7 @@ export type OpenHandler<F extends OpenFrame = OpenFrame> =
 export type Endpoints = { [E in OpenFrame['ep']]: OpenHandler<Extract<OpenFrame, { ep: E }>> }
 
 /** WebSocket close codes the server uses. */
-export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
+export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, ServiceRestart: 1012, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
 
 /**
  * One client connection. It is kept lean because an idle server holds thousands: the socket's
@@ -71,8 +71,15 @@ export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
   private backlog: Uint8Array[] | null = null
-  /** Waiting for authenticate(): frames wait in the backlog until admit(). */
+  /**
+   * Frames wait in the backlog while this is set: until authenticate() admitted the connection,
+   * while an OPEN is being answered, and while MAX_IN_FLIGHT other frames wait on the broker.
+   */
   private busy = true
+  /** Waiting for authenticate() or for an OPEN's answer. */
+  private blocked = true
+  /** DATA and REQUEST frames whose broker call has not settled (Redis: a round trip each). */
+  private inFlight = 0
   private closed = false
   private badFrames = 0
   private badWindowStart = 0
@@ -177,7 +184,12 @@ export class Connection implements Subscriber {
   /** authenticate() accepted the connection: serve the frames that waited. */
   admit (identity: unknown): void {
     if (identity !== null && identity !== undefined) identities.set(this, identity)
-    this.busy = false
+    this.unblock()
+  }
+
+  private unblock (): void {
+    this.blocked = false
+    this.busy = this.inFlight >= MAX_IN_FLIGHT
     this.drain()
   }
 
@@ -297,13 +309,20 @@ export class Connection implements Subscriber {
     } catch (err) {
       return this.failed(frame, err)
     }
-    if (result instanceof Promise) {
-      this.busy = true
-      result.catch((err) => this.failed(frame, err)).finally(() => {
-        this.busy = false
-        this.drain()
-      })
+    if (!(result instanceof Promise)) return
+    if (frame.type === 'open') {
+      // Later frames may be for this stream: they wait until it is registered.
+      this.busy = this.blocked = true
+      result.catch((err) => this.failed(frame, err)).finally(() => this.unblock())
+      return
     }
+    // A DATA or REQUEST frame has made its broker call already (in order: the broker keeps it);
+    // the frames after it need not wait for the answer, up to MAX_IN_FLIGHT of them.
+    if (++this.inFlight >= MAX_IN_FLIGHT) this.busy = true
+    result.catch((err) => this.failed(frame, err)).finally(() => {
+      this.inFlight--
+      if (this.busy && !this.blocked && this.inFlight < MAX_IN_FLIGHT) this.unblock()
+    })
   }
 
   closeStream (frame: CloseFrame): void {
@@ -442,6 +461,9 @@ export class Connection implements Subscriber {
 
 /** Identities from authenticate(), kept aside: most servers have none, and idle connections are many. */
 const identities = new WeakMap<Connection, unknown>()
+
+/** DATA / REQUEST frames of one connection waiting on the broker before the rest wait in the backlog. */
+const MAX_IN_FLIGHT = 256
 
 /** Time origin of the rate limiter (keeps its timestamps small integers). */
 const EPOCH = Date.now()

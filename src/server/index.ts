@@ -9,6 +9,8 @@ export { createServer } from './server.js'
 export type { ServerOptions, Yard, Health } from './server.js'
 export { memoryBroker } from './brokers/memory.js'
 export type { MemoryBrokerOptions } from './brokers/memory.js'
+export { redisBroker } from './brokers/redis.js'
+export type { RedisBrokerOptions } from './brokers/redis.js'
 export type {
   Broker, RelayLink, RelaySink, RelayOpened, KvSetRequest, TopicHandler,
   Claim, ClaimRequest, ClaimSink, ClaimSpace, Claimed, Member

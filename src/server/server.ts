@@ -53,7 +53,8 @@ export interface ServerOptions {
   origins?: string[]
 }
 
-export interface Health { status: 'ok', connections: number, namespaces: number }
+/** `status` is 'unavailable' while the broker has lost its backing store (Redis): /healthz answers 503 then. */
+export interface Health { status: 'ok' | 'unavailable', connections: number, namespaces: number }
 
 /** A running signalyard server. */
 export interface Yard {
@@ -98,6 +99,12 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const limits = resolveLimits(options.limits)
   const log = toLogger(options.logger)
   const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval })
+  try {
+    await broker.ready?.()
+  } catch (err) {
+    if (options.broker === undefined) await broker.close()
+    throw err
+  }
   const metrics = new Metrics()
   const ctx: ServerContext = {
     broker, hub: new Hub(broker, metrics), limits, log, metrics, endpoints, authorize: options.authorize,
@@ -119,7 +126,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const health = (): Health => {
     const namespaces = new Set<string>()
     for (const conn of connections) for (const stream of conn.streams.values()) namespaces.add(stream.ns)
-    return { status: 'ok', connections: connections.size, namespaces: namespaces.size }
+    return { status: available ? 'ok' : 'unavailable', connections: connections.size, namespaces: namespaces.size }
   }
 
   const renderMetrics = async (): Promise<string> => {
@@ -130,7 +137,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (req.method === 'GET' && url.pathname === '/healthz') {
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(health()))
+      res.writeHead(available ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(health()))
       return
     }
     if (req.method === 'GET' && url.pathname === '/metrics') {
@@ -171,6 +178,10 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     }
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim())
     if (!offered.includes(SUBPROTOCOL)) return refuseUpgrade(socket, 400, `expected WebSocket subprotocol ${SUBPROTOCOL}`)
+    if (!available) {
+      metrics.refused('unavailable')
+      return refuseUpgrade(socket, 503, 'unavailable: the server lost its broker; try again shortly')
+    }
     const ip = req.socket.remoteAddress ?? ''
     if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
       metrics.refused('too-many-connections')
@@ -206,6 +217,15 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     })
   }
 
+  // A broker that lost its store (Redis) may have lost state these sockets rely on: close them
+  // (clients reconnect and resync) and refuse new ones until it is back.
+  let available = true
+  const unwatch = broker.watch?.((up, reason) => {
+    available = up
+    log(up ? 'info' : 'warn', up ? 'broker available' : 'broker unavailable: closing connections', { reason })
+    if (!up) for (const conn of connections) conn.close(CloseCode.ServiceRestart, 'broker-unavailable')
+  })
+
   // Liveness: one timer for all connections; a silent socket is gone within 2 intervals.
   const heartbeat = setInterval(() => {
     for (const conn of connections) conn.heartbeat()
@@ -220,6 +240,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       await listen(server, options.port ?? portFromEnv(), options.host)
     } catch (err) {
       clearInterval(heartbeat)
+      unwatch?.()
       server.off('upgrade', onUpgrade)
       if (options.broker === undefined) await broker.close()
       throw err
@@ -241,6 +262,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     metrics: renderMetrics,
     close: () => closing ??= (async () => {
       clearInterval(heartbeat)
+      unwatch?.()
       server.off('upgrade', onUpgrade)
       for (const conn of connections) conn.close(CloseCode.GoingAway, 'server-closing')
       const stopped = owned

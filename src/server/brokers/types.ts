@@ -85,6 +85,13 @@ export interface ClaimSink {
   data: (frame: Uint8Array) => void
   /** The same owner key claimed the id from another stream: this stream no longer holds it. */
   taken: () => void
+  /**
+   * Optional, for brokers whose events and answers travel apart (Redis): called at the moment the
+   * claim takes its place among the space's events as this process receives them. Events before
+   * it are already reflected in `members`; events after it are not. Without the call, the claim's
+   * answer is that moment (the in-memory broker delivers nothing in between).
+   */
+  placed?: () => void
 }
 
 /**
@@ -146,6 +153,18 @@ export interface Broker {
    * holds it; true when it was delivered, or dropped because the id is in its grace period.
    */
   direct: (ns: string, to: string, frame: Uint8Array) => MaybePromise<boolean>
+
+  /**
+   * Resolves once the broker can serve (createServer waits for it); rejects when it cannot start.
+   * Optional: a broker without it is ready at once.
+   */
+  ready?: () => Promise<void>
+  /**
+   * Be told when the broker loses its backing store (`up` false: the server closes its sockets
+   * and refuses new ones, since state may be gone) and when it is back. Returns an unwatch.
+   * Optional: the in-memory broker never goes down.
+   */
+  watch?: (watcher: (up: boolean, reason: string) => void) => () => void
 
   /** Counts for /healthz and /metrics: KV keys, relay pairs, held presence and signal ids. */
   stats: () => MaybePromise<{ kvKeys: number, relayPairs: number, peers?: number, signals?: number }>

@@ -8,6 +8,7 @@ import { rewriteId } from '../../protocol/codec.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import { topicOf, type Claim, type ClaimSpace } from '../brokers/types.js'
 import type { Connection, ServerContext, StreamEnd } from '../connection.js'
+import type { Broadcast, Subscriber } from '../hub.js'
 
 export interface ClaimRequest { space: ClaimSpace, sid: number, ns: string, id: string, key: string, meta: object | null }
 
@@ -28,13 +29,26 @@ export async function holdClaim (ctx: ServerContext, conn: Connection, { space, 
   const topic = topicOf(space, ns)
   let opened = false
   let taken = false
+  /**
+   * The space's events for this stream: dropped until the claim took its place (members reflect
+   * them), held from then until OPENED is sent, passed on after it. So the client, which applies
+   * events only once open, sees each change exactly once whatever way the broker delivers them.
+   */
+  let placed = false
+  let held: Broadcast[] = []
+  const events: Subscriber = {
+    broadcast: (message) => {
+      if (opened) conn.broadcast(message)
+      else if (placed) held.push(message)
+    }
+  }
   /** Directed frames that reached the id before OPENED was sent (a broker answering late). */
   let early: Uint8Array[] = []
   const deliver = (frame: Uint8Array): void => {
     rewriteId(frame, sid)
     conn.send(frame)
   }
-  await hub.subscribe(topic, conn)
+  await hub.subscribe(topic, events)
   let claimed
   try {
     claimed = await broker.claim({ space, ns, id, key, meta, maxPeers: limits.peers.maxPeers }, {
@@ -42,15 +56,18 @@ export async function holdClaim (ctx: ServerContext, conn: Connection, { space, 
       taken: () => {
         taken = true
         if (opened) conn.endStream(sid, takenError(id))
-      }
+      },
+      placed: () => { placed = true }
     })
   } catch (err) {
-    hub.unsubscribe(topic, conn)
+    hub.unsubscribe(topic, events)
     throw err
   }
+  placed = true
   const { claim, members } = claimed
   const close = (end: StreamEnd): void => {
-    hub.unsubscribe(topic, conn)
+    held = []
+    hub.unsubscribe(topic, events)
     claim.release(end === 'gone' ? limits.peers.grace : 0)
   }
   return {
@@ -66,7 +83,9 @@ export async function holdClaim (ctx: ServerContext, conn: Connection, { space, 
       opened = true
       conn.opened(sid, openedMeta)
       for (const frame of early) deliver(frame)
+      for (const message of held) conn.broadcast(message)
       early = []
+      held = []
     }
   }
 }

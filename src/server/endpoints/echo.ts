@@ -23,8 +23,7 @@ class EchoStream implements ServerStream {
 
   data ({ raw }: DataFrame): void | Promise<void> {
     this.meta ??= echoEventMeta(this.ns, `${this.conn.id}.${this.sid}`)
-    const published = this.ctx.broker.publish(this.topic, writeEchoEvent(this.meta, { kind: raw.kind as Kind, bytes: raw.payload }))
-    if (published instanceof Promise) return published
+    return this.ctx.broker.publish(this.topic, writeEchoEvent(this.meta, { kind: raw.kind as Kind, bytes: raw.payload }))
   }
 
   close (): void {

@@ -1,0 +1,517 @@
+/**
+ * The Redis broker: any number of server processes on one Redis act as one yard.
+ *
+ * - Topics are Redis channels (`<prefix>t:<topic>`). Every process subscribes once per topic with
+ *   local subscribers; a publish reaches each process once (this one too, through Redis), in the
+ *   publisher's order, and each process frames it once for its sockets.
+ * - KV state lives in Redis (a hash per namespace, its epoch and seq beside it, one sorted set of
+ *   expiry times). Writes, deletes and expiries are Lua scripts that order, store and publish in one
+ *   step, so every replica sees the same order and an expiry is published once, by whichever
+ *   process swept first.
+ * - Presence and signal ids are records in a hash per namespace and space, owned by a token of the
+ *   process holding the stream. Each process beats a heartbeat; the survivors reap a process that
+ *   stopped beating (its ids leave, its relay sides close), so nothing it held outlives it.
+ * - Directed frames and relay traffic for another process go through that process's inbox channel
+ *   (`<prefix>i:<pid>`); relay traffic is flow-controlled with acknowledgements, so a slow
+ *   receiver holds its sender instead of filling Redis's output buffers.
+ * - When Redis is lost, every local relay side and id is dropped and the server is told (it closes
+ *   its sockets and refuses new ones until Redis is back): clients reconnect and resync, and
+ *   nobody is served state that Redis no longer has.
+ *
+ * Keys and channels are listed in the README ("Running several servers").
+ */
+import { Redis, ReplyError } from 'ioredis'
+import { nanoid } from 'nanoid'
+import type { KvChange, KvSnapshot } from '../../kv/model.js'
+import { writeKvEvent } from '../../protocol/events.js'
+import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
+import { SCRIPTS, type ScriptName } from './redis-scripts.js'
+import {
+  writePeersEvent, writeSignalLeave,
+  type Broker, type Claim, type ClaimSink, type ClaimSpace, type Member, type RelayLink, type RelaySink, type TopicHandler
+} from './types.js'
+
+export interface RedisBrokerOptions {
+  /** Redis URL (default `redis://127.0.0.1:6379`). */
+  url?: string
+  /** Prefix of every key and channel (default `signalyard:`): several yards can share one Redis. */
+  prefix?: string
+  /** Milliseconds between this process's heartbeats (default 1000). */
+  heartbeat?: number
+  /**
+   * A process that has not beaten for this long is dead: another process removes its ids
+   * (presence `leave`) and relay sides (default 5000). Keep it well above `heartbeat`.
+   */
+  deadAfter?: number
+  /** How often expired KV keys are swept, in ms (default 100). */
+  sweepInterval?: number
+  /** Relay bytes in flight to another process before the sender is held (default 1 MiB). */
+  relayWindow?: number
+}
+
+/** A relay side held by this process. */
+interface Side {
+  readonly addr: string
+  readonly key: string
+  readonly sink: RelaySink
+  /** The other side's address; '' while pending. */
+  peer: string
+  closed: boolean
+  /** Bytes sent to a remote peer and not yet acknowledged; senders wait while past the window. */
+  inflight: number
+  waiters: Array<() => void>
+  /** Bytes delivered from a remote peer since the last acknowledgement. */
+  received: number
+}
+
+/** An id this process holds (or held: during its grace period `sink` is null). */
+interface Held {
+  readonly space: ClaimSpace
+  sink: ClaimSink | null
+  timer: ReturnType<typeof setTimeout> | null
+}
+
+type ScriptFn = (...args: Array<string | Buffer | number>) => Promise<unknown>
+
+/** Acknowledge relay bytes to a remote sender every this many. */
+const ACK_EVERY = 256 * 1024
+/** Expiries handled per sweep script run (a run that hits it goes again at once). */
+const SWEEP_BATCH = 1000
+
+/**
+ * Create a Redis broker. createServer waits until it is connected; close it after the yard.
+ *
+ * @example
+ * import { createServer, redisBroker } from 'signalyard/server'
+ * const broker = redisBroker({ url: process.env.REDIS_URL })
+ * const yard = await createServer({ port: 3000, broker })
+ * // on shutdown: await yard.close(); await broker.close()
+ */
+export function redisBroker (options: RedisBrokerOptions = {}): Broker {
+  const url = options.url ?? 'redis://127.0.0.1:6379'
+  const prefix = options.prefix ?? 'signalyard:'
+  const heartbeat = options.heartbeat ?? 1000
+  const deadAfter = options.deadAfter ?? 5000
+  const window = options.relayWindow ?? 1024 * 1024
+  const pid = nanoid(10)
+  const inbox = `${prefix}i:${pid}`
+  const procs = `${prefix}procs`
+  const expiry = `${prefix}kvx`
+  const channelOf = (topic: string): string => `${prefix}t:${topic}`
+  const inboxOf = (addr: string): string => `${prefix}i:${addr.slice(0, addr.indexOf('/'))}`
+  const isLocal = (addr: string): boolean => addr.startsWith(`${pid}/`)
+
+  const connection = {
+    // Commands never wait for a connection and are never replayed on a new one: state from before
+    // a loss must not land in a Redis that may have restarted empty.
+    cmd: { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, lazyConnect: true },
+    sub: { autoResubscribe: true, maxRetriesPerRequest: null, lazyConnect: true }
+  }
+  const cmd = new Redis(url, { ...connection.cmd, retryStrategy: retry })
+  const sub = new Redis(url, { ...connection.sub, retryStrategy: retry })
+  const run = {} as Record<ScriptName, ScriptFn>
+  for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
+    cmd.defineCommand(name, { numberOfKeys: keys, lua })
+    const fn = (cmd as unknown as Record<string, ScriptFn>)[`${name}Buffer`]
+    run[name as ScriptName] = (...args) => fn.apply(cmd, args)
+  }
+
+  /** channel (as bytes, latin1) → what its messages go to. */
+  const channels = new Map<string, (message: Buffer) => void>()
+  const sides = new Map<string, Side>()
+  const held = new Map<string, Held>()
+  let counter = 0
+  const nextAddr = (): string => `${pid}/${(++counter).toString(36)}`
+
+  // ---- availability ----------------------------------------------------------------------
+  let up = false
+  let lost = false
+  let closing = false
+  let lastError = ''
+  const watchers = new Set<(up: boolean, reason: string) => void>()
+  let readyResolve: () => void = () => {}
+  let readyReject: (err: Error) => void = () => {}
+  const ready = new Promise<void>((resolve, reject) => { readyResolve = resolve; readyReject = reject })
+  ready.catch(() => {})
+  const setUp = (next: boolean, reason: string): void => {
+    if (up === next) return
+    up = next
+    for (const watcher of watchers) watcher(next, reason)
+  }
+  /** Redis went away: what this process held there may be gone with it. Drop it all. */
+  const onLost = (): void => {
+    if (closing || !up) return
+    lost = true
+    for (const side of [...sides.values()]) closeLocal(side)
+    for (const h of held.values()) if (h.timer !== null) clearTimeout(h.timer)
+    held.clear()
+    setUp(false, lastError === '' ? 'connection to Redis lost' : lastError)
+  }
+  const onReady = (): void => {
+    if (closing || cmd.status !== 'ready' || sub.status !== 'ready') return
+    // After a loss, remove whatever of this process survived in Redis (its sockets were closed).
+    const cleaned = lost ? run.syLeave(procs, prefix, pid, '0') : Promise.resolve()
+    cleaned
+      .then(() => run.syBeat(procs, pid))
+      .then(() => { readyResolve(); setUp(true, 'connected to Redis') })
+      .catch((err: Error) => { lastError = err.message })
+  }
+  for (const client of [cmd, sub]) {
+    client.on('error', (err: Error) => { lastError = err.message })
+    client.on('close', onLost)
+    client.on('ready', onReady)
+  }
+  sub.on('messageBuffer', (channel: Buffer, message: Buffer) => channels.get(channel.toString('latin1'))?.(message))
+  const subscribeChannel = (channel: string, handler: (message: Buffer) => void): Promise<void> => {
+    channels.set(Buffer.from(channel).toString('latin1'), handler)
+    return sub.subscribe(channel).then(() => {})
+  }
+  const start = async (): Promise<void> => {
+    await Promise.all([cmd.connect(), sub.connect()])
+    await subscribeChannel(inbox, onInbox)
+    onReady()
+  }
+  start().catch((err: Error) => readyReject(new Error(`cannot connect to Redis at ${url}: ${lastError === "" ? err.message : lastError}`)))
+
+  // ---- liveness and sweeping ---------------------------------------------------------------
+  const beat = setInterval(() => {
+    if (!up) return
+    run.syBeat(procs, pid).then(() => run.syReap(procs, prefix, deadAfter, pid)).catch(ignore)
+  }, heartbeat)
+  beat.unref?.()
+  let sweeping = false
+  const sweep = setInterval(() => {
+    if (!up || sweeping) return
+    sweeping = true
+    const once = async (): Promise<void> => {
+      for (let i = 0; i < 10; i++) if (Number(await run.syKvSweep(expiry, prefix, SWEEP_BATCH)) < SWEEP_BATCH) break
+    }
+    once().catch(ignore).finally(() => { sweeping = false })
+  }, options.sweepInterval ?? 100)
+  sweep.unref?.()
+
+  // ---- inbox: directed frames, relay traffic, claims taken -------------------------------------
+  function onInbox (message: Buffer): void {
+    const [type, addr, body] = unpack(message)
+    const what = type.toString()
+    const target = addr.toString()
+    if (what === 's') {
+      held.get(target)?.sink?.data(body)
+    } else if (what === 'm') {
+      held.get(target)?.sink?.placed?.()
+    } else if (what === 't') {
+      const h = held.get(target)
+      if (h === undefined || h.sink === null) return
+      const sink = h.sink
+      held.delete(target)
+      sink.taken()
+    } else {
+      const side = sides.get(target)
+      if (side === undefined || side.closed) return
+      if (what === 'd') receive(side, body)
+      else if (what === 'p' && side.peer === '') {
+        side.peer = body.toString()
+        side.sink.paired()
+      } else if (what === 'a') {
+        side.inflight -= Number(body.toString())
+        if (side.inflight < window) wake(side)
+      } else if (what === 'c') {
+        closeLocal(side)
+      }
+    }
+  }
+
+  /** A frame from a remote peer: deliver it, and acknowledge what the receiver has taken. */
+  const receive = (side: Side, frame: Buffer): void => {
+    const behind = side.sink.data(frame)
+    side.received += frame.length
+    if (side.received < ACK_EVERY) return
+    const bytes = side.received
+    side.received = 0
+    const ack = (): void => { if (!side.closed) void publishTo(inboxOf(side.peer), pack('a', side.peer, String(bytes))) }
+    if (behind === null) ack()
+    else void behind.then(ack)
+  }
+
+  const wake = (side: Side): void => {
+    const waiters = side.waiters
+    side.waiters = []
+    for (const resolve of waiters) resolve()
+  }
+
+  /** A side of this process ends because its peer did (or Redis was lost). */
+  const closeLocal = (side: Side): void => {
+    if (side.closed) return
+    side.closed = true
+    sides.delete(side.addr)
+    wake(side)
+    side.sink.closed()
+  }
+
+  const publishTo = (channel: string, message: Buffer): Promise<void> =>
+    cmd.publish(channel, message).then(() => {}, ignore)
+
+  // ---- claims ----------------------------------------------------------------------------
+  const idsKey = (space: ClaimSpace, ns: string): string => `${prefix}id:${space}:${ns}`
+
+  const claim: Broker['claim'] = async ({ space, ns, id, key, meta, maxPeers }, sink) => {
+    const token = nextAddr()
+    const member: Member = { id, meta: meta ?? {} }
+    const leaveFrame = (m: Member): Buffer => toBuffer(space === 'peers' ? writePeersEvent(ns, 'leave', m) : writeSignalLeave(ns, id))
+    const ids = idsKey(space, ns)
+    const topic = channelOf(`${space}:${ns}`)
+    const ref = pack(space, ns, id)
+    const index = `${prefix}pc:${pid}`
+    const h: Held = { space, sink, timer: null }
+    held.set(token, h)
+    let records: Buffer[]
+    try {
+      records = await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
+        space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, prefix) as Buffer[]
+    } catch (err) {
+      held.delete(token)
+      throw coded(err)
+    }
+    let released = false
+    const handle: Claim = {
+      async update (next) {
+        if (released || held.get(token) !== h) return
+        const m = { id, meta: next }
+        await run.syUpdate(ids, topic, id, token, JSON.stringify(next), leaveFrame(m), toBuffer(writePeersEvent(ns, 'update', m)))
+      },
+      release (graceMs) {
+        if (released) return
+        released = true
+        if (held.get(token) !== h) return
+        h.sink = null
+        if (graceMs <= 0) held.delete(token)
+        run.syRelease(ids, topic, index, id, token, graceMs, ref, 'release').catch(ignore)
+        if (graceMs <= 0) return
+        h.timer = setTimeout(() => {
+          held.delete(token)
+          run.syRelease(ids, topic, index, id, token, 0, ref, 'expire').catch(ignore)
+        }, graceMs)
+        h.timer.unref?.()
+      }
+    }
+    const members: Member[] = []
+    for (let i = 0; i + 1 < records.length; i += 2) {
+      const fields = unpack(records[i + 1])
+      members.push({ id: records[i].toString(), meta: JSON.parse(fields[3].toString()) as object })
+    }
+    return { claim: handle, members }
+  }
+
+  // ---- the broker ------------------------------------------------------------------------
+  const broker: Broker = {
+    ready: () => ready,
+    watch (watcher) {
+      watchers.add(watcher)
+      return () => { watchers.delete(watcher) }
+    },
+
+    subscribe (topic, handler) {
+      const deliver: (message: Buffer) => void = topic.startsWith('kv:')
+        ? (message) => handler(writeKvEvent(kvChangeOf(topic.slice(3), message)))
+        : handler
+      return subscribeChannel(channelOf(topic), deliver)
+    },
+    unsubscribe (topic) {
+      const channel = channelOf(topic)
+      channels.delete(Buffer.from(channel).toString('latin1'))
+      return sub.unsubscribe(channel).then(() => {})
+    },
+    publish (topic, message) {
+      return cmd.publish(channelOf(topic), toBuffer(message)).then(() => {})
+    },
+
+    async kvSet ({ ns, key, kind, value, ttl, maxKeys }) {
+      let reply: Buffer[]
+      try {
+        reply = await run.syKvSet(`${prefix}kv:${ns}`, `${prefix}kvm:${ns}`, expiry, channelOf(`kv:${ns}`),
+          key, kind, toBuffer(value), ttl, maxKeys, nanoid(12), pack(ns, key)) as Buffer[]
+      } catch (err) {
+        throw coded(err)
+      }
+      return { op: 'set', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]), kind, value, ttl }
+    },
+    async kvDelete (ns, key) {
+      const reply = await run.syKvDelete(`${prefix}kv:${ns}`, `${prefix}kvm:${ns}`, expiry, channelOf(`kv:${ns}`), key, pack(ns, key)) as Buffer[] | null
+      if (reply === null) return null
+      return { op: 'delete', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]) }
+    },
+    async kvSnapshot (ns, since) {
+      const reply = await run.syKvSnapshot(`${prefix}kv:${ns}`, `${prefix}kvm:${ns}`) as Buffer[]
+      return snapshotOf(ns, reply, since)
+    },
+
+    async relayOpen (ns, local, remote, sink) {
+      const addr = nextAddr()
+      const key = `${prefix}relay:${JSON.stringify([ns, local, remote])}`
+      const side: Side = { addr, key, sink, peer: '', closed: false, inflight: 0, waiters: [], received: 0 }
+      sides.set(addr, side)
+      let peer: string
+      try {
+        peer = String(await run.syRelayOpen(key, `${prefix}relay:${JSON.stringify([ns, remote, local])}`, `${prefix}pr:${pid}`, addr, prefix, pid))
+      } catch (err) {
+        sides.delete(addr)
+        throw coded(err)
+      }
+      if (peer !== '') {
+        side.peer = peer
+        const other = isLocal(peer) ? sides.get(peer) : undefined
+        if (other !== undefined && other.peer === '') {
+          other.peer = addr
+          other.sink.paired()
+        }
+      }
+      const link: RelayLink = {
+        send (frame) {
+          if (side.closed || side.peer === '') return null
+          if (isLocal(side.peer)) return sides.get(side.peer)?.sink.data(frame) ?? null
+          void publishTo(inboxOf(side.peer), pack('d', side.peer, frame))
+          side.inflight += frame.length
+          if (side.inflight < window) return null
+          return new Promise<void>((resolve) => side.waiters.push(resolve))
+        },
+        close () {
+          if (side.closed) return
+          side.closed = true
+          sides.delete(addr)
+          wake(side)
+          run.syRelayClose(key, `${prefix}pr:${pid}`, addr, prefix, pid).then((reply) => {
+            const other = sides.get(String(reply))
+            if (other !== undefined) closeLocal(other)
+          }, ignore)
+        }
+      }
+      return { link, paired: peer !== '' }
+    },
+
+    claim,
+    async direct (ns, to, frame) {
+      const reply = await run.syDirect(idsKey('signal', ns), to, toBuffer(frame), prefix, pid)
+      if (Buffer.isBuffer(reply)) {
+        held.get(reply.toString())?.sink?.data(frame)
+        return true
+      }
+      return Number(reply) === 1
+    },
+
+    async stats () {
+      let relayPairs = 0
+      for (const side of sides.values()) if (side.peer !== '' && (!isLocal(side.peer) || side.addr < side.peer)) relayPairs++
+      let peers = 0
+      let signals = 0
+      for (const h of held.values()) {
+        if (h.sink === null) continue
+        if (h.space === 'peers') peers++
+        else signals++
+      }
+      const kvKeys = up ? await cmd.zcard(expiry) : 0
+      return { kvKeys, relayPairs, peers, signals }
+    },
+
+    async close () {
+      if (closing) return
+      closing = true
+      clearInterval(beat)
+      clearInterval(sweep)
+      for (const h of held.values()) if (h.timer !== null) clearTimeout(h.timer)
+      // Claims still in their grace period are handed to the other processes (they remove them
+      // when the grace ends); the last process removes everything.
+      if (up) await run.syLeave(procs, prefix, pid, '1').catch(ignore)
+      held.clear()
+      for (const side of [...sides.values()]) closeLocal(side)
+      await Promise.all([cmd.quit().catch(ignore), sub.quit().catch(ignore)])
+      cmd.disconnect()
+      sub.disconnect()
+      up = false
+    }
+  }
+  return broker
+}
+
+/** Reconnect after 50 ms, growing to 2 s; never give up. */
+function retry (times: number): number {
+  return Math.min(2000, 50 * 2 ** Math.min(times, 6))
+}
+
+function ignore (): void {}
+
+/** A script's refusal (`redis.error_reply('<code>')`) as the coded error it stands for. */
+function coded (err: unknown): unknown {
+  if (err instanceof ReplyError) {
+    // Redis puts ERR before a script's error_reply text.
+    const code = (err as Error).message.replace(/^ERR /, '').trim() as ErrorCode
+    if (code === 'too-many-keys' || code === 'peer-id-taken' || code === 'too-many-peers' || code === 'relay-token-in-use') {
+      const what: Partial<Record<ErrorCode, string>> = {
+        'too-many-keys': 'the namespace holds the most keys it may',
+        'peer-id-taken': 'the id is held by another client',
+        'too-many-peers': 'the namespace holds the most ids it may',
+        'relay-token-in-use': 'these relay tokens are in use'
+      }
+      return new SignalyardError(code, what[code])
+    }
+  }
+  return err
+}
+
+/** A Uint8Array as a Buffer over the same memory. */
+function toBuffer (bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
+/** Length-prefixed fields (`<len>:<bytes>`…), the record format the scripts read and write. */
+export function pack (...fields: Array<string | Uint8Array>): Buffer {
+  const parts: Buffer[] = []
+  for (const field of fields) {
+    const bytes = typeof field === 'string' ? Buffer.from(field) : toBuffer(field)
+    parts.push(Buffer.from(`${bytes.length}:`), bytes)
+  }
+  return Buffer.concat(parts)
+}
+
+/** The fields of a packed record, as views into it. */
+export function unpack (record: Buffer): Buffer[] {
+  const fields: Buffer[] = []
+  let pos = 0
+  while (pos < record.length) {
+    const colon = record.indexOf(0x3a, pos)
+    if (colon < 0) break
+    const start = colon + 1
+    const end = start + Number(record.toString('latin1', pos, colon))
+    fields.push(record.subarray(start, end))
+    pos = end
+  }
+  return fields
+}
+
+/** A KV change as the scripts publish it: op, epoch, seq, ttl, kind, key, value. */
+function kvChangeOf (ns: string, message: Buffer): KvChange {
+  const [op, epoch, seq, ttl, kind, key, value] = unpack(message)
+  const base = { ns, epoch: epoch.toString(), key: key.toString(), seq: Number(seq.toString()) }
+  const name = op.toString()
+  if (name === 'set') return { ...base, op: 'set', kind: Number(kind.toString()), value: new Uint8Array(value), ttl: Number(ttl.toString()) }
+  return { ...base, op: name === 'expire' ? 'expire' : 'delete' }
+}
+
+/** The snapshot script's reply (now, epoch, seq, then key/record pairs) as what a replica needs from `since`. */
+function snapshotOf (ns: string, reply: Buffer[], since: { epoch: string, seq: number } | null): KvSnapshot {
+  const now = Number(reply[0].toString())
+  const epoch = reply[1].toString()
+  if (epoch === '') return { epoch: '', seq: 0, changes: [], keys: [] }
+  const from = since !== null && since.epoch === epoch ? since.seq : 0
+  const changes: KvChange[] = []
+  const keys: string[] = []
+  for (let i = 3; i + 1 < reply.length; i += 2) {
+    const key = reply[i].toString()
+    const [seq, kind, expires, value] = unpack(reply[i + 1])
+    const left = Number(expires.toString()) - now
+    if (left <= 0) continue
+    keys.push(key)
+    const n = Number(seq.toString())
+    if (n > from) changes.push({ op: 'set', ns, epoch, key, seq: n, kind: Number(kind.toString()), value: new Uint8Array(value), ttl: left })
+  }
+  return { epoch, seq: Number(reply[2].toString()), changes, keys }
+}
