@@ -127,6 +127,10 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   let up = false
   let lost = false
   let closing = false
+  /** Set once the inbox is subscribed: the broker serves nothing before. */
+  let started = false
+  /** A reconnect is being set up (cleaning what this process left in Redis, first heartbeat). */
+  let recovering = false
   let lastError = ''
   const watchers = new Set<(up: boolean, reason: string) => void>()
   let readyResolve: () => void = () => {}
@@ -148,13 +152,15 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     setUp(false, lastError === '' ? 'connection to Redis lost' : lastError)
   }
   const onReady = (): void => {
-    if (closing || cmd.status !== 'ready' || sub.status !== 'ready') return
+    if (!started || closing || recovering || up || cmd.status !== 'ready' || sub.status !== 'ready') return
+    recovering = true
     // After a loss, remove whatever of this process survived in Redis (its sockets were closed).
     const cleaned = lost ? run.syLeave(procs, prefix, pid, '0') : Promise.resolve()
     cleaned
       .then(() => run.syBeat(procs, pid))
       .then(() => { readyResolve(); setUp(true, 'connected to Redis') })
       .catch((err: Error) => { lastError = err.message })
+      .finally(() => { recovering = false })
   }
   for (const client of [cmd, sub]) {
     client.on('error', (err: Error) => { lastError = err.message })
@@ -169,6 +175,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   const start = async (): Promise<void> => {
     await Promise.all([cmd.connect(), sub.connect()])
     await subscribeChannel(inbox, onInbox)
+    started = true
     onReady()
   }
   start().catch((err: Error) => readyReject(new Error(`cannot connect to Redis at ${url}: ${lastError === "" ? err.message : lastError}`)))
