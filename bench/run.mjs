@@ -1,6 +1,6 @@
 // bench/run.mjs — the benchmark runner (`npm run bench`, see bench/CONTRACT.md).
 //
-//   node bench/run.mjs [--quick] [--only a,b] [--no-write] [--no-build]
+//   node bench/run.mjs [--quick] [--only a,b] [--no-write] [--no-build] [--merge]
 //
 // 1. Builds dist/ (`node build.mjs --quiet`): servers and clients load the package as users get it
 //    (--no-build skips this, for callers that just built it).
@@ -8,6 +8,9 @@
 //    name or `name` contains one of the words), one at a time, each under a hard time bound.
 // 3. Prints each scenario's table (markdown) to stdout as it finishes; progress goes to stderr.
 // 4. Writes docs/BENCHMARKS.md and docs/bench.svg (bench/lib/report.mjs) unless --no-write.
+//    --merge (with --only): keeps the documents of the last full run and replaces (or inserts)
+//    only the sections and charts of the scenarios that ran, each section footer naming this
+//    run's command, date and machine.
 // Exits 1 when a scenario failed or timed out. Servers a scenario started are stopped when it
 // ends, however it ends; the runner exits by itself.
 //
@@ -20,10 +23,10 @@
 //                 `.at` (epoch ms), `.left()` (ms remaining, ≥ 0) and `.passed()`; its timer never
 //                 keeps the process alive and it never counts as an unhandled rejection.
 import { spawnSync } from 'node:child_process'
-import { readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { startServer } from './lib/servers.mjs'
-import { renderMarkdown, renderSvg, renderTable, machineInfo } from './lib/report.mjs'
+import { mergeMarkdown, mergeSvg, renderMarkdown, renderSvg, renderTable, machineInfo } from './lib/report.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 process.chdir(root)
@@ -32,6 +35,7 @@ const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const write = !args.includes('--no-write')
 const build = !args.includes('--no-build')
+const merge = args.includes('--merge')
 const onlyAt = args.indexOf('--only')
 const only = onlyAt >= 0 ? String(args[onlyAt + 1] ?? '').split(',').map((s) => s.trim()).filter(Boolean) : []
 /** Hard bound per scenario: a scenario that overruns it is abandoned (and its servers stopped). */
@@ -128,8 +132,10 @@ if (results.length === 0) {
 if (write) {
   const command = `npm run bench${args.filter((a) => a !== '--no-build').length > 0 ? ` -- ${args.filter((a) => a !== '--no-build').join(' ')}` : ''}`
   const meta = { command, quick, only, date: new Date(), seconds: total, machine: machineInfo() }
-  writeFileSync('docs/BENCHMARKS.md', renderMarkdown(results, meta))
-  writeFileSync('docs/bench.svg', renderSvg(results, meta))
+  const md = 'docs/BENCHMARKS.md'
+  const svg = 'docs/bench.svg'
+  writeFileSync(md, merge && existsSync(md) ? mergeMarkdown(readFileSync(md, 'utf8'), results, meta) : renderMarkdown(results, meta))
+  writeFileSync(svg, merge && existsSync(svg) ? mergeSvg(readFileSync(svg, 'utf8'), results, meta) : renderSvg(results, meta))
   err('bench: wrote docs/BENCHMARKS.md and docs/bench.svg')
 }
 process.exit(results.every((r) => r.ok) ? 0 : 1)

@@ -63,38 +63,106 @@ export function renderMarkdown (results, meta) {
   out.push(`- Packages: ${Object.entries(m.packages).map(([k, v]) => `${k} ${v}`).join(', ')}`)
   out.push('')
   if (results.some((r) => r.ok && r.chart)) {
-    out.push('![One chart per scenario](bench.svg)')
+    out.push(CHART_LINE)
     out.push('')
   }
-  for (const r of results) {
-    out.push(`## ${r.title}`)
-    out.push('')
-    if (!r.ok) {
-      out.push(`**Failed:** ${r.error}`)
-      out.push('')
-      continue
-    }
-    if (r.description) {
-      out.push(String(r.description))
-      out.push('')
-    }
-    out.push(renderTable(r))
-    out.push('')
-    out.push(`<sub>\`${r.file}\`, ${r.seconds.toFixed(1)} s</sub>`)
-    out.push('')
-  }
+  for (const r of results) out.push(...renderSection(r, meta, false))
   const withNotes = results.filter((r) => r.ok && Array.isArray(r.notes) && r.notes.length > 0)
   if (withNotes.length > 0) {
-    out.push('## Findings')
+    out.push(FINDINGS)
     out.push('')
-    for (const r of withNotes) {
-      out.push(`### ${r.title}`)
-      out.push('')
-      for (const note of r.notes) out.push(`- ${String(note).replace(/\n/g, '\n  ')}`)
-      out.push('')
-    }
+    for (const r of withNotes) out.push(...renderFindings(r))
   }
   return out.join('\n')
+}
+
+const CHART_LINE = '![One chart per scenario](bench.svg)'
+const FINDINGS = '## Findings'
+
+/**
+ * One scenario's section: heading, description, table, footer. `separate`: the section comes from a
+ * run of its own, merged into a document of another run (--merge), so its footer says what it was
+ * measured with and on.
+ */
+function renderSection (r, meta, separate) {
+  const out = [`## ${r.title}`, '']
+  if (!r.ok) return [...out, `**Failed:** ${r.error}`, '']
+  if (r.description) out.push(String(r.description), '')
+  out.push(renderTable(r), '')
+  let footer = `\`${r.file}\`, ${r.seconds.toFixed(1)} s`
+  if (separate) {
+    const m = meta.machine
+    footer += `; measured in a run of its own: \`${meta.command}\`${meta.quick ? ' (quick mode)' : ''}, ${meta.date.toISOString().replace(/\.\d+Z$/, 'Z')}, ` +
+      `${m.cpu}, ${m.cores} cores, ${m.memory}; ${m.os}; Node ${m.node}`
+  }
+  out.push(`<sub>${footer}</sub>`, '')
+  return out
+}
+
+/** One scenario's findings (its notes) under "## Findings". */
+function renderFindings (r) {
+  return [`### ${r.title}`, '', ...r.notes.map((note) => `- ${String(note).replace(/\n/g, '\n  ')}`), '']
+}
+
+/** Split markdown lines into a head and blocks, each block starting at a line that starts with `prefix`. */
+function splitBlocks (lines, prefix) {
+  const head = []
+  const blocks = []
+  for (const line of lines) {
+    if (line.startsWith(prefix)) blocks.push({ heading: line, lines: [line] })
+    else if (blocks.length === 0) head.push(line)
+    else blocks[blocks.length - 1].lines.push(line)
+  }
+  // Every block ends with exactly one blank line (the last one of a file may have lost it).
+  for (const b of blocks) {
+    while (b.lines.length > 1 && b.lines[b.lines.length - 1] === '') b.lines.pop()
+    b.lines.push('')
+  }
+  return { head, blocks }
+}
+
+/** Replace the block with the same heading, or insert `block` before the first block `before(b)` accepts (else at the end). */
+function placeBlock (blocks, block, before) {
+  const at = blocks.findIndex((b) => b.heading === block.heading)
+  if (at >= 0) { blocks[at] = block; return }
+  const next = blocks.findIndex(before)
+  if (next >= 0) blocks.splice(next, 0, block)
+  else blocks.push(block)
+}
+
+/**
+ * docs/BENCHMARKS.md after a run of some scenarios only (`--only … --merge`): `existing` (a
+ * document of an earlier run) keeps its header and its other sections; each scenario that ran
+ * replaces its own section and findings (same title), or is inserted in file-name order. Its
+ * footer names the command, date and machine of this run.
+ */
+export function mergeMarkdown (existing, results, meta) {
+  const { head, blocks } = splitBlocks(existing.replace(/\n+$/, '').split('\n'), '## ')
+  const findingsAt = blocks.findIndex((b) => b.heading === FINDINGS)
+  const findings = findingsAt >= 0 ? blocks.splice(findingsAt, 1)[0] : { heading: FINDINGS, lines: [FINDINGS, ''] }
+  const fileOf = (b) => /^<sub>`([^`]+\.mjs)`/m.exec(b.lines.join('\n'))?.[1]
+  for (const r of results) {
+    const section = renderSection(r, meta, true)
+    placeBlock(blocks, { heading: section[0], lines: section, file: r.file }, (b) => (b.file ?? fileOf(b) ?? '') > r.file)
+  }
+  const sub = splitBlocks(findings.lines.slice(1), '### ')
+  for (const r of results.filter((x) => x.ok && Array.isArray(x.notes) && x.notes.length > 0)) {
+    const lines = renderFindings(r)
+    // In the order of the sections above.
+    const order = (heading) => blocks.findIndex((b) => b.heading === `## ${heading.slice(4)}`)
+    placeBlock(sub.blocks, { heading: lines[0], lines }, (b) => order(b.heading) > order(lines[0]))
+  }
+  if (results.some((r) => r.ok && r.chart) && !head.includes(CHART_LINE)) {
+    while (head.length > 0 && head[head.length - 1] === '') head.pop()
+    head.push('', CHART_LINE, '')
+  }
+  const out = [...head]
+  for (const b of blocks) out.push(...b.lines)
+  if (sub.blocks.length > 0) {
+    out.push(FINDINGS, ...sub.head)
+    for (const b of sub.blocks) out.push(...b.lines)
+  }
+  return out.join('\n').replace(/\n*$/, '\n')
 }
 
 // ---- SVG ---------------------------------------------------------------------------------------
@@ -178,18 +246,49 @@ function chartSvg (r, ox, oy) {
 /** docs/bench.svg: one small chart per scenario with a `chart`, two per row. */
 export function renderSvg (results, meta) {
   const charted = results.filter((r) => r.ok && r.chart && Array.isArray(r.chart.series))
-  const rows = Math.max(1, Math.ceil(charted.length / COLS))
+  return frameSvg(charted.map((r) => chartSvg(r, 0, 0)), headerText(meta))
+}
+
+function headerText (meta) {
+  const m = meta.machine
+  return `signalyard benchmarks — ${meta.command} — ${m.cpu}, ${m.cores} cores, Node ${m.node} — ${meta.date.toISOString().slice(0, 10)}`
+}
+
+const GROUP = /<g transform="translate\([^)]*\)">[\s\S]*?<\/g>/g
+const GROUP_TITLE = /font-weight="bold">([^<]*)<\/text>/
+const HEADER = /<text x="10" y="20" font-size="12" fill="#333">([^<]*)<\/text>/
+
+/** The SVG around chart groups (each drawn at 0,0), laid out two per row; `header` is escaped here. */
+function frameSvg (groups, header) {
+  const rows = Math.max(1, Math.ceil(groups.length / COLS))
   const width = COLS * W + (COLS + 1) * 10
   const height = rows * H + (rows + 1) * 10 + 24
   const parts = []
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif">`)
   parts.push(`<rect width="${width}" height="${height}" fill="#fafafa"/>`)
-  const m = meta.machine
-  parts.push(`<text x="10" y="20" font-size="12" fill="#333">${esc(`signalyard benchmarks — ${meta.command} — ${m.cpu}, ${m.cores} cores, Node ${m.node} — ${meta.date.toISOString().slice(0, 10)}`)}</text>`)
-  if (charted.length === 0) parts.push('<text x="10" y="50" font-size="12">no scenario returned a chart</text>')
-  charted.forEach((r, i) => {
-    parts.push(chartSvg(r, 10 + (i % COLS) * (W + 10), 34 + Math.floor(i / COLS) * (H + 10)))
+  parts.push(`<text x="10" y="20" font-size="12" fill="#333">${esc(header)}</text>`)
+  if (groups.length === 0) parts.push('<text x="10" y="50" font-size="12">no scenario returned a chart</text>')
+  groups.forEach((g, i) => {
+    parts.push(g.replace(/^<g transform="translate\([^)]*\)">/, `<g transform="translate(${10 + (i % COLS) * (W + 10)},${34 + Math.floor(i / COLS) * (H + 10)})">`))
   })
   parts.push('</svg>')
   return parts.join('\n') + '\n'
+}
+
+/**
+ * docs/bench.svg after a run of some scenarios only (`--merge`): the charts of `existing` stay (and
+ * its header line); a scenario that ran replaces the chart with the same title, or is appended.
+ */
+export function mergeSvg (existing, results, meta) {
+  const unescape = (s) => s.replace(/&quot;/g, '"').replace(/&lt;/g, '<').replace(/&gt;/g, '>').replace(/&amp;/g, '&')
+  const groups = existing.match(GROUP) ?? []
+  const header = HEADER.exec(existing)
+  for (const r of results.filter((x) => x.ok && x.chart && Array.isArray(x.chart.series))) {
+    const g = chartSvg(r, 0, 0)
+    const title = GROUP_TITLE.exec(g)?.[1]
+    const at = groups.findIndex((old) => GROUP_TITLE.exec(old)?.[1] === title)
+    if (at >= 0) groups[at] = g
+    else groups.push(g)
+  }
+  return frameSvg(groups, header !== null ? unescape(header[1]) : headerText(meta))
 }
