@@ -39,6 +39,11 @@ end
 local function pidOf(addr)
   return string.match(addr, '^([^/]*)/')
 end
+local function record(hash, field)
+  local rec = redis.call('HGET', hash, field)
+  if rec then return unpack(rec) end
+  return nil
+end
 `
 
 /** A script: its Lua and how many of its arguments are keys. */
@@ -58,10 +63,9 @@ local function reap(prefix, pid, now, force)
   for _, ref in ipairs(redis.call('SMEMBERS', pc)) do
     local f = unpack(ref)
     local ids = prefix .. 'id:' .. f[1] .. ':' .. f[2]
-    local rec = redis.call('HGET', ids, f[3])
+    local g = record(ids, f[3])
     local gone = true
-    if rec then
-      local g = unpack(rec)
+    if g then
       if pidOf(g[2]) == pid then
         if force == 1 or g[3] == '' or tonumber(g[3]) <= now then
           redis.call('HDEL', ids, f[3])
@@ -213,9 +217,8 @@ return out
    * claiming process gets a marker ('m') on its inbox right after the join.
    */
   syClaim: script(3, `
-local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if rec then
-  local f = unpack(rec)
+local f = record(KEYS[1], ARGV[1])
+if f then
   if f[1] ~= ARGV[2] then return redis.error_reply('peer-id-taken') end
   local old = pidOf(f[2])
   if old ~= pidOf(ARGV[3]) then redis.call('SREM', ARGV[9] .. 'pc:' .. old, ARGV[8]) end
@@ -234,9 +237,8 @@ return redis.call('HGETALL', KEYS[1])
 
   /** KEYS ids, channel · ARGV id, token, meta, leaveFrame, updateFrame → 1 when applied. */
   syUpdate: script(2, `
-local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if not rec then return 0 end
-local f = unpack(rec)
+local f = record(KEYS[1], ARGV[1])
+if not f then return 0 end
 if f[2] ~= ARGV[2] or f[3] ~= '' then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], pack(f[1], f[2], '', ARGV[3], ARGV[4]))
 redis.call('PUBLISH', KEYS[2], ARGV[5])
@@ -249,9 +251,8 @@ return 1
    * 'expire': removes it only if it is still in the grace this token started.
    */
   syRelease: script(3, `
-local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if not rec then return 0 end
-local f = unpack(rec)
+local f = record(KEYS[1], ARGV[1])
+if not f then return 0 end
 if f[2] ~= ARGV[2] then return 0 end
 if ARGV[5] == 'expire' and f[3] == '' then return 0 end
 local grace = tonumber(ARGV[3])
@@ -270,9 +271,8 @@ return 1
    * (or dropped: the id is in its grace period), or the holder's token when it is in this process.
    */
   syDirect: script(1, `
-local rec = redis.call('HGET', KEYS[1], ARGV[1])
-if not rec then return 0 end
-local f = unpack(rec)
+local f = record(KEYS[1], ARGV[1])
+if not f then return 0 end
 if f[3] ~= '' then return 1 end
 local pid = pidOf(f[2])
 if pid == ARGV[4] then return f[2] end
