@@ -71,18 +71,11 @@ export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
   private backlog: Uint8Array[] | null = null
-  /**
-   * Frames wait in the backlog while this is set: until authenticate() admitted the connection,
-   * while an OPEN is being answered, and while MAX_IN_FLIGHT other frames wait on the broker.
-   */
-  private busy = true
-  /** Waiting for authenticate() or for an OPEN's answer. */
+  /** Waiting for authenticate() or for an OPEN's answer: frames wait in the backlog. */
   private blocked = true
   /** DATA and REQUEST frames whose broker call has not settled (Redis: a round trip each). */
   private inFlight = 0
   private closed = false
-  private badFrames = 0
-  private badWindowStart = 0
   /** Something arrived (a pong or a frame) since the last liveness ping. */
   private alive = true
   /** Token bucket of incoming frames (limits.messagesPerSecond, limits.messageBurst). */
@@ -90,10 +83,6 @@ export class Connection implements Subscriber {
   private refilled = Date.now() - EPOCH
   /** Closing because the client does not read what it is sent. */
   private shedding = false
-  /** Reasons reading from the socket is paused (relay streams waiting for their receiver to drain). */
-  private holds = 0
-  /** Resolves when the socket's write queue drains (made while a relay waits on it). */
-  private drainWait: Promise<void> | null = null
 
   constructor (
     readonly id: string,
@@ -157,9 +146,10 @@ export class Connection implements Subscriber {
     if (this.closed || this.ws.bufferedAmount <= Math.min(RELAY_HIGH_WATER, this.ctx.limits.maxOutbound / 4)) return null
     const socket = rawSocket(this.ws)
     if (socket === null) return null
-    return this.drainWait ??= new Promise<void>((resolve) => {
+    const state = this.relayState()
+    return state.drained ??= new Promise<void>((resolve) => {
       const done = (): void => {
-        this.drainWait = null
+        state.drained = null
         socket.off('drain', done)
         socket.off('close', done)
         resolve()
@@ -169,12 +159,25 @@ export class Connection implements Subscriber {
     })
   }
 
+  /** Relay flow-control state, kept aside (most connections never relay). */
+  private relayState (): RelayState {
+    let state = relayStates.get(this)
+    if (state === undefined) relayStates.set(this, state = { holds: 0, drained: null })
+    return state
+  }
+
+  /** Frames wait in the backlog: see `blocked` and `inFlight`. */
+  private get busy (): boolean {
+    return this.blocked || this.inFlight >= MAX_IN_FLIGHT
+  }
+
   /** Stop reading this socket until `wait` settles (nested holds add up). */
   hold (wait: Promise<void>): void {
     if (this.closed) return
-    if (this.holds++ === 0) this.ws.pause()
+    const state = this.relayState()
+    if (state.holds++ === 0) this.ws.pause()
     void wait.then(() => {
-      if (--this.holds === 0 && !this.closed) this.ws.resume()
+      if (--state.holds === 0 && !this.closed) this.ws.resume()
     })
   }
 
@@ -189,7 +192,6 @@ export class Connection implements Subscriber {
 
   private unblock (): void {
     this.blocked = false
-    this.busy = this.inFlight >= MAX_IN_FLIGHT
     this.drain()
   }
 
@@ -272,7 +274,7 @@ export class Connection implements Subscriber {
   heartbeat (): void {
     if (this.closed) return
     // A held socket is not read, so its pongs wait unread: it is quiet because of us.
-    if (!this.alive && this.holds === 0) return this.ws.terminate()
+    if (!this.alive && (relayStates.get(this)?.holds ?? 0) === 0) return this.ws.terminate()
     this.alive = false
     try {
       this.ws.ping()
@@ -312,16 +314,15 @@ export class Connection implements Subscriber {
     if (!(result instanceof Promise)) return
     if (frame.type === 'open') {
       // Later frames may be for this stream: they wait until it is registered.
-      this.busy = this.blocked = true
+      this.blocked = true
       result.catch((err) => this.failed(frame, err)).finally(() => this.unblock())
       return
     }
     // A DATA or REQUEST frame has made its broker call already (in order: the broker keeps it);
     // the frames after it need not wait for the answer, up to MAX_IN_FLIGHT of them.
-    if (++this.inFlight >= MAX_IN_FLIGHT) this.busy = true
+    this.inFlight++
     result.catch((err) => this.failed(frame, err)).finally(() => {
-      this.inFlight--
-      if (this.busy && !this.blocked && this.inFlight < MAX_IN_FLIGHT) this.unblock()
+      if (this.inFlight-- === MAX_IN_FLIGHT && !this.blocked) this.drain()
     })
   }
 
@@ -439,11 +440,14 @@ export class Connection implements Subscriber {
   /** Count a rejected frame; too many in one window closes the connection. */
   private countBad (): void {
     const now = Date.now()
-    if (now - this.badWindowStart > this.ctx.limits.badFrameWindow) {
-      this.badWindowStart = now
-      this.badFrames = 0
+    // Kept aside: most connections never send a bad frame.
+    let bad = badFrames.get(this)
+    if (bad === undefined) badFrames.set(this, bad = { count: 0, since: now })
+    if (now - bad.since > this.ctx.limits.badFrameWindow) {
+      bad.since = now
+      bad.count = 0
     }
-    if (++this.badFrames === this.ctx.limits.maxBadFrames + 1) {
+    if (++bad.count === this.ctx.limits.maxBadFrames + 1) {
       this.ctx.metrics.refused('too-many-bad-frames')
       this.close(CloseCode.Policy, 'too-many-bad-frames')
     }
@@ -458,6 +462,13 @@ export class Connection implements Subscriber {
     this.ctx.forget(this)
   }
 }
+
+/** Rejected frames of a connection in the current window (limits.badFrameWindow). */
+const badFrames = new WeakMap<Connection, { count: number, since: number }>()
+
+/** Reasons reading is paused (relays waiting for a receiver), and the receiver's drain promise. */
+interface RelayState { holds: number, drained: Promise<void> | null }
+const relayStates = new WeakMap<Connection, RelayState>()
 
 /** Identities from authenticate(), kept aside: most servers have none, and idle connections are many. */
 const identities = new WeakMap<Connection, unknown>()

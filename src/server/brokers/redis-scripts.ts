@@ -102,24 +102,27 @@ end
 `
 
 export const SCRIPTS = {
-  /** KEYS procs · ARGV pid → now. This process is alive. */
+  /**
+   * KEYS procs · ARGV pid, deadAfter → now. This process is alive, and counts as dead if it has not
+   * beaten again by now + deadAfter (its own setting: processes with different settings agree).
+   */
   syBeat: script(1, `
 local now = clock()
-redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return now
 `),
 
   /**
-   * KEYS procs · ARGV prefix, deadAfter, ourPid → number of processes reaped. Processes whose last
-   * heartbeat is older than deadAfter lose their ids (leave published) and relay sides (the other
-   * side is told).
+   * KEYS procs · ARGV prefix, ourPid → number of processes reaped. Processes past the deadline
+   * of their last heartbeat lose their ids (leave published) and relay sides (the other side is
+   * told).
    */
   syReap: script(1, REAP + `
 local now = clock()
-local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]), 'LIMIT', 0, 8)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 8)
 local n = 0
 for _, pid in ipairs(dead) do
-  if pid ~= ARGV[3] and reap(ARGV[1], pid, now, 0) == 1 then
+  if pid ~= ARGV[2] and reap(ARGV[1], pid, now, 0) == 1 then
     redis.call('ZREM', KEYS[1], pid)
     n = n + 1
   end

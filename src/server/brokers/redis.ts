@@ -157,7 +157,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     // After a loss, remove whatever of this process survived in Redis (its sockets were closed).
     const cleaned = lost ? run.syLeave(procs, prefix, pid, '0') : Promise.resolve()
     cleaned
-      .then(() => run.syBeat(procs, pid))
+      .then(() => run.syBeat(procs, pid, deadAfter))
       .then(() => { readyResolve(); setUp(true, 'connected to Redis') })
       .catch((err: Error) => { lastError = err.message })
       .finally(() => { recovering = false })
@@ -183,7 +183,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   // ---- liveness and sweeping ---------------------------------------------------------------
   const beat = setInterval(() => {
     if (!up) return
-    run.syBeat(procs, pid).then(() => run.syReap(procs, prefix, deadAfter, pid)).catch(ignore)
+    run.syBeat(procs, pid, deadAfter).then(() => run.syReap(procs, prefix, pid)).catch(ignore)
   }, heartbeat)
   beat.unref?.()
   let sweeping = false
