@@ -30,3 +30,40 @@ export function frame (type, id, kind, meta, payload = Buffer.alloc(0)) {
   head.writeUInt32BE(metaBytes.length, 6)
   return Buffer.concat([head, metaBytes, payload])
 }
+
+/**
+ * Call `send(i)` for i = 0 … total-1, paced at `rate` per second (catching up in bursts when the
+ * timer is late); resolves with the time of the first send once the last one went out.
+ */
+export async function sendAtRate (total, rate, send) {
+  const start = performance.now()
+  let sent = 0
+  await new Promise((resolve) => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1)
+      while (sent < due) send(sent++)
+      if (sent >= total) resolve()
+      else setTimeout(tick, 2)
+    }
+    tick()
+  })
+  return start
+}
+
+/** Wait until `done()` or `ms` pass (checking every 10 ms). */
+export async function waitUntil (done, ms) {
+  const until = performance.now() + ms
+  while (!done() && performance.now() < until) await sleep(10)
+}
+
+/**
+ * Wait until `count()` stops changing for 100 ms (stragglers of a step would load the next one),
+ * at most 5 s.
+ */
+export async function settle (count) {
+  const quietUntil = performance.now() + 5000
+  for (let seen = -1; seen !== count() && performance.now() < quietUntil;) {
+    seen = count()
+    await sleep(100)
+  }
+}

@@ -22,7 +22,7 @@ import WebSocket from 'ws'
 import { io } from 'socket.io-client'
 import { SignalChannel } from '../../dist/node/index.js'
 import { Reservoir, cpuDelta, fmtPercent, fmtRatio, median, ratio } from '../lib/stats.mjs'
-import { inBatches, sleep, within } from '../lib/util.mjs'
+import { inBatches, sendAtRate, settle, sleep, waitUntil, within } from '../lib/util.mjs'
 
 export const name = 'fanout'
 export const title = 'Fan-out: 1 publisher → 1,000 subscribers in one namespace'
@@ -143,30 +143,14 @@ async function step ({ k, server, fleet, rate, seconds, drainMs, subscribers }) 
   const t = tally
   const before = await server.stats()
   const total = Math.max(1, Math.round(rate * seconds))
-  let sent = 0
-  const start = performance.now()
-  t.firstSend = start
-  await new Promise((resolve) => {
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1)
-      while (sent < due) fleet.publish({ k, s: sent++, t: performance.now(), p: PAD })
-      if (sent >= total) resolve()
-      else setTimeout(tick, 2)
-    }
-    tick()
-  })
+  const start = t.firstSend = performance.now()
+  await sendAtRate(total, rate, (i) => fleet.publish({ k, s: i, t: performance.now(), p: PAD }))
   const expected = total * subscribers
-  const drainUntil = performance.now() + drainMs
-  while (t.received < expected && performance.now() < drainUntil) await sleep(10)
+  await waitUntil(() => t.received >= expected, drainMs)
   const after = await server.stats()
   const wall = performance.now() - start
   tally = new Tally(-1)
-  // Stragglers (past the drain bound) would load the next step: wait until 100 ms pass without any.
-  const quietUntil = performance.now() + 5000
-  for (let seen = -1; seen !== arrivals && performance.now() < quietUntil;) {
-    seen = arrivals
-    await sleep(100)
-  }
+  await settle(() => arrivals)
   const cpu = cpuDelta(before.cpu, after.cpu)
   const deliveries = t.received + t.self
   const { p50, p99 } = t.latency.percentiles([50, 99])

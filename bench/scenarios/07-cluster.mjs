@@ -39,7 +39,7 @@ import { createConnection, createServer as createNetServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
 import { Reservoir, cpuDelta, fmtPercent, fmtRatio, ratio } from '../lib/stats.mjs'
-import { frame, inBatches, sleep, within } from '../lib/util.mjs'
+import { frame, inBatches, sendAtRate, settle, sleep, waitUntil, within } from '../lib/util.mjs'
 
 export const name = 'cluster'
 export const title = 'Cluster: fan-out across 2 processes on Redis vs 1 (1 publisher → 500 subscribers)'
@@ -276,30 +276,14 @@ async function step ({ k, config, rate, seconds, drainMs, subscribers, redis }) 
   const [before, redisBefore] = await Promise.all([Promise.all(config.servers.map((s) => s.stats())), redis.cpu()])
   const lostBefore = config.fleet.lost.length
   const total = Math.max(1, Math.round(rate * seconds))
-  let sent = 0
-  const start = performance.now()
-  t.firstSend = start
-  await new Promise((resolve) => {
-    const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate) + 1)
-      while (sent < due) config.fleet.publish(k, sent++)
-      if (sent >= total) resolve()
-      else setTimeout(tick, 2)
-    }
-    tick()
-  })
+  const start = t.firstSend = performance.now()
+  await sendAtRate(total, rate, (i) => config.fleet.publish(k, i))
   const expected = total * subscribers
-  const drainUntil = performance.now() + drainMs
-  while (t.received < expected && performance.now() < drainUntil) await sleep(10)
+  await waitUntil(() => t.received >= expected, drainMs)
   const [after, redisAfter] = await Promise.all([Promise.all(config.servers.map((s) => s.stats())), redis.cpu()])
   const wall = performance.now() - start
   tally = new Tally(0)
-  // Stragglers (past the drain bound) would load the next step: wait until 100 ms pass without any.
-  const quietUntil = performance.now() + 5000
-  for (let seen = -1; seen !== arrivals && performance.now() < quietUntil;) {
-    seen = arrivals
-    await sleep(100)
-  }
+  await settle(() => arrivals)
   const perProcess = config.servers.map((s, i) => cpuDelta(before[i].cpu, after[i].cpu))
   const cpu = perProcess.reduce((a, b) => a + b, 0)
   const redisCpuUs = redisAfter - redisBefore
@@ -413,13 +397,13 @@ export const FINDINGS = [
     'figure: the Redis broker adds ~0.3 µs per delivery on one process (~150 µs per published message; not profiled), ' +
     'and the second process 0.1–0.2 µs more (both processes pay the per-message work, and their own heartbeats and ' +
     'KV sweeps). At low rates those fixed costs weigh more: 1.3× and 1.5–1.6× at 100 msg/s.',
-  'Redis broker and a fast publisher: a connection\'s echo DATA frames are handled one at a time, and with the Redis ' +
-    'broker each waits for its PUBLISH reply before the next is handled; frames arriving meanwhile wait in the ' +
-    'connection\'s backlog (limits.maxBacklog, 1,024), and past it the server closes the connection 1008 ' +
-    '`backlog-full`. In an exploratory run, (b)\'s publisher at 1,000 msg/s (a fifth of the default per-connection ' +
-    'rate limit) was closed that way once the process was saturated (reach 38.5 %, then nothing); a full run\'s ' +
-    '(b) step at 800 msg/s ended at reach 67.8 %, likely the same. With the memory broker the same publisher is only ' +
-    'slowed down. The scenario reports every socket a server closes, and a configuration that lost its publisher stops.'
+  'Found by this scenario and fixed: with the Redis broker a connection\'s echo DATA frames were handled one at a ' +
+    'time, each waiting for its PUBLISH reply, so a publisher at 1,000 msg/s (a fifth of the default rate limit) ' +
+    'filled its backlog (limits.maxBacklog, 1,024 frames) once the process was saturated and was closed 1008 ' +
+    '`backlog-full` (reach 38.5 %, then nothing). Now a DATA or REQUEST frame that has made its broker call no longer ' +
+    'holds up the frames after it (the broker keeps their order; up to 256 per connection wait on replies, then the ' +
+    'backlog fills as before). The scenario still reports every socket a server closes, and a configuration that ' +
+    'lost its publisher stops.'
 ]
 
 function report (results, rates, { subscribers, seconds, quick, cut, leftKeys, redisIdle, redisVersion }) {
