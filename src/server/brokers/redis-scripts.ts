@@ -103,13 +103,12 @@ end
 
 export const SCRIPTS = {
   /**
-   * KEYS procs · ARGV pid, deadAfter → now. This process is alive, and counts as dead if it has not
-   * beaten again by now + deadAfter (its own setting: processes with different settings agree).
+   * KEYS procs · ARGV pid, deadAfter → 1 when the process was not listed (first beat, or the others
+   * reaped it meanwhile), else 0. This process is alive, and counts as dead if it has not beaten
+   * again by now + deadAfter (its own setting: processes with different settings agree).
    */
   syBeat: script(1, `
-local now = clock()
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-return now
+return redis.call('ZADD', KEYS[1], clock() + tonumber(ARGV[2]), ARGV[1])
 `),
 
   /**
@@ -133,11 +132,16 @@ return n
   /**
    * KEYS procs · ARGV prefix, ourPid, handOff. This process is closing. With handOff 1 and another
    * process alive, its claims in their grace period are left to the others (the process is marked
-   * dead now, so they reap it when the grace ends); otherwise everything of it is removed now.
+   * dead now, so they reap it when the grace ends); otherwise everything of it is removed now, and
+   * everything of processes already dead (it is the last one).
    */
   syLeave: script(1, REAP + `
 local now = clock()
-if ARGV[3] == '1' and redis.call('ZCARD', KEYS[1]) > 1 then
+-- other processes still alive (not past their deadline, nor closed and waiting to be reaped)
+local others = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[2])
+if mine and tonumber(mine) > now then others = others - 1 end
+if ARGV[3] == '1' and others > 0 then
   if reap(ARGV[1], ARGV[2], now, 0) == 1 then
     redis.call('ZREM', KEYS[1], ARGV[2])
   else
@@ -145,8 +149,16 @@ if ARGV[3] == '1' and redis.call('ZCARD', KEYS[1]) > 1 then
   end
   return 0
 end
+-- the last one out: remove everything of itself, and of processes that closed before it and
+-- left ids in their grace period for others to remove (there are no others now)
 reap(ARGV[1], ARGV[2], now, 1)
 redis.call('ZREM', KEYS[1], ARGV[2])
+if others == 0 then
+  for _, pid in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)) do
+    reap(ARGV[1], pid, now, 1)
+    redis.call('ZREM', KEYS[1], pid)
+  end
+end
 return 1
 `),
 
@@ -238,14 +250,20 @@ if ARGV[6] == '' then return {} end
 return redis.call('HGETALL', KEYS[1])
 `),
 
-  /** KEYS ids, channel · ARGV id, token, meta, leaveFrame, updateFrame → 1 when applied. */
-  syUpdate: script(2, `
+  /**
+   * KEYS ids, channel, inbox · ARGV id, token, meta, leaveFrame, updateFrame → 1 when applied. Either
+   * way the updating process gets a marker ('m') after the event, so it answers after it.
+   */
+  syUpdate: script(3, `
 local f = record(KEYS[1], ARGV[1])
-if not f then return 0 end
-if f[2] ~= ARGV[2] or f[3] ~= '' then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], pack(f[1], f[2], '', ARGV[3], ARGV[4]))
-redis.call('PUBLISH', KEYS[2], ARGV[5])
-return 1
+local applied = 0
+if f and f[2] == ARGV[2] and f[3] == '' then
+  redis.call('HSET', KEYS[1], ARGV[1], pack(f[1], f[2], '', ARGV[3], ARGV[4]))
+  redis.call('PUBLISH', KEYS[2], ARGV[5])
+  applied = 1
+end
+redis.call('PUBLISH', KEYS[3], pack('m', ARGV[2], ''))
+return applied
 `),
 
   /**

@@ -69,6 +69,8 @@ interface Held {
   readonly space: ClaimSpace
   sink: ClaimSink | null
   timer: ReturnType<typeof setTimeout> | null
+  /** Waits for markers ('m': the claim's, then one per update), oldest first. */
+  markers: Array<() => void>
 }
 
 type ScriptFn = (...args: Array<string | Buffer | number>) => Promise<unknown>
@@ -142,15 +144,19 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     up = next
     for (const watcher of watchers) watcher(next, reason)
   }
-  /** Redis went away: what this process held there may be gone with it. Drop it all. */
-  const onLost = (): void => {
+  /** What this process held in Redis may be gone: drop it all and tell the server (it closes its sockets). */
+  const reset = (reason: string): void => {
     if (closing || !up) return
     lost = true
     for (const side of [...sides.values()]) closeLocal(side)
-    for (const h of held.values()) if (h.timer !== null) clearTimeout(h.timer)
+    for (const h of held.values()) {
+      if (h.timer !== null) clearTimeout(h.timer)
+      for (const resolve of h.markers.splice(0)) resolve()
+    }
     held.clear()
-    setUp(false, lastError === '' ? 'connection to Redis lost' : lastError)
+    setUp(false, reason)
   }
+  const onLost = (): void => reset(lastError === '' ? 'connection to Redis lost' : lastError)
   const onReady = (): void => {
     if (!started || closing || recovering || up || cmd.status !== 'ready' || sub.status !== 'ready') return
     recovering = true
@@ -182,8 +188,14 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
 
   // ---- liveness and sweeping ---------------------------------------------------------------
   const beat = setInterval(() => {
-    if (!up) return
-    run.syBeat(procs, pid, deadAfter).then(() => run.syReap(procs, prefix, pid)).catch(ignore)
+    // Down: try to come back (a recovery that failed without a reconnect is retried here).
+    if (!up) return onReady()
+    run.syBeat(procs, pid, deadAfter).then((added) => {
+      // Not listed any more: this process stalled past its deadline and the others reaped it.
+      // What it serves (ids, relay sides) may belong to others now: start over, like a lost Redis.
+      if (Number(added) === 1) return reset('this server was reaped by the others after a stall')
+      return run.syReap(procs, prefix, pid)
+    }).catch(ignore)
   }, heartbeat)
   beat.unref?.()
   let sweeping = false
@@ -205,7 +217,9 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     if (what === 's') {
       held.get(target)?.sink?.data(body)
     } else if (what === 'm') {
-      held.get(target)?.sink?.placed?.()
+      const h = held.get(target)
+      h?.sink?.placed?.()
+      h?.markers.shift()?.()
     } else if (what === 't') {
       const h = held.get(target)
       if (h === undefined || h.sink === null) return
@@ -269,7 +283,10 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     const topic = channelOf(`${space}:${ns}`)
     const ref = pack(space, ns, id)
     const index = `${prefix}pc:${pid}`
-    const h: Held = { space, sink, timer: null }
+    const h: Held = { space, sink, timer: null, markers: [] }
+    // The answer comes on the command connection, the events and the marker on the subscriber
+    // one: answer only once both arrived, so the answer is never taken for the claim's place.
+    const placed = marker(h)
     held.set(token, h)
     let records: Buffer[]
     try {
@@ -279,12 +296,16 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       held.delete(token)
       throw coded(err)
     }
+    await placed
     let released = false
     const handle: Claim = {
       async update (next) {
         if (released || held.get(token) !== h) return
         const m = { id, meta: next }
-        await run.syUpdate(ids, topic, id, token, JSON.stringify(next), leaveFrame(m), toBuffer(writePeersEvent(ns, 'update', m)))
+        // Answered once the update's own event reached this process (as with the memory broker).
+        const marked = marker(h)
+        await run.syUpdate(ids, topic, inbox, id, token, JSON.stringify(next), leaveFrame(m), toBuffer(writePeersEvent(ns, 'update', m)))
+        await marked
       },
       release (graceMs) {
         if (released) return
@@ -308,6 +329,9 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     }
     return { claim: handle, members }
   }
+
+  /** A wait for the next marker a script publishes to this process for `h`'s token. */
+  const marker = (h: Held): Promise<void> => new Promise((resolve) => h.markers.push(resolve))
 
   // ---- the broker ------------------------------------------------------------------------
   const broker: Broker = {

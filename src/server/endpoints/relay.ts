@@ -18,6 +18,9 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
   let peerArrived = false
   let paired = false
   let ended = false
+  /** The broker has not answered relayOpen yet: the stream is not registered, so it cannot end yet. */
+  let opening = true
+  let endReason: SignalyardError | null = null
   /** What this side sent before pairing, and what the peer sent before this side knew it was paired. */
   let outbound: Uint8Array[] = []
   let outboundBytes = 0
@@ -32,9 +35,14 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
     if (ended) return
     ended = true
     clearTimeout(timer)
-    link?.close()
     outbound = []
     inbound = []
+    if (opening) {
+      // The peer closed (or the timeout hit) before the broker answered: refuse the OPEN then.
+      endReason = reason ?? new SignalyardError('stream-closed', 'the other side closed before this one was open')
+      return
+    }
+    link?.close()
     conn.endStream(sid, reason)
   }
   const maybePair = (): void => {
@@ -82,6 +90,11 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
     }
   }
   const start = (opened: { link: RelayLink, paired: boolean }): ServerStream => {
+    opening = false
+    if (endReason !== null) {
+      opened.link.close()
+      throw endReason
+    }
     link = opened.link
     if (opened.paired) peerArrived = true
     maybePair()
