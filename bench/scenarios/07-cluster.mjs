@@ -390,13 +390,16 @@ export async function run (ctx) {
 
 /** What the runs of this scenario found (docs/BENCHMARKS.md, "Findings"). */
 export const FINDINGS = [
-  'Near saturation (~250–300 k deliveries/s here, where the load generator and the servers together fill both cores) ' +
+  'Near saturation (~250–400 k deliveries/s here, where the load generator and the servers together fill both cores) ' +
     'one 4 s step decides "sustained", and a GC pause in any of the five processes flips it: the max-rate ratios move by ' +
-    '±0.15 between runs. Two full runs on 2026-11-26: (b) ÷ (a) max sustained rate 0.87× and 1.00×, (c) ÷ (a) 0.85× ' +
-    'and 0.83×; CPU per delivery (b) ÷ (a) 1.11× and 1.12×, (c) ÷ (a) 1.15× and 1.19×. The CPU ratios are the steadier ' +
-    'figure: the Redis broker adds ~0.3 µs per delivery on one process (~150 µs per published message; not profiled), ' +
-    'and the second process 0.1–0.2 µs more (both processes pay the per-message work, and their own heartbeats and ' +
-    'KV sweeps). At low rates those fixed costs weigh more: 1.3× and 1.5–1.6× at 100 msg/s.',
+    '±0.15 between runs. Full run after the fix below (2026-11-26 14:37): (b) ÷ (a) max sustained rate 0.88×, (c) ÷ (a) ' +
+    '1.17× (two processes sustained 397k deliveries/s, one 338k; at 1,000 msg/s the pair still delivered 472k/s at full ' +
+    'reach, though over the latency bound); CPU per delivery (b) ÷ (a) 1.11×, (c) ÷ (a) 1.14× (1.11–1.12× and ' +
+    '1.15–1.19× in the two runs before the fix, whose (c) max rate, 0.83–0.85×, was held down by that bug). The CPU ' +
+    'ratios are the steadier figure: the Redis broker adds ~0.3 µs per delivery on one process (the message crosses ' +
+    'Redis and is parsed by ioredis; not profiled), and the second process little more. At low rates the fixed costs ' +
+    '(heartbeats, KV sweeps, one Redis round trip per message) weigh more: 1.3× and 1.5× at 100 msg/s. On these 2 ' +
+    'cores the second process mostly adds headroom; on two machines each process would get its own cores.',
   'Found by this scenario and fixed: with the Redis broker a connection\'s echo DATA frames were handled one at a ' +
     'time, each waiting for its PUBLISH reply, so a publisher at 1,000 msg/s (a fifth of the default rate limit) ' +
     'filled its backlog (limits.maxBacklog, 1,024 frames) once the process was saturated and was closed 1008 ' +
