@@ -52,7 +52,6 @@ export interface RedisBrokerOptions {
 /** A relay side held by this process. */
 interface Side {
   readonly addr: string
-  readonly key: string
   readonly sink: RelaySink
   /** The other side's address; '' while pending. */
   peer: string
@@ -102,15 +101,14 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   const channelOf = (topic: string): string => `${prefix}t:${topic}`
   const inboxOf = (addr: string): string => `${prefix}i:${addr.slice(0, addr.indexOf('/'))}`
   const isLocal = (addr: string): boolean => addr.startsWith(`${pid}/`)
+  /** A namespace's two KV keys: its entries and its epoch/seq. */
+  const kvKeys = (ns: string): [string, string] => [`${prefix}kv:${ns}`, `${prefix}kvm:${ns}`]
+  const relayKey = (ns: string, local: string, remote: string): string => `${prefix}relay:${JSON.stringify([ns, local, remote])}`
 
-  const connection = {
-    // Commands never wait for a connection and are never replayed on a new one: state from before
-    // a loss must not land in a Redis that may have restarted empty.
-    cmd: { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, lazyConnect: true },
-    sub: { autoResubscribe: true, maxRetriesPerRequest: null, lazyConnect: true }
-  }
-  const cmd = new Redis(url, { ...connection.cmd, retryStrategy: retry })
-  const sub = new Redis(url, { ...connection.sub, retryStrategy: retry })
+  // Commands never wait for a connection and are never replayed on a new one: state from before
+  // a loss must not land in a Redis that may have restarted empty.
+  const cmd = new Redis(url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResendUnfulfilledCommands: false, lazyConnect: true, retryStrategy: retry })
+  const sub = new Redis(url, { autoResubscribe: true, maxRetriesPerRequest: null, lazyConnect: true, retryStrategy: retry })
   const run = {} as Record<ScriptName, ScriptFn>
   for (const [name, { keys, lua }] of Object.entries(SCRIPTS)) {
     cmd.defineCommand(name, { numberOfKeys: keys, lua })
@@ -184,7 +182,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     started = true
     onReady()
   }
-  start().catch((err: Error) => readyReject(new Error(`cannot connect to Redis at ${url}: ${lastError === "" ? err.message : lastError}`)))
+  start().catch((err: Error) => readyReject(new Error(`cannot connect to Redis at ${url}: ${lastError === '' ? err.message : lastError}`)))
 
   // ---- liveness and sweeping ---------------------------------------------------------------
   const beat = setInterval(() => {
@@ -260,13 +258,17 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     for (const resolve of waiters) resolve()
   }
 
-  /** A side of this process ends because its peer did (or Redis was lost). */
-  const closeLocal = (side: Side): void => {
-    if (side.closed) return
+  /** Forget a side of this process (false when it was gone already); senders waiting on it go on. */
+  const drop = (side: Side): boolean => {
+    if (side.closed) return false
     side.closed = true
     sides.delete(side.addr)
     wake(side)
-    side.sink.closed()
+    return true
+  }
+  /** A side of this process ends because its peer did (or Redis was lost). */
+  const closeLocal = (side: Side): void => {
+    if (drop(side)) side.sink.closed()
   }
 
   const publishTo = (channel: string, message: Buffer): Promise<void> =>
@@ -359,7 +361,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     async kvSet ({ ns, key, kind, value, ttl, maxKeys }) {
       let reply: Buffer[]
       try {
-        reply = await run.syKvSet(`${prefix}kv:${ns}`, `${prefix}kvm:${ns}`, expiry, channelOf(`kv:${ns}`),
+        reply = await run.syKvSet(...kvKeys(ns), expiry, channelOf(`kv:${ns}`),
           key, kind, toBuffer(value), ttl, maxKeys, nanoid(12), pack(ns, key)) as Buffer[]
       } catch (err) {
         throw coded(err)
@@ -367,23 +369,23 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       return { op: 'set', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]), kind, value, ttl }
     },
     async kvDelete (ns, key) {
-      const reply = await run.syKvDelete(`${prefix}kv:${ns}`, `${prefix}kvm:${ns}`, expiry, channelOf(`kv:${ns}`), key, pack(ns, key)) as Buffer[] | null
+      const reply = await run.syKvDelete(...kvKeys(ns), expiry, channelOf(`kv:${ns}`), key, pack(ns, key)) as Buffer[] | null
       if (reply === null) return null
       return { op: 'delete', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]) }
     },
     async kvSnapshot (ns, since) {
-      const reply = await run.syKvSnapshot(`${prefix}kv:${ns}`, `${prefix}kvm:${ns}`) as Buffer[]
+      const reply = await run.syKvSnapshot(...kvKeys(ns)) as Buffer[]
       return snapshotOf(ns, reply, since)
     },
 
     async relayOpen (ns, local, remote, sink) {
       const addr = nextAddr()
-      const key = `${prefix}relay:${JSON.stringify([ns, local, remote])}`
-      const side: Side = { addr, key, sink, peer: '', closed: false, inflight: 0, waiters: [], received: 0 }
+      const key = relayKey(ns, local, remote)
+      const side: Side = { addr, sink, peer: '', closed: false, inflight: 0, waiters: [], received: 0 }
       sides.set(addr, side)
       let peer: string
       try {
-        peer = String(await run.syRelayOpen(key, `${prefix}relay:${JSON.stringify([ns, remote, local])}`, `${prefix}pr:${pid}`, addr, prefix, pid))
+        peer = String(await run.syRelayOpen(key, relayKey(ns, remote, local), `${prefix}pr:${pid}`, addr, prefix, pid))
       } catch (err) {
         sides.delete(addr)
         throw coded(err)
@@ -406,10 +408,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
           return new Promise<void>((resolve) => side.waiters.push(resolve))
         },
         close () {
-          if (side.closed) return
-          side.closed = true
-          sides.delete(addr)
-          wake(side)
+          if (!drop(side)) return
           run.syRelayClose(key, `${prefix}pr:${pid}`, addr, prefix, pid).then((reply) => {
             const other = sides.get(String(reply))
             if (other !== undefined) closeLocal(other)
