@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   'too-many-streams': 'the connection has too many open streams',
   'too-many-namespaces': 'the connection uses too many namespaces',
   'too-many-keys': 'the namespace holds too many KV keys',
+  'quota-exceeded': 'a byte budget (the namespace\'s, the connection\'s or the whole server\'s) is full; try again later',
   'queue-full': 'the client offline queue is full; the frame was not queued',
   'relay-token-in-use': 'a relay stream with these tokens is already pending or paired',
   'relay-timeout': 'no stream paired with this relay stream in time',

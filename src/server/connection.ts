@@ -13,6 +13,7 @@ import {
   type AnyRequest, type ClientFrame, type CloseFrame, type DataFrame, type Endpoint, type FrameError, type OpenFrame
 } from '../protocol/frames.js'
 import type { Broker } from './brokers/types.js'
+import type { Budgets } from './budget.js'
 import type { Broadcast, Hub, Subscriber } from './hub.js'
 import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
@@ -47,6 +48,8 @@ export interface ServerContext {
   readonly limits: Limits
   readonly log: Logger
   readonly metrics: Metrics
+  /** Server-wide budgets (limits.total): take before holding bytes, give back when letting go. */
+  readonly budgets: Budgets
   /** The endpoint handlers, by name. */
   readonly endpoints: Endpoints
   /** The connection closed: the server drops it from its table. */

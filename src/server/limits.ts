@@ -10,8 +10,20 @@ export interface Limits {
   maxStreams: number
   /** Distinct namespaces one connection may use at once. */
   maxNamespaces: number
-  /** Frames a connection may queue while an earlier frame is still being handled. */
+  /**
+   * Bytes of frames one connection may have waiting to be handled (before authenticate() answers,
+   * and behind an OPEN whose answer is pending). Each waiting frame counts its length plus
+   * BACKLOG_FRAME_COST. Past it the connection is closed (1008 `backlog-full`). Must stay above the
+   * client's offline queue bound (maxQueuedBytes, 4 MiB) so a reconnecting client's flush fits.
+   */
   maxBacklog: number
+  /** Longest a connection may wait for authenticate() to answer (ms); then it is closed (4401). */
+  authTimeout: number
+  /**
+   * Longest an HTTP request (headers included) may take before the upgrade, on the server's own
+   * HTTP server (ms): half-open handshakes are cut off after it.
+   */
+  handshakeTimeout: number
   /** Rejected frames tolerated per `badFrameWindow` ms before the connection is closed (1008). */
   maxBadFrames: number
   badFrameWindow: number
@@ -49,6 +61,21 @@ export interface Limits {
     /** Largest directed signalling message, in bytes. */
     maxSignal: number
   }
+  /**
+   * Server-wide budgets: what all connections together may make this process hold. A connection
+   * that would cross one is refused with a coded error (`quota-exceeded`); /metrics shows each
+   * budget's use (signalyard_budget_used{budget}) and size (signalyard_budget_limit{budget}).
+   */
+  total: {
+    /** Bytes waiting in all connections' backlogs (pre-auth included). */
+    backlog: number
+    /** Bytes held by relay streams: before pairing and waiting for a slow receiver. */
+    relay: number
+    /** Bytes of KV state (keys + values) in the whole yard. */
+    kv: number
+    /** TCP connections that have not finished their WebSocket handshake (and authentication). */
+    pendingUpgrades: number
+  }
   relay: {
     /** How long an unmatched relay stream waits before `relay-timeout`, in ms. */
     pendingTimeout: number
@@ -67,7 +94,9 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
   maxFrame: 1024 * 1024,
   maxStreams: 1024,
   maxNamespaces: 256,
-  maxBacklog: 1024,
+  maxBacklog: 8 * 1024 * 1024,
+  authTimeout: 10_000,
+  handshakeTimeout: 10_000,
   maxBadFrames: 100,
   badFrameWindow: 10_000,
   messagesPerSecond: 5_000,
@@ -88,31 +117,43 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
     grace: 3_000,
     maxSignal: 64 * 1024
   }),
+  total: Object.freeze({
+    backlog: 256 * 1024 * 1024,
+    relay: 256 * 1024 * 1024,
+    kv: 256 * 1024 * 1024,
+    pendingUpgrades: 1024
+  }),
   relay: Object.freeze({
     pendingTimeout: 30_000,
     prePairBuffer: 1024 * 1024
   })
 })
 
+/** The limits grouped in sub-objects (kv, peers, relay, total). */
+type Group = { [K in keyof Limits]: Limits[K] extends object ? K : never }[keyof Limits]
+const GROUPS: readonly Group[] = ['kv', 'peers', 'relay', 'total']
+
 /** A partial `limits` option, as users pass it. */
-export type LimitsOption = Partial<Omit<Limits, 'kv' | 'relay' | 'peers'>> &
-  { kv?: Partial<Limits['kv']>, relay?: Partial<Limits['relay']>, peers?: Partial<Limits['peers']> }
+export type LimitsOption = Partial<Omit<Limits, Group>> & { [G in Group]?: Partial<Limits[G]> }
+
+/** Bytes a waiting frame costs beyond its length (the Buffer object and the backlog's slot). */
+export const BACKLOG_FRAME_COST = 64
 
 /** Merge user limits over the defaults; rejects values that are not positive numbers. */
 export function resolveLimits (option: LimitsOption = {}): Limits {
-  const merged: Limits = {
-    ...DEFAULTS,
-    ...option,
-    kv: { ...DEFAULTS.kv, ...option.kv },
-    relay: { ...DEFAULTS.relay, ...option.relay },
-    peers: { ...DEFAULTS.peers, ...option.peers }
-  }
+  const merged = { ...DEFAULTS, ...option } as Record<string, unknown>
+  for (const group of GROUPS) merged[group] = { ...DEFAULTS[group], ...option[group] }
   const check = (path: string, value: unknown): void => {
     if (typeof value !== 'number' || !(value > 0)) throw new TypeError(`limits.${path} must be a positive number`)
   }
   for (const [k, v] of Object.entries(merged)) {
-    if (typeof v === 'object') for (const [k2, v2] of Object.entries(v)) check(`${k}.${k2}`, v2)
-    else check(k, v)
+    if (!(k in DEFAULTS)) throw new TypeError(`limits.${k} is not a limit`)
+    if (typeof v === 'object' && v !== null) {
+      for (const [k2, v2] of Object.entries(v)) {
+        if (!(k2 in (DEFAULTS as unknown as Record<string, object>)[k])) throw new TypeError(`limits.${k}.${k2} is not a limit`)
+        check(`${k}.${k2}`, v2)
+      }
+    } else check(k, v)
   }
-  return merged
+  return merged as unknown as Limits
 }

@@ -5,6 +5,7 @@
  * read when the page is rendered. Plain numbers in maps: nothing grows with traffic.
  */
 import type { ErrorCode } from '../protocol/errors.js'
+import type { Budget } from './budget.js'
 
 export type MetricEndpoint = 'echo' | 'kv' | 'relay' | 'peers' | 'signal' | 'connection'
 
@@ -29,7 +30,7 @@ export class Metrics {
   }
 
   /** The exposition text, with the gauges given. */
-  render (gauges: { connections: number, namespaces: number, relayPairs: number, kvKeys: number, peers?: number, signals?: number }): string {
+  render (gauges: { connections: number, namespaces: number, relayPairs: number, kvKeys: number, peers?: number, signals?: number }, budgets: Iterable<Pick<Budget, 'name' | 'used' | 'limit'>> = []): string {
     const lines: string[] = []
     const gauge = (name: string, help: string, value: number | undefined): void => {
       if (value === undefined) return
@@ -41,6 +42,13 @@ export class Metrics {
     gauge('signalyard_kv_keys', 'Live KV keys.', gauges.kvKeys)
     gauge('signalyard_peers', 'Claimed presence ids.', gauges.peers)
     gauge('signalyard_signal_ids', 'Claimed node (signal) ids.', gauges.signals)
+    const list = [...budgets]
+    if (list.length > 0) {
+      lines.push('# HELP signalyard_budget_used Server-wide budgets in use (bytes; pendingUpgrades: connections).', '# TYPE signalyard_budget_used gauge')
+      for (const b of list) lines.push(`signalyard_budget_used{budget="${b.name}"} ${b.used}`)
+      lines.push('# HELP signalyard_budget_limit Server-wide budget sizes (limits.total).', '# TYPE signalyard_budget_limit gauge')
+      for (const b of list) lines.push(`signalyard_budget_limit{budget="${b.name}"} ${b.limit}`)
+    }
     const flows = (name: string, help: string, map: Map<MetricEndpoint, Flow>, field: keyof Flow): void => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`)
       for (const [ep, flow] of [...map].sort(([a], [b]) => a.localeCompare(b))) lines.push(`${name}{endpoint="${ep}"} ${flow[field]}`)

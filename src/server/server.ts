@@ -19,6 +19,7 @@ import { openKv } from './endpoints/kv.js'
 import { openPeers } from './endpoints/peers.js'
 import { openRelay } from './endpoints/relay.js'
 import { openSignal } from './endpoints/signal.js'
+import { makeBudgets } from './budget.js'
 import { Hub } from './hub.js'
 import { Metrics } from './metrics.js'
 import { resolveLimits, type Limits, type LimitsOption } from './limits.js'
@@ -106,8 +107,9 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     throw err
   }
   const metrics = new Metrics()
+  const budgets = makeBudgets(limits.total)
   const ctx: ServerContext = {
-    broker, hub: new Hub(broker, metrics), limits, log, metrics, endpoints, authorize: options.authorize,
+    broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, endpoints, authorize: options.authorize,
     forget: (conn) => { connections.delete(conn) }
   }
   const path = normalisePath(options.path ?? '/')
@@ -131,7 +133,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
 
   const renderMetrics = async (): Promise<string> => {
     const { connections, namespaces } = health()
-    return metrics.render({ connections, namespaces, ...await broker.stats() })
+    return metrics.render({ connections, namespaces, ...await broker.stats() }, Object.values(budgets))
   }
 
   const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
