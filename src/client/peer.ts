@@ -480,8 +480,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       this.lingering = true
       this.timer = setTimeout(() => this.flushed(this.pipe), LINGER_MS)
       this.pump()
+    } else if (notify && this.pipe?.transport === 'webrtc') {
+      // Not open here yet, but the peer may be (its end of the channel can open first): closing
+      // the RTCPeerConnection now would reach it before the signalled bye and read as a transport
+      // failure. Say bye (over the channel too when it is open here) and let the peer close the
+      // pipe; it is dropped after the linger time at the latest.
+      this.host.signal(this.peerId, this.byeSignal())
+      if (this.pipeOpen) this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0))
+      this.queue = []
+      this.queuedBytes = 0
+      if (this.pipe !== null) this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
     } else {
-      if (notify) this.host.signal(this.peerId, this.leaving ? { t: 'bye', c: this.cid, left: true } : { t: 'bye', c: this.cid })
+      if (notify) this.host.signal(this.peerId, this.byeSignal())
       this.dropPipe()
       this.queue = []
       this.queuedBytes = 0
@@ -492,6 +502,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.host.forget(this)
     if (error !== undefined) this.emit('error', error)
     this.emit('close', error)
+  }
+
+  private byeSignal (): PeerSignal {
+    return this.leaving ? { t: 'bye', c: this.cid, left: true } : { t: 'bye', c: this.cid }
   }
 
   /**
