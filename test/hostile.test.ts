@@ -243,6 +243,19 @@ test('the rate limiter runs on a monotonic clock: a wall clock stepped back an h
   }
 })
 
+test('a logger that throws loses its line, never the connection or the process', async () => {
+  const y = await yard({
+    logger: () => { throw new Error('the log transport is down') },
+    authorize: () => { throw new Error('the app\'s authorize has a bug') }
+  })
+  const c = await rawClient(y, clients)
+  const refused = await c.open(1, { ep: 'echo', ns: 'n' })
+  assert.is(refused.type, FrameType.Closed)
+  assert.is(refused.meta?.code, 'forbidden')
+  const again = await c.open(2, { ep: 'echo', ns: 'n' })
+  assert.is(again.meta?.code, 'forbidden', 'the same connection is still served')
+})
+
 test('stream ids are 1 … 2³²−2: an OPEN of 2³²−1 is refused with bad-request, 2³²−2 opens', async () => {
   const y = await yard()
   const c = await rawClient(y, clients)
