@@ -9,7 +9,7 @@ import { decodePayload, encodePayload, Kind } from '../protocol/codec.js'
 import { SignalyardError, type ErrorCode } from '../protocol/errors.js'
 import { MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { PeerStream, type StreamHost } from './peer-stream.js'
-import { PIPE_HIGH_WATER, type Pipe, type PipeHandlers } from './transports/pipe.js'
+import { PIPE_HIGH_WATER, PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './transports/pipe.js'
 import { RelayPipe, type OpenRelay } from './transports/relay.js'
 import { WebRtcPipe, type RTCPeerConnectionConstructor, type RtcSignal } from './transports/webrtc.js'
 
@@ -356,7 +356,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       if (last) this.queue.shift()
     }
     for (const stream of this.streams.values()) {
-      if (stream.needDrain && stream.bufferedAmount < PIPE_HIGH_WATER / 4) {
+      // At or below the pipe's low-water mark: a pipe reports 'drain' when it falls to that mark,
+      // so a strict comparison could miss the only event there will be.
+      if (stream.needDrain && stream.bufferedAmount <= PIPE_LOW_WATER) {
         stream.needDrain = false
         stream.emit('drain')
       }
