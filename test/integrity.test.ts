@@ -6,24 +6,30 @@
 // - send() takes a copy: an app that overwrites its buffer as soon as send() returned (the tail of
 //   a big message still queued behind a full pipe, or a message written on the acceptor before its
 //   channel opened) never changes what arrives.
+// On Redis also: the relay between two servers sharing one Redis (traffic through Redis pub/sub).
 // The seed is fixed (INTEGRITY_SEED=n picks another) so a failure can be replayed.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import nodeDataChannel from 'node-datachannel'
 import { RTCPeerConnection as PolyfillPC } from 'node-datachannel/polyfill'
 import { SignalChannel, type Channel, type PeerConnection, type PeerNode, type PeerStream, type RTCPeerConnectionConstructor } from 'signalyard'
-import { seededRandom, startYard, within } from './helpers.js'
+import { createServer, redisBroker, type Yard } from 'signalyard/server'
+import { seededRandom, startYard, TEST_BROKER, within } from './helpers.js'
+import { startRedis } from './redis.js'
 
 const WebRTC = PolyfillPC as unknown as RTCPeerConnectionConstructor
 const LOOPBACK = { bindAddress: '127.0.0.1' }
 const SEED = Number(process.env.INTEGRITY_SEED ?? 20261202)
 const MiB = 1024 * 1024
 
-/** Two listening nodes on their own sockets; closes everything after `body`. */
-async function withPair (transport: 'webrtc' | 'relay', body: (a: PeerNode, b: PeerNode) => Promise<void>): Promise<void> {
-  const yard = await startYard()
+/**
+ * Two listening nodes on their own sockets; closes everything after `body`. `yards` given: alice
+ * on the first, bob on the second (servers sharing one Redis).
+ */
+async function withPair (transport: 'webrtc' | 'relay', body: (a: PeerNode, b: PeerNode) => Promise<void>, yards?: [Yard, Yard]): Promise<void> {
+  const [ya, yb] = yards ?? [await startYard(), null]
   const channels: Channel[] = []
-  const node = async (id: string): Promise<PeerNode> => {
+  const node = async (id: string, yard: Yard): Promise<PeerNode> => {
     const channel = SignalChannel('integrity', { url: `${yard.url}?c=${id}`, rtcConfig: LOOPBACK, RTCPeerConnection: WebRTC })
     channels.push(channel)
     const n = channel.createNode(undefined, { transport })
@@ -31,10 +37,11 @@ async function withPair (transport: 'webrtc' | 'relay', body: (a: PeerNode, b: P
     return n
   }
   try {
-    await body(await node('alice'), await node('bob'))
+    await body(await node('alice', ya), await node('bob', yb ?? ya))
   } finally {
     for (const c of channels) c.close()
-    await yard.close()
+    await ya.close()
+    await yb?.close()
   }
 }
 
@@ -94,7 +101,8 @@ interface Tally { label: string, sent: number, echoed: number, bytes: number, ba
 
 /**
  * Send `count` messages on a new stream, one scratch buffer reused for all of them (as a file
- * sender does), at most `window` bytes not yet echoed; check every echo against the message.
+ * sender that reads ahead does), at most `window` bytes not yet echoed; check every echo against
+ * the message.
  */
 async function roundTrips (pc: PeerConnection, label: string, count: number, window = 8 * MiB): Promise<Tally> {
   const tally: Tally = { label, sent: 0, echoed: 0, bytes: 0, bad: [] }
@@ -118,16 +126,19 @@ async function roundTrips (pc: PeerConnection, label: string, count: number, win
     })
   })
   done.catch(() => {})
+  let drained: Promise<void> | null = null
   for (let i = 0; i < count; i++) {
+    // The next message is prepared in the scratch buffer while the previous one may still be
+    // going out (before waiting for 'drain'): send() must have copied whatever it could not hand
+    // to the transport at once.
     const m = message(label, i, scratch)
+    if (drained !== null) await drained
     while (unechoed > 0 && unechoed + m.length > window) await new Promise<void>((resolve) => { wake = resolve })
     wake = null
     sizes.push(m.length)
     unechoed += m.length
     tally.sent++
-    // The scratch buffer is overwritten by the next message at once: send() must have copied
-    // whatever it could not hand to the transport.
-    if (!stream.send(m)) await new Promise<void>((resolve) => stream.once('drain', () => resolve()))
+    drained = stream.send(m) ? null : new Promise<void>((resolve) => stream.once('drain', () => resolve()))
   }
   await done
   return tally
@@ -193,6 +204,36 @@ for (const transport of ['webrtc', 'relay'] as const) {
       `${4 * MiB}×${fills[0]}`, `${4 * MiB}×${fills[1]}`, `${3 * MiB}×${fills[2]}`, `${2 * MiB}×${fills[4]}`
     ])
   }))
+}
+
+if (TEST_BROKER === 'redis') {
+  test('relay between two servers on one Redis: 1,000 round trips, 4 interleaved streams both ways — every byte arrives, in order', async () => {
+    const redis = await startRedis()
+    const brokers = [redisBroker({ url: redis.url, prefix: 'integrity:' }), redisBroker({ url: redis.url, prefix: 'integrity:' })]
+    try {
+      const yards = await Promise.all(brokers.map((broker) => createServer({ port: 0, host: '127.0.0.1', broker }))) as [Yard, Yard]
+      await withPair('relay', async (a, b) => {
+        b.on('connection', echoBack)
+        const pa = a.connect('bob')
+        echoBack(pa)
+        await within(pa.ready(), 5000, 'pc open')
+        const pb = b.connections()[0]
+        await within(pb.ready(), 5000, 'remote pc open')
+        const started = performance.now()
+        const tallies = await within(Promise.all([
+          roundTrips(pa, 'a1', 250), roundTrips(pa, 'a2', 250),
+          roundTrips(pb, 'b1', 250), roundTrips(pb, 'b2', 250)
+        ]), 90_000, '1,000 round trips')
+        const bytes = tallies.reduce((n, t) => n + t.bytes, 0)
+        console.log(`  relay across two servers: 1,000 round trips, ${(bytes / MiB).toFixed(0)} MiB each way, in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+        assert.equal(tallies.flatMap((t) => t.bad), [], 'every echo equals its message, byte for byte')
+        assert.equal(tallies.map((t) => t.echoed), [250, 250, 250, 250])
+      }, yards)
+    } finally {
+      await Promise.all(brokers.map((broker) => broker.close()))
+      await redis.stop()
+    }
+  })
 }
 
 /**
