@@ -33,8 +33,16 @@ export const FrameType = {
   Event: 0x14,
   Reply: 0x15,
   Error: 0x16,
-  Pong: 0x17
+  Pong: 0x17,
+  /** Relay flow control: `{ bytes }` of the stream's DATA the server has passed on. */
+  Ack: 0x18
 } as const
+
+/**
+ * Bytes of DATA a client may send on a relay stream before its OPENED (which announces the
+ * stream's `window`); the server's window is never smaller.
+ */
+export const RELAY_PRE_OPEN_WINDOW = 64 * 1024
 
 /** The endpoints a stream can open. */
 export const ENDPOINTS = ['echo', 'kv', 'relay', 'peers', 'signal'] as const
