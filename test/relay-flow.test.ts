@@ -286,6 +286,54 @@ test('across two servers on Redis: 32 MiB to a slow reader on the other server, 
   }
 })
 
+/** A raw sender that honours the window of its OPENED: `send` waits while `window` bytes are unacknowledged. */
+function windowed (client: RawClient, sid: number, window: number): { send: (bytes: Uint8Array) => Promise<void>, sent: () => number } {
+  let unacked = 0
+  let sent = 0
+  let acked: (() => void) | null = null
+  client.ws.on('message', (data: Buffer) => {
+    if (data[0] !== FrameType.Ack || data.readUInt32BE(1) !== sid) return
+    unacked -= Number(JSON.parse(data.subarray(HEADER_SIZE, HEADER_SIZE + data.readUInt32BE(6)).toString()).bytes)
+    acked?.()
+  })
+  return {
+    async send (bytes) {
+      while (unacked >= window) await within(new Promise<void>((resolve) => { acked = resolve }), 10_000, 'an ACK')
+      const frame = dataFrame(sid, bytes)
+      unacked += frame.length
+      sent += bytes.length
+      client.sendRaw(frame)
+    },
+    sent: () => sent
+  }
+}
+
+test('a receiver that reads slowly slows a sender that honours the window instead of being cut off as a slow consumer', () => withYard(async (yard, raws) => {
+  const sender = await rawClient(yard, raws)
+  const receiver = await rawClient(yard, raws)
+  sender.send(FrameType.Open, 1, relayOpen('room', 's', 'r'))
+  await receiver.open(1, relayOpen('room', 'r', 's'))
+  const opened = await sender.take((f) => f.type === FrameType.Opened, 2000, 'OPENED (sender)')
+  const window = Number(opened.meta?.window)
+  assert.ok(window > 0, 'OPENED announces a window')
+  let received = 0
+  receiver.ws.on('message', (data: Buffer) => { if (data[0] === FrameType.Data) received += data.length - HEADER_SIZE })
+  socketOf(receiver.ws).pause()
+  const out = windowed(sender, 1, window)
+  const total = 12 * 1024 * 1024 // six times the receiver's outbound bound
+  const chunk = new Uint8Array(256 * 1024)
+  const sending = (async () => { for (let i = 0; i < total / chunk.length; i++) await out.send(chunk) })()
+  sending.catch(() => {})
+  await sleep(500)
+  assert.ok(out.sent() < total / 2, `the sender waits for ACKs (${out.sent()} bytes sent)`)
+  assert.is(receiver.ws.readyState, 1, 'the receiver was not cut off')
+  socketOf(receiver.ws).resume()
+  await within(sending, 10_000, 'the sender got every ACK it needed')
+  await until(() => received === total, 10_000, 'every byte delivered')
+  assert.is(receiver.ws.readyState, 1)
+  assert.not.ok(receiver.frames.some((f) => f.type === FrameType.Closed), 'the stream is still open')
+}, { limits: { maxOutbound: 2 * 1024 * 1024 } }))
+
 test('a stream closed on one side releases what the other side queued for its socket', () => withYard(async (yard, raws, open) => {
   const receiver = await rawClient(yard, raws)
   receiver.send(FrameType.Open, 1, relayOpen('room', 'r', 's'))
