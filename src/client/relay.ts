@@ -12,9 +12,11 @@
 import { encodePayload, writeFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, RELAY_PRE_OPEN_WINDOW } from '../protocol/frames.js'
-import { CLIENT_DEFAULTS } from './defaults.js'
 import { Stream, type StreamEvents } from './stream.js'
 import type { YardSocket } from './socket.js'
+
+/** Bytes a relay stream keeps waiting (window full, or not open yet) before `send` throws `queue-full`. */
+const MAX_QUEUED_BYTES = 16 * 1024 * 1024
 
 export interface RelayOptions {
   /** This side's token. */
@@ -82,7 +84,7 @@ export class RelayStream extends Stream<RelayEvents> {
   /**
    * Send to the paired stream: any JSON value, a string, or binary. Held until paired (and while
    * the server's window is full). Returns false when the message had to wait: send more after
-   * 'drain'. Throws `queue-full` past 4 MiB waiting, `payload-too-large` past the frame limit.
+   * 'drain'. Throws `queue-full` past 16 MiB waiting, `payload-too-large` past the frame limit.
    */
   send (data: unknown): boolean {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'relay stream is closed')
@@ -98,7 +100,7 @@ export class RelayStream extends Stream<RelayEvents> {
       this.write(frame)
       return true
     }
-    if (this.queuedBytes + frame.length > CLIENT_DEFAULTS.maxQueuedBytes) {
+    if (this.queuedBytes + frame.length > MAX_QUEUED_BYTES) {
       throw new SignalyardError('queue-full', `the relay stream holds ${this.queuedBytes} bytes already; wait for 'drain'`)
     }
     this.queue.push(frame)
