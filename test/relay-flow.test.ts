@@ -334,6 +334,39 @@ test('a receiver that reads slowly slows a sender that honours the window instea
   assert.not.ok(receiver.frames.some((f) => f.type === FrameType.Closed), 'the stream is still open')
 }, { limits: { maxOutbound: 2 * 1024 * 1024 } }))
 
+test('across two servers on Redis: a peer on the other server that never reads gets the pair closed with relay-stalled on both sides', async () => {
+  if (TEST_BROKER !== 'redis') return
+  const redis = await startRedis()
+  const brokers: Broker[] = [redisBroker({ url: redis.url, prefix: 'stall:' }), redisBroker({ url: redis.url, prefix: 'stall:' })]
+  const yards: Yard[] = []
+  const raws: RawClient[] = []
+  let channel: Channel | null = null
+  try {
+    for (const broker of brokers) yards.push(await createServer({ port: 0, host: '127.0.0.1', broker, limits: { relay: { stallTimeout: 1000 } } }))
+    const peer = await rawClient(yards[1], raws)
+    peer.send(FrameType.Open, 1, relayOpen('room', 'p', 'v'))
+    channel = SignalChannel('room', { url: yards[0].url })
+    const relay = channel.relay({ local: 'v', remote: 'p' })
+    await readyAll(relay)
+    await peer.take((f) => f.type === FrameType.Opened && f.id === 1, 2000, 'OPENED (peer)')
+    socketOf(peer.ws).pause()
+    const closed = next(relay, 'close', 8000)
+    closed.catch(() => {})
+    await fillUntilStuck(relay)
+    assert.is(((await closed)[0] as SignalyardError | undefined)?.code, 'relay-stalled')
+    socketOf(peer.ws).resume()
+    assert.is((await peer.take(isClosed(1), 5000, 'CLOSED (peer, other server)')).meta?.code, 'relay-stalled', 'the code crossed servers')
+    for (const c of raws) c.ws.terminate()
+    for (const yard of yards) await until(async () => (await relayBudget(yard)) === 0, 3000, 'relay budget back to 0')
+  } finally {
+    channel?.close()
+    for (const c of raws) c.ws.terminate()
+    for (const yard of yards) await yard.close()
+    for (const broker of brokers) await broker.close()
+    await redis.stop()
+  }
+})
+
 test('a stream closed on one side releases what the other side queued for its socket', () => withYard(async (yard, raws, open) => {
   const receiver = await rawClient(yard, raws)
   receiver.send(FrameType.Open, 1, relayOpen('room', 'r', 's'))
