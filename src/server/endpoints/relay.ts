@@ -150,7 +150,11 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
     outbound = []
     release(outboundBytes)
     outboundBytes = 0
-    for (const frame of early) link.send(frame)
+    for (const frame of early) {
+      // The other side may end while taking them (its buffers are full): stop then.
+      if (ended || link === null) return
+      link.send(frame)
+    }
     if (inFlight > 0) stallTimer = setTimeout(stalled, limits.relay.stallTimeout)
     flush()
   }
