@@ -116,6 +116,7 @@ test('a paired peer that never reads stops only that relay stream: the sender\'s
   socketOf(peer.ws).resume()
   const peerClosed = await peer.take(isClosed(1), 5000, 'CLOSED (peer)')
   assert.is(peerClosed.meta?.code, 'relay-stalled', 'the peer gets the code too')
+  assert.match(await yard.metrics(), /^signalyard_refusals_total\{code="relay-stalled"\} 1$/m, '/metrics counts the stall once')
   // The socket was never held: echo still works after the stall too.
   const got = next(echo, 'data', 1000)
   echo.send('after')
@@ -143,6 +144,7 @@ test('a client that ignores the window gets its stream closed with relay-overflo
   socketOf(receiver.ws).resume()
   assert.is((await receiver.take(isClosed(1), 5000, 'CLOSED (receiver)')).meta?.code, 'relay-overflow')
   assert.is(receiver.ws.readyState, 1, 'the receiver was not cut off as a slow consumer')
+  assert.match(await yard.metrics(), /^signalyard_refusals_total\{code="relay-overflow"\} 1$/m, '/metrics counts the refusal')
 }))
 
 test('pre-pair buffers are bounded per connection (relay.maxBufferedPerConnection) and server-wide (total.relay): quota-exceeded, and the bytes come back', () => withYard(async (yard, raws) => {

@@ -63,6 +63,11 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
   }
   const quota = (): SignalyardError =>
     new SignalyardError('quota-exceeded', `relay buffers are full (${limits.relay.maxBufferedPerConnection} bytes per connection, or the server's relay budget)`)
+  /** This side found a bound crossed: count the refusal (/metrics) and end the pair with its code. */
+  const fail = (error: SignalyardError): void => {
+    ctx.metrics.refused(error.code)
+    end(error)
+  }
 
   const flushAck = (): void => {
     ackScheduled = false
@@ -97,7 +102,7 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
   const receive = (frame: Uint8Array): void => {
     if (ended) return
     if (paired && inbound.length === 0 && conn.drained() === null) return write(frame)
-    if (!hold(frame.length)) return end(quota())
+    if (!hold(frame.length)) return fail(quota())
     inbound.push(frame)
     if (paired && !waiting) flush()
   }
@@ -110,7 +115,7 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
       stallTimer = setTimeout(stalled, limits.relay.stallTimeout - idle)
       return
     }
-    end(new SignalyardError('relay-stalled', `no byte passed on for ${limits.relay.stallTimeout} ms: the other side does not read`))
+    fail(new SignalyardError('relay-stalled', `no byte passed on for ${limits.relay.stallTimeout} ms: the other side does not read`))
   }
   /** This client sent `bytes` more (watch for a stall). */
   const sent = (bytes: number): void => {
@@ -183,16 +188,16 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
       const bytes = raw.bytes.length
       if (paired && link !== null) {
         if (inFlight + bytes > limits.relay.maxInFlight) {
-          return end(new SignalyardError('relay-overflow', `more than ${limits.relay.maxInFlight} bytes sent without waiting for ACKs (window ${window})`))
+          return fail(new SignalyardError('relay-overflow', `more than ${limits.relay.maxInFlight} bytes sent without waiting for ACKs (window ${window})`))
         }
         sent(bytes)
         link.send(raw.bytes)
         return
       }
       if (outboundBytes + bytes > limits.relay.prePairBuffer) {
-        return end(new SignalyardError('payload-too-large', `more than ${limits.relay.prePairBuffer} bytes sent before pairing`))
+        return fail(new SignalyardError('payload-too-large', `more than ${limits.relay.prePairBuffer} bytes sent before pairing`))
       }
-      if (!hold(bytes)) return end(quota())
+      if (!hold(bytes)) return fail(quota())
       outboundBytes += bytes
       outbound.push(raw.bytes)
       sent(bytes)
