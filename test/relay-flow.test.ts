@@ -86,8 +86,10 @@ test('a paired peer that never reads stops only that relay stream: the sender\'s
   closed.catch(() => {})
   await fillUntilStuck(relay)
   const started = performance.now()
+  // 8 MiB more, whatever send() says: they wait on the client (a client that ignored the window
+  // would now have its stream closed; one on a server that pauses sockets would be frozen).
   const chunk = new Uint8Array(64 * 1024)
-  for (let i = 0; i < 16; i++) relay.send(chunk)
+  for (let i = 0; i < 128; i++) relay.send(chunk)
 
   const times: Record<string, number> = {}
   for (let round = 0; round < 3; round++) {
@@ -199,6 +201,38 @@ test('frames in flight when the peer closes are not bad frames: 50 pairs closed 
   const err = await sender.take((f) => f.type === FrameType.Error, 2000, 'ERROR for a stream never opened')
   assert.is(err.meta?.code, 'unknown-stream')
 }, { limits: { maxBadFrames: 20 } }))
+
+test('reference clients: 50 times a peer closes while the sender streams; the sender\'s socket is never cut off (no 1008), each stream just closes', () => withYard(async (yard, raws, open) => {
+  const sender = open('room', 'sender')
+  const states: string[] = []
+  sender.on('state', (state: string) => states.push(state))
+  const errors: string[] = []
+  sender.on('error', (err: SignalyardError) => errors.push(err.code))
+  const receiverChannel = open('room', 'receiver')
+  const chunk = new Uint8Array(16 * 1024)
+  for (let i = 0; i < 50; i++) {
+    const a = sender.relay({ local: `s${i}`, remote: `r${i}` })
+    const b = receiverChannel.relay({ local: `r${i}`, remote: `s${i}` })
+    await readyAll(a, b)
+    const closed = next(a, 'close', 2000)
+    // The sender streams all the time (a few chunks a millisecond, never more than 256 KiB waiting).
+    const pump = setInterval(() => {
+      for (let k = 0; k < 4 && a.state === 'open' && a.bufferedAmount < 256 * 1024; k++) a.send(chunk)
+    }, 1)
+    try {
+      await next(b, 'data', 2000)
+      b.close() // the sender has DATA in flight right now, and sends more until CLOSED reaches it
+      const [error] = await closed
+      assert.is(error, undefined, 'a plain close, not an error')
+    } finally {
+      clearInterval(pump)
+    }
+  }
+  const got = next(sender.echo(), 'open', 2000)
+  await got
+  assert.not.ok(states.includes('reconnecting'), `the sender's socket stayed open (states: ${states.join(', ')})`)
+  assert.equal(errors, [], 'no error reached the sender\'s channel')
+}, { limits: { maxBadFrames: 10 } }))
 
 /** Send `total` bytes through `from` (honouring 'drain'), read by a raw client on `toYard` that pauses its socket now and then; both SHA-256. */
 async function transfer (fromYard: Yard, toYard: Yard, total: number): Promise<{ sent: string, received: string, drains: number, echoMs: number }> {
