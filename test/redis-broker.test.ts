@@ -20,8 +20,8 @@ test.before(async () => { redis = await startRedis() })
 test.after(async () => { await redis.stop() })
 
 /** Two yards, each on its own broker over the test Redis; closed (and checked clean) after `body`. */
-async function twoServers (body: (a: Yard, b: Yard) => Promise<void>, options: { relayWindow?: number } = {}): Promise<void> {
-  const brokers: Broker[] = [redisBroker({ url: redis.url, ...options }), redisBroker({ url: redis.url, ...options })]
+async function twoServers (body: (a: Yard, b: Yard) => Promise<void>): Promise<void> {
+  const brokers: Broker[] = [redisBroker({ url: redis.url }), redisBroker({ url: redis.url })]
   const yards = await Promise.all(brokers.map(async (broker) => await createServer({ port: 0, host: '127.0.0.1', broker })))
   try {
     await body(yards[0], yards[1])
