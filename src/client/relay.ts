@@ -150,7 +150,7 @@ export class RelayStream extends Stream<RelayEvents> {
   protected override opened (meta: Record<string, unknown>): void {
     // A server without per-stream flow control announces no window: write as it comes.
     const window = meta.window
-    this.window = typeof window === 'number' && window >= RELAY_PRE_OPEN_WINDOW ? window : Infinity
+    this.window = typeof window === 'number' && window > 0 ? Math.max(window, RELAY_PRE_OPEN_WINDOW) : Infinity
     super.opened(meta)
     this.pump()
   }

@@ -94,7 +94,8 @@ export interface Limits {
     /**
      * Bytes of one relay stream sent and not yet passed on to the receiver's socket, wherever they
      * wait (this process, Redis, the receiver's process); past it the stream is closed
-     * (`relay-overflow`). Only a client that ignores the window reaches it.
+     * (`relay-overflow`). Only a client that ignores the window reaches it: it is never taken
+     * below `window` + maxFrame.
      */
     maxInFlight: number
     /**

@@ -26,6 +26,8 @@ import type { OpenHandler, ServerStream } from '../connection.js'
 export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, remote }) => {
   const { limits } = ctx
   const window = Math.max(limits.relay.window, RELAY_PRE_OPEN_WINDOW)
+  // A client that keeps to the window (plus one frame) is never cut off, whatever is configured.
+  const maxInFlight = Math.max(limits.relay.maxInFlight, window + limits.maxFrame)
   let link: RelayLink | null = null
   let peerArrived = false
   let paired = false
@@ -187,8 +189,8 @@ export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, r
       if (ended) return
       const bytes = raw.bytes.length
       if (paired && link !== null) {
-        if (inFlight + bytes > limits.relay.maxInFlight) {
-          return fail(new SignalyardError('relay-overflow', `more than ${limits.relay.maxInFlight} bytes sent without waiting for ACKs (window ${window})`))
+        if (inFlight + bytes > maxInFlight) {
+          return fail(new SignalyardError('relay-overflow', `more than ${maxInFlight} bytes sent without waiting for ACKs (window ${window})`))
         }
         sent(bytes)
         link.send(raw.bytes)
