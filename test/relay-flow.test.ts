@@ -8,7 +8,7 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash, randomBytes } from 'node:crypto'
 import { SignalChannel, type Channel, type RelayStream, type SignalyardError } from 'signalyard'
-import { createServer, redisBroker, type Broker, type ServerOptions, type Yard } from 'signalyard/server'
+import { DEFAULTS, createServer, redisBroker, type Broker, type ServerOptions, type Yard } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
 import { HEADER_SIZE, Kind, writeFrame } from '../src/protocol/codec.js'
 import { rawClient, socketOf, type RawClient } from './raw-client.js'
@@ -132,7 +132,7 @@ test('a client that ignores the window gets its stream closed with relay-overflo
   sender.send(FrameType.Open, 1, relayOpen('room', 's', 'r'))
   await receiver.open(1, relayOpen('room', 'r', 's'))
   const opened = await sender.take((f) => f.type === FrameType.Opened && f.id === 1, 2000, 'OPENED (sender)')
-  assert.is(opened.meta?.window, 256 * 1024, 'OPENED announces the window')
+  assert.is(opened.meta?.window, DEFAULTS.relay.window, 'OPENED announces the window')
   assert.is((await sender.open(2, { ep: 'echo', ns: 'room' })).type, FrameType.Opened)
   socketOf(receiver.ws).pause()
   const chunk = new Uint8Array(256 * 1024)

@@ -154,7 +154,7 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
   relay: Object.freeze({
     pendingTimeout: 30_000,
     prePairBuffer: 256 * 1024,
-    window: 256 * 1024,
+    window: 1024 * 1024,
     maxInFlight: 4 * 1024 * 1024,
     maxBufferedPerConnection: 8 * 1024 * 1024,
     stallTimeout: 30_000
