@@ -193,6 +193,9 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     },
 
     stats () { return { kvKeys: model.size, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
+    tables () {
+      return { topics: topics.size, relaySides: sides.size, kvNamespaces: model.namespaceCount, peersNamespaces: claims.peers.size, signalNamespaces: claims.signal.size }
+    },
     close () {
       clearInterval(sweep)
       for (const space of [claims.peers, claims.signal]) {
