@@ -40,6 +40,9 @@ export const FrameType = {
 export const ENDPOINTS = ['echo', 'kv', 'relay', 'peers', 'signal'] as const
 export type Endpoint = typeof ENDPOINTS[number]
 
+/** Highest stream id a client may open (2³²−1 is reserved; 0 is the connection). */
+export const MAX_SID = 0xfffffffe
+
 /** Longest namespace, KV key, relay token or peer id, in UTF-16 code units. */
 export const NAME_MAX = 256
 
@@ -123,7 +126,7 @@ function parseOpen (f: RawFrame): OpenFrame | FrameError {
 function checkOpen (f: RawFrame): OpenFrame | FrameError {
   const m = f.meta ?? {}
   const sid = f.id
-  if (sid === 0) return bad(sid, 'stream id 0 is reserved')
+  if (sid === 0 || sid > MAX_SID) return bad(sid, `stream ids are 1 … ${MAX_SID}`)
   if (!isName(m.ns)) return bad(sid, `ns must be a string of 1..${NAME_MAX} characters`)
   switch (m.ep) {
     case 'echo':

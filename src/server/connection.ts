@@ -14,6 +14,7 @@ import {
 } from '../protocol/frames.js'
 import type { Broker } from './brokers/types.js'
 import type { Budgets } from './budget.js'
+import { BACKLOG_FRAME_COST } from './limits.js'
 import type { Broadcast, Hub, Subscriber } from './hub.js'
 import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
@@ -48,6 +49,8 @@ export interface ServerContext {
   readonly limits: Limits
   readonly log: Logger
   readonly metrics: Metrics
+  /** Open streams per namespace on this server (so /healthz counts namespaces in O(1)). */
+  readonly namespaces: Map<string, number>
   /** Server-wide budgets (limits.total): take before holding bytes, give back when letting go. */
   readonly budgets: Budgets
   /** The endpoint handlers, by name. */
@@ -64,7 +67,7 @@ export type OpenHandler<F extends OpenFrame = OpenFrame> =
 export type Endpoints = { [E in OpenFrame['ep']]: OpenHandler<Extract<OpenFrame, { ep: E }>> }
 
 /** WebSocket close codes the server uses. */
-export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, ServiceRestart: 1012, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
+export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, ServiceRestart: 1012, TryAgainLater: 1013, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
 
 /**
  * One client connection. It is kept lean because an idle server holds thousands: the socket's
@@ -74,16 +77,20 @@ export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
   private backlog: Uint8Array[] | null = null
+  /** Bytes the backlog holds (frame lengths + BACKLOG_FRAME_COST each), taken from budgets.backlog. */
+  private backlogBytes = 0
   /** Waiting for authenticate() or for an OPEN's answer: frames wait in the backlog. */
   private blocked = true
   /** DATA and REQUEST frames whose broker call has not settled (Redis: a round trip each). */
   private inFlight = 0
   private closed = false
+  /** teardown() ran (closed may be set earlier, when the server stops reading a socket it is closing). */
+  private torn = false
   /** Something arrived (a pong or a frame) since the last liveness ping. */
   private alive = true
   /** Token bucket of incoming frames (limits.messagesPerSecond, limits.messageBurst). */
   private tokens: number
-  private refilled = Date.now() - EPOCH
+  private refilled = now()
   /** Closing because the client does not read what it is sent. */
   private shedding = false
 
@@ -118,9 +125,11 @@ export class Connection implements Subscriber {
     const { messagesPerSecond, messageBurst } = this.ctx.limits
     // Integers (milli-tokens, ms since the module loaded) stay small integers in V8: no boxed
     // doubles per connection.
-    const now = Date.now() - EPOCH
-    this.tokens = Math.min(messageBurst * 1000, this.tokens + (now - this.refilled) * messagesPerSecond)
-    this.refilled = now
+    // Monotonic: a wall clock stepped back (NTP) must not starve the bucket. A tick that went
+    // backwards anyway (it cannot with performance.now) refills nothing.
+    const t = now()
+    this.tokens = Math.min(messageBurst * 1000, this.tokens + Math.max(0, t - this.refilled) * messagesPerSecond)
+    this.refilled = t
     if (this.tokens < 1000) return false
     this.tokens -= 1000
     return true
@@ -199,13 +208,37 @@ export class Connection implements Subscriber {
   }
 
   private drain (): void {
-    while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) this.handle(this.backlog.shift() as Uint8Array)
+    while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) {
+      const bytes = this.backlog.shift() as Uint8Array
+      this.releaseBacklog(bytes.length + BACKLOG_FRAME_COST)
+      this.handle(bytes)
+    }
     if (this.backlog?.length === 0) this.backlog = null
+  }
+
+  private releaseBacklog (cost: number): void {
+    this.backlogBytes -= cost
+    this.ctx.budgets.backlog.give(cost)
   }
 
   /** A pong, or anything else showing the peer is alive. */
   touch (): void {
     this.alive = true
+  }
+
+  /**
+   * The last-resort guard: something threw out of a socket callback. That is a bug in the server,
+   * never the client's doing: it is logged, the client gets ERROR `internal-error`, and the
+   * connection (and the process) goes on serving.
+   */
+  internalError (where: string, err: unknown): void {
+    this.ctx.metrics.refused('internal-error')
+    this.ctx.log('error', 'internal error in a socket callback', { conn: this.id, where, error: err instanceof Error ? err.stack ?? err.message : String(err) })
+    try {
+      this.error(0, 'internal-error', 'the server failed while handling a frame')
+    } catch {
+      // the socket cannot take it either: the close that follows tears the connection down
+    }
   }
 
   /** A socket error (the close that follows tears the connection down). */
@@ -286,19 +319,39 @@ export class Connection implements Subscriber {
     }
   }
 
+  /**
+   * A frame arrived: handled now, or kept in the backlog while the connection is busy. The backlog
+   * is bounded in bytes per connection (limits.maxBacklog: past it the client is not following the
+   * protocol, 1008 `backlog-full`) and server-wide (budgets.backlog: when every backlog together
+   * is full, the connection that cannot add is closed with 1013 `quota-exceeded`, try again later).
+   */
   private receive (bytes: Uint8Array): void {
     if (this.closed) return
-    if (this.busy) {
-      const backlog = this.backlog ??= []
-      if (backlog.length >= this.ctx.limits.maxBacklog) {
-        this.ctx.metrics.refused('backlog-full')
-        this.close(CloseCode.Policy, 'backlog-full')
-        return
-      }
-      backlog.push(bytes)
-      return
+    if (!this.busy) return this.handle(bytes)
+    const cost = bytes.length + BACKLOG_FRAME_COST
+    if (this.backlogBytes + cost > this.ctx.limits.maxBacklog) {
+      this.ctx.metrics.refused('backlog-full')
+      return this.shut(CloseCode.Policy, 'backlog-full')
     }
-    this.handle(bytes)
+    if (!this.ctx.budgets.backlog.take(cost)) {
+      this.ctx.metrics.refused('quota-exceeded')
+      this.ctx.log('warn', 'server-wide backlog budget full: connection closed', { conn: this.id })
+      return this.shut(CloseCode.TryAgainLater, 'quota-exceeded')
+    }
+    this.backlogBytes += cost
+    ;(this.backlog ??= []).push(bytes)
+  }
+
+  /** Close the socket and read nothing more from it (what waited is dropped and its bytes given back). */
+  private shut (code: number, reason: string): void {
+    this.dropBacklog()
+    this.closed = true
+    this.close(code, reason)
+  }
+
+  private dropBacklog (): void {
+    if (this.backlogBytes > 0) this.releaseBacklog(this.backlogBytes)
+    this.backlog = null
   }
 
   private handle (bytes: Uint8Array): void {
@@ -400,6 +453,8 @@ export class Connection implements Subscriber {
       if (this.closed) return stream.close('gone')
       stream.ep = frame.ep
       this.streams.set(sid, stream)
+      const namespaces = this.ctx.namespaces
+      namespaces.set(stream.ns, (namespaces.get(stream.ns) ?? 0) + 1)
     }
     const onError = (err: unknown): void => {
       if (err instanceof SignalyardError) return refuse(err.code, err.message)
@@ -417,6 +472,10 @@ export class Connection implements Subscriber {
 
   private forget (sid: number, stream: ServerStream, end: StreamEnd): void {
     this.streams.delete(sid)
+    const namespaces = this.ctx.namespaces
+    const n = (namespaces.get(stream.ns) ?? 1) - 1
+    if (n <= 0) namespaces.delete(stream.ns)
+    else namespaces.set(stream.ns, n)
     try {
       stream.close(end)
     } catch (err) {
@@ -442,12 +501,12 @@ export class Connection implements Subscriber {
 
   /** Count a rejected frame; too many in one window closes the connection. */
   private countBad (): void {
-    const now = Date.now()
+    const t = now()
     // Kept aside: most connections never send a bad frame.
     let bad = badFrames.get(this)
-    if (bad === undefined) badFrames.set(this, bad = { count: 0, since: now })
-    if (now - bad.since > this.ctx.limits.badFrameWindow) {
-      bad.since = now
+    if (bad === undefined) badFrames.set(this, bad = { count: 0, since: t })
+    if (t - bad.since > this.ctx.limits.badFrameWindow) {
+      bad.since = t
       bad.count = 0
     }
     if (++bad.count === this.ctx.limits.maxBadFrames + 1) {
@@ -458,9 +517,10 @@ export class Connection implements Subscriber {
 
   /** The socket closed: end every stream (as `gone`) and leave the server's table. */
   teardown (): void {
-    if (this.closed) return
+    this.dropBacklog()
+    if (this.torn) return
+    this.torn = true
     this.closed = true
-    this.backlog = null
     for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
     this.ctx.forget(this)
   }
@@ -479,8 +539,11 @@ const identities = new WeakMap<Connection, unknown>()
 /** DATA / REQUEST frames of one connection waiting on the broker before the rest wait in the backlog. */
 const MAX_IN_FLIGHT = 256
 
-/** Time origin of the rate limiter (keeps its timestamps small integers). */
-const EPOCH = Date.now()
+/**
+ * Milliseconds on the monotonic clock, as a small integer (V8 keeps it unboxed): every duration on
+ * the server is measured with it, never with the wall clock, which NTP may step back.
+ */
+const now = (): number => Math.floor(performance.now())
 
 /** WebSocket.OPEN */
 const OPEN = 1
@@ -500,9 +563,23 @@ const PONG = writeFrame(FrameType.Pong, 0, null)
 /** Where a socket keeps its connection, so one set of listeners serves every socket. */
 const CONNECTION = Symbol('signalyard.connection')
 type Owned = WebSocket & { [CONNECTION]?: Connection }
-function socketMessage (this: Owned, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void { this[CONNECTION]?.message(data, isBinary) }
+function socketMessage (this: Owned, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+  const conn = this[CONNECTION]
+  try {
+    conn?.message(data, isBinary)
+  } catch (err) {
+    conn?.internalError('message', err)
+  }
+}
 function socketPong (this: Owned): void { this[CONNECTION]?.touch() }
-function socketClose (this: Owned): void { this[CONNECTION]?.teardown() }
+function socketClose (this: Owned): void {
+  const conn = this[CONNECTION]
+  try {
+    conn?.teardown()
+  } catch (err) {
+    conn?.internalError('close', err)
+  }
+}
 function socketError (this: Owned, err: Error): void { this[CONNECTION]?.socketError(err) }
 
 /** The part of net.Socket the connection uses. */
