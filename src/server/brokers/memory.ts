@@ -193,9 +193,6 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     },
 
     stats () { return { kvKeys: model.size, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
-    tables () {
-      return { topics: topics.size, relaySides: sides.size, kvNamespaces: model.namespaceCount, peersNamespaces: claims.peers.size, signalNamespaces: claims.signal.size }
-    },
     close () {
       clearInterval(sweep)
       for (const space of [claims.peers, claims.signal]) {
@@ -204,6 +201,10 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       }
       topics.clear()
       for (const side of [...sides.values()]) release(side)
+    },
+
+    tables () {
+      return { topics: topics.size, relaySides: sides.size, kvNamespaces: model.namespaceCount, peersNamespaces: claims.peers.size, signalNamespaces: claims.signal.size }
     }
   }
 }
