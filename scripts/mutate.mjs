@@ -139,7 +139,7 @@ if (listed.status !== 0) {
   console.log(`mutate: git ls-files failed: ${listed.stderr}`)
   process.exit(2)
 }
-for (const file of listed.stdout.split('\0').filter(Boolean)) {
+for (const file of listed.stdout.split('\0').filter((f) => f !== '' && f !== 'node_modules' && !f.startsWith('node_modules/'))) {
   mkdirSync(dirname(join(copy, file)), { recursive: true })
   try { cpSync(join(root, file), join(copy, file)) } catch { /* listed but deleted in the tree */ }
 }
