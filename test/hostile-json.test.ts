@@ -119,7 +119,7 @@ const TARGETS: Target[] = [
   { name: 'signal DATA to', slot: 'meta', setup: (id) => [[2, { ep: 'signal', ns: NS, id, key: KEY }]], frame: (v) => ({ type: FrameType.Data, sid: 2, meta: `{"to":${v}}`, payload: '"hi"' }), answer: on(FrameType.Data) },
   { name: 'echo DATA meta', slot: 'meta', setup: () => [[2, { ep: 'echo', ns: NS }]], frame: (v) => ({ type: FrameType.Data, sid: 2, meta: v, payload: '"hi"' }), answer: (f) => f.type === FrameType.Event && f.meta?.ep === 'echo' },
   { name: 'relay DATA meta', slot: 'meta', setup: (id) => [[2, { ep: 'relay', ns: NS, local: `${id}x`, remote: `${id}y` }], [3, { ep: 'relay', ns: NS, local: `${id}y`, remote: `${id}x` }]], frame: (v) => ({ type: FrameType.Data, sid: 2, meta: v, payload: '"hi"' }), answer: (f) => f.type === FrameType.Data && f.id === 3 },
-  { name: 'kv value', slot: 'payload', setup: () => kvOpen, frame: (v, id) => ({ type: FrameType.Request, sid: 2, meta: `{"req":1,"op":"set","key":"${id}","ttl":2000}`, payload: v }), answer: on(FrameType.Reply) },
+  { name: 'kv value', slot: 'payload', setup: () => kvOpen, frame: (v, id) => ({ type: FrameType.Request, sid: 2, meta: `{"req":1,"op":"set","key":"${id}","ttl":30000}`, payload: v }), answer: on(FrameType.Reply) },
   { name: 'echo payload', slot: 'payload', setup: () => [[2, { ep: 'echo', ns: NS }]], frame: (v) => ({ type: FrameType.Data, sid: 2, meta: '', payload: v }), answer: (f) => f.type === FrameType.Event && f.meta?.ep === 'echo' },
   { name: 'signal payload', slot: 'payload', setup: (id) => [[2, { ep: 'signal', ns: NS, id, key: KEY }]], frame: (v, id) => ({ type: FrameType.Data, sid: 2, meta: `{"to":"${id}"}`, payload: v }), answer: on(FrameType.Data) },
   { name: 'relay payload', slot: 'payload', setup: (id) => [[2, { ep: 'relay', ns: NS, local: `${id}x`, remote: `${id}y` }], [3, { ep: 'relay', ns: NS, local: `${id}y`, remote: `${id}x` }]], frame: (v) => ({ type: FrameType.Data, sid: 2, meta: '', payload: v }), answer: (f) => f.type === FrameType.Data && f.id === 3 }
@@ -203,6 +203,16 @@ test('JSON nested 5,000–100,000 deep, thousands wide or up to the frame limit,
         await within(kv.set(`good-${n}`, n), 3000, `the good client's kv set after case ${n}`)
         assert.is(kv.get(`good-${n}`), n)
       }
+    }
+    // A newcomer's kv snapshot carries every value the cases stored (deep JSON included) and syncs.
+    const late = SignalChannel(NS, { url: yard.url })
+    try {
+      const replica = late.kv()
+      await within(replica.ready(), 5000, 'a new replica\'s snapshot of the namespace')
+      assert.equal(replica.keys().filter((k) => k.startsWith('good-')).sort(), kv.keys().filter((k) => k.startsWith('good-')).sort())
+      assert.ok(replica.keys().some((k) => k.startsWith('h')), 'the snapshot holds values the cases stored')
+    } finally {
+      late.close()
     }
     if (process.env.SHOW_OUTCOMES === '1') console.log([...outcomes].map(([k, v]) => `${v} × ${k}`).sort().join('\n'))
     assert.equal(crashes, [], `nothing thrown in the server's process (seed ${SEED})`)
