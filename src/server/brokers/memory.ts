@@ -202,6 +202,10 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       }
       topics.clear()
       for (const side of [...sides.values()]) release(side)
+    },
+
+    tables () {
+      return { topics: topics.size, relaySides: sides.size, kvNamespaces: model.namespaceCount, peersNamespaces: claims.peers.size, signalNamespaces: claims.signal.size }
     }
   }
 }

@@ -401,6 +401,8 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       return Number(reply) === 1
     },
 
+    tables () { return { channels: channels.size, relaySides: sides.size, claims: held.size } },
+
     async stats () {
       let relayPairs = 0
       for (const side of sides.values()) if (side.peer !== '' && (!isLocal(side.peer) || side.addr < side.peer)) relayPairs++

@@ -175,6 +175,12 @@ export interface Broker {
   stats: () => MaybePromise<{ kvKeys: number, relayPairs: number, peers?: number, signals?: number }>
   /** Release timers and connections. */
   close: () => MaybePromise<void>
+
+  /**
+   * Entries in this process's own tables (topics, relay sides, claims, namespaces…), by table:
+   * read-only, for leak checks (back to their starting size once every client left). Optional.
+   */
+  tables?: () => Record<string, number>
 }
 
 /** Topic names: one per endpoint and namespace. */
