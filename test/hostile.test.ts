@@ -256,6 +256,20 @@ test('a logger that throws loses its line, never the connection or the process',
   assert.is(again.meta?.code, 'forbidden', 'the same connection is still served')
 })
 
+test('an answer never carries back more than a few bytes of what was sent (a 500 KB endpoint name, a 500 KB op)', async () => {
+  const y = await yard()
+  const c = await rawClient(y, clients)
+  const huge = 'x'.repeat(500_000)
+  const refused = await c.open(1, { ep: huge, ns: 'n' })
+  assert.is(refused.meta?.code, 'unknown-endpoint')
+  assert.ok(refused.bytes.length < 200, `CLOSED is ${refused.bytes.length} bytes`)
+  await c.open(2, { ep: 'kv', ns: 'n' })
+  c.send(FrameType.Request, 2, { req: 1, op: huge })
+  const error = await c.take((f) => f.type === FrameType.Error && f.id === 2, 2000, 'the answer to a huge op')
+  assert.is(error.meta?.code, 'bad-request')
+  assert.ok(error.bytes.length < 200, `ERROR is ${error.bytes.length} bytes`)
+})
+
 test('stream ids are 1 … 2³²−2: an OPEN of 2³²−1 is refused with bad-request, 2³²−2 opens', async () => {
   const y = await yard()
   const c = await rawClient(y, clients)

@@ -33,8 +33,16 @@ export const FrameType = {
   Event: 0x14,
   Reply: 0x15,
   Error: 0x16,
-  Pong: 0x17
+  Pong: 0x17,
+  /** Relay flow control: `{ bytes }` of the stream's DATA the server has passed on. */
+  Ack: 0x18
 } as const
+
+/**
+ * Bytes of DATA a client may send on a relay stream before its OPENED (which announces the
+ * stream's `window`); the server's window is never smaller.
+ */
+export const RELAY_PRE_OPEN_WINDOW = 64 * 1024
 
 /** The endpoints a stream can open. */
 export const ENDPOINTS = ['echo', 'kv', 'relay', 'peers', 'signal'] as const
@@ -118,6 +126,15 @@ const bad = (sid: number, message: string, req?: number): FrameError => ({ error
 
 type Parser = (f: RawFrame) => ClientFrame | FrameError
 
+/**
+ * A client's value quoted in an error message, cut to 40 characters: an answer never carries back
+ * more than a few bytes of what was sent (a 1 MiB endpoint name is not echoed to its sender).
+ */
+function quote (value: unknown): string {
+  const text = typeof value === 'string' ? value : typeof value
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text)
+}
+
 function parseOpen (f: RawFrame): OpenFrame | FrameError {
   const parsed = checkOpen(f)
   return 'error' in parsed ? { ...parsed, open: true } : parsed
@@ -150,7 +167,7 @@ function checkOpen (f: RawFrame): OpenFrame | FrameError {
       return { type: 'open', sid, ep: 'peers', ns: m.ns, id: m.id, key: m.key, meta, metaSize: jsonSize(meta) }
     }
     default:
-      return { error: 'unknown-endpoint', message: `unknown endpoint ${JSON.stringify(m.ep)}`, sid }
+      return { error: 'unknown-endpoint', message: `unknown endpoint ${quote(m.ep)}`, sid }
   }
 }
 
@@ -176,7 +193,7 @@ function parseRequest (f: RawFrame): AnyRequest | FrameError {
   const m = f.meta ?? {}
   if (!isUint(m.req)) return bad(f.id, 'req must be a non-negative integer')
   const parser = requestParsers.get(m.op)
-  if (parser === undefined) return bad(f.id, `unknown op ${JSON.stringify(m.op)}`, m.req)
+  if (parser === undefined) return bad(f.id, `unknown op ${quote(m.op)}`, m.req)
   return parser(f, m, m.req)
 }
 

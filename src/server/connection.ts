@@ -149,10 +149,10 @@ export class Connection implements Subscriber {
   }
 
   /**
-   * For a relay forwarding to this connection: null while its write queue is short, else a
-   * promise that resolves once the queue drains (or the socket closes). The relay holds its
-   * sender until then, so a fast sender slows to its receiver's pace instead of getting the
-   * receiver disconnected as a slow consumer.
+   * For a relay writing to this connection: null while its write queue is short, else a promise
+   * that resolves once the queue drains (or the socket closes). Relay streams queue their frames
+   * meanwhile (each in its own bounded queue), so a fast sender slows to its receiver's pace
+   * instead of getting the receiver disconnected as a slow consumer.
    */
   drained (): Promise<void> | null {
     if (this.closed || this.ws.bufferedAmount <= Math.min(RELAY_HIGH_WATER, this.ctx.limits.maxOutbound / 4)) return null
@@ -174,23 +174,46 @@ export class Connection implements Subscriber {
   /** Relay flow-control state, kept aside (most connections never relay). */
   private relayState (): RelayState {
     let state = relayStates.get(this)
-    if (state === undefined) relayStates.set(this, state = { holds: 0, drained: null })
+    if (state === undefined) relayStates.set(this, state = { bytes: 0, drained: null, ended: null, next: 0 })
     return state
+  }
+
+  /**
+   * Hold `bytes` more for this connection's relay streams (before pairing, or waiting to be
+   * written to it): false, with nothing held, past limits.relay.maxBufferedPerConnection or the
+   * server's relay budget. Give them back with relayRelease.
+   */
+  relayHold (bytes: number): boolean {
+    const state = this.relayState()
+    if (this.closed || state.bytes + bytes > this.ctx.limits.relay.maxBufferedPerConnection) return false
+    if (!this.ctx.budgets.relay.take(bytes)) return false
+    state.bytes += bytes
+    return true
+  }
+
+  /** Give back relay bytes held with relayHold. */
+  relayRelease (bytes: number): void {
+    const state = relayStates.get(this)
+    if (state === undefined || bytes <= 0) return
+    state.bytes -= bytes
+    this.ctx.budgets.relay.give(bytes)
+  }
+
+  /**
+   * The server ended relay stream `sid`: DATA the client sent before it learnt so (in flight)
+   * is dropped silently instead of counting as bad frames. The last RECENTLY_ENDED ids are kept.
+   */
+  relayEnded (sid: number): void {
+    const state = this.relayState()
+    const ended = state.ended ??= []
+    if (ended.length < RECENTLY_ENDED) ended.push(sid)
+    else ended[state.next] = sid
+    state.next = (state.next + 1) % RECENTLY_ENDED
   }
 
   /** Frames wait in the backlog: see `blocked` and `inFlight`. */
   private get busy (): boolean {
     return this.blocked || this.inFlight >= MAX_IN_FLIGHT
-  }
-
-  /** Stop reading this socket until `wait` settles (nested holds add up). */
-  hold (wait: Promise<void>): void {
-    if (this.closed) return
-    const state = this.relayState()
-    if (state.holds++ === 0) this.ws.pause()
-    void wait.then(() => {
-      if (--state.holds === 0 && !this.closed) this.ws.resume()
-    })
   }
 
   /** What authenticate() returned for this connection (null without authenticate). */
@@ -309,8 +332,7 @@ export class Connection implements Subscriber {
    */
   heartbeat (): void {
     if (this.closed) return
-    // A held socket is not read, so its pongs wait unread: it is quiet because of us.
-    if (!this.alive && (relayStates.get(this)?.holds ?? 0) === 0) return this.ws.terminate()
+    if (!this.alive) return this.ws.terminate()
     this.alive = false
     try {
       this.ws.ping()
@@ -389,7 +411,11 @@ export class Connection implements Subscriber {
 
   data (frame: DataFrame): void | Promise<void> {
     const stream = this.streams.get(frame.sid)
-    if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid })
+    if (stream === undefined) {
+      // In flight when the server ended the stream: expected, not abuse.
+      if (relayStates.get(this)?.ended?.includes(frame.sid) === true) return
+      return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid })
+    }
     if (stream.data === undefined) return this.reject({ error: 'bad-request', message: 'this endpoint takes no DATA frames', sid: frame.sid })
     return stream.data(frame)
   }
@@ -529,8 +555,12 @@ export class Connection implements Subscriber {
 /** Rejected frames of a connection in the current window (limits.badFrameWindow). */
 const badFrames = new WeakMap<Connection, { count: number, since: number }>()
 
-/** Reasons reading is paused (relays waiting for a receiver), and the receiver's drain promise. */
-interface RelayState { holds: number, drained: Promise<void> | null }
+/**
+ * A connection's relay side state: bytes held for its relay streams (relayHold), the promise of
+ * its socket draining, and the ids of relay streams the server ended lately (a ring of
+ * RECENTLY_ENDED, `next` the slot to overwrite).
+ */
+interface RelayState { bytes: number, drained: Promise<void> | null, ended: number[] | null, next: number }
 const relayStates = new WeakMap<Connection, RelayState>()
 
 /** Identities from authenticate(), kept aside: most servers have none, and idle connections are many. */
@@ -597,8 +627,11 @@ function rawSocket (ws: WebSocket): RawSocket | null {
     : null
 }
 
-/** Queued bytes past which a relay holds its sender (or maxOutbound / 4 when that is less). */
+/** Queued bytes past which relay frames wait in their stream's queue (or maxOutbound / 4 when that is less). */
 const RELAY_HIGH_WATER = 1024 * 1024
+
+/** Relay stream ids ended by the server that a connection remembers (their late DATA is dropped silently). */
+const RECENTLY_ENDED = 64
 
 /** The stream id of a finished frame (bytes 1..4). */
 function frameId (frame: Uint8Array): number {
