@@ -60,6 +60,8 @@ export function setDefaultWebSocket (ctor: WebSocketConstructor): void {
 }
 
 const OPEN = 1
+/** The clock of every liveness duration: monotonic, so a wall-clock step (NTP) changes nothing. */
+const monotonic = (): number => performance.now()
 /** The client's liveness probe: always the same bytes. */
 const PING = writeFrame(FrameType.Ping, 0, null)
 
@@ -236,10 +238,10 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private startHeartbeat (): void {
     this.stopHeartbeat()
     const { interval, timeout } = this.tunables.heartbeat
-    this.lastHeard = performance.now()
+    this.lastHeard = monotonic()
     this.pingSent = 0
     this.heartbeat = setInterval(() => {
-      const now = performance.now()
+      const now = monotonic()
       if (this.pingSent !== 0 && now - this.pingSent >= timeout) return this.dead(now - this.lastHeard)
       if (this.pingSent === 0 && now - this.lastHeard >= interval && this.isOpen) {
         this.pingSent = Math.max(now, 1) // 0 means "no PING out"
@@ -285,7 +287,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   }
 
   private receive (bytes: Uint8Array): void {
-    this.lastHeard = performance.now()
+    this.lastHeard = monotonic()
     this.pingSent = 0
     const frame = readFrame(bytes)
     if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
