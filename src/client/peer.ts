@@ -482,11 +482,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       this.lingering = true
       this.timer = setTimeout(() => this.flushed(this.pipe), LINGER_MS)
       this.pump()
-    } else if (notify && this.pipe?.transport === 'webrtc') {
-      // Not open here yet, but the peer may be (its end of the channel can open first): closing
-      // the RTCPeerConnection now would reach it before the signalled bye and read as a transport
-      // failure. Say bye (over the channel too when it is open here) and let the peer close the
-      // pipe; it is dropped after the linger time at the latest.
+    } else if (notify && !this.initiator && this.pipe?.transport === 'webrtc') {
+      // An acceptor not open yet (no READY seen) whose initiator may be open already (its end of
+      // the channel can open first): closing the RTCPeerConnection now would reach the initiator
+      // before the signalled bye and read as a transport failure. Say bye (over the channel too
+      // when it is open here) and let the peer close the pipe; it is dropped after the linger
+      // time at the latest.
       this.host.signal(this.peerId, this.byeSignal())
       if (this.pipeOpen) this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0))
       this.queue = []
