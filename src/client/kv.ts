@@ -10,7 +10,7 @@
 import type { RawFrame } from '../protocol/codec.js'
 import { encodePayload, writeFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, NAME_MAX } from '../protocol/frames.js'
+import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
 
@@ -82,8 +82,8 @@ export class KvStream extends Stream<KvEvents> {
 
   private request (meta: { op: string, key: string, ttl?: number }, key: string, value: unknown, withValue: boolean): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new SignalyardError('stream-closed', 'kv stream is closed'))
-    if (typeof key !== 'string' || key.length === 0 || key.length > NAME_MAX) {
-      return Promise.reject(new SignalyardError('bad-request', `key must be a string of 1..${NAME_MAX} characters`))
+    if (!isName(key)) {
+      return Promise.reject(new SignalyardError('bad-request', `key must be a well-formed string of 1..${NAME_MAX} characters`))
     }
     const req = this.nextReq++
     let frame: Uint8Array

@@ -8,7 +8,7 @@ import { EventEmitter } from 'eventemitter3'
 import { nanoid } from 'nanoid'
 import { writeFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, NAME_MAX } from '../protocol/frames.js'
+import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
 
@@ -179,8 +179,8 @@ export class Peers extends EventEmitter<PeersEvents> {
   private doJoin (meta: { id: string } & Record<string, unknown>): Promise<void> {
     if (this.closed) return Promise.reject(new SignalyardError('channel-closed', 'the channel is closed'))
     const id = meta?.id
-    if (typeof id !== 'string' || id.length === 0 || id.length > NAME_MAX) {
-      return Promise.reject(new SignalyardError('bad-request', `peer id must be a string of 1..${NAME_MAX} characters`))
+    if (!isName(id)) {
+      return Promise.reject(new SignalyardError('bad-request', `peer id must be a well-formed string of 1..${NAME_MAX} characters`))
     }
     const { id: _, ...rest } = meta
     let json: string
