@@ -18,7 +18,7 @@ function model (resolution = 100): KvModel {
 }
 
 const set = (m: KvModel, key: string, value: string, ttl: number, now: number, ns = 'ns', maxKeys?: number): KvChange =>
-  m.set(ns, key, Kind.Text, bytes(value), ttl, now, maxKeys)
+  m.set(ns, key, Kind.Text, bytes(value), ttl, now, { maxKeys })
 
 const keysOf = (changes: KvChange[]): string[] => changes.map((c) => c.key).sort()
 

@@ -5,6 +5,7 @@
  * released id, cleared by a reclaim or by close()).
  */
 import { KvModel } from '../../kv/model.js'
+import type { Budget } from '../budget.js'
 import { writeKvEvent } from '../../protocol/events.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import {
@@ -18,6 +19,12 @@ export interface MemoryBrokerOptions {
   sweepInterval?: number
   /** Clock in ms; monotonic by default. */
   now?: () => number
+  /**
+   * The server's KV budget (ctx.budgets.kv, limits.total.kv): the broker keeps it equal to the
+   * bytes its KV state holds (so /metrics shows them) and refuses writes past its limit. createServer
+   * passes it to the broker it makes; without it only each set's `maxTotal` bounds the state.
+   */
+  kvBudget?: Budget
 }
 
 interface Side { key: string, sink: RelaySink, peer: Side | null, closed: boolean }
@@ -46,6 +53,17 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
   const now = options.now ?? (() => performance.now())
   const topics = new Map<string, Set<TopicHandler>>()
   const model = new KvModel({ resolution: Math.min(100, options.sweepInterval ?? 100) })
+  const kvBudget = options.kvBudget
+  /** The model's bytes as last given to kvBudget. */
+  let budgeted = 0
+  /** Bring kvBudget to the model's bytes after a change. */
+  const account = (): void => {
+    if (kvBudget === undefined) return
+    const delta = model.bytes - budgeted
+    budgeted = model.bytes
+    if (delta > 0) kvBudget.take(delta)
+    else if (delta < 0) kvBudget.give(-delta)
+  }
   const sides = new Map<string, Side>()
   let pairs = 0
   /** space → ns → id → holder; an emptied namespace is deleted. Maps, so any string is an ordinary id. */
@@ -61,7 +79,9 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     if (handlers !== undefined) for (const handler of handlers) handler(message)
   }
   const sweep = setInterval(() => {
-    for (const change of model.sweep(now())) publish(topicOf('kv', change.ns), writeKvEvent(change))
+    const changes = model.sweep(now())
+    if (changes.length > 0) account()
+    for (const change of changes) publish(topicOf('kv', change.ns), writeKvEvent(change))
   }, options.sweepInterval ?? 100)
   sweep.unref?.()
 
@@ -153,17 +173,23 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     },
     publish,
 
-    kvSet ({ ns, key, kind, value, ttl, maxKeys }) {
-      const change = model.set(ns, key, kind, value, ttl, now(), maxKeys)
+    kvSet ({ ns, key, kind, value, ttl, maxKeys, maxBytes, maxTotal }) {
+      const total = Math.min(maxTotal, kvBudget?.limit ?? Infinity)
+      const change = model.set(ns, key, kind, value, ttl, now(), { maxKeys, maxBytes, maxTotal: total })
+      account()
       publish(topicOf('kv', ns), writeKvEvent(change))
       return change
     },
     kvDelete (ns, key) {
       const change = model.delete(ns, key)
-      if (change !== null) publish(topicOf('kv', ns), writeKvEvent(change))
+      if (change !== null) {
+        account()
+        publish(topicOf('kv', ns), writeKvEvent(change))
+      }
       return change
     },
     kvSnapshot (ns, since) { return model.snapshot(ns, since, now()) },
+    kvScan (ns, since, pageBytes) { return model.pages(ns, since, now, pageBytes) },
 
     relayOpen (ns, local, remote, sink): RelayOpened {
       const key = sideKey(ns, local, remote)
@@ -192,9 +218,11 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       return true
     },
 
-    stats () { return { kvKeys: model.size, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
+    stats () { return { kvKeys: model.size, kvBytes: model.bytes, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
     close () {
       clearInterval(sweep)
+      kvBudget?.give(budgeted)
+      budgeted = 0
       for (const space of [claims.peers, claims.signal]) {
         for (const ids of space.values()) for (const holder of ids.values()) if (holder.timer !== null) clearTimeout(holder.timer)
         space.clear()

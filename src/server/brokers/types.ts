@@ -7,7 +7,7 @@
  * every process writes the same bytes to its sockets. Methods may answer synchronously or with a
  * Promise; callers handle both.
  */
-import type { KvChange, KvSnapshot } from '../../kv/model.js'
+import type { KvChange, KvPage, KvSnapshot } from '../../kv/model.js'
 import { writeFrame } from '../../protocol/codec.js'
 import { FrameType } from '../../protocol/frames.js'
 
@@ -51,6 +51,13 @@ export interface KvSetRequest {
   ttl: number
   /** Refuse (`too-many-keys`) a new key past this many in the namespace. */
   maxKeys: number
+  /**
+   * Refuse (`quota-exceeded`) a write that takes the namespace past this many bytes: each entry
+   * counts kvEntryBytes (key and value bytes plus KV_ENTRY_COST); an overwrite counts its growth.
+   */
+  maxBytes: number
+  /** Refuse (`quota-exceeded`) a write that takes the whole yard's KV state past this many bytes. */
+  maxTotal: number
 }
 
 /**
@@ -125,12 +132,20 @@ export interface Broker {
   /** Deliver a message to every process subscribed to the topic, this one included, in order per publisher. */
   publish: (topic: string, message: Uint8Array) => MaybePromise<void>
 
-  /** Write a key and publish the change on the namespace's KV topic. Throws `too-many-keys`. */
+  /** Write a key and publish the change on the namespace's KV topic. Throws `too-many-keys`, `quota-exceeded`. */
   kvSet: (request: KvSetRequest) => MaybePromise<KvChange>
   /** Delete a key and publish the change; null when it did not exist. */
   kvDelete: (ns: string, key: string) => MaybePromise<KvChange | null>
-  /** The state a replica needs to catch up from `since`. */
+  /** The state a replica needs to catch up from `since`, at once (for small namespaces and tests; streams use kvScan). */
   kvSnapshot: (ns: string, since: { epoch: string, seq: number } | null) => MaybePromise<KvSnapshot>
+  /**
+   * The same state a page at a time: each page is read when it is asked for and holds entries of
+   * about `pageBytes` bytes, so a caller paces a big namespace's snapshot (docs/PROTOCOL.md, kv).
+   * The first page is the namespace's state at the start (its epoch and seq); an entry may come
+   * twice or, when it changed during the scan, not at all (its change is published instead); it
+   * is read as it is at its turn. Pages end early when the namespace empties meanwhile.
+   */
+  kvScan: (ns: string, since: { epoch: string, seq: number } | null, pageBytes: number) => Iterable<KvPage> | AsyncIterable<KvPage>
 
   /**
    * Claim the relay tokens (ns, local, remote) and pair with the stream that holds (ns, remote,
@@ -167,7 +182,7 @@ export interface Broker {
   watch?: (watcher: (up: boolean, reason: string) => void) => () => void
 
   /** Counts for /healthz and /metrics: KV keys, relay pairs, held presence and signal ids. */
-  stats: () => MaybePromise<{ kvKeys: number, relayPairs: number, peers?: number, signals?: number }>
+  stats: () => MaybePromise<{ kvKeys: number, kvBytes?: number, relayPairs: number, peers?: number, signals?: number }>
   /** Release timers and connections. */
   close: () => MaybePromise<void>
 }
