@@ -19,7 +19,8 @@ import { PAGE_BYTES, pace } from './pace.js'
 /**
  * The live keys one connection wrote (kv.maxOwnedBytes): bytes per key until the key's expiry,
  * until the connection deletes or overwrites it, or until the connection goes. Deadlines sit in
- * one-second slots visited as they come due (no timer per key, no scan of every key).
+ * SLOT-wide slots visited as they come due (no timer per key, no scan of every key); the current
+ * slot is looked at again until it has passed, so a key counts no longer than its TTL.
  */
 class Ledger {
   /** Bytes owned, plus those of sets still waiting for the broker. */
@@ -34,7 +35,7 @@ class Ledger {
   /** Own `id` with `bytes` until `until` (monotonic ms), replacing what it counted. */
   hold (id: string, bytes: number, until: number): void {
     this.release(id)
-    const slot = Math.ceil(until / 1000)
+    const slot = Math.floor(until / SLOT)
     this.owned.set(id, { bytes, slot, until })
     let ids = this.slots.get(slot)
     if (ids === undefined) this.slots.set(slot, ids = new Set())
@@ -55,7 +56,7 @@ class Ledger {
 
   /** Drop the keys whose time has passed by `now`. */
   expire (now: number): void {
-    const due = Math.floor(now / 1000)
+    const due = Math.floor(now / SLOT)
     const visit = (slot: number): void => {
       const ids = this.slots.get(slot)
       if (ids === undefined) return
@@ -69,6 +70,9 @@ class Ledger {
     this.swept = Math.max(this.swept, due - 1)
   }
 }
+
+/** Width of a ledger slot, in ms. */
+const SLOT = 100
 
 /** Ledgers of the connections that wrote keys, kept aside (most connections never write). */
 const ledgers = new WeakMap<Connection, Ledger>()
@@ -107,6 +111,7 @@ class KvStream implements ServerStream {
     ledger.bytes += growth
     // The value must outlive this frame's buffer: copy it out of the received message.
     const value = payload.slice()
+    const start = performance.now()
     let change
     try {
       change = await broker.kvSet({
@@ -116,7 +121,7 @@ class KvStream implements ServerStream {
     } finally {
       ledger.bytes -= growth
     }
-    ledger.hold(id, size, performance.now() + ttl)
+    ledger.hold(id, size, start + ttl)
     conn.reply(sid, { req: frame.req, seq: change.seq, epoch: change.epoch, ttl })
   }
 
