@@ -38,7 +38,7 @@ if (build.status !== 0) {
 }
 
 // 2. Find the test files.
-const ON_BOTH_BROKERS = ['echo', 'kv', 'kv-names', 'kv-budget', 'relay', 'peers', 'peers-server', 'signal-server', 'node', 'isolation', 'liveness', 'limits', 'bad-input', 'memory']
+const ON_BOTH_BROKERS = ['echo', 'kv', 'kv-names', 'kv-budget', 'snapshot', 'relay', 'peers', 'peers-server', 'signal-server', 'node', 'isolation', 'liveness', 'limits', 'bad-input', 'memory']
   .map((name) => `test/${name}.test.ts`);
 const files = readdirSync('test', { recursive: true })
   .map((f) => 'test/' + String(f).split('\\').join('/'))

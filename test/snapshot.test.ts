@@ -1,0 +1,223 @@
+// test/snapshot.test.ts — snapshots are paced by the one who asks (issue 10, "amplification").
+// Before: a kv OPEN framed a whole namespace in one go and a peers OPEN put every member into one
+// OPENED, so a few connections that OPEN and never read stalled every client of the process (and,
+// with Redis, of the other processes, while Redis grew by the replies it held). Now a snapshot goes
+// a page at a time, yields to other connections between pages and waits while the asker does not
+// read. Here, on a big namespace, attackers OPEN many kv and peers streams without reading while a
+// victim's echo round trips are timed (on the same process and, with Redis, on another one);
+// Redis's used_memory is sampled; and a late joiner still ends with the exact state, with changes
+// made during its paged snapshot.
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { SignalChannel, type Channel } from 'signalyard'
+import { createServer, redisBroker, type Broker, type Yard } from 'signalyard/server'
+import { FrameType } from '../src/protocol/frames.js'
+import { rawClient, socketOf, type RawClient } from './raw-client.js'
+import { startYard, TEST_BROKER, until, within } from './helpers.js'
+import { startRedis, type TestRedis } from './redis.js'
+
+/** The bound on a victim's echo round trip while the attack runs (today's code: seconds). */
+const RTT_BOUND = 400
+/** Victim probes: one every this many ms (well under the server's rate limit). */
+const PROBE_EVERY = 10
+const ATTACKERS = 10
+const OPENS_PER_ATTACKER = 10
+const KEYS = 3000
+const VALUE = 8 * 1024
+const MEMBERS = 1500
+const META = 6 * 1024
+
+let redis: TestRedis | null = null
+test.after(async () => { await redis?.stop() })
+
+interface Yards { a: Yard, b: Yard, close: () => Promise<void> }
+
+/** One yard (memory), or two processes' worth of yards on one Redis (the victim may sit on either). */
+async function yards (): Promise<Yards> {
+  const limits = { kv: { maxBytes: 64 * 1024 * 1024, maxOwnedBytes: 64 * 1024 * 1024 }, peers: { maxMeta: 8 * 1024 } }
+  if (TEST_BROKER !== 'redis') {
+    const a = await startYard({ limits })
+    return { a, b: a, close: () => a.close() }
+  }
+  redis ??= await startRedis()
+  const brokers: Broker[] = [0, 1].map(() => redisBroker({ url: (redis as TestRedis).url, prefix: 'snap:' }))
+  const [a, b] = await Promise.all(brokers.map((broker) => createServer({ port: 0, host: '127.0.0.1', broker, limits })))
+  return {
+    a,
+    b,
+    close: async () => {
+      await a.close()
+      await b.close()
+      for (const broker of brokers) await broker.close()
+      await redis?.command('FLUSHALL')
+    }
+  }
+}
+
+/** Fill `ns` with KEYS keys of VALUE bytes through one raw connection, in batches. */
+async function fillKv (yard: Yard, ns: string, clients: RawClient[]): Promise<void> {
+  const c = await rawClient(yard, clients)
+  assert.is((await c.open(1, { ep: 'kv', ns })).type, FrameType.Opened)
+  const value = new Uint8Array(VALUE).fill(1)
+  for (let start = 0; start < KEYS; start += 200) {
+    const end = Math.min(KEYS, start + 200)
+    for (let i = start; i < end; i++) c.send(FrameType.Request, 1, { op: 'set', req: i, key: `key-${i}` }, value)
+    for (let i = start; i < end; i++) {
+      const answer = await c.take((f) => f.meta?.req === i, 10_000, `reply ${i}`)
+      assert.is(answer.type, FrameType.Reply, JSON.stringify(answer.meta))
+    }
+    c.frames.length = 0
+  }
+  c.ws.terminate()
+}
+
+/** Echo round trips on `yard`, one after another from when `start` resolves until `stop` does: the longest one. */
+async function victim (yard: Yard, name: string, ready: (p: Promise<void>) => void, start: Promise<void>, stop: Promise<void>): Promise<{ max: number, count: number }> {
+  const ch = SignalChannel('victim', { url: `${yard.url}?victim=${name}` })
+  try {
+    const echo = ch.echo()
+    const opened = echo.ready()
+    ready(opened)
+    await opened
+    await start
+    let max = 0
+    let count = 0
+    let done = false
+    void stop.then(() => { done = true })
+    // A probe is due PROBE_EVERY ms after the last answer. Server and victim share this process,
+    // so a stalled server also delays the victim's own timer: the round trip is counted from when
+    // the probe was due (what a victim in another process would see), not from when it went out.
+    let due = performance.now()
+    while (!done) {
+      const n = count
+      await within(new Promise<void>((resolve) => {
+        const on = (data: unknown): void => { if (data === n) { echo.off('data', on); resolve() } }
+        echo.on('data', on)
+        echo.send(n)
+      }), 20_000, 'echo round trip')
+      const answered = performance.now()
+      max = Math.max(max, answered - due)
+      count++
+      due = answered + PROBE_EVERY
+      await new Promise((resolve) => setTimeout(resolve, PROBE_EVERY))
+    }
+    return { max, count }
+  } finally {
+    ch.close()
+  }
+}
+
+/** Redis used_memory (bytes). */
+async function usedMemory (): Promise<number> {
+  const info = await (redis as TestRedis).command('INFO', 'memory')
+  return Number(/used_memory:(\d+)/.exec(info)?.[1] ?? NaN)
+}
+
+/** Sample used_memory until `stop` resolves; the highest. */
+async function peakMemory (stop: Promise<void>): Promise<number> {
+  let peak = 0
+  let done = false
+  void stop.then(() => { done = true })
+  while (!done) {
+    peak = Math.max(peak, await usedMemory())
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return peak
+}
+
+/** Attackers: connections that stop reading, then OPEN `open(sid)` streams. */
+async function attack (yard: Yard, clients: RawClient[], open: (attacker: number, sid: number) => object): Promise<RawClient[]> {
+  const attackers: RawClient[] = []
+  for (let i = 0; i < ATTACKERS; i++) {
+    const c = await rawClient(yard, clients)
+    socketOf(c.ws).pause()
+    attackers.push(c)
+  }
+  for (const [i, c] of attackers.entries()) {
+    // All of an attacker's OPENs in one TCP write, as a hostile client would send them.
+    const socket = socketOf(c.ws) as unknown as { cork: () => void, uncork: () => void }
+    socket.cork()
+    for (let sid = 1; sid <= OPENS_PER_ATTACKER; sid++) c.send(FrameType.Open, sid, open(i, sid))
+    socket.uncork()
+  }
+  return attackers
+}
+
+/**
+ * Connect the victims (one on each process), then run `attack` and time the victims' round trips
+ * for `ms` from its start: the longest round trip on each side, and Redis's peak used_memory.
+ */
+async function measure (y: Yards, ms: number, attack: () => Promise<unknown>): Promise<{ local: number, remote: number, peak: number }> {
+  let end!: () => void
+  const stop = new Promise<void>((resolve) => { end = resolve })
+  let go!: () => void
+  const start = new Promise<void>((resolve) => { go = resolve })
+  const readies: Array<Promise<void>> = []
+  const results = Promise.all([
+    victim(y.a, 'local', (p) => readies.push(p), start, stop),
+    y.b !== y.a ? victim(y.b, 'remote', (p) => readies.push(p), start, stop) : Promise.resolve({ max: 0, count: 0 }),
+    start.then(() => redis !== null && TEST_BROKER === 'redis' ? peakMemory(stop) : 0)
+  ])
+  await Promise.all(readies)
+  go()
+  const timer = setTimeout(end, ms)
+  await attack()
+  const [local, remote, peak] = await results
+  clearTimeout(timer)
+  return { local: local.max, remote: remote.max, peak }
+}
+
+test('kv: attackers OPENing a big namespace without reading do not stall anyone; Redis stays small; a late joiner gets the exact state', async () => {
+  const y = await yards()
+  const clients: RawClient[] = []
+  const channels: Channel[] = []
+  try {
+    await fillKv(y.a, 'big', clients)
+    const before = TEST_BROKER === 'redis' ? await usedMemory() : 0
+    const { local, remote, peak } = await measure(y, 2000, () => attack(y.a, clients, () => ({ ep: 'kv', ns: 'big' })))
+    console.log(`kv snapshot attack: victim echo max RTT ${local.toFixed(0)} ms here, ${remote.toFixed(0)} ms on the other process; Redis used_memory +${((peak - before) / 1048576).toFixed(1)} MiB`)
+    assert.ok(local < RTT_BOUND, `victim on the attacked process: ${local.toFixed(0)} ms`)
+    assert.ok(remote < RTT_BOUND, `victim on another process: ${remote.toFixed(0)} ms`)
+    if (TEST_BROKER === 'redis') assert.ok(peak - before < 16 * 1024 * 1024, `Redis grew by ${peak - before} bytes`)
+    for (const c of clients.splice(0)) c.ws.terminate()
+
+    // A late joiner (on the other process with Redis) while a writer changes the namespace.
+    const writerCh = SignalChannel('big', { url: `${y.a.url}?writer` })
+    channels.push(writerCh)
+    const writer = writerCh.kv()
+    await writer.ready()
+    let writing = true
+    const churn = (async () => {
+      let round = 0
+      while (writing) {
+        const i = (round * 37) % KEYS
+        await Promise.all([
+          writer.set(`key-${i}`, `changed ${round}`),
+          writer.delete(`key-${(i + 1) % KEYS}`),
+          writer.set(`new-${round}`, round)
+        ])
+        round++
+      }
+    })()
+    const lateCh = SignalChannel('big', { url: `${y.b.url}?late` })
+    channels.push(lateCh)
+    const late = lateCh.kv()
+    await within(late.ready(), 20_000, 'late joiner ready')
+    writing = false
+    await churn
+    const check = SignalChannel('big', { url: `${y.b.url}?check` })
+    channels.push(check)
+    const truth = check.kv()
+    await within(truth.ready(), 20_000, 'checker ready')
+    const expected = JSON.stringify(Object.entries(truth.toJSON()).sort(([a], [b]) => a < b ? -1 : 1))
+    const state = (): string => JSON.stringify(Object.entries(late.toJSON()).sort(([a], [b]) => a < b ? -1 : 1))
+    await until(() => state() === expected, 5000, 'the late joiner equals the server')
+    assert.ok(late.keys().length > KEYS / 2, 'the state is the big one')
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    for (const ch of channels) ch.close()
+    await y.close()
+  }
+})
+
+test.run()
