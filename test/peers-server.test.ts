@@ -226,7 +226,7 @@ test('malformed fields are refused with a coded CLOSED or ERROR; nothing is clai
       assert.is(f.type, FrameType.Closed, what)
       assert.is(f.meta?.code, 'bad-request', what)
     }
-    assert.equal(await broker.stats(), { kvKeys: 0, relayPairs: 0, peers: 0, signals: 0 })
+    assert.equal(await broker.stats(), { kvKeys: 0, kvBytes: 0, relayPairs: 0, peers: 0, signals: 0 })
     assertOpened(await join(c, 1, 'a', 'k'.repeat(16)))
     assertOpened(await join(c, 2, 'b', 'k'.repeat(128)))
     assertOpened(await c.open(3, { ep: 'kv', ns: 'room' }))

@@ -10,7 +10,7 @@ import { writeKvEvent } from '../../protocol/events.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import {
   topicOf, writePeersEvent, writeSignalLeave,
-  type Broker, type Claim, type ClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type RelayLink, type RelayOpened,
+  type Broker, type Claim, type ClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type MemberPage, type RelayLink, type RelayOpened,
   type RelaySink, type TopicHandler
 } from './types.js'
 
@@ -36,6 +36,8 @@ interface Holder {
   readonly id: string
   readonly key: string
   meta: object
+  /** Length of meta's JSON (what a member costs in a page of Claim.members). */
+  size: number
   /** The stream that holds the id now; null during the grace period. */
   sink: ClaimSink | null
   /** The handle of the latest claim; older handles are stale. */
@@ -118,7 +120,33 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       update (meta) {
         if (released || holder.current !== claim) return
         holder.meta = meta
+        holder.size = JSON.stringify(meta).length
         publish(topicOf('peers', ns), writePeersEvent(ns, 'update', holder))
+      },
+      * members (pageBytes): Generator<MemberPage, void, void> {
+        const ids = claims[space].get(ns)
+        if (ids === undefined) return yield { members: [], last: true }
+        // Walks the live table. One member is read ahead to know whether a page is the last; it
+        // is taken again, as it is then, when its page is read (skipped if it left meanwhile).
+        const walk = ids.values()
+        let ahead = walk.next()
+        for (;;) {
+          if (holder.current !== claim) return
+          const members = []
+          let bytes = 0
+          while (ahead.done !== true && bytes < pageBytes) {
+            const h = ahead.value
+            if (ids.get(h.id) === h) {
+              members.push({ id: h.id, meta: h.meta })
+              bytes += h.size + h.id.length
+            }
+            ahead = walk.next()
+          }
+          holder.sink?.placed?.()
+          const last = ahead.done === true
+          yield { members, last }
+          if (last) return
+        }
       },
       release (graceMs) {
         if (released || holder.current !== claim) return
@@ -145,19 +173,19 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     if (ids === undefined) claims[space].set(ns, ids = new Map())
     const previous = holder?.sink ?? null
     if (holder === undefined) {
-      holder = { id, key, meta: meta ?? {}, sink, current: null, timer: null }
+      holder = { id, key, meta: meta ?? {}, size: JSON.stringify(meta ?? {}).length, sink, current: null, timer: null }
       ids.set(id, holder)
     } else {
       if (holder.timer !== null) clearTimeout(holder.timer)
       holder.timer = null
       holder.sink = sink
       holder.meta = meta ?? {}
+      holder.size = JSON.stringify(holder.meta).length
     }
     const current = holder.current = handle(space, ns, holder)
     previous?.taken()
-    if (space === 'signal') return { claim: current, members: [] }
-    publish(topicOf('peers', ns), writePeersEvent(ns, 'join', holder))
-    return { claim: current, members: [...ids.values()].map((h) => ({ id: h.id, meta: h.meta })) }
+    if (space === 'peers') publish(topicOf('peers', ns), writePeersEvent(ns, 'join', holder))
+    return { claim: current }
   }
 
   return {

@@ -278,9 +278,9 @@ return out
 
   /**
    * KEYS ids, channel, index · ARGV id, key, token, meta, leaveFrame, joinFrame, maxPeers, ref,
-   * prefix → the space's records (flat HGETALL) when joinFrame is given, else {}. Claims an id
-   * for an owner key; the holder it replaces (same key, another stream) is told ('t'); the
-   * claiming process gets a marker ('m') on its inbox right after the join.
+   * prefix → 1. Claims an id for an owner key; the holder it replaces (same key, another stream)
+   * is told ('t'); the claiming process gets a marker ('m') on its inbox right after the join.
+   * (The members are read a page at a time with syMembers, never the whole space in one reply.)
    */
   syClaim: script(3, `
 local f = record(KEYS[1], ARGV[1])
@@ -297,8 +297,33 @@ redis.call('SADD', KEYS[3], ARGV[8])
 if ARGV[6] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[6]) end
 -- the claim's place in the order of the space's events, as the claiming process will receive them
 redis.call('PUBLISH', ARGV[9] .. 'i:' .. pidOf(ARGV[3]), pack('m', ARGV[3], ''))
-if ARGV[6] == '' then return {} end
-return redis.call('HGETALL', KEYS[1])
+return 1
+`),
+
+  /**
+   * KEYS ids, inbox · ARGV cursor, pageBytes, token → {cursor, id, meta, id, meta, …}: one page of
+   * a space's members (HSCAN from `cursor` until about pageBytes of meta were read; cursor '0'
+   * when done), and a marker ('m' for `token`) on the claiming process's inbox: the page's place
+   * among the space's events.
+   */
+  syMembers: script(2, `
+local cursor, pageBytes, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out = {'0'}
+local bytes = 0
+repeat
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 16)
+  cursor = r[1]
+  local fields = r[2]
+  for i = 1, #fields, 2 do
+    local meta = unpack(fields[i + 1])[4]
+    out[#out + 1] = fields[i]
+    out[#out + 1] = meta
+    bytes = bytes + #fields[i] + #meta
+  end
+until cursor == '0' or bytes >= pageBytes
+out[1] = cursor
+redis.call('PUBLISH', KEYS[2], pack('m', token, ''))
+return out
 `),
 
   /**

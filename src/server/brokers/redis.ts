@@ -28,7 +28,7 @@ import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
 import { SCRIPTS, type ScriptName } from './redis-scripts.js'
 import {
   writePeersEvent, writeSignalLeave,
-  type Broker, type Claim, type ClaimSink, type ClaimSpace, type Member, type RelayLink, type RelaySink, type TopicHandler
+  type Broker, type Claim, type ClaimSink, type ClaimSpace, type Member, type MemberPage, type RelayLink, type RelaySink, type TopicHandler
 } from './types.js'
 
 export interface RedisBrokerOptions {
@@ -227,6 +227,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       if (h === undefined || h.sink === null) return
       const sink = h.sink
       held.delete(target)
+      for (const resolve of h.markers.splice(0)) resolve()
       sink.taken()
     } else {
       const side = sides.get(target)
@@ -294,10 +295,9 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     // one: answer only once both arrived, so the answer is never taken for the claim's place.
     const placed = marker(h)
     held.set(token, h)
-    let records: Buffer[]
     try {
-      records = await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
-        space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, prefix) as Buffer[]
+      await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
+        space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, prefix)
     } catch (err) {
       held.delete(token)
       throw coded(err)
@@ -318,6 +318,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
         released = true
         if (held.get(token) !== h) return
         h.sink = null
+        for (const resolve of h.markers.splice(0)) resolve()
         if (graceMs <= 0) held.delete(token)
         run.syRelease(ids, topic, index, id, token, graceMs, ref, 'release').catch(ignore)
         if (graceMs <= 0) return
@@ -326,14 +327,23 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
           run.syRelease(ids, topic, index, id, token, 0, ref, 'expire').catch(ignore)
         }, graceMs)
         h.timer.unref?.()
+      },
+      async * members (pageBytes): AsyncGenerator<MemberPage, void, void> {
+        let cursor = '0'
+        do {
+          if (released || held.get(token) !== h) return
+          // The page's marker calls the sink's placed() (its place among the events) and ends this wait.
+          const marked = marker(h)
+          const reply = await run.syMembers(ids, inbox, cursor, pageBytes, token) as Buffer[]
+          await marked
+          cursor = reply[0].toString()
+          const members: Member[] = []
+          for (let i = 1; i + 1 < reply.length; i += 2) members.push({ id: reply[i].toString(), meta: JSON.parse(reply[i + 1].toString()) as object })
+          yield { members, last: cursor === '0' }
+        } while (cursor !== '0')
       }
     }
-    const members: Member[] = []
-    for (let i = 0; i + 1 < records.length; i += 2) {
-      const fields = unpack(records[i + 1])
-      members.push({ id: records[i].toString(), meta: JSON.parse(fields[3].toString()) as object })
-    }
-    return { claim: handle, members }
+    return { claim: handle }
   }
 
   /** A namespace's snapshot a page at a time (syKvScan: HSCAN in steps, never the whole hash in one reply). */

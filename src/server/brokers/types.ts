@@ -93,10 +93,12 @@ export interface ClaimSink {
   /** The same owner key claimed the id from another stream: this stream no longer holds it. */
   taken: () => void
   /**
-   * Optional, for brokers whose events and answers travel apart (Redis): called at the moment the
-   * claim takes its place among the space's events as this process receives them. Events before
-   * it are already reflected in `members`; events after it are not. Without the call, the claim's
-   * answer is that moment (the in-memory broker delivers nothing in between).
+   * Called at the moment something read from the space takes its place among the space's events
+   * as this process receives them: first (brokers whose events and answers travel apart, Redis)
+   * the claim itself, then each page of `Claim.members` (every broker). Events before it are
+   * reflected in what was read; events after it are not, so the stream holds them until that
+   * page is sent. Without the first call the claim's answer is its place (the in-memory broker
+   * delivers nothing in between).
    */
   placed?: () => void
 }
@@ -115,13 +117,22 @@ export interface Claim {
    * Calls after the first do nothing.
    */
   release: (graceMs: number) => void
+  /**
+   * The space's members (this one included) a page at a time, each about `pageBytes` of meta
+   * (at least one member): a page is read when it is asked for and takes its place among the
+   * space's events at once (the sink's `placed()`), so a receiver that applies pages and events in
+   * the order they come holds the space's state. A member may come twice. `last` marks the final
+   * page. Pages stop early when the handle is stale.
+   */
+  members: (pageBytes: number) => Iterable<MemberPage> | AsyncIterable<MemberPage>
 }
 
-/** What a successful claim gives. */
+/** One page of Claim.members. */
+export interface MemberPage { members: Member[], last: boolean }
+
+/** What a successful claim gives (the members are read with `claim.members`). */
 export interface Claimed {
   claim: Claim
-  /** Every member of the namespace, the claimer included (`peers` space; empty for `signal`). */
-  members: Member[]
 }
 
 export interface Broker {
