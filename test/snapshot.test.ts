@@ -17,15 +17,17 @@ import { startYard, TEST_BROKER, until, within } from './helpers.js'
 import { startRedis, type TestRedis } from './redis.js'
 
 /** The bound on a victim's echo round trip while the attack runs (today's code: seconds). */
-const RTT_BOUND = 400
+const RTT_BOUND = 500
 /** Victim probes: one every this many ms (well under the server's rate limit). */
 const PROBE_EVERY = 10
 const ATTACKERS = 10
 const OPENS_PER_ATTACKER = 10
 const KEYS = 3000
 const VALUE = 8 * 1024
-const MEMBERS = 1500
-const META = 6 * 1024
+const MEMBERS = 100
+const META = 60 * 1024
+const PEER_OPENS = 20
+const KEY = 'k'.repeat(24)
 
 let redis: TestRedis | null = null
 test.after(async () => { await redis?.stop() })
@@ -34,7 +36,7 @@ interface Yards { a: Yard, b: Yard, close: () => Promise<void> }
 
 /** One yard (memory), or two processes' worth of yards on one Redis (the victim may sit on either). */
 async function yards (): Promise<Yards> {
-  const limits = { kv: { maxBytes: 64 * 1024 * 1024, maxOwnedBytes: 64 * 1024 * 1024 }, peers: { maxMeta: 8 * 1024 } }
+  const limits = { kv: { maxBytes: 64 * 1024 * 1024, maxOwnedBytes: 64 * 1024 * 1024 }, peers: { maxMeta: 64 * 1024 } }
   if (TEST_BROKER !== 'redis') {
     const a = await startYard({ limits })
     return { a, b: a, close: () => a.close() }
@@ -125,8 +127,20 @@ async function peakMemory (stop: Promise<void>): Promise<number> {
   return peak
 }
 
+/** MEMBERS presence members with META bytes of meta each, on one raw connection that reads. */
+async function fillPeers (yard: Yard, ns: string, clients: RawClient[]): Promise<RawClient> {
+  const c = await rawClient(yard, clients)
+  for (let i = 1; i <= MEMBERS; i++) {
+    c.send(FrameType.Open, i, { ep: 'peers', ns, id: `member-${i}`, key: KEY, meta: { n: i, pad: 'm'.repeat(META) } })
+    const answer = await c.take((f) => f.id === i && (f.type === FrameType.Opened || f.type === FrameType.Closed), 10_000, `member ${i}`)
+    assert.is(answer.type, FrameType.Opened, JSON.stringify(answer.meta))
+    c.frames.length = 0
+  }
+  return c
+}
+
 /** Attackers: connections that stop reading, then OPEN `open(sid)` streams. */
-async function attack (yard: Yard, clients: RawClient[], open: (attacker: number, sid: number) => object): Promise<RawClient[]> {
+async function attack (yard: Yard, clients: RawClient[], open: (attacker: number, sid: number) => object, opens = OPENS_PER_ATTACKER): Promise<RawClient[]> {
   const attackers: RawClient[] = []
   for (let i = 0; i < ATTACKERS; i++) {
     const c = await rawClient(yard, clients)
@@ -137,7 +151,7 @@ async function attack (yard: Yard, clients: RawClient[], open: (attacker: number
     // All of an attacker's OPENs in one TCP write, as a hostile client would send them.
     const socket = socketOf(c.ws) as unknown as { cork: () => void, uncork: () => void }
     socket.cork()
-    for (let sid = 1; sid <= OPENS_PER_ATTACKER; sid++) c.send(FrameType.Open, sid, open(i, sid))
+    for (let sid = 1; sid <= opens; sid++) c.send(FrameType.Open, sid, open(i, sid))
     socket.uncork()
   }
   return attackers
@@ -213,6 +227,58 @@ test('kv: attackers OPENing a big namespace without reading do not stall anyone;
     const state = (): string => JSON.stringify(Object.entries(late.toJSON()).sort(([a], [b]) => a < b ? -1 : 1))
     await until(() => state() === expected, 5000, 'the late joiner equals the server')
     assert.ok(late.keys().length > KEYS / 2, 'the state is the big one')
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    for (const ch of channels) ch.close()
+    await y.close()
+  }
+})
+
+test('peers: attackers joining a crowd with big metas without reading do not stall anyone; Redis stays small; a late joiner gets the exact list', async () => {
+  const y = await yards()
+  const clients: RawClient[] = []
+  const channels: Channel[] = []
+  try {
+    const members = await fillPeers(y.a, 'crowd', clients)
+    const before = TEST_BROKER === 'redis' ? await usedMemory() : 0
+    const { local, remote, peak } = await measure(y, 2000, () =>
+      attack(y.a, clients, (i, sid) => ({ ep: 'peers', ns: 'crowd', id: `attacker-${i}-${sid}`, key: KEY }), PEER_OPENS))
+    console.log(`peers snapshot attack: victim echo max RTT ${local.toFixed(0)} ms here, ${remote.toFixed(0)} ms on the other process; Redis used_memory +${((peak - before) / 1048576).toFixed(1)} MiB`)
+    assert.ok(local < RTT_BOUND, `victim on the attacked process: ${local.toFixed(0)} ms`)
+    assert.ok(remote < RTT_BOUND, `victim on another process: ${remote.toFixed(0)} ms`)
+    if (TEST_BROKER === 'redis') assert.ok(peak - before < 16 * 1024 * 1024, `Redis grew by ${peak - before} bytes`)
+    for (const c of clients.splice(0)) if (c !== members) c.ws.terminate()
+    clients.push(members)
+
+    // A late joiner (on the other process with Redis) while members leave, come back and change.
+    let churning = true
+    const churn = (async () => {
+      let round = 0
+      while (churning) {
+        const sid = (round % MEMBERS) + 1
+        members.send(FrameType.Close, sid, null)
+        members.send(FrameType.Open, sid, { ep: 'peers', ns: 'crowd', id: `member-${sid}`, key: KEY, meta: { n: sid, round, pad: 'm'.repeat(META) } })
+        await members.take((f) => f.id === sid && f.type === FrameType.Opened, 10_000, `member ${sid} back`)
+        members.send(FrameType.Request, sid, { op: 'update', req: round, meta: { n: sid, round, updated: true } })
+        await members.take((f) => f.id === sid && f.type === FrameType.Reply, 10_000, `member ${sid} updated`)
+        members.frames.length = 0
+        round++
+      }
+    })()
+    const lateCh = SignalChannel('crowd', { url: `${y.b.url}?late` })
+    channels.push(lateCh)
+    const late = lateCh.createPeers()
+    await within(late.join({ id: 'late' }), 20_000, 'late joiner joined')
+    churning = false
+    await churn
+    const checkCh = SignalChannel('crowd', { url: `${y.b.url}?check` })
+    channels.push(checkCh)
+    const check = checkCh.createPeers()
+    await within(check.join({ id: 'check' }), 20_000, 'checker joined')
+    const listing = (list: Array<Record<string, unknown>>, without: string): string =>
+      JSON.stringify(list.filter((m) => m.id !== without).sort((a, b) => String(a.id) < String(b.id) ? -1 : 1))
+    await until(() => listing(late.list(), 'check') === listing(check.list(), 'late'), 5000, 'the late joiner lists what the server holds')
+    assert.is(late.list().filter((m) => String(m.id).startsWith('member-')).length, MEMBERS)
   } finally {
     for (const c of clients) c.ws.terminate()
     for (const ch of channels) ch.close()

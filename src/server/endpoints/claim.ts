@@ -26,9 +26,12 @@ export interface HeldClaim {
 const takenError = (id: string): SignalyardError =>
   new SignalyardError('peer-id-taken', `${id} was claimed again by its owner elsewhere`)
 
-/** A broadcast EVENT as a DATA frame of one stream (a copy: the broadcast's bytes are shared). */
+/**
+ * A broadcast EVENT as a DATA frame of one stream: a copy, since every receiver shares the
+ * broadcast's bytes (`new Uint8Array(view)` copies; a Buffer's `slice()` would not).
+ */
 function asData (message: Broadcast, sid: number): Uint8Array {
-  const frame = message.frame.slice()
+  const frame = new Uint8Array(message.frame)
   frame[0] = FrameType.Data
   rewriteId(frame, sid)
   return frame
@@ -85,12 +88,14 @@ export async function holdClaim (ctx: ServerContext, conn: Connection, { space, 
   }
   placed = true
   const { claim } = claimed
+  /** Who receives the space's events: this stream until OPENED, then its connection (see open). */
+  let subscriber: Subscriber = events
   let closed = false
   const close = (end: StreamEnd): void => {
     if (closed) return
     closed = true
     held = null
-    hub.unsubscribe(topic, events)
+    hub.unsubscribe(topic, subscriber)
     claim.release(end === 'gone' ? limits.peers.grace : 0)
   }
   return {
@@ -109,6 +114,12 @@ export async function holdClaim (ctx: ServerContext, conn: Connection, { space, 
         throw takenError(id)
       }
       opened = true
+      // From now on the events go to the connection as they are: subscribed as the connection,
+      // which receives each EVENT once however many streams it has in the space (the topic
+      // exists, so both calls take effect at once and nothing falls between them).
+      void hub.subscribe(topic, conn)
+      hub.unsubscribe(topic, events)
+      subscriber = conn
       conn.opened(sid, openedMeta)
       for (const frame of early) deliver(frame)
       for (const message of held ?? []) conn.broadcast(message)

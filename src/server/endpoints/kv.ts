@@ -109,8 +109,9 @@ class KvStream implements ServerStream {
       throw new SignalyardError('quota-exceeded', `one connection may own ${limits.kv.maxOwnedBytes} bytes of live KV keys`)
     }
     ledger.bytes += growth
-    // The value must outlive this frame's buffer: copy it out of the received message.
-    const value = payload.slice()
+    // The value must outlive this frame's buffer: copy it out of the received message (the
+    // payload may be a Buffer, whose slice() is a view, not a copy).
+    const value = new Uint8Array(payload)
     const start = performance.now()
     let change
     try {
