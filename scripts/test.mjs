@@ -2,7 +2,8 @@
 //
 // 1. Builds dist/ (`node build.mjs --quiet`): tests import the package as users get it.
 // 2. Runs every test/**/*.test.ts (sorted; CLI args keep only paths containing one of them)
-//    as `node --import tsx <file>`, each in its own process group, at most TEST_CONCURRENCY
+//    as `node --import tsx <file>` (an argument `=<name>` keeps exactly that one, e.g.
+//    `=test/node.test.ts` without its [redis] run), each in its own process group, at most TEST_CONCURRENCY
 //    (default 2) at a time, each killed after TEST_TIMEOUT seconds (default 180).
 //    The endpoint files (ON_BOTH_BROKERS) run twice: as they are (in-memory broker) and with
 //    SIGNALYARD_TEST_BROKER=redis (each yard on a Redis broker; see test/helpers.ts), listed as
@@ -38,14 +39,34 @@ if (build.status !== 0) {
 }
 
 // 2. Find the test files.
-const ON_BOTH_BROKERS = ['echo', 'kv', 'kv-names', 'kv-budget', 'snapshot', 'relay', 'peers', 'peers-server', 'signal-server', 'node', 'isolation', 'liveness', 'limits', 'bad-input', 'memory']
+// One name a line, sorted: branches that add a file merge without conflicts.
+const ON_BOTH_BROKERS = [
+  'bad-input',
+  'echo',
+  'hostile',
+  'hostile-json',
+  'isolation',
+  'kv',
+  'kv-budget',
+  'kv-names',
+  'limits',
+  'liveness',
+  'memory',
+  'node',
+  'peers',
+  'peers-server',
+  'relay',
+  'relay-flow',
+  'signal-server',
+  'snapshot',
+]
   .map((name) => `test/${name}.test.ts`);
 const files = readdirSync('test', { recursive: true })
   .map((f) => 'test/' + String(f).split('\\').join('/'))
   .filter((f) => f.endsWith('.test.ts') && !f.includes('/node_modules/'))
   .sort()
   .flatMap((f) => ON_BOTH_BROKERS.includes(f) ? [f, `${f} [redis]`] : [f])
-  .filter((f) => filters.length === 0 || filters.some((s) => f.includes(s)));
+  .filter((f) => filters.length === 0 || filters.some((s) => s.startsWith('=') ? f === s.slice(1) : f.includes(s)));
 if (files.length === 0) {
   console.log(`npm test: no test files${filters.length ? ` matching ${filters.join(' or ')}` : ''} under test/`);
   finish(0, 0, 0);

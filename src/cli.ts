@@ -1,22 +1,26 @@
 /**
  * The `signalyard` command: runs a server until SIGINT/SIGTERM.
  *
- *   signalyard [--port N] [--host H] [--path P] [--redis URL]
+ *   signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
  *
- * Flags win over the environment (PORT, HOST, REDIS_URL). Prints one line with the URL it listens
- * on. Exit codes: 0 after a graceful stop, 1 when the server cannot start (busy port), 2 on a bad
+ * Flags win over the environment (PORT, HOST, REDIS_URL, METRICS_PORT, METRICS_HOST,
+ * METRICS_TOKEN). Prints one line: the URL to reach it from this machine and the address it is
+ * bound to (all interfaces unless --host). Exit codes: 0 after a graceful stop, 1 when the server cannot start (busy port), 2 on a bad
  * flag.
  */
 import { parseArgs } from 'node:util'
 import { createServer, redisBroker, type Yard } from './server/index.js'
 import { parsePort } from './server/server.js'
 
-const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL]
+const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
 
   --port N      port to listen on (env PORT, default 3000; 0 picks a free port)
   --host H      interface to listen on (env HOST, default all interfaces)
   --path P      URL path of the WebSocket endpoint (default /)
   --redis URL   share state with other servers through Redis (env REDIS_URL)
+  --metrics-port N  serve /metrics on this port only, not on the client port (env METRICS_PORT)
+  --metrics-host H  interface of the metrics port (env METRICS_HOST, default 127.0.0.1)
+                env METRICS_TOKEN: /metrics answers only 'Authorization: Bearer <token>'
   --help        print this help`
 
 function usageError (message: string): never {
@@ -29,7 +33,7 @@ function portOption (value: string, from: string): number {
 }
 
 async function main (): Promise<void> {
-  let values: { port?: string, host?: string, path?: string, redis?: string, help?: boolean }
+  let values: { port?: string, host?: string, path?: string, redis?: string, 'metrics-port'?: string, 'metrics-host'?: string, help?: boolean }
   try {
     ({ values } = parseArgs({
       options: {
@@ -37,6 +41,8 @@ async function main (): Promise<void> {
         host: { type: 'string' },
         path: { type: 'string' },
         redis: { type: 'string' },
+        'metrics-port': { type: 'string' },
+        'metrics-host': { type: 'string' },
         help: { type: 'boolean', short: 'h' }
       },
       strict: true,
@@ -55,10 +61,17 @@ async function main (): Promise<void> {
   const host = values.host ?? (process.env.HOST !== '' ? process.env.HOST : undefined)
   const redis = values.redis ?? (process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined)
   const broker = redis === undefined ? undefined : redisBroker({ url: redis })
+  const env = (name: string): string | undefined => process.env[name] === '' ? undefined : process.env[name]
+  const metricsPortText = values['metrics-port'] ?? env('METRICS_PORT')
+  const metrics = {
+    port: metricsPortText === undefined ? undefined : portOption(metricsPortText, values['metrics-port'] !== undefined ? '--metrics-port' : 'METRICS_PORT'),
+    host: values['metrics-host'] ?? env('METRICS_HOST'),
+    token: env('METRICS_TOKEN')
+  }
 
   let yard: Yard
   try {
-    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker })
+    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker, metrics })
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     const where = `${host ?? 'all interfaces'} port ${port}`
@@ -68,7 +81,9 @@ async function main (): Promise<void> {
     else process.stderr.write(`signalyard: cannot start: ${e.message}\n`)
     process.exit(1)
   }
-  process.stdout.write(`signalyard listening on ${yard.url}\n`)
+  const bound = host === undefined ? `${yard.address}, all interfaces` : yard.address
+  const metricsAt = yard.metricsUrl === null ? '' : `; metrics on ${yard.metricsUrl}`
+  process.stdout.write(`signalyard listening on ${yard.url} (bound to ${bound}${metricsAt})\n`)
 
   let stopping = false
   const stop = (signal: string): void => {

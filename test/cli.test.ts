@@ -13,7 +13,7 @@ import { startRedis } from './redis.js'
 import { fetchText, freePort, next, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const LISTENING = /^signalyard listening on (ws:\/\/127\.0\.0\.1:(\d+)(\/\S*))$/
+const LISTENING = /^signalyard listening on (ws:\/\/127\.0\.0\.1:(\d+)(\/\S*)) \(bound to \S+(, all interfaces)?\)$/
 
 /** The test's environment without the variables the CLI reads, plus `extra`. */
 function cliEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -93,7 +93,7 @@ test('--port 0 prints exactly one line with the URL, and /healthz answers on tha
     const { url, port, path } = await listening(run)
     assert.ok(port > 0 && port < 65536, `a real port: ${port}`)
     assert.is(path, '/')
-    assert.is(run.stdout(), `signalyard listening on ${url}\n`, 'stdout is exactly the listening line')
+    assert.match(run.stdout(), new RegExp(`^signalyard listening on ${url} \\(bound to (0\\.0\\.0\\.0|\\[::\\]):${port}, all interfaces\\)\n$`), 'stdout is exactly the listening line, saying it listens on every interface')
     const health = await healthz(port)
     assert.equal(health, { status: 'ok', connections: 0, namespaces: 0 })
     const root = await fetchText(`http://127.0.0.1:${port}/`)
@@ -129,7 +129,7 @@ test('PORT from the environment sets the port', async () => {
   try {
     const got = await listening(run)
     assert.is(got.port, port)
-    assert.is(run.stdout(), `signalyard listening on ws://127.0.0.1:${port}/\n`)
+    assert.is(run.stdout(), `signalyard listening on ws://127.0.0.1:${port}/ (bound to 127.0.0.1:${port})\n`, 'HOST=127.0.0.1: bound to loopback only, and it says so')
     assert.is((await healthz(port)).status, 'ok')
   } finally {
     kill(run)

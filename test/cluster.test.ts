@@ -68,7 +68,7 @@ async function startServer (name: string, kind: 'fixture' | 'cli' = 'fixture'): 
   })
   const server: Server = { name, child, url: '', exited, output: () => out }
   spawned.push(server)
-  const line = kind === 'fixture' ? /^listening (ws:\/\/\S+)$/m : /^signalyard listening on (ws:\/\/\S+)$/m
+  const line = kind === 'fixture' ? /^listening (ws:\/\/\S+)$/m : /^signalyard listening on (ws:\/\/\S+) \(bound to [^)]+\)$/m
   await until(() => {
     if (child.exitCode !== null) throw new Error(`${name} exited (${child.exitCode}) before listening:\n${out}`)
     const m = line.exec(out)

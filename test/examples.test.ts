@@ -149,8 +149,8 @@ const EXAMPLES: Example[] = [
     check: exactly(
       /^alice in room-a: echoed "hello from alice"$/,
       /^alice in room-b: refused \(forbidden\); her connection stays open$/,
-      /^tampered token: refused at connect \(unauthorized: bad signature\); 1 connection attempt, the client gave up$/,
-      /^expired token: refused at connect \(unauthorized: token expired\)$/,
+      /^tampered token: refused at connect \(unauthorized; server log: bad signature\); 1 connection attempt, the client gave up$/,
+      /^expired token: refused at connect \(unauthorized; server log: token expired\)$/,
       /^auth example: 1 admitted, 3 refused as expected$/),
     ownServer: true
   }

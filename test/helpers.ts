@@ -5,7 +5,7 @@
 import { get as httpGet } from 'node:http'
 import { createServer as createNetServer, type AddressInfo } from 'node:net'
 import type { EventEmitter } from 'eventemitter3'
-import { createServer, redisBroker, type ServerOptions, type Yard } from 'signalyard/server'
+import { createServer, memoryBroker, redisBroker, type Broker, type ServerOptions, type Yard } from 'signalyard/server'
 import { startRedis, type TestRedis } from './redis.js'
 import { HEADER_SIZE } from '../src/protocol/codec.js'
 
@@ -18,11 +18,43 @@ export const TEST_BROKER = process.env.SIGNALYARD_TEST_BROKER === 'redis' ? 'red
 let testRedis: Promise<TestRedis> | null = null
 let yards = 0
 
+/** A broker of the kind TEST_BROKER names, for a test that keeps it to look at what it holds. */
+export interface TestBroker extends Broker {
+  readonly kind: 'memory' | 'redis'
+  /** The Redis keys under this broker's prefix, and the channels it subscribes to ([] for memory). */
+  redisState: () => Promise<{ keys: string[], channels: string[] }>
+}
+
+/**
+ * A broker honouring TEST_BROKER: the in-memory one, or a Redis broker with its own key prefix on
+ * this process's test redis-server. Pass it to startYard({ broker }); close it after the yard.
+ */
+export async function testBroker (options: { sweepInterval?: number } = {}): Promise<TestBroker> {
+  if (TEST_BROKER === 'memory') {
+    return Object.assign(memoryBroker(options), { kind: 'memory' as const, redisState: async () => ({ keys: [], channels: [] }) })
+  }
+  const redis = await (testRedis ??= startRedis())
+  const prefix = `test${++yards}:`
+  const broker = redisBroker({ url: redis.url, prefix, ...options })
+  const redisState = async (): Promise<{ keys: string[], channels: string[] }> => ({
+    keys: await redis.keys(`${prefix}*`),
+    channels: await redis.channels(`${prefix}*`)
+  })
+  return Object.assign(broker, { kind: 'redis' as const, redisState })
+}
+
+/**
+ * Every key in this process's test redis-server matching `pattern` ([] when no test used Redis):
+ * a [redis] run checks with it that its yard really keeps its state in Redis.
+ */
+export async function testRedisKeys (pattern = '*'): Promise<string[]> {
+  return testRedis === null ? [] : await (await testRedis).keys(pattern)
+}
+
 /** A yard on 127.0.0.1 and a free port (on Redis when TEST_BROKER is 'redis' and no broker is given). */
 export async function startYard (options: ServerOptions = {}): Promise<Yard> {
   if (TEST_BROKER === 'memory' || options.broker !== undefined) return await createServer({ port: 0, host: '127.0.0.1', ...options })
-  const { url } = await (testRedis ??= startRedis())
-  const broker = redisBroker({ url, prefix: `test${++yards}:`, sweepInterval: options.limits?.kv?.sweepInterval })
+  const broker = await testBroker({ sweepInterval: options.limits?.kv?.sweepInterval })
   const yard = await createServer({ port: 0, host: '127.0.0.1', ...options, broker })
   const close = yard.close.bind(yard)
   let closing: Promise<void> | null = null

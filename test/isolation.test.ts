@@ -186,6 +186,9 @@ test('the real client: KV replicas and echo streams of look-alike namespaces sta
 
 // ── relay ──
 
+/** Not a relay ACK (flow control for the receiver's own DATA: not something it heard from anyone). */
+const notAck = (f: { type: number }): boolean => f.type !== FrameType.Ack
+
 test('a relay pair cannot be joined: an intruder with either side\'s tokens (even pipelining DATA) gets nothing and disturbs nothing', async () => {
   await withYard(async ({ raw }) => {
     const a = await raw()
@@ -219,8 +222,8 @@ test('a relay pair cannot be joined: an intruder with either side\'s tokens (eve
     assert.equal([atB.id, decodePayload(atB.kind, atB.payload)], [1, 'a→b'])
     assert.equal([atA.id, decodePayload(atA.kind, atA.payload)], [1, 'b→a'])
     await sleep(150)
-    assert.equal(a.frames.map(summary), [], 'a got nothing from the intruder')
-    assert.equal(b.frames.map(summary), [], 'b got nothing from the intruder')
+    assert.equal(a.frames.filter(notAck).map(summary), [], 'a got nothing from the intruder')
+    assert.equal(b.frames.filter(notAck).map(summary), [], 'b got nothing from the intruder')
     // the look-alike namespaces paired among themselves (eve with eve), never with a or b
     const eveData = eve.frames.filter((f) => f.type === FrameType.Data).map((f) => decodePayload(f.kind, f.payload))
     assert.not.ok(eveData.includes('a→b') || eveData.includes('b→a'), 'the intruder read none of the pair\'s data')
@@ -243,16 +246,17 @@ test('after a pair ends its tokens serve only a new pair: the old pair\'s data n
     a.send(FrameType.Close, 1, null)
     const closed = await b.take((f) => f.type === FrameType.Closed && f.id === 7, 1000, 'CLOSED at b')
     assert.is(closed.meta?.code, undefined, 'the pair ended because the other side closed')
+    // DATA in flight when the server ended the stream is dropped silently (not a bad frame)
     b.send(FrameType.Data, 7, null, 'old 2')
-    const err = await b.take((f) => f.type === FrameType.Error && f.id === 7, 1000, 'ERROR for a closed stream')
-    assert.is(err.meta?.code, 'unknown-stream')
+    b.send(FrameType.Ping, 0, null)
+    await b.take((f) => f.type === FrameType.Pong, 1000, 'PONG')
 
     // a newcomer takes a's old tokens: it is pending, not joined to what is left of the old pair
     const n = await raw()
     n.send(FrameType.Open, 3, { ep: 'relay', ns: 'r', local: 'tok-a', remote: 'tok-b' })
     b.send(FrameType.Data, 7, null, 'old 3')
     await sleep(150)
-    assert.equal(n.frames.map(summary), [], 'the newcomer is pending and received nothing')
+    assert.equal(n.frames.filter(notAck).map(summary), [], 'the newcomer is pending and received nothing')
 
     // only a fresh counterpart pairs with it, and they hear only each other
     const m = await raw()
@@ -265,10 +269,10 @@ test('after a pair ends its tokens serve only a new pair: the old pair\'s data n
     assert.equal(decodePayload(atN.kind, atN.payload), 'new m→n')
     assert.equal(decodePayload(atM.kind, atM.payload), 'new n→m')
     await sleep(100)
-    assert.equal(n.frames.map(summary), [], 'nothing of the old pair at the newcomer')
-    assert.equal(m.frames.map(summary), [])
-    assert.equal(a.frames.map(summary), [], 'the old side hears nothing of the new pair')
-    assert.ok(b.frames.every((f) => f.type === FrameType.Error && f.meta?.code === 'unknown-stream'), b.frames.map(summary).join(' | '))
+    assert.equal(n.frames.filter(notAck).map(summary), [], 'nothing of the old pair at the newcomer')
+    assert.equal(m.frames.filter(notAck).map(summary), [])
+    assert.equal(a.frames.filter(notAck).map(summary), [], 'the old side hears nothing of the new pair')
+    assert.equal(b.frames.filter(notAck).map(summary), [], 'the old side\'s late DATA got no ERROR and reached no one')
   })
 })
 

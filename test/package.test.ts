@@ -1,7 +1,12 @@
 /**
- * The package as a user installs it: `npm pack`, install the tarball into an empty project (from the
- * npm cache, offline), then `npx signalyard` starts a server and a script in that project uses
- * `signalyard` and `signalyard/server` through the exports map.
+ * The package as a user installs it: `npm pack`, install the tarball into an empty project, then
+ * `npx signalyard` starts a server and a script in that project uses `signalyard` and
+ * `signalyard/server` through the exports map.
+ *
+ * Nothing here depends on the npm cache or the network: the install runs offline against a cache
+ * of its own (empty), with the package's production dependencies packed from this project's own
+ * node_modules (the versions package-lock.json pins) and installed beside it. A failing step fails
+ * every test with the command and its whole output.
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
@@ -13,19 +18,53 @@ import { fileURLToPath } from 'node:url'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const dir = mkdtempSync(join(tmpdir(), 'signalyard-pkg-'))
+/** npm's cache for this test alone: whatever the user's cache holds (or lacks) plays no part. */
+const npmEnv = { ...process.env, npm_config_cache: join(dir, '.npm-cache'), npm_config_offline: 'true', npm_config_update_notifier: 'false' }
+
+/** Run a command; on failure throw with the command line and everything it printed. */
+function run (cmd: string, args: string[], cwd: string): string {
+  try {
+    return execFileSync(cmd, args, { cwd, env: npmEnv, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 120_000 })
+  } catch (err) {
+    const e = err as { status?: number, signal?: string, stdout?: string, stderr?: string, message: string }
+    throw new Error(`setup failed: \`${cmd} ${args.join(' ')}\` in ${cwd} (exit ${e.status ?? e.signal ?? '?'})\n${e.stdout ?? ''}${e.stderr ?? ''}${e.stdout || e.stderr ? '' : e.message}`)
+  }
+}
+
+/** The production dependencies package-lock.json installs (top level), as paths under node_modules. */
+function productionDependencies (): string[] {
+  const lock = JSON.parse(readFileSync(join(root, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean, devOptional?: boolean, optional?: boolean }> }
+  const prod = Object.entries(lock.packages).filter(([path, p]) => path.startsWith('node_modules/') && p.dev !== true && p.devOptional !== true && p.optional !== true).map(([path]) => path)
+  const nested = prod.filter((path) => path.lastIndexOf('node_modules/') > 0)
+  if (nested.length > 0) throw new Error(`setup: nested production dependencies (${nested.join(', ')}) cannot be installed side by side; pack them another way`)
+  return prod
+}
+
+let setupError: Error | null = null
 
 test.before(() => {
-  // --ignore-scripts: pack the dist/ the test runner just built, without rebuilding it under the
-  // feet of the test files running beside this one.
-  const out = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: root, encoding: 'utf8' })
-  const tarball = join(dir, JSON.parse(out)[0].filename)
-  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'user-app', private: true, type: 'module' }))
-  execFileSync('npm', ['install', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball], { cwd: dir, stdio: 'pipe' })
+  try {
+    // --ignore-scripts: pack the dist/ the test runner just built, without rebuilding it under the
+    // feet of the test files running beside this one. One `npm pack` for the package and its deps.
+    const deps = productionDependencies()
+    const out = run('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', dir, '.', ...deps.map((d) => `./${d}`)], root)
+    const tarballs = (JSON.parse(out) as Array<{ filename: string }>).map((p) => `./${p.filename}`)
+    writeFileSync(join(dir, 'package.json'), JSON.stringify({ name: 'user-app', private: true, type: 'module' }))
+    run('npm', ['install', '--offline', '--no-audit', '--no-fund', '--ignore-scripts', ...tarballs], dir)
+  } catch (err) {
+    setupError = err as Error
+  }
 })
+
+/** Every test starts here: a failed setup fails it with the reason, not with a missing file. */
+function installed (): void {
+  if (setupError !== null) throw setupError
+}
 
 test.after(() => rmSync(dir, { recursive: true, force: true }))
 
 test('the tarball ships the build, docs and bin, and no sources or tests', () => {
+  installed()
   const pkg = JSON.parse(readFileSync(join(dir, 'node_modules/signalyard/package.json'), 'utf8'))
   assert.equal(pkg.bin.signalyard, 'dist/cli.js')
   const files = execFileSync('find', ['.', '-type', 'f'], { cwd: join(dir, 'node_modules/signalyard'), encoding: 'utf8' })
@@ -37,14 +76,17 @@ test('the tarball ships the build, docs and bin, and no sources or tests', () =>
 })
 
 test('npx signalyard starts a server that prints its URL and answers /healthz', async () => {
-  const child = spawn('npx', ['--offline', 'signalyard', '--port', '0', '--host', '127.0.0.1'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+  installed()
+  const child = spawn('npx', ['--offline', 'signalyard', '--port', '0', '--host', '127.0.0.1'], { cwd: dir, env: npmEnv, stdio: ['ignore', 'pipe', 'pipe'], detached: true })
   try {
     const line = await new Promise<string>((resolve, reject) => {
       let out = ''
       const timer = setTimeout(() => reject(new Error(`no listening line within 10 s: ${out}`)), 10_000)
+      child.stderr.on('data', (chunk: Buffer) => { out += chunk.toString() })
       child.stdout.on('data', (chunk: Buffer) => {
         out += chunk.toString()
-        const match = /^signalyard listening on (ws:\/\/127\.0\.0\.1:\d+\/)$/m.exec(out)
+        // e.g. `signalyard listening on ws://127.0.0.1:3000/ (bound to 127.0.0.1:3000)`
+        const match = /^signalyard listening on (ws:\/\/127\.0\.0\.1:\d+\/)(?: .*)?$/m.exec(out)
         if (match !== null) { clearTimeout(timer); resolve(match[1]) }
       })
       child.once('exit', (code) => reject(new Error(`exited with ${code}: ${out}`)))
@@ -58,6 +100,7 @@ test('npx signalyard starts a server that prints its URL and answers /healthz', 
 })
 
 test('a user script imports the client and the server by package name', () => {
+  installed()
   const script = `
     import { SignalChannel, SignalyardError } from 'signalyard'
     import { createServer } from 'signalyard/server'

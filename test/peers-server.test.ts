@@ -5,10 +5,10 @@
 // after the grace period unless its owner came back, limits and malformed fields get coded answers.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { memoryBroker, type Broker, type TopicHandler, type Yard } from 'signalyard/server'
+import type { Broker, TopicHandler, Yard } from 'signalyard/server'
 import type { RawFrame } from '../src/protocol/codec.js'
 import { FrameType } from '../src/protocol/frames.js'
-import { sleep, startYard, until } from './helpers.js'
+import { TEST_BROKER, sleep, startYard, testBroker, testRedisKeys, until } from './helpers.js'
 import { rawClient, type RawClient } from './raw-client.js'
 
 const GRACE = 200
@@ -16,9 +16,12 @@ const KEY_A = 'key-of-a-0123456789'
 const KEY_B = 'key-of-b-0123456789'
 const KEY_X = 'key-of-x-0123456789'
 
-/** A yard with a small grace period and its own broker (to check what it holds), closed after `body`. */
+/**
+ * A yard with a small grace period and its own broker (to check what it holds), closed after
+ * `body`. The broker is the kind the run names (SIGNALYARD_TEST_BROKER): Redis in `[redis]` runs.
+ */
 async function withYard (body: (yard: Yard, client: () => Promise<RawClient>, broker: Broker) => Promise<void>, peers: object = {}): Promise<void> {
-  const broker = memoryBroker()
+  const broker: Broker = await testBroker()
   const yard = await startYard({ broker, limits: { peers: { grace: GRACE, ...peers } } })
   const clients: RawClient[] = []
   try {
@@ -44,10 +47,28 @@ function assertClosed (f: RawFrame, code: string): void {
   assert.type(f.meta?.message, 'string')
 }
 
+/**
+ * The members an OPENED lists, sorted by id: docs/PROTOCOL.md promises every member, in no
+ * particular order (the in-memory broker lists them in join order, Redis in hash order).
+ */
+const members = (f: RawFrame): Array<{ id: string, meta: object }> =>
+  [...(f.meta?.peers as Array<{ id: string, meta: object }>)].sort((x, y) => x.id < y.id ? -1 : x.id > y.id ? 1 : 0)
+
 const isPresence = (op: string, id: string, ns = 'room') => (f: RawFrame): boolean =>
   f.type === FrameType.Event && f.meta?.ep === 'peers' && f.meta?.ns === ns && f.meta?.op === op && f.meta?.id === id
 
 const presenceEvents = (c: RawClient): RawFrame[] => c.frames.filter((f) => f.type === FrameType.Event && f.meta?.ep === 'peers')
+
+test('the yard keeps its ids in the broker the run names (Redis in a [redis] run)', async () => {
+  await withYard(async (_yard, client, broker) => {
+    const a = await client()
+    assertOpened(await join(a, 1, 'a', KEY_A, {}, 'where-are-ids-kept'))
+    assert.is((await broker.stats()).peers, 1)
+    const inRedis = (await testRedisKeys()).filter((k) => k.includes('where-are-ids-kept'))
+    if (TEST_BROKER === 'redis') assert.ok(inRedis.length > 0, 'the claim is a Redis key: this [redis] run really uses Redis')
+    else assert.equal(inRedis, [], 'an in-memory run writes nothing to Redis')
+  })
+})
 
 test('OPENED lists every member; join, update and leave reach every member with meta', async () => {
   await withYard(async (_yard, client, broker) => {
@@ -57,12 +78,12 @@ test('OPENED lists every member; join, update and leave reach every member with 
 
     const openedA = await join(a, 1, 'a', KEY_A, { name: 'Ann' })
     assertOpened(openedA)
-    assert.equal(openedA.meta?.peers, [{ id: 'a', meta: { name: 'Ann' } }], 'the joiner is listed')
+    assert.equal(members(openedA), [{ id: 'a', meta: { name: 'Ann' } }], 'the joiner is listed')
     assertOpened(await join(elsewhere, 1, 'z', KEY_X, {}, 'other-room'))
 
     const openedB = await join(b, 7, 'b', KEY_B) // no meta: {}
     assertOpened(openedB)
-    assert.equal(openedB.meta?.peers, [{ id: 'a', meta: { name: 'Ann' } }, { id: 'b', meta: {} }])
+    assert.equal(members(openedB), [{ id: 'a', meta: { name: 'Ann' } }, { id: 'b', meta: {} }])
     const joined = await a.take(isPresence('join', 'b'), 1000, 'join of b at a')
     assert.equal(joined.meta, { ep: 'peers', ns: 'room', op: 'join', id: 'b', meta: {} })
     assert.is(joined.id, 0)
@@ -121,7 +142,7 @@ test('the same key from a new connection reclaims the id at once: the old stream
     const fresh = await client()
     const opened = await join(fresh, 9, 'a', KEY_A, { gen: 2 })
     assertOpened(opened)
-    assert.equal(opened.meta?.peers, [{ id: 'a', meta: { gen: 2 } }, { id: 'w', meta: {} }])
+    assert.equal(members(opened), [{ id: 'a', meta: { gen: 2 } }, { id: 'w', meta: {} }])
     assertClosed(await old.take((f) => f.type === FrameType.Closed && f.id === 5, 1000, 'CLOSED at the old stream'), 'peer-id-taken')
     const rejoined = await watcher.take(isPresence('join', 'a'), 1000, 'join of the reclaimed id')
     assert.equal(rejoined.meta?.meta, { gen: 2 })
@@ -156,22 +177,24 @@ test('a socket gone without CLOSE: the id leaves after the grace period, not bef
 })
 
 test('the owner reconnecting within the grace period reclaims its id: join with the new meta, never a leave', async () => {
-  await withYard(async (_yard, client, broker) => {
+  // A grace of its own, long enough that a loaded machine reconnects well within it.
+  const grace = 1000
+  await withYard(async (yard, client, broker) => {
     const a = await client()
     const watcher = await client()
     assertOpened(await join(a, 1, 'a', KEY_A, { gen: 1 }))
     assertOpened(await join(watcher, 1, 'w', KEY_X))
     a.ws.terminate()
-    await sleep(GRACE / 2)
+    await until(() => yard.health().connections === 1, 1000, 'the server saw the socket go') // the grace runs from here
     const back = await client()
     const opened = await join(back, 1, 'a', KEY_A, { gen: 2 })
     assertOpened(opened)
-    assert.equal(opened.meta?.peers, [{ id: 'a', meta: { gen: 2 } }, { id: 'w', meta: {} }])
+    assert.equal(members(opened), [{ id: 'a', meta: { gen: 2 } }, { id: 'w', meta: {} }])
     assert.equal((await watcher.take(isPresence('join', 'a'), 1000, 'join on reclaim')).meta?.meta, { gen: 2 })
-    await sleep(GRACE + 300)
+    await sleep(grace + 300)
     assert.not.ok(watcher.frames.some(isPresence('leave', 'a')), 'no leave: the owner came back in time')
     assert.is((await broker.stats()).peers, 2)
-  })
+  }, { grace })
 })
 
 test('limits: meta over peers.maxMeta (OPEN and update) → payload-too-large; a full namespace → too-many-peers', async () => {
@@ -226,7 +249,8 @@ test('malformed fields are refused with a coded CLOSED or ERROR; nothing is clai
       assert.is(f.type, FrameType.Closed, what)
       assert.is(f.meta?.code, 'bad-request', what)
     }
-    assert.equal(await broker.stats(), { kvKeys: 0, kvBytes: 0, relayPairs: 0, peers: 0, signals: 0 })
+    const { kvKeys, relayPairs, peers, signals } = await broker.stats()
+    assert.equal({ kvKeys, relayPairs, peers, signals }, { kvKeys: 0, relayPairs: 0, peers: 0, signals: 0 })
     assertOpened(await join(c, 1, 'a', 'k'.repeat(16)))
     assertOpened(await join(c, 2, 'b', 'k'.repeat(128)))
     assertOpened(await c.open(3, { ep: 'kv', ns: 'room' }))
@@ -259,11 +283,11 @@ test('ids named like Object.prototype members are ordinary ids', async () => {
     for (const [sid, id] of [[1, '__proto__'], [2, 'constructor'], [3, 'toString']] as const) {
       const f = await join(a, sid, id, KEY_A, { id })
       assertOpened(f)
-      assert.equal((f.meta?.peers as Array<{ id: string }>).map((p) => p.id).slice(-1), [id])
+      assert.ok(members(f).some((p) => p.id === id), `${id} is listed`)
     }
     assertClosed(await join(b, 1, '__proto__', KEY_B), 'peer-id-taken')
     const opened = await join(b, 2, 'hasOwnProperty', KEY_B)
-    assert.equal((opened.meta?.peers as Array<{ id: string }>).map((p) => p.id), ['__proto__', 'constructor', 'toString', 'hasOwnProperty'])
+    assert.equal(members(opened).map((p) => p.id), ['__proto__', 'constructor', 'hasOwnProperty', 'toString'])
     a.send(FrameType.Close, 1, null)
     assert.equal((await b.take(isPresence('leave', '__proto__'))).meta?.meta, { id: '__proto__' })
     assert.is((await broker.stats()).peers, 3)
@@ -290,7 +314,7 @@ function asyncBroker (inner: Broker): Broker {
 }
 
 test('presence and signalling work the same through an asynchronous broker', async () => {
-  const inner = memoryBroker()
+  const inner = await testBroker()
   const yard = await startYard({ broker: asyncBroker(inner), limits: { peers: { grace: GRACE } } })
   const clients: RawClient[] = []
   try {
@@ -299,7 +323,7 @@ test('presence and signalling work the same through an asynchronous broker', asy
     assertOpened(await join(a, 1, 'a', KEY_A, { n: 1 }))
     const openedB = await join(b, 1, 'b', KEY_B, { n: 2 })
     assertOpened(openedB)
-    assert.equal(openedB.meta?.peers, [{ id: 'a', meta: { n: 1 } }, { id: 'b', meta: { n: 2 } }])
+    assert.equal(members(openedB), [{ id: 'a', meta: { n: 1 } }, { id: 'b', meta: { n: 2 } }])
     await a.take(isPresence('join', 'b'))
     b.send(FrameType.Request, 1, { op: 'update', req: 1, meta: { n: 3 } })
     await b.take((f) => f.type === FrameType.Reply && f.meta?.req === 1)

@@ -20,8 +20,8 @@ test.before(async () => { redis = await startRedis() })
 test.after(async () => { await redis.stop() })
 
 /** Two yards, each on its own broker over the test Redis; closed (and checked clean) after `body`. */
-async function twoServers (body: (a: Yard, b: Yard) => Promise<void>, options: { relayWindow?: number } = {}): Promise<void> {
-  const brokers: Broker[] = [redisBroker({ url: redis.url, ...options }), redisBroker({ url: redis.url, ...options })]
+async function twoServers (body: (a: Yard, b: Yard) => Promise<void>): Promise<void> {
+  const brokers: Broker[] = [redisBroker({ url: redis.url }), redisBroker({ url: redis.url })]
   const yards = await Promise.all(brokers.map(async (broker) => await createServer({ port: 0, host: '127.0.0.1', broker })))
   try {
     await body(yards[0], yards[1])
@@ -46,14 +46,24 @@ test('records: pack/unpack keep binary fields, empty fields and colons intact', 
   assert.equal(fields.map((f) => f.toString('latin1')), ['', 'a:b', Buffer.from(value).toString('latin1'), '12:34', Buffer.from('ünï').toString('latin1')])
 })
 
-test('relay across servers: a receiver that stops reading holds its sender; Redis buffers stay under a few MiB; every byte arrives in order', () => twoServers(async (a, b) => {
+test('relay across servers: a receiver that stops reading holds its sender (ACKs stop); Redis buffers stay under a few MiB; every byte arrives in order', () => twoServers(async (a, b) => {
   const raws: RawClient[] = []
   try {
     const sender = await rawClient(a, raws)
     const receiver = await rawClient(b, raws)
     sender.send(FrameType.Open, 1, { ep: 'relay', ns: 'pipe', local: 's', remote: 'r' })
     await receiver.open(1, { ep: 'relay', ns: 'pipe', local: 'r', remote: 's' })
-    await sender.take((f) => f.type === FrameType.Opened, 2000, 'OPENED (sender)')
+    const opened = await sender.take((f) => f.type === FrameType.Opened, 2000, 'OPENED (sender)')
+    const window = Number(opened.meta?.window)
+    assert.ok(window > 0, 'OPENED announces a window')
+    // The sender honours the window: it sends while less than `window` bytes are unacknowledged.
+    let unacked = 0
+    let acked: (() => void) | null = null
+    sender.ws.on('message', (data: Buffer) => {
+      if (data[0] !== FrameType.Ack) return
+      unacked -= Number(JSON.parse(data.subarray(HEADER_SIZE, HEADER_SIZE + data.readUInt32BE(6)).toString()).bytes)
+      acked?.()
+    })
     const inbound = createHash('sha256')
     let received = 0
     receiver.ws.on('message', (data: Buffer) => {
@@ -64,21 +74,30 @@ test('relay across servers: a receiver that stops reading holds its sender; Redi
     socketOf(receiver.ws).pause()
     const outbound = createHash('sha256')
     const chunks = 96 // 24 MiB of 256 KiB messages: 3 × the receiver's outbound bound
-    for (let i = 0; i < chunks; i++) {
-      const chunk = randomBytes(256 * 1024)
-      outbound.update(chunk)
-      sender.sendRaw(writeFrame(FrameType.Data, 1, null, { kind: Kind.Binary, bytes: chunk }))
-    }
+    let sent = 0
+    const sending = (async () => {
+      for (let i = 0; i < chunks; i++) {
+        while (unacked >= window) await within(new Promise<void>((resolve) => { acked = resolve }), 15_000, 'an ACK')
+        const chunk = randomBytes(256 * 1024)
+        outbound.update(chunk)
+        const frame = writeFrame(FrameType.Data, 1, null, { kind: Kind.Binary, bytes: chunk })
+        unacked += frame.length
+        sender.sendRaw(frame)
+        sent++
+      }
+    })()
+    sending.catch(() => {})
     let peak = 0
     const t0 = Date.now()
     while (Date.now() - t0 < 1500) {
       peak = Math.max(peak, await redisOutputMemory())
       await sleep(50)
     }
-    assert.ok(sender.ws.bufferedAmount > 0, 'the sender is held back (its bytes wait on its side)')
+    assert.ok(sent < chunks / 2, `the sender is held back by the window (${sent} of ${chunks} sent)`)
     assert.ok(peak < 8 * 1024 * 1024, `Redis output buffers peaked at ${peak} bytes (bounded by the relay window)`)
     assert.is(receiver.ws.readyState, 1, 'the receiver was not cut off')
     socketOf(receiver.ws).resume()
+    await sending
     await until(() => received === chunks, 15_000, `all ${chunks} messages delivered (${received} so far)`)
     assert.is(inbound.digest('hex'), outbound.digest('hex'), 'the same bytes, in order')
     console.log(`redis-broker: relay across servers, peak Redis output buffer ${(peak / 1024).toFixed(0)} KiB while the receiver stalled`)

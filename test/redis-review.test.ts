@@ -90,7 +90,7 @@ const isEvent = (op: string, id: string) => (f: { type: number, meta: unknown })
 
 // ── 0. a stale claim handle never removes the newer owner's id (across processes) ──────────────
 
-test('claims: the owner reclaiming on another server, then the old stream closing, leaves the id held (no leave, still taken)', async () => {
+test('claims: the owner reclaiming on another server: the old stream gets CLOSED peer-id-taken; its socket closing after leaves the id held', async () => {
   const nodes: Node[] = []
   const raws: RawClient[] = []
   try {
@@ -104,13 +104,43 @@ test('claims: the owner reclaiming on another server, then the old stream closin
     assert.is((await old.open(1, peersOpen('own', 'x', 'key-x-333333-padding'))).type, FrameType.Opened)
     const renewed = await rawClient(b.yard, raws)
     assert.is((await renewed.open(1, peersOpen('own', 'x', 'key-x-333333-padding'))).type, FrameType.Opened)
-    old.send(FrameType.Close, 1, null) // races the 'taken' notice on its way to server a
-    const closed = await old.take((f) => f.type === FrameType.Closed && f.id === 1, 1000, 'CLOSED (old)').catch(() => null)
-    if (closed !== null) assert.is((closed.meta as { code?: string }).code, 'peer-id-taken')
+    // Server a hears from Redis that its stream lost the id, and tells the old holder.
+    const closed = await old.take((f) => f.type === FrameType.Closed && f.id === 1, 1000, 'CLOSED at the old stream (server a)')
+    assert.is((closed.meta as { code?: string }).code, 'peer-id-taken')
+    old.ws.close() // the old connection going away afterwards releases nothing
+    await old.closed
     await sleep(300)
     assert.not.ok(watcher.frames.some(isEvent('leave', 'x')), 'no leave for x: its owner holds it on server b')
     const intruder = await rawClient(a.yard, raws)
     const refused = await intruder.open(1, peersOpen('own', 'x', 'key-z-333333-padding'))
+    assert.is(refused.type, FrameType.Closed)
+    assert.is((refused.meta as { code: string }).code, 'peer-id-taken')
+  } finally {
+    await closeAll(nodes, raws)
+  }
+})
+
+test('claims: the old stream\'s CLOSE racing the taken notice (a stale handle) leaves the id held (no leave, still taken)', async () => {
+  const nodes: Node[] = []
+  const raws: RawClient[] = []
+  try {
+    const a = await node(redis.url)
+    nodes.push(a)
+    const b = await node(redis.url)
+    nodes.push(b)
+    const watcher = await rawClient(b.yard, raws)
+    assert.is((await watcher.open(1, peersOpen('own', 'w', 'key-w-555555-padding'))).type, FrameType.Opened)
+    const old = await rawClient(a.yard, raws)
+    assert.is((await old.open(1, peersOpen('own', 'x', 'key-x-555555-padding'))).type, FrameType.Opened)
+    const renewed = await rawClient(b.yard, raws)
+    assert.is((await renewed.open(1, peersOpen('own', 'x', 'key-x-555555-padding'))).type, FrameType.Opened)
+    // Sent at once: server a may release its (now stale) claim before the 'taken' notice arrives,
+    // and the old stream may or may not see CLOSED; either way the new owner keeps the id.
+    old.send(FrameType.Close, 1, null)
+    await sleep(300)
+    assert.not.ok(watcher.frames.some(isEvent('leave', 'x')), 'no leave for x: its owner holds it on server b')
+    const intruder = await rawClient(a.yard, raws)
+    const refused = await intruder.open(1, peersOpen('own', 'x', 'key-z-555555-padding'))
     assert.is(refused.type, FrameType.Closed)
     assert.is((refused.meta as { code: string }).code, 'peer-id-taken')
   } finally {

@@ -16,6 +16,8 @@ export interface TestRedis {
   command: (...args: string[]) => Promise<string>
   /** The keys matching a pattern (KEYS; fine for tests). */
   keys: (pattern?: string) => Promise<string[]>
+  /** The pub/sub channels with a subscriber, matching a pattern (PUBSUB CHANNELS). */
+  channels: (pattern?: string) => Promise<string[]>
   stop: () => Promise<void>
 }
 
@@ -52,6 +54,15 @@ const stopChild = (child: ChildProcess): Promise<void> => new Promise((resolve) 
   child.kill('SIGKILL')
 })
 
+/** The strings of a RESP array reply (`*N\r\n$len\r\nstr\r\n… +OK\r\n`), sorted. */
+function list (reply: string): string[] {
+  const lines = reply.split('\r\n')
+  const n = Number(lines[0].slice(1))
+  const out: string[] = []
+  for (let i = 0; i < n; i++) out.push(lines[2 + i * 2])
+  return out.sort()
+}
+
 /** Start a redis-server for this test file. */
 export async function startRedis (): Promise<TestRedis> {
   const port = await freePort()
@@ -70,15 +81,8 @@ export async function startRedis (): Promise<TestRedis> {
     url: `redis://127.0.0.1:${port}`,
     port,
     command,
-    async keys (pattern = '*') {
-      const reply = await command('KEYS', pattern)
-      // *N\r\n$len\r\nkey\r\n… +OK\r\n
-      const lines = reply.split('\r\n')
-      const n = Number(lines[0].slice(1))
-      const keys: string[] = []
-      for (let i = 0; i < n; i++) keys.push(lines[2 + i * 2])
-      return keys.sort()
-    },
+    keys: async (pattern = '*') => list(await command('KEYS', pattern)),
+    channels: async (pattern = '*') => list(await command('PUBSUB', 'CHANNELS', pattern)),
     async restart (downMs = 0) {
       await stopChild(child)
       if (downMs > 0) await new Promise((resolve) => setTimeout(resolve, downMs))

@@ -8,18 +8,18 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'
-import { memoryBroker, type Broker } from 'signalyard/server'
+import type { Broker } from 'signalyard/server'
 import { Kind, decodePayload, type RawFrame } from '../src/protocol/codec.js'
 import { FrameType } from '../src/protocol/frames.js'
-import { sleep, startYard } from './helpers.js'
+import { TEST_BROKER, sleep, startYard, testBroker, testRedisKeys } from './helpers.js'
 import { rawClient, type RawClient } from './raw-client.js'
 
 const GRACE = 200
 const key = (name: string): string => `owner-key-of-${name}`.padEnd(20, '.')
 
-/** A yard with a small grace period and its own broker, closed after `body`. */
+/** A yard with a small grace period and its own broker (Redis in a `[redis]` run), closed after `body`. */
 async function withYard (body: (client: () => Promise<RawClient>, broker: Broker) => Promise<void>, peers: object = {}): Promise<void> {
-  const broker = memoryBroker()
+  const broker: Broker = await testBroker()
   const yard = await startYard({ broker, limits: { peers: { grace: GRACE, maxSignal: 64 * 1024, ...peers } } })
   const clients: RawClient[] = []
   try {
@@ -44,6 +44,16 @@ const isData = (sid: number) => (f: RawFrame): boolean => f.type === FrameType.D
 const isError = (sid: number) => (f: RawFrame): boolean => f.type === FrameType.Error && f.id === sid
 const isLeave = (id: string, ns = 'sig') => (f: RawFrame): boolean =>
   f.type === FrameType.Event && f.meta?.ep === 'signal' && f.meta?.ns === ns && f.meta?.op === 'leave' && f.meta?.id === id
+
+test('the yard keeps its ids in the broker the run names (Redis in a [redis] run)', async () => {
+  await withYard(async (client, broker) => {
+    await node(client, 'a', 1, 'where-are-ids-kept')
+    assert.is((await broker.stats()).signals, 1)
+    const inRedis = (await testRedisKeys()).filter((k) => k.includes('where-are-ids-kept'))
+    if (TEST_BROKER === 'redis') assert.ok(inRedis.length > 0, 'the claim is a Redis key: this [redis] run really uses Redis')
+    else assert.equal(inRedis, [], 'an in-memory run writes nothing to Redis')
+  })
+})
 
 test('DATA { to } reaches only the stream holding `to`, as DATA { from } with the same kind and payload', async () => {
   await withYard(async (client) => {

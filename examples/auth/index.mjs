@@ -9,8 +9,11 @@
 //
 //   alice in room-a: echoed "hello from alice"
 //   alice in room-b: refused (forbidden); her connection stays open
-//   tampered token: refused at connect (unauthorized: bad signature); 1 connection attempt, the client gave up
-//   expired token: refused at connect (unauthorized: token expired)
+//   tampered token: refused at connect (unauthorized; server log: bad signature); 1 connection attempt, the client gave up
+//   expired token: refused at connect (unauthorized; server log: token expired)
+//
+// The client learns only the code: why authenticate refused stays in the server's log (an app's
+// message could quote the token).
 //   auth example: 1 admitted, 3 refused as expected
 //
 // Run it from the repository root (after `npm install`, which builds dist/):
@@ -56,9 +59,12 @@ function verify (token) {
   return { sub, ns }
 }
 
+/** Why authenticate refused, from the server's log (the client is told only `unauthorized`). */
+const refusals = []
 const yard = await createServer({
   port: 0,
   host: '127.0.0.1',
+  logger: (_level, message, fields) => { if (message === 'connection refused by authenticate') refusals.push(String(fields.error).replace(/^Error: /, '')) },
   authenticate: (_request, token) => verify(token),
   authorize: (identity, namespace) => identity.ns.includes(namespace)
 })
@@ -111,7 +117,7 @@ await new Promise((resolve) => setTimeout(resolve, 500))
 const attempts = upgrades - before
 if (attempts !== 1 || mallory.state !== 'closed') fail(`tampered token: ${attempts} attempts, channel ${mallory.state}`)
 refused++
-console.log(`tampered token: refused at connect (${tampered.message}); ${attempts} connection attempt, the client gave up`)
+console.log(`tampered token: refused at connect (${tampered.code}; server log: ${refusals.shift()}); ${attempts} connection attempt, the client gave up`)
 
 // 4. bob's token expired a minute ago (issued as a function: asked before every connection).
 const bob = channel('room-a', { url: as('bob'), token: async () => issue('bob', ['room-a'], -60) })
@@ -119,7 +125,7 @@ bob.on('error', () => {})
 const expired = await outcome(bob.echo())
 if (expired?.code !== 'unauthorized') fail(`expired token: expected unauthorized, got ${expired?.code ?? 'admitted'}`)
 refused++
-console.log(`expired token: refused at connect (${expired.message})`)
+console.log(`expired token: refused at connect (${expired.code}; server log: ${refusals.shift()})`)
 
 console.log(`auth example: 1 admitted, ${refused} refused as expected`)
 clearTimeout(giveUp)

@@ -17,6 +17,13 @@
 
 export const HEADER_SIZE = 10
 
+/**
+ * Deepest nesting of arrays and objects accepted in a frame's meta (the meta object itself is
+ * depth 1). Checked on the raw bytes before JSON.parse, so no recursive work ever sees a deeper
+ * value: JSON.stringify of a 5,000-deep object throws a RangeError (stack overflow).
+ */
+export const MAX_META_DEPTH = 32
+
 /** How the payload bytes are to be read. */
 export const Kind = { None: 0, Json: 1, Binary: 2, Text: 3 } as const
 export type Kind = typeof Kind[keyof typeof Kind]
@@ -69,6 +76,7 @@ export function readFrame (bytes: Uint8Array): RawFrame | null {
   if (kind > Kind.Text || HEADER_SIZE + metaLen > bytes.length) return null
   let meta: Record<string, unknown> | null = null
   if (metaLen > 0) {
+    if (jsonDepth(bytes, HEADER_SIZE, HEADER_SIZE + metaLen) > MAX_META_DEPTH) return null
     try {
       const parsed: unknown = JSON.parse(decoder.decode(bytes.subarray(HEADER_SIZE, HEADER_SIZE + metaLen)))
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return null
@@ -78,6 +86,31 @@ export function readFrame (bytes: Uint8Array): RawFrame | null {
     }
   }
   return { type, id, kind, meta, payload: bytes.subarray(HEADER_SIZE + metaLen), bytes }
+}
+
+/**
+ * The deepest nesting of `[`/`{` in JSON text bytes[start, end), skipping string contents; a
+ * flat loop, so it cannot overflow the stack however deep the input. Stops early (returning
+ * MAX_META_DEPTH + 1) once past the bound.
+ */
+export function jsonDepth (bytes: Uint8Array, start: number, end: number): number {
+  let depth = 0
+  let deepest = 0
+  let inString = false
+  for (let i = start; i < end; i++) {
+    const c = bytes[i]
+    if (inString) {
+      if (c === 0x5c) i++ // backslash: skip the escaped byte
+      else if (c === 0x22) inString = false
+    } else if (c === 0x22) {
+      inString = true
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > deepest && (deepest = depth) > MAX_META_DEPTH) return deepest
+    } else if (c === 0x5d || c === 0x7d) {
+      depth--
+    }
+  }
+  return deepest
 }
 
 /** Overwrite the stream id of an encoded frame in place (relay forwarding: no copy). */

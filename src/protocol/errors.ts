@@ -24,6 +24,8 @@ export const ERROR_CODES = {
   'queue-full': 'the client offline queue is full; the frame was not queued',
   'relay-token-in-use': 'a relay stream with these tokens is already pending or paired',
   'relay-timeout': 'no stream paired with this relay stream in time',
+  'relay-stalled': 'the relay stream made no progress for relay.stallTimeout ms: the other side does not read',
+  'relay-overflow': 'the client sent more than relay.maxInFlight bytes on a relay stream without waiting for ACKs',
   'stream-closed': 'the stream is closed',
   'connection-closed': 'the connection closed before the stream was acknowledged',
   'server-closing': 'the server is shutting down',

@@ -33,12 +33,23 @@ export const FrameType = {
   Event: 0x14,
   Reply: 0x15,
   Error: 0x16,
-  Pong: 0x17
+  Pong: 0x17,
+  /** Relay flow control: `{ bytes }` of the stream's DATA the server has passed on. */
+  Ack: 0x18
 } as const
+
+/**
+ * Bytes of DATA a client may send on a relay stream before its OPENED (which announces the
+ * stream's `window`); the server's window is never smaller.
+ */
+export const RELAY_PRE_OPEN_WINDOW = 64 * 1024
 
 /** The endpoints a stream can open. */
 export const ENDPOINTS = ['echo', 'kv', 'relay', 'peers', 'signal'] as const
 export type Endpoint = typeof ENDPOINTS[number]
+
+/** Highest stream id a client may open (2³²−1 is reserved; 0 is the connection). */
+export const MAX_SID = 0xfffffffe
 
 /** Longest namespace, KV key, relay token or peer id, in UTF-16 code units. */
 export const NAME_MAX = 256
@@ -138,6 +149,15 @@ const bad = (sid: number, message: string, req?: number): FrameError => ({ error
 
 type Parser = (f: RawFrame) => ClientFrame | FrameError
 
+/**
+ * A client's value quoted in an error message, cut to 40 characters: an answer never carries back
+ * more than a few bytes of what was sent (a 1 MiB endpoint name is not echoed to its sender).
+ */
+function quote (value: unknown): string {
+  const text = typeof value === 'string' ? value : typeof value
+  return JSON.stringify(text.length > 40 ? `${text.slice(0, 40)}…` : text)
+}
+
 function parseOpen (f: RawFrame): OpenFrame | FrameError {
   const parsed = checkOpen(f)
   return 'error' in parsed ? { ...parsed, open: true } : parsed
@@ -146,7 +166,7 @@ function parseOpen (f: RawFrame): OpenFrame | FrameError {
 function checkOpen (f: RawFrame): OpenFrame | FrameError {
   const m = f.meta ?? {}
   const sid = f.id
-  if (sid === 0) return bad(sid, 'stream id 0 is reserved')
+  if (sid === 0 || sid > MAX_SID) return bad(sid, `stream ids are 1 … ${MAX_SID}`)
   if (!isName(m.ns)) return bad(sid, `ns must be a string of 1..${NAME_MAX} characters`)
   switch (m.ep) {
     case 'echo':
@@ -170,7 +190,7 @@ function checkOpen (f: RawFrame): OpenFrame | FrameError {
       return { type: 'open', sid, ep: 'peers', ns: m.ns, id: m.id, key: m.key, meta, metaSize: jsonSize(meta) }
     }
     default:
-      return { error: 'unknown-endpoint', message: `unknown endpoint ${JSON.stringify(m.ep)}`, sid }
+      return { error: 'unknown-endpoint', message: `unknown endpoint ${quote(m.ep)}`, sid }
   }
 }
 
@@ -196,7 +216,7 @@ function parseRequest (f: RawFrame): AnyRequest | FrameError {
   const m = f.meta ?? {}
   if (!isUint(m.req)) return bad(f.id, 'req must be a non-negative integer')
   const parser = requestParsers.get(m.op)
-  if (parser === undefined) return bad(f.id, `unknown op ${JSON.stringify(m.op)}`, m.req)
+  if (parser === undefined) return bad(f.id, `unknown op ${quote(m.op)}`, m.req)
   return parser(f, m, m.req)
 }
 

@@ -14,6 +14,7 @@ import {
 } from '../protocol/frames.js'
 import type { Broker } from './brokers/types.js'
 import type { Budgets } from './budget.js'
+import { BACKLOG_FRAME_COST } from './limits.js'
 import type { Broadcast, Hub, Subscriber } from './hub.js'
 import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
@@ -48,6 +49,8 @@ export interface ServerContext {
   readonly limits: Limits
   readonly log: Logger
   readonly metrics: Metrics
+  /** Open streams per namespace on this server (so /healthz counts namespaces in O(1)). */
+  readonly namespaces: Map<string, number>
   /** Server-wide budgets (limits.total): take before holding bytes, give back when letting go. */
   readonly budgets: Budgets
   /** The endpoint handlers, by name. */
@@ -64,7 +67,7 @@ export type OpenHandler<F extends OpenFrame = OpenFrame> =
 export type Endpoints = { [E in OpenFrame['ep']]: OpenHandler<Extract<OpenFrame, { ep: E }>> }
 
 /** WebSocket close codes the server uses. */
-export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, ServiceRestart: 1012, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
+export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, ServiceRestart: 1012, TryAgainLater: 1013, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
 
 /**
  * One client connection. It is kept lean because an idle server holds thousands: the socket's
@@ -74,16 +77,20 @@ export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
   private backlog: Uint8Array[] | null = null
+  /** Bytes the backlog holds (frame lengths + BACKLOG_FRAME_COST each), taken from budgets.backlog. */
+  private backlogBytes = 0
   /** Waiting for authenticate() or for an OPEN's answer: frames wait in the backlog. */
   private blocked = true
   /** DATA and REQUEST frames whose broker call has not settled (Redis: a round trip each). */
   private inFlight = 0
   private closed = false
+  /** teardown() ran (closed may be set earlier, when the server stops reading a socket it is closing). */
+  private torn = false
   /** Something arrived (a pong or a frame) since the last liveness ping. */
   private alive = true
   /** Token bucket of incoming frames (limits.messagesPerSecond, limits.messageBurst). */
   private tokens: number
-  private refilled = Date.now() - EPOCH
+  private refilled = now()
   /** Closing because the client does not read what it is sent. */
   private shedding = false
 
@@ -118,9 +125,11 @@ export class Connection implements Subscriber {
     const { messagesPerSecond, messageBurst } = this.ctx.limits
     // Integers (milli-tokens, ms since the module loaded) stay small integers in V8: no boxed
     // doubles per connection.
-    const now = Date.now() - EPOCH
-    this.tokens = Math.min(messageBurst * 1000, this.tokens + (now - this.refilled) * messagesPerSecond)
-    this.refilled = now
+    // Monotonic: a wall clock stepped back (NTP) must not starve the bucket. A tick that went
+    // backwards anyway (it cannot with performance.now) refills nothing.
+    const t = now()
+    this.tokens = Math.min(messageBurst * 1000, this.tokens + Math.max(0, t - this.refilled) * messagesPerSecond)
+    this.refilled = t
     if (this.tokens < 1000) return false
     this.tokens -= 1000
     return true
@@ -140,10 +149,10 @@ export class Connection implements Subscriber {
   }
 
   /**
-   * For a relay forwarding to this connection: null while its write queue is short, else a
-   * promise that resolves once the queue drains (or the socket closes). The relay holds its
-   * sender until then, so a fast sender slows to its receiver's pace instead of getting the
-   * receiver disconnected as a slow consumer.
+   * For a relay writing to this connection: null while its write queue is short, else a promise
+   * that resolves once the queue drains (or the socket closes). Relay streams queue their frames
+   * meanwhile (each in its own bounded queue), so a fast sender slows to its receiver's pace
+   * instead of getting the receiver disconnected as a slow consumer.
    */
   drained (): Promise<void> | null {
     if (this.closed || this.ws.bufferedAmount <= Math.min(RELAY_HIGH_WATER, this.ctx.limits.maxOutbound / 4)) return null
@@ -165,23 +174,46 @@ export class Connection implements Subscriber {
   /** Relay flow-control state, kept aside (most connections never relay). */
   private relayState (): RelayState {
     let state = relayStates.get(this)
-    if (state === undefined) relayStates.set(this, state = { holds: 0, drained: null })
+    if (state === undefined) relayStates.set(this, state = { bytes: 0, drained: null, ended: null, next: 0 })
     return state
+  }
+
+  /**
+   * Hold `bytes` more for this connection's relay streams (before pairing, or waiting to be
+   * written to it): false, with nothing held, past limits.relay.maxBufferedPerConnection or the
+   * server's relay budget. Give them back with relayRelease.
+   */
+  relayHold (bytes: number): boolean {
+    const state = this.relayState()
+    if (this.closed || state.bytes + bytes > this.ctx.limits.relay.maxBufferedPerConnection) return false
+    if (!this.ctx.budgets.relay.take(bytes)) return false
+    state.bytes += bytes
+    return true
+  }
+
+  /** Give back relay bytes held with relayHold. */
+  relayRelease (bytes: number): void {
+    const state = relayStates.get(this)
+    if (state === undefined || bytes <= 0) return
+    state.bytes -= bytes
+    this.ctx.budgets.relay.give(bytes)
+  }
+
+  /**
+   * The server ended relay stream `sid`: DATA the client sent before it learnt so (in flight)
+   * is dropped silently instead of counting as bad frames. The last RECENTLY_ENDED ids are kept.
+   */
+  relayEnded (sid: number): void {
+    const state = this.relayState()
+    const ended = state.ended ??= []
+    if (ended.length < RECENTLY_ENDED) ended.push(sid)
+    else ended[state.next] = sid
+    state.next = (state.next + 1) % RECENTLY_ENDED
   }
 
   /** Frames wait in the backlog: see `blocked` and `inFlight`. */
   private get busy (): boolean {
     return this.blocked || this.inFlight >= MAX_IN_FLIGHT
-  }
-
-  /** Stop reading this socket until `wait` settles (nested holds add up). */
-  hold (wait: Promise<void>): void {
-    if (this.closed) return
-    const state = this.relayState()
-    if (state.holds++ === 0) this.ws.pause()
-    void wait.then(() => {
-      if (--state.holds === 0 && !this.closed) this.ws.resume()
-    })
   }
 
   /** What authenticate() returned for this connection (null without authenticate). */
@@ -199,13 +231,37 @@ export class Connection implements Subscriber {
   }
 
   private drain (): void {
-    while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) this.handle(this.backlog.shift() as Uint8Array)
+    while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) {
+      const bytes = this.backlog.shift() as Uint8Array
+      this.releaseBacklog(bytes.length + BACKLOG_FRAME_COST)
+      this.handle(bytes)
+    }
     if (this.backlog?.length === 0) this.backlog = null
+  }
+
+  private releaseBacklog (cost: number): void {
+    this.backlogBytes -= cost
+    this.ctx.budgets.backlog.give(cost)
   }
 
   /** A pong, or anything else showing the peer is alive. */
   touch (): void {
     this.alive = true
+  }
+
+  /**
+   * The last-resort guard: something threw out of a socket callback. That is a bug in the server,
+   * never the client's doing: it is logged, the client gets ERROR `internal-error`, and the
+   * connection (and the process) goes on serving.
+   */
+  internalError (where: string, err: unknown): void {
+    this.ctx.metrics.refused('internal-error')
+    this.ctx.log('error', 'internal error in a socket callback', { conn: this.id, where, error: err instanceof Error ? err.stack ?? err.message : String(err) })
+    try {
+      this.error(0, 'internal-error', 'the server failed while handling a frame')
+    } catch {
+      // the socket cannot take it either: the close that follows tears the connection down
+    }
   }
 
   /** A socket error (the close that follows tears the connection down). */
@@ -276,8 +332,7 @@ export class Connection implements Subscriber {
    */
   heartbeat (): void {
     if (this.closed) return
-    // A held socket is not read, so its pongs wait unread: it is quiet because of us.
-    if (!this.alive && (relayStates.get(this)?.holds ?? 0) === 0) return this.ws.terminate()
+    if (!this.alive) return this.ws.terminate()
     this.alive = false
     try {
       this.ws.ping()
@@ -286,19 +341,39 @@ export class Connection implements Subscriber {
     }
   }
 
+  /**
+   * A frame arrived: handled now, or kept in the backlog while the connection is busy. The backlog
+   * is bounded in bytes per connection (limits.maxBacklog: past it the client is not following the
+   * protocol, 1008 `backlog-full`) and server-wide (budgets.backlog: when every backlog together
+   * is full, the connection that cannot add is closed with 1013 `quota-exceeded`, try again later).
+   */
   private receive (bytes: Uint8Array): void {
     if (this.closed) return
-    if (this.busy) {
-      const backlog = this.backlog ??= []
-      if (backlog.length >= this.ctx.limits.maxBacklog) {
-        this.ctx.metrics.refused('backlog-full')
-        this.close(CloseCode.Policy, 'backlog-full')
-        return
-      }
-      backlog.push(bytes)
-      return
+    if (!this.busy) return this.handle(bytes)
+    const cost = bytes.length + BACKLOG_FRAME_COST
+    if (this.backlogBytes + cost > this.ctx.limits.maxBacklog) {
+      this.ctx.metrics.refused('backlog-full')
+      return this.shut(CloseCode.Policy, 'backlog-full')
     }
-    this.handle(bytes)
+    if (!this.ctx.budgets.backlog.take(cost)) {
+      this.ctx.metrics.refused('quota-exceeded')
+      this.ctx.log('warn', 'server-wide backlog budget full: connection closed', { conn: this.id })
+      return this.shut(CloseCode.TryAgainLater, 'quota-exceeded')
+    }
+    this.backlogBytes += cost
+    ;(this.backlog ??= []).push(bytes)
+  }
+
+  /** Close the socket and read nothing more from it (what waited is dropped and its bytes given back). */
+  private shut (code: number, reason: string): void {
+    this.dropBacklog()
+    this.closed = true
+    this.close(code, reason)
+  }
+
+  private dropBacklog (): void {
+    if (this.backlogBytes > 0) this.releaseBacklog(this.backlogBytes)
+    this.backlog = null
   }
 
   private handle (bytes: Uint8Array): void {
@@ -336,7 +411,11 @@ export class Connection implements Subscriber {
 
   data (frame: DataFrame): void | Promise<void> {
     const stream = this.streams.get(frame.sid)
-    if (stream === undefined) return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid })
+    if (stream === undefined) {
+      // In flight when the server ended the stream: expected, not abuse.
+      if (relayStates.get(this)?.ended?.includes(frame.sid) === true) return
+      return this.reject({ error: 'unknown-stream', message: `stream ${frame.sid} is not open`, sid: frame.sid })
+    }
     if (stream.data === undefined) return this.reject({ error: 'bad-request', message: 'this endpoint takes no DATA frames', sid: frame.sid })
     return stream.data(frame)
   }
@@ -400,6 +479,8 @@ export class Connection implements Subscriber {
       if (this.closed) return stream.close('gone')
       stream.ep = frame.ep
       this.streams.set(sid, stream)
+      const namespaces = this.ctx.namespaces
+      namespaces.set(stream.ns, (namespaces.get(stream.ns) ?? 0) + 1)
     }
     const onError = (err: unknown): void => {
       if (err instanceof SignalyardError) return refuse(err.code, err.message)
@@ -417,6 +498,10 @@ export class Connection implements Subscriber {
 
   private forget (sid: number, stream: ServerStream, end: StreamEnd): void {
     this.streams.delete(sid)
+    const namespaces = this.ctx.namespaces
+    const n = (namespaces.get(stream.ns) ?? 1) - 1
+    if (n <= 0) namespaces.delete(stream.ns)
+    else namespaces.set(stream.ns, n)
     try {
       stream.close(end)
     } catch (err) {
@@ -442,12 +527,12 @@ export class Connection implements Subscriber {
 
   /** Count a rejected frame; too many in one window closes the connection. */
   private countBad (): void {
-    const now = Date.now()
+    const t = now()
     // Kept aside: most connections never send a bad frame.
     let bad = badFrames.get(this)
-    if (bad === undefined) badFrames.set(this, bad = { count: 0, since: now })
-    if (now - bad.since > this.ctx.limits.badFrameWindow) {
-      bad.since = now
+    if (bad === undefined) badFrames.set(this, bad = { count: 0, since: t })
+    if (t - bad.since > this.ctx.limits.badFrameWindow) {
+      bad.since = t
       bad.count = 0
     }
     if (++bad.count === this.ctx.limits.maxBadFrames + 1) {
@@ -458,9 +543,10 @@ export class Connection implements Subscriber {
 
   /** The socket closed: end every stream (as `gone`) and leave the server's table. */
   teardown (): void {
-    if (this.closed) return
+    this.dropBacklog()
+    if (this.torn) return
+    this.torn = true
     this.closed = true
-    this.backlog = null
     for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
     this.ctx.forget(this)
   }
@@ -491,8 +577,12 @@ export class Connection implements Subscriber {
 /** Rejected frames of a connection in the current window (limits.badFrameWindow). */
 const badFrames = new WeakMap<Connection, { count: number, since: number }>()
 
-/** Reasons reading is paused (relays waiting for a receiver), and the receiver's drain promise. */
-interface RelayState { holds: number, drained: Promise<void> | null }
+/**
+ * A connection's relay side state: bytes held for its relay streams (relayHold), the promise of
+ * its socket draining, and the ids of relay streams the server ended lately (a ring of
+ * RECENTLY_ENDED, `next` the slot to overwrite).
+ */
+interface RelayState { bytes: number, drained: Promise<void> | null, ended: number[] | null, next: number }
 const relayStates = new WeakMap<Connection, RelayState>()
 
 /** Identities from authenticate(), kept aside: most servers have none, and idle connections are many. */
@@ -501,8 +591,11 @@ const identities = new WeakMap<Connection, unknown>()
 /** DATA / REQUEST frames of one connection waiting on the broker before the rest wait in the backlog. */
 const MAX_IN_FLIGHT = 256
 
-/** Time origin of the rate limiter (keeps its timestamps small integers). */
-const EPOCH = Date.now()
+/**
+ * Milliseconds on the monotonic clock, as a small integer (V8 keeps it unboxed): every duration on
+ * the server is measured with it, never with the wall clock, which NTP may step back.
+ */
+const now = (): number => Math.floor(performance.now())
 
 /** WebSocket.OPEN */
 const OPEN = 1
@@ -522,9 +615,23 @@ const PONG = writeFrame(FrameType.Pong, 0, null)
 /** Where a socket keeps its connection, so one set of listeners serves every socket. */
 const CONNECTION = Symbol('signalyard.connection')
 type Owned = WebSocket & { [CONNECTION]?: Connection }
-function socketMessage (this: Owned, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void { this[CONNECTION]?.message(data, isBinary) }
+function socketMessage (this: Owned, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+  const conn = this[CONNECTION]
+  try {
+    conn?.message(data, isBinary)
+  } catch (err) {
+    conn?.internalError('message', err)
+  }
+}
 function socketPong (this: Owned): void { this[CONNECTION]?.touch() }
-function socketClose (this: Owned): void { this[CONNECTION]?.teardown() }
+function socketClose (this: Owned): void {
+  const conn = this[CONNECTION]
+  try {
+    conn?.teardown()
+  } catch (err) {
+    conn?.internalError('close', err)
+  }
+}
 function socketError (this: Owned, err: Error): void { this[CONNECTION]?.socketError(err) }
 
 /** The part of net.Socket the connection uses. */
@@ -542,8 +649,11 @@ function rawSocket (ws: WebSocket): RawSocket | null {
     : null
 }
 
-/** Queued bytes past which a relay holds its sender (or maxOutbound / 4 when that is less). */
+/** Queued bytes past which relay frames wait in their stream's queue (or maxOutbound / 4 when that is less). */
 const RELAY_HIGH_WATER = 1024 * 1024
+
+/** Relay stream ids ended by the server that a connection remembers (their late DATA is dropped silently). */
+const RECENTLY_ENDED = 64
 
 /** The stream id of a finished frame (bytes 1..4). */
 function frameId (frame: Uint8Array): number {

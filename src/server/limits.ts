@@ -91,8 +91,36 @@ export interface Limits {
   relay: {
     /** How long an unmatched relay stream waits before `relay-timeout`, in ms. */
     pendingTimeout: number
-    /** Bytes a relay stream may send before it is paired; they are delivered once it is. */
+    /**
+     * Bytes a relay stream may send before it is paired; they are delivered once it is. Past it the
+     * stream is closed (`payload-too-large`). Reference clients send at most 64 KiB
+     * (RELAY_PRE_OPEN_WINDOW) before OPENED; the rest is room for other clients.
+     */
     prePairBuffer: number
+    /**
+     * The flow-control window announced in a relay stream's OPENED (`window`): a client keeps at
+     * most this many bytes of DATA sent and not yet acknowledged (ACK frames), plus one frame.
+     * At least RELAY_PRE_OPEN_WINDOW (64 KiB) whatever is set.
+     */
+    window: number
+    /**
+     * Bytes of one relay stream sent and not yet passed on to the receiver's socket, wherever they
+     * wait (this process, Redis, the receiver's process); past it the stream is closed
+     * (`relay-overflow`). Only a client that ignores the window reaches it: it is never taken
+     * below `window` + maxFrame.
+     */
+    maxInFlight: number
+    /**
+     * Bytes this process holds for one connection's relay streams: what they sent before pairing
+     * and what waits to be written to the connection. Past it the stream that would cross it is
+     * closed (`quota-exceeded`). The server-wide bound is total.relay.
+     */
+    maxBufferedPerConnection: number
+    /**
+     * A relay stream with bytes in flight and none passed on to the receiver for this long (ms) is
+     * closed on both sides (`relay-stalled`): the other side does not read.
+     */
+    stallTimeout: number
   }
 }
 
@@ -139,7 +167,11 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
   }),
   relay: Object.freeze({
     pendingTimeout: 30_000,
-    prePairBuffer: 1024 * 1024
+    prePairBuffer: 256 * 1024,
+    window: 1024 * 1024,
+    maxInFlight: 4 * 1024 * 1024,
+    maxBufferedPerConnection: 8 * 1024 * 1024,
+    stallTimeout: 30_000
   })
 })
 

@@ -8,11 +8,23 @@ export type LoggerOption = Logger | Partial<Record<LogLevel, (...args: unknown[]
 
 export const silent: Logger = () => {}
 
+/**
+ * The `logger` option as a Logger that never throws: a logger that fails (a broken transport, a
+ * bug in the app's function) loses that line, never the connection being served or the process.
+ */
 export function toLogger (option: LoggerOption | undefined): Logger {
   if (option === undefined) return silent
-  if (typeof option === 'function') return option
+  const write: Logger = typeof option === 'function'
+    ? option
+    : (level, message, fields) => {
+        const method = option[level]
+        if (method !== undefined) fields === undefined ? method.call(option, message) : method.call(option, message, fields)
+      }
   return (level, message, fields) => {
-    const method = option[level]
-    if (method !== undefined) fields === undefined ? method.call(option, message) : method.call(option, message, fields)
+    try {
+      write(level, message, fields)
+    } catch {
+      // nowhere left to report it
+    }
   }
 }

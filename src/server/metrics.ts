@@ -25,7 +25,7 @@ export class Metrics {
     if (flow === undefined) this.out.set(ep, { frames: receivers, bytes: receivers * bytes })
     else { flow.frames += receivers; flow.bytes += receivers * bytes }
   }
-  refused (code: ErrorCode | 'too-many-connections' | 'slow-consumer' | 'too-many-bad-frames' | 'backlog-full' | 'unavailable'): void {
+  refused (code: ErrorCode | 'too-many-connections' | 'slow-consumer' | 'too-many-bad-frames' | 'backlog-full' | 'unavailable' | 'handshake-timeout'): void {
     this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1)
   }
 

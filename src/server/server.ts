@@ -7,6 +7,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
+import { timingSafeEqual } from 'node:crypto'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { nanoid } from 'nanoid'
 import { writeFrame } from '../protocol/codec.js'
@@ -52,6 +53,13 @@ export interface ServerOptions {
   authorize?: (identity: unknown, namespace: string, endpoint: Endpoint) => boolean | Promise<boolean>
   /** Allowed values of the Origin header (browsers send it); others are closed with 4403 `forbidden`. */
   origins?: string[]
+  /**
+   * Where GET /metrics is served. By default on the client port, to anyone. `token`: only to
+   * requests with `Authorization: Bearer <token>` (others get 401). `port` (and `host`, default
+   * 127.0.0.1): on a separate HTTP server of its own (with /healthz), and no longer on the client
+   * port. `false`: not served at all (`yard.metrics()` still renders it).
+   */
+  metrics?: false | { token?: string, port?: number, host?: string }
 }
 
 /** `status` is 'unavailable' while the broker has lost its backing store (Redis): /healthz answers 503 then. */
@@ -61,6 +69,10 @@ export interface Health { status: 'ok' | 'unavailable', connections: number, nam
 export interface Yard {
   /** The WebSocket URL clients connect to, e.g. 'ws://127.0.0.1:3000/'. */
   readonly url: string
+  /** The address the server listens on as the OS reports it, e.g. '0.0.0.0:3000' or '[::]:3000'. */
+  readonly address: string
+  /** The URL of the separate metrics server (the `metrics.port` option), else null. */
+  readonly metricsUrl: string | null
   /** The port it listens on. */
   readonly port: number
   /** The HTTP server (its own or the one it was attached to). */
@@ -109,7 +121,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   }
   const metrics = new Metrics()
   const ctx: ServerContext = {
-    broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, endpoints, authorize: options.authorize,
+    broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, endpoints, authorize: options.authorize, namespaces: new Map(),
     forget: (conn) => { connections.delete(conn) }
   }
   const path = normalisePath(options.path ?? '/')
@@ -125,32 +137,41 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     handleProtocols: (protocols) => protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false
   })
 
-  const health = (): Health => {
-    const namespaces = new Set<string>()
-    for (const conn of connections) for (const stream of conn.streams.values()) namespaces.add(stream.ns)
-    return { status: available ? 'ok' : 'unavailable', connections: connections.size, namespaces: namespaces.size }
-  }
+  // O(1): both counts are kept up to date as connections and streams come and go.
+  const health = (): Health =>
+    ({ status: available ? 'ok' : 'unavailable', connections: connections.size, namespaces: ctx.namespaces.size })
 
   const renderMetrics = async (): Promise<string> => {
     const { connections, namespaces } = health()
     return metrics.render({ connections, namespaces, ...await broker.stats() }, Object.values(budgets))
   }
 
-  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+  const metricsOption = options.metrics ?? {}
+  const metricsToken = metricsOption === false || metricsOption.token === undefined ? null : Buffer.from(`Bearer ${metricsOption.token}`)
+  /** GET /healthz and GET /metrics; true when it answered. */
+  const serveOps = (req: IncomingMessage, res: ServerResponse, withMetrics: boolean): boolean => {
     const url = new URL(req.url ?? '/', 'http://localhost')
     if (req.method === 'GET' && url.pathname === '/healthz') {
       res.writeHead(available ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(health()))
-      return
+      return true
     }
-    if (req.method === 'GET' && url.pathname === '/metrics') {
-      void renderMetrics().then(
-        (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
-        (err: unknown) => {
-          log('error', 'metrics failed', { error: String(err) })
-          res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n')
-        })
-      return
+    if (!withMetrics || req.method !== 'GET' || url.pathname !== '/metrics') return false
+    if (metricsToken !== null && !sameBytes(Buffer.from(req.headers.authorization ?? ''), metricsToken)) {
+      res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n')
+      return true
     }
+    void renderMetrics().then(
+      (text) => res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(text),
+      (err: unknown) => {
+        log('error', 'metrics failed', { error: String(err) })
+        res.writeHead(500, { 'content-type': 'text/plain' }).end('metrics unavailable\n')
+      })
+    return true
+  }
+  const metricsHere = metricsOption !== false && metricsOption.port === undefined
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    if (serveOps(req, res, metricsHere)) return
+    const url = new URL(req.url ?? '/', 'http://localhost')
     const upgradeHere = url.pathname === path
     res.writeHead(upgradeHere ? 426 : 404, { 'content-type': 'text/plain' })
       .end(upgradeHere ? `signalyard: connect with a WebSocket speaking subprotocol ${SUBPROTOCOL}\n` : 'not found\n')
@@ -159,17 +180,63 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   // Shared by every socket: nothing is allocated per connection for its bookkeeping.
   function forgetSocket (this: WebSocket): void {
     sockets.delete(this)
-    release(ipOf.get(this))
   }
-  /** Connections per IP address: counted at the upgrade, released when the socket closes. */
+  /**
+   * TCP connections per IP address, half-open handshakes included: on the server's own HTTP
+   * server they are counted when accepted (on an attached server, at the upgrade request), and
+   * released when the TCP socket closes.
+   */
   const perIp = new Map<string, number>()
-  const ipOf = new WeakMap<WebSocket, string>()
-  const release = (ip: string | undefined): void => {
-    if (ip === undefined) return
-    const n = (perIp.get(ip) ?? 1) - 1
-    if (n <= 0) perIp.delete(ip)
-    else perIp.set(ip, n)
+  /**
+   * Sockets not yet admitted, with their deadline (ms, monotonic): the handshake's
+   * (limits.handshakeTimeout from the accept), then authenticate()'s (limits.authTimeout; `conn`
+   * set, so the client is told why).
+   */
+  const pending = new Map<Duplex, { deadline: number, conn?: Connection }>()
+  const counted = new WeakSet<Duplex>()
+  /** Count a new socket against its IP and the pending-upgrades budget; false (refused, answered) if it does not fit. */
+  const countSocket = (socket: Duplex, ip: string): boolean => {
+    if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
+      metrics.refused('too-many-connections')
+      refuseUpgrade(socket, 429, `too-many-connections: at most ${limits.maxConnectionsPerIp} connections per IP address`)
+      return false
+    }
+    if (!budgets.pendingUpgrades.take(1)) {
+      metrics.refused('quota-exceeded')
+      refuseUpgrade(socket, 503, 'quota-exceeded: too many connections are being set up; try again shortly')
+      return false
+    }
+    counted.add(socket)
+    pending.set(socket, { deadline: performance.now() + limits.handshakeTimeout })
+    perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
+    socket.once('close', () => {
+      admitted(socket)
+      const n = (perIp.get(ip) ?? 1) - 1
+      if (n <= 0) perIp.delete(ip)
+      else perIp.set(ip, n)
+    })
+    return true
   }
+  /** The socket finished its handshake and authentication (or closed): no longer pending. */
+  const admitted = (socket: Duplex): void => {
+    if (pending.delete(socket)) budgets.pendingUpgrades.give(1)
+  }
+  const onConnection = (socket: Duplex & { remoteAddress?: string }): void => {
+    countSocket(socket, socket.remoteAddress ?? '')
+  }
+  // One sweep for every pending socket (no timer per socket): a handshake or an authenticate()
+  // that takes longer than its bound is cut off.
+  const handshakeSweep = setInterval(() => {
+    const t = performance.now()
+    for (const [socket, { deadline, conn }] of pending) {
+      if (deadline > t) continue
+      admitted(socket)
+      metrics.refused('handshake-timeout')
+      if (conn === undefined) socket.destroy()
+      else conn.close(CloseCode.TryAgainLater, 'handshake-timeout: authentication took too long')
+    }
+  }, Math.min(1000, limits.handshakeTimeout, limits.authTimeout))
+  handshakeSweep.unref()
 
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
@@ -184,17 +251,13 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       metrics.refused('unavailable')
       return refuseUpgrade(socket, 503, 'unavailable: the server lost its broker; try again shortly')
     }
-    const ip = req.socket.remoteAddress ?? ''
-    if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
-      metrics.refused('too-many-connections')
-      return refuseUpgrade(socket, 429, `too-many-connections: at most ${limits.maxConnectionsPerIp} connections per IP address`)
-    }
+    // An attached server's sockets are counted here (the app's own HTTP traffic is not ours to count).
+    if (socket.writableEnded || socket.destroyed) return // refused when it connected
+    if (!counted.has(socket) && !countSocket(socket, req.socket.remoteAddress ?? '')) return
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (closing !== null) return ws.close(CloseCode.GoingAway, 'server-closing')
-      // Counted once the handshake succeeded (a failed one never reaches here, so leaks nothing).
-      perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
-      ipOf.set(ws, ip)
       sockets.add(ws)
+      watchFragments(socket, ws)
       ws.on('close', forgetSocket)
       const origin = req.headers.origin
       if (options.origins !== undefined && origin !== undefined && !options.origins.includes(origin)) {
@@ -205,16 +268,20 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       const conn = new Connection(nanoid(10), ws, ctx)
       connections.add(conn)
       const admit = (identity: unknown): void => {
+        admitted(socket)
         conn.send(encodeHello(conn.id, hello))
         conn.admit(identity)
       }
       if (options.authenticate === undefined) return admit(null)
       const authenticate = options.authenticate
-      new Promise((resolve) => resolve(authenticate(req, tokenOf(req)))).then(admit, (err: unknown) => {
+      if (pending.has(socket)) pending.set(socket, { deadline: performance.now() + limits.authTimeout, conn })
+      const token = tokenOf(req)
+      new Promise((resolve) => resolve(authenticate(req, token))).then(admit, (err: unknown) => {
         metrics.refused('unauthorized')
-        log('info', 'connection refused by authenticate', { conn: conn.id, error: String(err) })
-        const message = err instanceof Error ? err.message : String(err)
-        conn.close(CloseCode.Unauthorized, `unauthorized: ${message}`.slice(0, 120))
+        // The app's message may quote the token: it stays in the server's log (token masked),
+        // and the client gets the code alone.
+        log('info', 'connection refused by authenticate', { conn: conn.id, error: redact(String(err), token) })
+        conn.close(CloseCode.Unauthorized, 'unauthorized')
       })
     })
   }
@@ -235,15 +302,40 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   heartbeat.unref()
 
   const owned = options.server === undefined
-  const server = options.server ?? createHttpServer(onRequest)
+  // Our own server bounds how long a request's headers may take (half-open handshakes), and checks
+  // often enough for the bound to mean something (Node checks every 30 s by default).
+  const server = options.server ?? createHttpServer({
+    headersTimeout: limits.handshakeTimeout,
+    requestTimeout: limits.handshakeTimeout,
+    connectionsCheckingInterval: Math.min(1000, limits.handshakeTimeout)
+  }, onRequest)
   server.on('upgrade', onUpgrade)
+  if (owned) server.on('connection', onConnection)
   if (owned) {
     try {
       await listen(server, options.port ?? portFromEnv(), options.host)
     } catch (err) {
       clearInterval(heartbeat)
+      clearInterval(handshakeSweep)
       unwatch?.()
       server.off('upgrade', onUpgrade)
+      if (options.broker === undefined) await broker.close()
+      throw err
+    }
+  }
+  let metricsServer: Server | null = null
+  if (metricsOption !== false && metricsOption.port !== undefined) {
+    metricsServer = createHttpServer((req, res) => {
+      if (!serveOps(req, res, true)) res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
+    })
+    try {
+      await listen(metricsServer, metricsOption.port, metricsOption.host ?? '127.0.0.1')
+    } catch (err) {
+      clearInterval(heartbeat)
+      clearInterval(handshakeSweep)
+      unwatch?.()
+      server.off('upgrade', onUpgrade)
+      if (owned) await new Promise((resolve) => server.close(resolve))
       if (options.broker === undefined) await broker.close()
       throw err
     }
@@ -258,14 +350,28 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   return {
     get url () { return `ws://${urlHost(owned ? options.host : address()?.address)}:${address()?.port ?? 0}${path}` },
     get port () { return address()?.port ?? 0 },
+    get address () {
+      const a = address()
+      return a === null ? '' : `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
+    },
+    get metricsUrl () {
+      const a = metricsServer?.address()
+      return a !== null && a !== undefined && typeof a === 'object' ? `http://${urlHost(a.address)}:${a.port}/metrics` : null
+    },
     server,
     limits,
     health,
     metrics: renderMetrics,
     close: () => closing ??= (async () => {
       clearInterval(heartbeat)
+      clearInterval(handshakeSweep)
       unwatch?.()
       server.off('upgrade', onUpgrade)
+      server.off('connection', onConnection)
+      if (metricsServer !== null) {
+        const m = metricsServer
+        await new Promise((resolve) => { m.close(resolve); m.closeAllConnections() })
+      }
       for (const conn of connections) conn.close(CloseCode.GoingAway, 'server-closing')
       const stopped = owned
         ? new Promise<void>((resolve) => {
@@ -322,8 +428,51 @@ function tokenOf (req: IncomingMessage): string | null {
   }
 }
 
+/** Answer an HTTP status on a raw socket and close it (once; a socket answered already is left alone). */
 function refuseUpgrade (socket: Duplex, status: number, message: string): void {
-  socket.end(`HTTP/1.1 ${status} ${status === 404 ? 'Not Found' : 'Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message)}\r\n\r\n${message}`)
+  if (socket.writableEnded || socket.destroyed) return
+  // Detached from the HTTP server (upgrade) the socket has no error listener of its own; a client
+  // resetting it now must not become an uncaught 'error'.
+  socket.on('error', ignore)
+  socket.end(`HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Bad Request'}\r\nconnection: close\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(message)}\r\n\r\n${message}`)
+}
+
+/**
+ * Fragments of one WebSocket message a client may send. ws bounds a fragmented message's bytes
+ * (maxPayload = limits.maxFrame) but not its pieces, and each piece is a Buffer of its own (~100
+ * bytes of bookkeeping for a 1-byte fragment): without a count, 1 MiB of 1-byte fragments holds
+ * tens of MiB. No browser or ws client fragments a signalyard frame this finely.
+ */
+export const MAX_FRAGMENTS = 1024
+const socketWs = new WeakMap<Duplex, WebSocket>()
+/** After each chunk ws has read: a message in more than MAX_FRAGMENTS pieces closes the socket (1008). */
+function checkFragments (this: Duplex): void {
+  const ws = socketWs.get(this)
+  const pieces = (ws as unknown as { _receiver?: { _fragments?: unknown[] } } | undefined)?._receiver?._fragments?.length ?? 0
+  if (ws === undefined || pieces <= MAX_FRAGMENTS) return
+  socketWs.delete(this)
+  this.off('data', checkFragments)
+  ws.close(CloseCode.Policy, 'too-many-fragments')
+  ws.terminate()
+}
+function watchFragments (socket: Duplex, ws: WebSocket): void {
+  socketWs.set(socket, ws)
+  // Added after ws's own 'data' listener (set up by handleUpgrade), so it sees what ws has parsed.
+  socket.on('data', checkFragments)
+}
+
+function ignore (): void {}
+
+const STATUS_TEXT: Record<number, string> = { 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' }
+
+/** Equal bytes, compared in constant time for equal lengths (a metrics token). */
+function sameBytes (a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b)
+}
+
+/** `text` with every occurrence of the token masked (an app's error message may quote it). */
+function redact (text: string, token: string | null): string {
+  return token === null || token.length < 4 ? text : text.split(token).join('[token]')
 }
 
 /** A port number from text: decimal digits only (Number() would take ' 80', '0x50', '8e1'); null if not one. */

@@ -2,7 +2,8 @@
  * The relay pipe: a peer connection over the server's relay endpoint, paired by the tokens
  * `<cid>/i` (initiator) and `<cid>/a` (acceptor): the connection's random id makes them a secret
  * only the two peers know, and they stay short whatever the ids are. Used when either side has no WebRTC
- * or ICE did not connect in time. Backpressure is the shared WebSocket's buffered bytes, polled.
+ * or ICE did not connect in time. Backpressure is the relay stream's `bufferedAmount`, polled: its
+ * own queue (what the server's per-stream window holds back) plus the shared WebSocket's bytes.
  */
 import { SignalyardError } from '../../protocol/errors.js'
 import type { RelayStream } from '../relay.js'

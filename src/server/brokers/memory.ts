@@ -7,7 +7,7 @@
 import { KvModel } from '../../kv/model.js'
 import type { Budget } from '../budget.js'
 import { writeKvEvent } from '../../protocol/events.js'
-import { SignalyardError } from '../../protocol/errors.js'
+import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
 import {
   topicOf, writePeersEvent, writeSignalLeave,
   type Broker, type Claim, type ClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type MemberPage, type RelayLink, type RelayOpened,
@@ -87,7 +87,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
   }, options.sweepInterval ?? 100)
   sweep.unref?.()
 
-  const release = (side: Side): void => {
+  const release = (side: Side, reason?: ErrorCode): void => {
     if (side.closed) return
     side.closed = true
     sides.delete(side.key)
@@ -98,7 +98,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     peer.peer = null
     peer.closed = true
     sides.delete(peer.key)
-    peer.sink.closed()
+    peer.sink.closed(reason)
   }
 
   /** Remove a holder and publish its leave. */
@@ -232,8 +232,9 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
         waiting.sink.paired()
       }
       const link: RelayLink = {
-        send (frame) { return side.peer?.sink.data(frame) ?? null },
-        close () { release(side) }
+        send (frame) { side.peer?.sink.data(frame) },
+        ack (bytes) { side.peer?.sink.acked(bytes) },
+        close (reason) { release(side, reason) }
       }
       return { link, paired: side.peer !== null }
     },
@@ -257,6 +258,10 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       }
       topics.clear()
       for (const side of [...sides.values()]) release(side)
+    },
+
+    tables () {
+      return { topics: topics.size, relaySides: sides.size, kvNamespaces: model.namespaceCount, peersNamespaces: claims.peers.size, signalNamespaces: claims.signal.size }
     }
   }
 }

@@ -400,8 +400,9 @@ return peer
 `),
 
   /**
-   * KEYS side, index · ARGV addr, prefix, ourPid → the peer's address when it was in this process
-   * (the caller closes it), else ''. Gives up a side; a remote peer is told ('c').
+   * KEYS side, index · ARGV addr, prefix, ourPid, reason → the peer's address when it was in this
+   * process (the caller closes it), else ''. Gives up a side; a remote peer is told ('c', with the
+   * error code it ended on, or '').
    */
   syRelayClose: script(2, `
 local rec = redis.call('GET', KEYS[1])
@@ -416,7 +417,7 @@ if not m or unpack(m)[1] ~= f[2] then return '' end
 redis.call('DEL', f[3])
 redis.call('SREM', ARGV[2] .. 'pr:' .. pidOf(f[2]), f[3])
 if pidOf(f[2]) == ARGV[3] then return f[2] end
-redis.call('PUBLISH', ARGV[2] .. 'i:' .. pidOf(f[2]), pack('c', f[2], ''))
+redis.call('PUBLISH', ARGV[2] .. 'i:' .. pidOf(f[2]), pack('c', f[2], ARGV[4]))
 return ''
 `)
 } satisfies Record<string, ScriptSource>

@@ -12,8 +12,10 @@
  *   process holding the stream. Each process beats a heartbeat; the survivors reap a process that
  *   stopped beating (its ids leave, its relay sides close), so nothing it held outlives it.
  * - Directed frames and relay traffic for another process go through that process's inbox channel
- *   (`<prefix>i:<pid>`); relay traffic is flow-controlled with acknowledgements, so a slow
- *   receiver holds its sender instead of filling Redis's output buffers.
+ *   (`<prefix>i:<pid>`). Relay traffic is flow-controlled end to end by the relay endpoint: the
+ *   receiving process acknowledges ('a') what it wrote to its socket, and the sender's stream never
+ *   has more than its window in flight, so Redis's output buffers stay small without any socket
+ *   being paused.
  * - When Redis is lost, every local relay side and id is dropped and the server is told (it closes
  *   its sockets and refuses new ones until Redis is back): clients reconnect and resync, and
  *   nobody is served state that Redis no longer has.
@@ -45,8 +47,6 @@ export interface RedisBrokerOptions {
   deadAfter?: number
   /** How often expired KV keys are swept, in ms (default 100). */
   sweepInterval?: number
-  /** Relay bytes in flight to another process before the sender is held (default 1 MiB). */
-  relayWindow?: number
 }
 
 /** A relay side held by this process. */
@@ -56,11 +56,6 @@ interface Side {
   /** The other side's address; '' while pending. */
   peer: string
   closed: boolean
-  /** Bytes sent to a remote peer and not yet acknowledged; senders wait while past the window. */
-  inflight: number
-  waiters: Array<() => void>
-  /** Bytes delivered from a remote peer since the last acknowledgement. */
-  received: number
 }
 
 /** An id this process holds (or held: during its grace period `sink` is null). */
@@ -74,8 +69,6 @@ interface Held {
 
 type ScriptFn = (...args: Array<string | Buffer | number>) => Promise<unknown>
 
-/** Acknowledge relay bytes to a remote sender every this many. */
-const ACK_EVERY = 256 * 1024
 /** Expiries handled per sweep script run (a run that hits it goes again at once). */
 const SWEEP_BATCH = 1000
 /** Bytes per page when kvSnapshot reads a whole namespace. */
@@ -95,7 +88,6 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   const prefix = options.prefix ?? 'signalyard:'
   const heartbeat = options.heartbeat ?? 1000
   const deadAfter = options.deadAfter ?? 5000
-  const window = options.relayWindow ?? 1024 * 1024
   const pid = nanoid(10)
   const inbox = `${prefix}i:${pid}`
   const procs = `${prefix}procs`
@@ -232,48 +224,27 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     } else {
       const side = sides.get(target)
       if (side === undefined || side.closed) return
-      if (what === 'd') receive(side, body)
+      if (what === 'd') side.sink.data(body)
+      else if (what === 'a') side.sink.acked(Number(body.toString()))
       else if (what === 'p' && side.peer === '') {
         side.peer = body.toString()
         side.sink.paired()
-      } else if (what === 'a') {
-        side.inflight -= Number(body.toString())
-        if (side.inflight < window) wake(side)
       } else if (what === 'c') {
-        closeLocal(side)
+        closeLocal(side, body.length === 0 ? undefined : body.toString() as ErrorCode)
       }
     }
   }
 
-  /** A frame from a remote peer: deliver it, and acknowledge what the receiver has taken. */
-  const receive = (side: Side, frame: Buffer): void => {
-    const behind = side.sink.data(frame)
-    side.received += frame.length
-    if (side.received < ACK_EVERY) return
-    const bytes = side.received
-    side.received = 0
-    const ack = (): void => { if (!side.closed) void publishTo(inboxOf(side.peer), pack('a', side.peer, String(bytes))) }
-    if (behind === null) ack()
-    else void behind.then(ack)
-  }
-
-  const wake = (side: Side): void => {
-    const waiters = side.waiters
-    side.waiters = []
-    for (const resolve of waiters) resolve()
-  }
-
-  /** Forget a side of this process (false when it was gone already); senders waiting on it go on. */
+  /** Forget a side of this process (false when it was gone already). */
   const drop = (side: Side): boolean => {
     if (side.closed) return false
     side.closed = true
     sides.delete(side.addr)
-    wake(side)
     return true
   }
   /** A side of this process ends because its peer did (or Redis was lost). */
-  const closeLocal = (side: Side): void => {
-    if (drop(side)) side.sink.closed()
+  const closeLocal = (side: Side, reason?: ErrorCode): void => {
+    if (drop(side)) side.sink.closed(reason)
   }
 
   const publishTo = (channel: string, message: Buffer): Promise<void> =>
@@ -415,7 +386,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     async relayOpen (ns, local, remote, sink) {
       const addr = nextAddr()
       const key = relayKey(ns, local, remote)
-      const side: Side = { addr, sink, peer: '', closed: false, inflight: 0, waiters: [], received: 0 }
+      const side: Side = { addr, sink, peer: '', closed: false }
       sides.set(addr, side)
       let peer: string
       try {
@@ -434,18 +405,20 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       }
       const link: RelayLink = {
         send (frame) {
-          if (side.closed || side.peer === '') return null
-          if (isLocal(side.peer)) return sides.get(side.peer)?.sink.data(frame) ?? null
-          void publishTo(inboxOf(side.peer), pack('d', side.peer, frame))
-          side.inflight += frame.length
-          if (side.inflight < window) return null
-          return new Promise<void>((resolve) => side.waiters.push(resolve))
+          if (side.closed || side.peer === '') return
+          if (isLocal(side.peer)) sides.get(side.peer)?.sink.data(frame)
+          else void publishTo(inboxOf(side.peer), pack('d', side.peer, frame))
         },
-        close () {
+        ack (bytes) {
+          if (side.closed || side.peer === '') return
+          if (isLocal(side.peer)) sides.get(side.peer)?.sink.acked(bytes)
+          else void publishTo(inboxOf(side.peer), pack('a', side.peer, String(bytes)))
+        },
+        close (reason) {
           if (!drop(side)) return
-          run.syRelayClose(key, `${prefix}pr:${pid}`, addr, prefix, pid).then((reply) => {
+          run.syRelayClose(key, `${prefix}pr:${pid}`, addr, prefix, pid, reason ?? '').then((reply) => {
             const other = sides.get(String(reply))
-            if (other !== undefined) closeLocal(other)
+            if (other !== undefined) closeLocal(other, reason)
           }, ignore)
         }
       }
@@ -461,6 +434,8 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       }
       return Number(reply) === 1
     },
+
+    tables () { return { channels: channels.size, relaySides: sides.size, claims: held.size } },
 
     async stats () {
       let relayPairs = 0

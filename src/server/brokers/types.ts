@@ -9,6 +9,7 @@
  */
 import type { KvChange, KvPage, KvSnapshot } from '../../kv/model.js'
 import { writeFrame } from '../../protocol/codec.js'
+import type { ErrorCode } from '../../protocol/errors.js'
 import { FrameType } from '../../protocol/frames.js'
 
 export type MaybePromise<T> = T | Promise<T>
@@ -21,23 +22,27 @@ export interface RelaySink {
   /** The other side arrived (only called for the side that was waiting). */
   paired: () => void
   /**
-   * A DATA frame from the other side; the sink may rewrite it in place. It returns a promise when
-   * its socket's write queue is long (resolved once it drains), so the sender can be held.
+   * A DATA frame from the other side; the sink may rewrite it in place and keeps it until it is
+   * written to its socket, then acknowledges it (RelayLink.ack).
    */
-  data: (frame: Uint8Array) => Promise<void> | null
-  /** The other side closed or went away. */
-  closed: () => void
+  data: (frame: Uint8Array) => void
+  /** The other side passed on `bytes` of this side's frames (flow control: the sender may send more). */
+  acked: (bytes: number) => void
+  /** The other side closed or went away; `reason` when it ended on an error (`relay-stalled`, …). */
+  closed: (reason?: ErrorCode) => void
 }
 
-/** The handle a relay stream holds. */
+/**
+ * The handle a relay stream holds. The broker passes frames and acknowledgements on at once and
+ * keeps no queue of its own: each stream bounds what it sends by its window (limits.relay).
+ */
 export interface RelayLink {
-  /**
-   * Forward a DATA frame to the other side (only once paired). A promise back means the receiver
-   * is behind: stop reading the sender until it resolves. (Null when the broker cannot tell.)
-   */
-  send: (frame: Uint8Array) => Promise<void> | null
-  /** Give up the tokens; the other side, if any, is told. */
-  close: () => void
+  /** Forward a DATA frame to the other side (only once paired). */
+  send: (frame: Uint8Array) => void
+  /** Tell the other side that `bytes` of its frames were passed on to this side's socket. */
+  ack: (bytes: number) => void
+  /** Give up the tokens; the other side, if any, is told (with `reason` when it is an error). */
+  close: (reason?: ErrorCode) => void
 }
 
 export interface RelayOpened { link: RelayLink, paired: boolean }
@@ -196,6 +201,12 @@ export interface Broker {
   stats: () => MaybePromise<{ kvKeys: number, kvBytes?: number, relayPairs: number, peers?: number, signals?: number }>
   /** Release timers and connections. */
   close: () => MaybePromise<void>
+
+  /**
+   * Entries in this process's own tables (topics, relay sides, claims, namespaces…), by table:
+   * read-only, for leak checks (back to their starting size once every client left). Optional.
+   */
+  tables?: () => Record<string, number>
 }
 
 /** Topic names: one per endpoint and namespace. */
