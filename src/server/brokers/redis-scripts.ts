@@ -211,7 +211,8 @@ if not old then return false end
 redis.call('HDEL', KEYS[1], key)
 redis.call('ZREM', KEYS[3], member)
 local size = entryBytes(key, unpack(old)[4])
-redis.call('INCRBY', KEYS[5], -size)
+-- the yard's counter goes away with its last byte (no key is left behind by an empty yard)
+if redis.call('INCRBY', KEYS[5], -size) <= 0 then redis.call('DEL', KEYS[5]) end
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
 if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) else redis.call('HINCRBY', KEYS[2], 'bytes', -size) end
@@ -236,7 +237,7 @@ for _, member in ipairs(due) do
   if old then
     redis.call('HDEL', data, f[2])
     local size = entryBytes(f[2], unpack(old)[4])
-    redis.call('INCRBY', KEYS[2], -size)
+    if redis.call('INCRBY', KEYS[2], -size) <= 0 then redis.call('DEL', KEYS[2]) end
     local epoch = redis.call('HGET', meta, 'epoch')
     local seq = redis.call('HINCRBY', meta, 'seq', 1)
     if redis.call('HLEN', data) == 0 then redis.call('DEL', meta) else redis.call('HINCRBY', meta, 'bytes', -size) end
