@@ -5,15 +5,16 @@
 // bytes come back on delete, on a smaller overwrite and on expiry. The yard's KV bytes are visible:
 // /metrics signalyard_budget_used{budget="kv"} (in-memory broker) or broker.stats().kvBytes (Redis).
 //
-// Every entry counts its key's UTF-8 bytes + its value's bytes + 64 (KV_ENTRY_COST).
+// Every entry counts its key's UTF-8 bytes + its value's bytes + KV_ENTRY_COST.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { SignalChannel, SignalyardError, type Channel, type KvStream } from 'signalyard'
 import { createServer, redisBroker, type Broker, type LimitsOption, type Yard } from 'signalyard/server'
 import { next, startYard, TEST_BROKER, until } from './helpers.js'
 import { startRedis, type TestRedis } from './redis.js'
+import { KV_ENTRY_COST } from '../src/kv/model.js'
 
-const COST = 64
+const COST = KV_ENTRY_COST
 /** A binary value of n bytes (binary values are counted as they are). */
 const blob = (n: number): Uint8Array => new Uint8Array(n).fill(7)
 /** What a key with an n-byte binary value counts. */
@@ -76,7 +77,8 @@ async function replica (s: Setup, ns: string): Promise<KvStream> {
 
 test('kv.maxBytes bounds one namespace: the set past it is refused quota-exceeded; delete, a smaller overwrite and expiry give the bytes back', async () => {
   const one = entry('k1', 1000)
-  const s = await setup({ kv: { maxBytes: 3 * one + 100 } })
+  // room for three such keys and a little, not for a fourth
+  const s = await setup({ kv: { maxBytes: 3 * one + 100 + COST } })
   try {
     const kv = await replica(s, 'ns-bytes')
     for (const key of ['k1', 'k2', 'k3']) await kv.set(key, blob(1000))
@@ -96,7 +98,7 @@ test('kv.maxBytes bounds one namespace: the set past it is refused quota-exceede
 
     await kv.set('k2', blob(10))
     assert.is(await s.kvBytes(), 2 * one + entry('k2', 10), 'a smaller overwrite gives the difference back')
-    assert.is(await refusal(kv.set('k2', blob(1000 + 200))), 'quota-exceeded', 'an overwrite that grows past the bound is refused')
+    assert.is(await refusal(kv.set('k2', blob(1000 + 400))), 'quota-exceeded', 'an overwrite that grows past the bound is refused')
     await kv.set('k5', blob(1000))
 
     const expired = next(kv, 'delete', 3000)
@@ -136,7 +138,7 @@ test('limits.total.kv bounds every namespace together (quota-exceeded), whoever 
 
 test('kv.maxOwnedBytes bounds the live keys one connection wrote; others still write; its delete, overwrite and expiry give them back', async () => {
   const one = entry('a1', 1000)
-  const s = await setup({ kv: { maxOwnedBytes: 3 * one + 100 } })
+  const s = await setup({ kv: { maxOwnedBytes: 3 * one + 100 + COST } })
   try {
     const a = await replica(s, 'owned')
     for (const key of ['a1', 'a2', 'a3']) await a.set(key, blob(1000))
@@ -150,7 +152,7 @@ test('kv.maxOwnedBytes bounds the live keys one connection wrote; others still w
     await a.set('a4', blob(1000))
     assert.is(await refusal(a.set('a5', blob(1000))), 'quota-exceeded')
     await a.set('a2', blob(10))
-    assert.is(await refusal(a.set('a5', blob(1050))), 'quota-exceeded', 'a smaller overwrite frees only its difference')
+    assert.is(await refusal(a.set('a5', blob(1100))), 'quota-exceeded', 'a smaller overwrite frees only its difference')
     await a.set('a5', blob(1000))
 
     // a key that expired no longer counts

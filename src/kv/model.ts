@@ -62,10 +62,11 @@ export interface KvBounds {
 }
 
 /**
- * What an entry costs beyond its key's and value's bytes (its record, its place in the maps and in
- * the expiry index), so that a flood of tiny keys is bounded too.
+ * What an entry costs beyond its key's and value's bytes, about what the in-memory broker holds
+ * for it (its record object, its slots in the namespace map and the expiry wheel, the value's
+ * array header) and its writer's ledger entry: so the bounds hold for a flood of tiny keys too.
  */
-export const KV_ENTRY_COST = 64
+export const KV_ENTRY_COST = 256
 
 const utf8 = new TextEncoder()
 

@@ -45,8 +45,8 @@ export interface Limits {
     /** Keys one namespace may hold. */
     maxKeys: number
     /**
-     * Bytes one namespace may hold: each key counts its UTF-8 bytes, its value's bytes and 64 for
-     * its record. A write past it is refused (`quota-exceeded`); overwrites count their growth.
+     * Bytes one namespace may hold: each key counts its UTF-8 bytes, its value's bytes and 256 for
+     * its record (KV_ENTRY_COST). A write past it is refused (`quota-exceeded`); overwrites count their growth.
      */
     maxBytes: number
     /**
