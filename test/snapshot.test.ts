@@ -9,11 +9,13 @@
 // made during its paged snapshot.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { SignalChannel, type Channel } from 'signalyard'
+import type { Duplex } from 'node:stream'
+import WebSocket from 'ws'
+import { SignalChannel, type Channel, type WebSocketConstructor } from 'signalyard'
 import { createServer, redisBroker, type Broker, type Yard } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
 import { rawClient, socketOf, type RawClient } from './raw-client.js'
-import { startYard, TEST_BROKER, until, within } from './helpers.js'
+import { next, startYard, TEST_BROKER, until, within } from './helpers.js'
 import { startRedis, type TestRedis } from './redis.js'
 
 /** The bound on a victim's echo round trip while the attack runs (today's code: seconds). */
@@ -281,6 +283,70 @@ test('peers: attackers joining a crowd with big metas without reading do not sta
     assert.is(late.list().filter((m) => String(m.id).startsWith('member-')).length, MEMBERS)
   } finally {
     for (const c of clients) c.ws.terminate()
+    for (const ch of channels) ch.close()
+    await y.close()
+  }
+})
+
+test('peers: a member list in pages gives one join per member and none for yourself; after a reconnect, only what changed', async () => {
+  const y = await yards()
+  const clients: RawClient[] = []
+  const channels: Channel[] = []
+  const ids = Array.from({ length: 30 }, (_, i) => `m-${i + 1}`)
+  const meta = (i: number, extra: object = {}): object => ({ i, pad: 'p'.repeat(20 * 1024), ...extra })
+  try {
+    // 30 members of 20 KiB: about ten pages of the list
+    const c = await rawClient(y.a, clients)
+    for (const [i, id] of ids.entries()) {
+      c.send(FrameType.Open, i + 1, { ep: 'peers', ns: 'paged', id, key: KEY, meta: meta(i + 1) })
+      assert.is((await c.take((f) => f.id === i + 1 && (f.type === FrameType.Opened || f.type === FrameType.Closed), 5000, id)).type, FrameType.Opened)
+      c.frames.length = 0
+    }
+    // The joiner's socket: its DATA { peers } pages are counted off the wire.
+    const pages: number[] = []
+    const sockets: WebSocket[] = []
+    class Tap extends WebSocket {
+      constructor (url: string, protocols?: string | string[]) {
+        super(url, protocols)
+        sockets.push(this)
+        this.on('message', (raw: Buffer | ArrayBuffer) => {
+          const data = Buffer.isBuffer(raw) ? raw : Buffer.from(raw)
+          if (data[0] !== FrameType.Data) return
+          const m = JSON.parse(data.subarray(10, 10 + data.readUInt32BE(6)).toString()) as { peers?: unknown[] }
+          if (Array.isArray(m.peers)) pages.push(m.peers.length)
+        })
+      }
+    }
+    let refusing = false
+    y.b.server.prependListener('upgrade', (_req, socket: Duplex) => { if (refusing) socket.destroy() })
+    const ch = SignalChannel('paged', { url: `${y.b.url}?paged`, WebSocket: Tap as unknown as WebSocketConstructor, reconnect: { minDelay: 50, maxDelay: 200 } })
+    channels.push(ch)
+    const peers = ch.createPeers()
+    const log: Array<[string, string]> = []
+    for (const event of ['join', 'update', 'leave'] as const) peers.on(event, (m) => log.push([event, m.id]))
+    await within(peers.join({ id: 'me', x: 1 }), 10_000, 'join')
+    assert.ok(pages.length >= 1, `the list came in pages (${pages.length} DATA pages before OPENED)`)
+    assert.equal(log.map(([e]) => e), ids.map(() => 'join'), 'joins only, one per member')
+    assert.equal(log.map(([, id]) => id).sort(), [...ids].sort(), 'every member once, not me')
+
+    // Offline: five members leave and one changes its meta; back online, the diff is exactly that.
+    log.length = 0
+    pages.length = 0
+    refusing = true
+    const down = next(ch, 'state')
+    sockets[0].terminate()
+    assert.equal((await down)[0], 'reconnecting')
+    for (let sid = 1; sid <= 5; sid++) c.send(FrameType.Close, sid, null)
+    c.send(FrameType.Request, 6, { op: 'update', req: 1, meta: meta(6, { changed: true }) })
+    await c.take((f) => f.id === 6 && f.type === FrameType.Reply, 5000, 'update')
+    refusing = false
+    await until(() => log.length >= 6, 10_000, 'the resync diff')
+    assert.equal(log.filter(([e]) => e === 'leave').map(([, id]) => id).sort(), ids.slice(0, 5).sort())
+    assert.equal(log.filter(([e]) => e !== 'leave'), [['update', 'm-6']])
+    assert.is(peers.list().length, 25)
+    assert.ok(pages.length >= 1, `the resync list came in pages too (${pages.length})`)
+  } finally {
+    for (const x of clients) x.ws.terminate()
     for (const ch of channels) ch.close()
     await y.close()
   }

@@ -252,7 +252,8 @@ return #due
    * key, record, key, record, …}: one page of a namespace's snapshot (HSCAN from `cursor` until
    * about pageBytes were read or the scan is done, cursor '0'). Records the replica has already
    * (current epoch is sinceEpoch, seq ≤ sinceSeq) come without their value. A page stays small
-   * in Redis's output buffer whatever the namespace holds.
+   * in Redis's output buffer whatever the namespace holds (HSCAN COUNT 2: a step overshoots the
+   * page by a couple of entries at most, even with 64 KiB values).
    */
   syKvScan: script(2, `
 local cursor, pageBytes, sinceEpoch, sinceSeq = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
@@ -261,7 +262,7 @@ local out = {tostring(clock()), epoch, redis.call('HGET', KEYS[2], 'seq') or '0'
 local has = epoch ~= '' and epoch == sinceEpoch
 local bytes = 0
 repeat
-  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 16)
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 2)
   cursor = r[1]
   local fields = r[2]
   for i = 1, #fields, 2 do
@@ -312,7 +313,7 @@ local cursor, pageBytes, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out = {'0'}
 local bytes = 0
 repeat
-  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 16)
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 2)
   cursor = r[1]
   local fields = r[2]
   for i = 1, #fields, 2 do
