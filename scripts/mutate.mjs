@@ -106,6 +106,34 @@ const MUTANTS = [
     find: 'if (jsonDepth(bytes, HEADER_SIZE, HEADER_SIZE + metaLen) > MAX_META_DEPTH) return null',
     replace: 'if (jsonDepth(bytes, HEADER_SIZE, HEADER_SIZE + metaLen) < 0) return null',
     tests: ['=test/hostile-json.test.ts']
+  },
+  {
+    name: 'one socket per URL: the token is ignored (a second token rides the first socket)',
+    file: 'src/client/socket.ts',
+    find: '  const key = socketKey(urls, token)',
+    replace: "  const key = urls.join(' ')",
+    tests: ['=test/socket.test.ts']
+  },
+  {
+    name: "peer stream send() keeps the caller's buffer for a tail the pipe did not take",
+    file: 'src/client/peer.ts',
+    find: '    if (payload.kind === Kind.Binary && this.queue[this.queue.length - 1] === out) out.bytes = out.bytes.slice()',
+    replace: '    void out',
+    tests: ['=test/integrity.test.ts']
+  },
+  {
+    name: "an acceptor whose channel's 'open' trails READY never sends what waited",
+    file: 'src/client/peer.ts',
+    find: '      if (!this.initiator) return this.pump()',
+    replace: '      if (!this.initiator) return',
+    tests: ['=test/integrity.test.ts']
+  },
+  {
+    name: 'client heartbeat on the wall clock',
+    file: 'src/client/socket.ts',
+    find: 'const monotonic = (): number => performance.now()',
+    replace: 'const monotonic = (): number => Date.now()',
+    tests: ['=test/socket.test.ts']
   }
 ]
 

@@ -42,9 +42,11 @@ if (build.status !== 0) {
 // One name a line, sorted: branches that add a file merge without conflicts.
 const ON_BOTH_BROKERS = [
   'bad-input',
+  'burst',
   'echo',
   'hostile',
   'hostile-json',
+  'integrity',
   'isolation',
   'kv',
   'kv-budget',

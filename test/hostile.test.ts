@@ -270,6 +270,18 @@ test('an answer never carries back more than a few bytes of what was sent (a 500
   assert.ok(error.bytes.length < 200, `ERROR is ${error.bytes.length} bytes`)
 })
 
+test('refusals that are nobody\'s abuse (an id someone else holds, asked for again and again) never add up to a 1008', async () => {
+  const y = await yard({ limits: { maxBadFrames: 20 } })
+  const owner = await rawClient(y, clients)
+  assert.is((await owner.open(1, { ep: 'peers', ns: 'n', id: 'taken', key: 'o'.repeat(24) })).type, FrameType.Opened)
+  const c = await rawClient(y, clients)
+  for (let i = 0; i < 30; i++) {
+    const refused = await c.open(10 + i, { ep: 'peers', ns: 'n', id: 'taken', key: 'x'.repeat(24) })
+    assert.is(refused.meta?.code, 'peer-id-taken')
+  }
+  await echoes(c, 100)
+})
+
 test('stream ids are 1 … 2³²−2: an OPEN of 2³²−1 is refused with bad-request, 2³²−2 opens', async () => {
   const y = await yard()
   const c = await rawClient(y, clients)

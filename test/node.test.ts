@@ -345,6 +345,54 @@ test('glare: both sides connect at once → exactly one working connection on ea
   }
 }))
 
+test('glare: the lower id\'s attempt wins — both sides end on its connection id, whichever hello goes out first', () => withYard(async ({ node }) => {
+  for (const webrtc of [true, false]) {
+    for (const lowerFirst of [true, false]) {
+      const tag = `${String(webrtc)}-${String(lowerFirst)}`
+      const low = await node(`a-${tag}`, { webrtc }) // 'a-…' < 'b-…'
+      const high = await node(`b-${tag}`, { webrtc })
+      const [pLow, pHigh] = lowerFirst
+        ? [low.connect(high.id as string), high.connect(low.id as string)]
+        : [high.connect(low.id as string), low.connect(high.id as string)].reverse()
+      const lowCid = pLow.cid
+      const highCid = pHigh.cid
+      assert.is.not(lowCid, highCid)
+      await within(Promise.all([pLow.ready(), pHigh.ready()]), 3000, 'both open')
+      assert.is(pLow.cid, lowCid, "the lower id keeps its own attempt's connection id")
+      assert.is(pHigh.cid, lowCid, "the higher id adopts the lower id's attempt")
+      assert.ok(pLow.initiator, 'the lower id stays the initiator')
+      assert.not.ok(pHigh.initiator, 'the higher id became the acceptor')
+    }
+  }
+}))
+
+const MiB = 1024 * 1024
+
+test('a message of exactly 16 MiB goes through; one byte more throws payload-too-large; a peer that sends more is cut off', () => withYard(async ({ node }) => {
+  const a = await node('alice', { webrtc: false })
+  const b = await node('bob', { webrtc: false }, echoBack)
+  const pc = a.connect('bob')
+  await within(pc.ready(), 3000, 'open')
+  const s = pc.createStream('cap')
+  assert.throws(() => s.send(new Uint8Array(16 * MiB + 1)), (err: SignalyardError) => err.code === 'payload-too-large')
+  const got = record(s)
+  const max = randomBytes(16 * MiB)
+  s.send(max)
+  await until(() => got.length === 1, 30_000, 'the 16 MiB echo')
+  assert.ok(Buffer.from(got[0] as Uint8Array).equals(max), '16 MiB arrive whole')
+  // the receiver's bound: a raw peer sending 16 MiB + 1 byte in one message is cut off
+  const remote = b.connections()[0]
+  const closed = next(remote, 'close', 20_000)
+  pipeOf(pc).send(mux(1, 1001, new TextEncoder().encode('raw')))
+  const fragment = new Uint8Array(64 * 1024)
+  for (let sent = 0; sent < 16 * MiB; sent += fragment.length) {
+    pipeOf(pc).send(mux(3, 1001, fragment))
+    while (pc.state !== 'closed' && pipeOf(pc).bufferedAmount > 2 * MiB) await sleep(5)
+  }
+  pipeOf(pc).send(mux(2, 1001, new Uint8Array(1)))
+  assert.is((await closed)[0]?.code, 'payload-too-large')
+}))
+
 // ── directed signalling ──
 
 /** A WebSocket that counts the frames its client receives, by frame type. */
@@ -450,26 +498,35 @@ test('the remote peer going away closes the pc on this side: clean close at once
     const closed = next(pc, 'close', 1000)
     const sClosed = next(s, 'close', 1000)
     bChannel.close()
-    await closed
-    await sClosed
+    const [err] = await closed
+    const [sErr] = await sClosed
+    assert.is(err?.code, 'peer-left', `the pc closes with peer-left (${String(err)})`)
+    assert.is(sErr?.code, 'peer-left', `its streams too (${String(sErr)})`)
   }
-  // dead socket: the server drops the remote's connection (no BYE can be sent); with grace 300 ms
-  const a = await node('a-dead')
-  let victim: any = null
-  const b = channel('b-dead', {
-    RTCPeerConnection: WebRTC,
-    WebSocket: class extends WebSocket { constructor (u: string, p?: string | string[]) { super(u, p); victim = this } } as unknown as WebSocketConstructor,
-    reconnect: { minDelay: 60_000, maxDelay: 60_000 }
-  }).createNode(echoBack, { transport: 'relay' })
-  await b.listen('b-dead')
-  const pc = a.connect('b-dead')
-  await within(pc.ready(), 3000, 'open')
-  const started = Date.now()
-  const closed = next(pc, 'close', 3000)
-  victim._socket.destroy() // the TCP connection dies without a WebSocket close handshake
-  const [err] = await closed
-  assert.ok(err instanceof SignalyardError, `closed with a coded error (${String(err)})`)
-  assert.ok(Date.now() - started < 2000, `closed ${Date.now() - started} ms after the socket died`)
+  // dead socket: the server drops the remote's connection (no BYE can be sent); with grace 300 ms.
+  // Over the relay the pair closes with the socket; over WebRTC the channel lives on in the remote
+  // process, and the release of the remote's id (signal 'leave') is what closes the pc.
+  for (const transport of ['relay', 'webrtc'] as const) {
+    const a = await node(`a-dead-${transport}`)
+    let victim: any = null
+    const b = channel(`b-dead-${transport}`, {
+      RTCPeerConnection: WebRTC,
+      WebSocket: class extends WebSocket { constructor (u: string, p?: string | string[]) { super(u, p); victim = this } } as unknown as WebSocketConstructor,
+      reconnect: { minDelay: 60_000, maxDelay: 60_000 }
+    }).createNode(echoBack, { transport })
+    await b.listen(`b-dead-${transport}`)
+    const pc = a.connect(`b-dead-${transport}`)
+    await within(pc.ready(), 3000, 'open')
+    assert.is(pc.transport, transport)
+    const started = Date.now()
+    const closed = next(pc, 'close', 3000)
+    victim._socket.destroy() // the TCP connection dies without a WebSocket close handshake
+    const [err] = await closed
+    assert.ok(err instanceof SignalyardError, `closed with a coded error (${String(err)})`)
+    assert.is(err.code, 'peer-left', `${transport}: peer-left`)
+    assert.ok(Date.now() - started < 2000, `closed ${Date.now() - started} ms after the socket died`)
+    b.close()
+  }
   void yard
 }, { limits: { peers: { grace: 300 } } }))
 

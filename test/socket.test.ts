@@ -1,13 +1,17 @@
 // test/socket.test.ts — the client's shared WebSocket against a real server (SPEC §3): one socket
 // per URL for every channel and stream, writes before the socket opens, closing with the last
 // channel, the 'state' events, reconnecting after a server restart on the same port (echo and
-// relay resume by themselves), the frame limit from HELLO, and the bounded offline queue.
+// relay resume by themselves), the frame limit from HELLO, the bounded offline queue, one socket
+// per URL *and* token (a refused token never rides an accepted socket), and a heartbeat that a
+// wall-clock step cannot fool.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import WebSocket from 'ws'
+import WebSocket, { WebSocketServer } from 'ws'
 import { SignalChannel, SignalyardError, type Channel, type ChannelOptions, type SocketState, type StateChange, type WebSocketConstructor } from 'signalyard'
 import { createServer, type ServerOptions, type Yard } from 'signalyard/server'
 import { collect, freePort, later, next, readyAll, sleep, startYard, until, within } from './helpers.js'
+import { writeFrame } from '../src/protocol/codec.js'
+import { FrameType } from '../src/protocol/frames.js'
 
 const FAST = { minDelay: 50, maxDelay: 200 }
 
@@ -327,6 +331,70 @@ test('the offline queue is bounded in bytes too (maxQueuedBytes)', async () => {
     echo.send(new Uint8Array(100)) // still fits
   } finally {
     await r.close()
+  }
+})
+
+test('one socket per URL and token: another token gets its own socket and identity; a refused token never rides an accepted socket', async () => {
+  const opened: Array<[string, string]> = []
+  const yard = await startYard({
+    authenticate: (_req, token) => {
+      if (token !== 'good' && token !== 'other') throw new Error('bad token')
+      return { user: token }
+    },
+    authorize: (identity, namespace) => { opened.push([(identity as { user: string }).user, namespace]); return true }
+  })
+  const r = resources()
+  try {
+    const good = r.channel('first', { url: yard.url, token: 'good' })
+    await within(good.echo().ready(), 2000, 'the good token opens')
+    // Same URL, a token the server refuses: refused, on its own socket.
+    const bad = r.channel('second', { url: yard.url, token: 'bad' })
+    const err = await within(bad.echo().ready().then(() => null, (e: SignalyardError) => e), 3000, 'the bad token settles')
+    assert.is(err?.code, 'unauthorized', 'the wrong token is refused, not let in as the first user')
+    assert.is(bad.state, 'closed')
+    assert.is(good.state, 'open', "the refusal does not touch the good token's socket")
+    // Same URL, another accepted token: its own identity.
+    const other = r.channel('third', { url: yard.url, token: 'other' })
+    await within(other.echo().ready(), 2000, 'the other token opens')
+    // The same token string shares the socket; a token function by identity.
+    const fn = (): string => 'good'
+    const viaFn1 = r.channel('fourth', { url: yard.url, token: fn })
+    const viaFn2 = r.channel('fifth', { url: yard.url, token: fn })
+    const viaOtherFn = r.channel('sixth', { url: yard.url, token: () => 'good' })
+    await readyAll(r.channel('first', { url: yard.url, token: 'good' }).echo(), viaFn1.echo(), viaFn2.echo(), viaOtherFn.echo())
+    const byName = (a: [string, string], b: [string, string]): number => a.join().localeCompare(b.join())
+    assert.equal(opened.slice(0, 2), [['good', 'first'], ['other', 'third']], "'second' never reached authorize: it was refused at connect")
+    assert.equal(opened.slice(2).sort(byName), [['good', 'fifth'], ['good', 'first'], ['good', 'fourth'], ['good', 'sixth']])
+    assert.is(yard.health().connections, 4, "'good', 'other', the function shared by two channels, the other function")
+  } finally {
+    await r.close()
+    await yard.close()
+  }
+})
+
+test('a wall clock stepped back an hour does not hide a dead server: the heartbeat runs on a monotonic clock', async () => {
+  // A server that says HELLO and then nothing at all (no PONG): dead to the client's heartbeat.
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()))
+  wss.on('connection', (ws) => ws.send(writeFrame(FrameType.Hello, 0, { v: 1, conn: 'silent', limits: { maxFrame: 1024 * 1024, maxValue: 65536 }, iceServers: [] })))
+  const { port } = wss.address() as { port: number }
+  const realNow = Date.now
+  const r = resources()
+  try {
+    const channel = r.channel('clock', { url: `ws://127.0.0.1:${port}/`, heartbeat: { interval: 100, timeout: 100 }, reconnect: { minDelay: 60_000, maxDelay: 60_000 } })
+    await until(() => channel.state === 'open', 2000, 'open')
+    const stepped = realNow() - 3600_000
+    const base = realNow()
+    Date.now = () => stepped + (realNow() - base) // NTP steps the clock back one hour
+    const t0 = performance.now()
+    await until(() => channel.state === 'reconnecting', 2000, 'the dead server found')
+    const ms = performance.now() - t0
+    assert.ok(ms < 100 + 100 + 300, `found dead ${Math.round(ms)} ms after the step`)
+  } finally {
+    Date.now = realNow
+    await r.close()
+    for (const ws of wss.clients) ws.terminate()
+    await new Promise<void>((resolve) => wss.close(() => resolve()))
   }
 })
 

@@ -1,6 +1,6 @@
 /**
  * SignalChannel: a namespace on a signalyard server. Every channel and stream of the realm that
- * uses the same URL shares one WebSocket; the channel owns the streams it made and closes them
+ * uses the same URL and token shares one WebSocket; the channel owns the streams it made and closes them
  * with itself.
  */
 import { EventEmitter } from 'eventemitter3'
@@ -27,7 +27,9 @@ export interface ChannelOptions {
   WebSocket?: WebSocketConstructor
   /**
    * Sent to the server's `authenticate` (a string, or a function — possibly async — asked before
-   * every connection). The socket is shared per URL: the first channel's token is the one used.
+   * every connection). Channels share a socket only when they use the same URL *and* the same
+   * token: a string by value, a function by identity (pass the same function object to share;
+   * two different functions get two sockets even if they return the same token).
    */
   token?: TokenOption
   /** RTCPeerConnection constructor for createNode (default: the global one; in Node, pass e.g. node-datachannel/polyfill's). */

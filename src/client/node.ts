@@ -187,7 +187,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
   }
 
   private stop (): void {
-    for (const pc of [...this.pcs.values()]) pc.close()
+    for (const pc of [...this.pcs.values()]) pc.leave()
     const stream = this.stream
     this.stream = null
     stream?.close()
@@ -238,7 +238,8 @@ function parseSignal (value: unknown): PeerSignal | null {
     case 'hello': return { t: 'hello', c: m.c, rtc: m.rtc === true }
     case 'accept': return m.tr === 'webrtc' || m.tr === 'relay' ? { t: 'accept', c: m.c, tr: m.tr } : null
     case 'refuse': return { t: 'refuse', c: m.c, code: String(m.code), message: typeof m.message === 'string' ? m.message.slice(0, 200) : undefined }
-    case 'fallback': case 'bye': return { t: m.t, c: m.c }
+    case 'fallback': return { t: m.t, c: m.c }
+    case 'bye': return m.left === true ? { t: 'bye', c: m.c, left: true } : { t: 'bye', c: m.c }
     case 'sdp': {
       const d = m.d as Record<string, unknown> | null
       if (typeof d !== 'object' || d === null || (d.type !== 'offer' && d.type !== 'answer') || typeof d.sdp !== 'string') return null

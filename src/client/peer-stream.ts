@@ -61,7 +61,8 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
   get bufferedAmount (): number { return this.queued + (this.state === 'closed' ? 0 : this.host.pipeBuffered) }
 
   /**
-   * Send any JSON value, a string, or binary. Returns false when `bufferedAmount` reached the
+   * Send any JSON value, a string, or binary. Like `WebSocket.send`, it takes a copy: the buffer
+   * may be reused as soon as `send()` returns. Returns false when `bufferedAmount` reached the
    * high-water mark (1 MiB): wait for 'drain' before sending more. Throws `stream-closed` after
    * close and `payload-too-large` over 16 MiB.
    */

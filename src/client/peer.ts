@@ -9,7 +9,7 @@ import { decodePayload, encodePayload, Kind } from '../protocol/codec.js'
 import { SignalyardError, type ErrorCode } from '../protocol/errors.js'
 import { MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { PeerStream, type StreamHost } from './peer-stream.js'
-import { PIPE_HIGH_WATER, type Pipe, type PipeHandlers } from './transports/pipe.js'
+import { PIPE_HIGH_WATER, PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './transports/pipe.js'
 import { RelayPipe, type OpenRelay } from './transports/relay.js'
 import { WebRtcPipe, type RTCPeerConnectionConstructor, type RtcSignal } from './transports/webrtc.js'
 
@@ -22,7 +22,7 @@ export type PeerSignal =
   | { t: 'accept', c: string, tr: Transport }
   | { t: 'refuse', c: string, code: string, message?: string }
   | { t: 'fallback', c: string }
-  | { t: 'bye', c: string }
+  | { t: 'bye', c: string, left?: boolean }
   | ({ c: string } & RtcSignal)
 
 /** What a connection needs from its node. */
@@ -54,6 +54,8 @@ export const MAX_QUEUED = 32 * 1024 * 1024
 export const MAX_STREAMS = 1024
 /** How long a closing connection waits for its transport to flush. */
 const LINGER_MS = 2000
+/** The `kind` byte of a BYE whose sender's node is leaving (the other side closes with `peer-left`). */
+const BYE_LEFT = 1
 
 interface Outgoing { stream: PeerStream, op: MuxOp, kind: number, bytes: Uint8Array, offset: number }
 
@@ -85,6 +87,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
   private timer: ReturnType<typeof setTimeout> | null = null
   private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
   private failure: SignalyardError | null = null
+  /** This side closes because its node is leaving: the BYE says so. */
+  private leaving = false
 
   constructor (
     private readonly host: PeerHost, readonly peerId: string,
@@ -118,6 +122,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
 
   /** Close the connection and every stream on both sides; what was sent is flushed first. */
   close (): void {
+    this.end(undefined, true)
+  }
+
+  /** Close because this node is leaving (node.close(), channel.close()): the peer sees `peer-left`. */
+  leave (): void {
+    this.leaving = true
     this.end(undefined, true)
   }
 
@@ -172,7 +182,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
         if (this.initiator || this.state === 'open') return
         return this.useRelay()
       case 'bye':
-        return this.end(undefined, false)
+        return this.end(msg.left === true ? peerLeft(this.peerId) : undefined, false)
       case 'sdp':
       case 'ice':
         if (this.pipe instanceof WebRtcPipe) this.pipe.receive(msg)
@@ -260,7 +270,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.pipeOpen = true
     if (pipe.transport === 'webrtc') {
       // The acceptor waits for READY: the initiator alone decides between this channel and the relay.
-      if (!this.initiator) return
+      // READY may have come first (the channel's 'open' event can trail its first message): then
+      // what waited for this pipe goes now.
+      if (!this.initiator) return this.pump()
       if (!this.sendRaw(writeMux(MuxOp.Ready, 0))) return
     }
     this.opened()
@@ -302,9 +314,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     if (this.queuedBytes + payload.bytes.length > MAX_QUEUED) {
       throw new SignalyardError('queue-full', `the connection holds ${this.queuedBytes} bytes already; wait for 'drain'`)
     }
-    // Binary the app may reuse after send() is copied when it has to wait.
-    const bytes = payload.kind === Kind.Binary && !(this.state === 'open' && this.queue.length === 0) ? payload.bytes.slice() : payload.bytes
-    this.enqueue({ stream, op: MuxOp.Data, kind: payload.kind, bytes, offset: 0 })
+    // send() copies, like WebSocket and RTCDataChannel: the app may reuse its buffer as soon as
+    // send() returns. Binary goes out without a copy when the pipe takes it whole now; whatever
+    // is still queued after the pump (pipe full, or not open yet) is copied before returning.
+    const out: Outgoing = { stream, op: MuxOp.Data, kind: payload.kind, bytes: payload.bytes, offset: 0 }
+    this.enqueue(out)
+    if (payload.kind === Kind.Binary && this.queue[this.queue.length - 1] === out) out.bytes = out.bytes.slice()
   }
 
   closeStream (stream: PeerStream): void {
@@ -341,7 +356,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       if (last) this.queue.shift()
     }
     for (const stream of this.streams.values()) {
-      if (stream.needDrain && stream.bufferedAmount < PIPE_HIGH_WATER / 4) {
+      // At or below the pipe's low-water mark: a pipe reports 'drain' when it falls to that mark,
+      // so a strict comparison could miss the only event there will be.
+      if (stream.needDrain && stream.bufferedAmount <= PIPE_LOW_WATER) {
         stream.needDrain = false
         stream.emit('drain')
       }
@@ -368,7 +385,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
         if (!this.initiator) this.opened()
         return
       case MuxOp.Bye:
-        return this.end(undefined, false)
+        return this.end(kind === BYE_LEFT ? peerLeft(this.peerId) : undefined, false)
       case MuxOp.Open: {
         // The peer's streams have the other parity; a reused number is ignored.
         if ((n % 2 === 1) !== !this.initiator || this.streams.has(n)) return
@@ -465,8 +482,19 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
       this.lingering = true
       this.timer = setTimeout(() => this.flushed(this.pipe), LINGER_MS)
       this.pump()
+    } else if (notify && !this.initiator && this.pipe?.transport === 'webrtc') {
+      // An acceptor not open yet (no READY seen) whose initiator may be open already (its end of
+      // the channel can open first): closing the RTCPeerConnection now would reach the initiator
+      // before the signalled bye and read as a transport failure. Say bye (over the channel too
+      // when it is open here) and let the peer close the pipe; it is dropped after the linger
+      // time at the latest.
+      this.host.signal(this.peerId, this.byeSignal())
+      if (this.pipeOpen) this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0))
+      this.queue = []
+      this.queuedBytes = 0
+      if (this.pipe !== null) this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
     } else {
-      if (notify) this.host.signal(this.peerId, { t: 'bye', c: this.cid })
+      if (notify) this.host.signal(this.peerId, this.byeSignal())
       this.dropPipe()
       this.queue = []
       this.queuedBytes = 0
@@ -477,6 +505,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.host.forget(this)
     if (error !== undefined) this.emit('error', error)
     this.emit('close', error)
+  }
+
+  private byeSignal (): PeerSignal {
+    return this.leaving ? { t: 'bye', c: this.cid, left: true } : { t: 'bye', c: this.cid }
   }
 
   /**
@@ -491,7 +523,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> implement
     this.queue = []
     this.queuedBytes = 0
     if (pipe === null || pipe !== this.pipe) return
-    if (!this.sendRaw(writeMux(MuxOp.Bye, 0)) || pipe.transport === 'relay') return this.dropPipe()
+    if (!this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0)) || pipe.transport === 'relay') return this.dropPipe()
     this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
   }
 }
@@ -501,6 +533,10 @@ function join (parts: Uint8Array[], total: number): Uint8Array {
   let at = 0
   for (const p of parts) { out.set(p, at); at += p.length }
   return out
+}
+
+function peerLeft (id: string): SignalyardError {
+  return new SignalyardError('peer-left', `peer ${id} left`)
 }
 
 function codeOf (code: string): ErrorCode {

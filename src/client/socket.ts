@@ -1,6 +1,6 @@
 /**
- * The client's one WebSocket per URL (list): shared by every channel and stream of the realm that
- * uses the same URL, reconnecting by itself with capped exponential backoff and full jitter, and
+ * The client's one WebSocket per URL (list) and token: shared by every channel and stream of the
+ * realm that uses the same URL and the same token (see socketKey), reconnecting by itself with capped exponential backoff and full jitter, and
  * failing over between URLs. Frames written while the socket is down wait in a bounded queue;
  * when it opens, every live stream re-sends its OPEN first, then the queue is flushed in order.
  *
@@ -60,6 +60,8 @@ export function setDefaultWebSocket (ctor: WebSocketConstructor): void {
 }
 
 const OPEN = 1
+/** The clock of every liveness duration: monotonic, so a wall-clock step (NTP) changes nothing. */
+const monotonic = (): number => performance.now()
 /** The client's liveness probe: always the same bytes. */
 const PING = writeFrame(FrameType.Ping, 0, null)
 
@@ -78,7 +80,10 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private timer: ReturnType<typeof setTimeout> | null = null
   /** Waiting for the token function. */
   private connecting = false
-  /** Liveness: when the server last sent anything, when we sent PING (0: none out), the check timer. */
+  /**
+   * Liveness: when the server last sent anything, when we sent PING (0: none out), the check timer.
+   * Times are `performance.now()` (monotonic): a wall-clock step cannot hide a dead server or fake one.
+   */
   private lastHeard = 0
   private pingSent = 0
   private heartbeat: ReturnType<typeof setInterval> | null = null
@@ -233,13 +238,13 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private startHeartbeat (): void {
     this.stopHeartbeat()
     const { interval, timeout } = this.tunables.heartbeat
-    this.lastHeard = Date.now()
+    this.lastHeard = monotonic()
     this.pingSent = 0
     this.heartbeat = setInterval(() => {
-      const now = Date.now()
+      const now = monotonic()
       if (this.pingSent !== 0 && now - this.pingSent >= timeout) return this.dead(now - this.lastHeard)
       if (this.pingSent === 0 && now - this.lastHeard >= interval && this.isOpen) {
-        this.pingSent = now
+        this.pingSent = Math.max(now, 1) // 0 means "no PING out"
         ;(this.ws as WebSocketLike).send(PING)
       }
     }, Math.max(10, Math.min(interval, timeout) / 2))
@@ -259,8 +264,8 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     ws.onopen = ws.onmessage = ws.onclose = null
     ws.onerror = () => {}
     try { ws.close(4000, 'server-timeout') } catch {}
-    this.emit('error', new SignalyardError('connection-closed', `the server sent nothing for ${silentMs} ms; reconnecting`))
-    this.down(`the server went silent (${silentMs} ms)`)
+    this.emit('error', new SignalyardError('connection-closed', `the server sent nothing for ${Math.round(silentMs)} ms; reconnecting`))
+    this.down(`the server went silent (${Math.round(silentMs)} ms)`)
   }
 
   /** A permanent refusal (4401 / 4403): every stream fails with it and the socket stays closed. */
@@ -282,7 +287,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   }
 
   private receive (bytes: Uint8Array): void {
-    this.lastHeard = Date.now()
+    this.lastHeard = monotonic()
     this.pingSent = 0
     const frame = readFrame(bytes)
     if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
@@ -352,10 +357,29 @@ export function errorFromMeta (meta: Record<string, unknown> | null): Signalyard
 }
 
 const registry = new Map<string, YardSocket>()
+/** Token functions by identity: the same function object is the same identity, another is another. */
+const tokenFunctions = new WeakMap<object, number>()
+let nextTokenFunction = 1
 
-/** The realm's socket for these URLs, created on first use. */
+/**
+ * The registry key of a socket: its URLs and its token. Channels share a socket only when both
+ * match: a token string by value, a token function by identity (the same function object), no
+ * token only with no token. One socket, one identity.
+ */
+function socketKey (urls: string[], token: TokenOption | undefined): string {
+  let who = '-'
+  if (typeof token === 'string') who = `s${token}`
+  else if (typeof token === 'function') {
+    let n = tokenFunctions.get(token)
+    if (n === undefined) tokenFunctions.set(token, n = nextTokenFunction++)
+    who = `f${n}`
+  }
+  return `${urls.join(' ')}\u0000${who}`
+}
+
+/** The realm's socket for these URLs and this token, created on first use. */
 export function acquireSocket (urls: string[], tunables: ClientTunables = CLIENT_DEFAULTS, Ctor?: WebSocketConstructor, token?: TokenOption): YardSocket {
-  const key = urls.join(' ')
+  const key = socketKey(urls, token)
   let socket = registry.get(key)
   if (socket === undefined) {
     socket = new YardSocket(key, urls, tunables, Ctor, token)

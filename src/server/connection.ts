@@ -464,7 +464,9 @@ export class Connection implements Subscriber {
     const { sid, ns } = frame
     const refuse = (code: ErrorCode, message: string): void => {
       this.ctx.metrics.refused(code)
-      this.countBad()
+      // Only a refusal the client could have known to avoid counts against it; a relay partner
+      // that closed meanwhile, an id taken or a full budget is nobody's abuse.
+      if (ABUSIVE_OPENS.has(code)) this.countBad()
       this.send(writeFrame(FrameType.Closed, sid, { code, message }))
     }
     // A duplicate id must not look like a close of the stream that holds it: ERROR, not CLOSED.
@@ -573,6 +575,9 @@ export class Connection implements Subscriber {
     })
   }
 }
+
+/** OPEN refusals that count as bad frames: limits the client was told (HELLO, docs) and crossed anyway. */
+const ABUSIVE_OPENS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['too-many-streams', 'too-many-namespaces', 'payload-too-large', 'bad-request'])
 
 /** Rejected frames of a connection in the current window (limits.badFrameWindow). */
 const badFrames = new WeakMap<Connection, { count: number, since: number }>()
