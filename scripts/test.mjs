@@ -49,6 +49,8 @@ const ON_BOTH_BROKERS = [
   'integrity',
   'isolation',
   'kv',
+  'kv-budget',
+  'kv-names',
   'limits',
   'liveness',
   'memory',
@@ -58,6 +60,7 @@ const ON_BOTH_BROKERS = [
   'relay',
   'relay-flow',
   'signal-server',
+  'snapshot',
 ]
   .map((name) => `test/${name}.test.ts`);
 const files = readdirSync('test', { recursive: true })

@@ -36,6 +36,10 @@ function asyncBroker (inner: Broker): Broker & { calls: Record<string, number> }
     kvSet: (request) => { count('kvSet'); return later(() => inner.kvSet(request)) },
     kvDelete: (ns, key) => { count('kvDelete'); return later(() => inner.kvDelete(ns, key)) },
     kvSnapshot: (ns, since) => { count('kvSnapshot'); return later(() => inner.kvSnapshot(ns, since)) },
+    kvScan: async function * (ns, since, pageBytes) {
+      count('kvScan')
+      for await (const page of inner.kvScan(ns, since, pageBytes)) yield await later(() => page)
+    },
     relayOpen: (ns, local, remote, sink) => { count('relayOpen'); return later(() => inner.relayOpen(ns, local, remote, sink)) },
     claim: (request, sink) => { count('claim'); return later(() => inner.claim(request, sink)) },
     direct: (ns, to, frame) => { count('direct'); return later(() => inner.direct(ns, to, frame)) },
@@ -84,7 +88,7 @@ test('echo, kv and relay work through an asynchronous broker', async () => {
     assert.equal([...(await back)[0]], [1, 2, 3])
 
     assert.equal(yard.health().connections, 2)
-    assert.ok(broker.calls.subscribe >= 2 && broker.calls.kvSnapshot >= 2 && broker.calls.relayOpen === 2)
+    assert.ok(broker.calls.subscribe >= 2 && broker.calls.kvScan >= 2 && broker.calls.relayOpen === 2)
   } finally {
     a.close()
     b.close()

@@ -3,7 +3,7 @@
 // call gets `now` explicitly, nothing here uses a timer.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { KvModel, type KvChange } from '../src/kv/model.js'
+import { KV_ENTRY_COST, KvModel, kvEntryBytes, type KvChange, type KvPage } from '../src/kv/model.js'
 import { Kind } from '../src/protocol/codec.js'
 import { SignalyardError } from '../src/protocol/errors.js'
 
@@ -18,7 +18,7 @@ function model (resolution = 100): KvModel {
 }
 
 const set = (m: KvModel, key: string, value: string, ttl: number, now: number, ns = 'ns', maxKeys?: number): KvChange =>
-  m.set(ns, key, Kind.Text, bytes(value), ttl, now, maxKeys)
+  m.set(ns, key, Kind.Text, bytes(value), ttl, now, { maxKeys })
 
 const keysOf = (changes: KvChange[]): string[] => changes.map((c) => c.key).sort()
 
@@ -311,6 +311,75 @@ test('__proto__, constructor, hasOwnProperty and friends are ordinary keys and n
   assert.is(m.sweep(1000).length, names.length * 2 - 1)
   assert.is(m.size, 0)
   assert.is(({} as Record<string, unknown>).x, undefined, 'Object.prototype untouched')
+})
+
+test('bytes: every entry counts key + value + KV_ENTRY_COST, per namespace and in all; overwrite, delete and expiry give them back', () => {
+  const m = model()
+  assert.is(kvEntryBytes('ab', 10), 2 + 10 + KV_ENTRY_COST)
+  assert.is(kvEntryBytes('é', 0), 2 + KV_ENTRY_COST, 'keys count their UTF-8 bytes')
+  set(m, 'a', 'x'.repeat(100), 1000, 0)
+  set(m, 'b', 'x'.repeat(50), 100, 0, 'other')
+  assert.is(m.bytesOf('ns'), kvEntryBytes('a', 100))
+  assert.is(m.bytes, kvEntryBytes('a', 100) + kvEntryBytes('b', 50))
+  set(m, 'a', 'x'.repeat(10), 1000, 0)
+  assert.is(m.bytesOf('ns'), kvEntryBytes('a', 10), 'an overwrite counts its new size')
+  m.sweep(200)
+  assert.is(m.bytesOf('other'), 0, 'an expired key gives its bytes back')
+  m.delete('ns', 'a')
+  assert.is(m.bytes, 0)
+})
+
+test('maxBytes / maxTotal: a write past them throws quota-exceeded; growth only counts; shrinking always passes', () => {
+  const m = model()
+  const one = kvEntryBytes('k1', 100)
+  const bounds = { maxBytes: 2 * one + 10, maxTotal: 3 * one + 10 }
+  m.set('ns', 'k1', Kind.Text, bytes('x'.repeat(100)), 1000, 0, bounds)
+  m.set('ns', 'k2', Kind.Text, bytes('x'.repeat(100)), 1000, 0, bounds)
+  const refused = (fn: () => void): string => {
+    try { fn() } catch (err) { return (err as SignalyardError).code }
+    return 'accepted'
+  }
+  assert.is(refused(() => m.set('ns', 'k3', Kind.Text, bytes('x'.repeat(100)), 1000, 0, bounds)), 'quota-exceeded')
+  assert.is(refused(() => m.set('ns', 'k1', Kind.Text, bytes('x'.repeat(120)), 1000, 0, bounds)), 'quota-exceeded', 'growing overwrite')
+  assert.is(refused(() => m.set('ns', 'k1', Kind.Text, bytes('x'.repeat(105)), 1000, 0, bounds)), 'accepted', 'growth within the bound')
+  assert.is(refused(() => m.set('ns', 'k1', Kind.Text, bytes('x'), 1000, 0, bounds)), 'accepted', 'shrinking')
+  m.set('b', 'k1', Kind.Text, bytes('x'.repeat(100)), 1000, 0, bounds)
+  assert.is(refused(() => m.set('c', 'k1', Kind.Text, bytes('x'.repeat(100)), 1000, 0, bounds)), 'quota-exceeded', 'the total')
+  assert.is(m.count('c'), 0, 'a refused write leaves nothing')
+})
+
+test('pages: a namespace read a page at a time; entries changed before their turn are read as they are then, deleted ones skipped, new ones last', () => {
+  const m = model()
+  for (let i = 0; i < 10; i++) set(m, `k${i}`, 'x'.repeat(100), 1000, 0)
+  const pages = m.pages('ns', null, () => 10, 2 * kvEntryBytes('k0', 100) + 1)
+  const first = pages.next().value as KvPage
+  assert.is(first.epoch, 'e1')
+  assert.is(first.seq, 10)
+  assert.ok(first.keys.length >= 1 && first.keys.length < 10, `a page holds part of the namespace (${first.keys.length} keys)`)
+  assert.equal(first.changes.map((c) => c.key), first.keys)
+  const seen = new Set(first.keys)
+  // changes between pages
+  m.delete('ns', 'k9')
+  set(m, 'k8', 'changed', 1000, 10)
+  set(m, 'new', 'n', 1000, 10)
+  const rest: KvPage[] = [...pages]
+  const changes = rest.flatMap((p) => p.changes)
+  for (const p of rest) for (const k of p.keys) { assert.not.ok(seen.has(k), `${k} read twice`); seen.add(k) }
+  assert.not.ok(seen.has('k9'), 'deleted before its turn: not read')
+  assert.is(text((changes.find((c) => c.key === 'k8') as { value: Uint8Array }).value), 'changed')
+  assert.is(rest.filter((p) => p.keys.length > 0).at(-1)?.keys.at(-1), 'new', 'added meanwhile: read last')
+  assert.is(seen.size, 10)
+  assert.is(rest[rest.length - 1].seq, 13)
+})
+
+test('pages: with the current epoch only newer entries carry values; an empty namespace is one empty page', () => {
+  const m = model()
+  for (let i = 0; i < 5; i++) set(m, `k${i}`, 'v', 1000, 0)
+  const pages = [...m.pages('ns', { epoch: 'e1', seq: 3 }, () => 1, 1 << 20)]
+  assert.is(pages.length, 1)
+  assert.equal(pages[0].keys.sort(), ['k0', 'k1', 'k2', 'k3', 'k4'])
+  assert.equal(keysOf(pages[0].changes), ['k3', 'k4'])
+  assert.equal([...m.pages('none', null, () => 1, 100)], [{ epoch: '', seq: 0, changes: [], keys: [] }])
 })
 
 test.run()

@@ -681,4 +681,35 @@ function sorted (o: Record<string, unknown>): Array<[string, unknown]> {
   return Object.entries(o).sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0)
 }
 
+test('a wall-clock step does not change why a key went away: deadlines use the monotonic clock', async () => {
+  const s = scope()
+  const realNow = Date.now
+  try {
+    const yard = s.yard(await startYard())
+    const { sockets, refuse } = socketControl(yard)
+    const w = await replica(s, yard, 'clock')
+    await w.set('long', 1, { ttl: 60_000 })
+    const before = sockets.length
+    const channel = s.ch(client(yard, 'clock', { reconnect: { minDelay: 50, maxDelay: 200 } }))
+    const r = channel.kv()
+    await r.ready()
+    const deletes: Array<[string, string]> = []
+    r.on('delete', (key, reason) => deletes.push([key, reason]))
+    refuse(true)
+    const down = next(channel, 'state')
+    sockets[before].destroy()
+    assert.equal((await down)[0], 'reconnecting')
+    await w.delete('long')
+    // NTP steps the wall clock two hours ahead while the replica is offline
+    Date.now = () => realNow() + 2 * 60 * 60_000
+    const synced = next(r, 'sync', 3000)
+    refuse(false)
+    await synced
+    assert.equal(deletes, [['long', 'deleted']], 'deleted, not expired: its 60 s had not passed')
+  } finally {
+    Date.now = realNow
+    await s.close()
+  }
+})
+
 test.run()

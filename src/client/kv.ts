@@ -6,11 +6,16 @@
  * server's state whatever the clocks say. After a reconnect it presents { epoch, seq } and gets
  * only what it lacks plus the list of live keys; keys that went away while it was offline are
  * deleted ('expired' when their time had come by the replica's own clock, else 'deleted').
+ *
+ * A big namespace's snapshot comes in pages before OPENED (EVENT sets, DATA `{ keys }`), while
+ * live changes keep coming: the replica collects the pages' keys and remembers the deletes it saw
+ * meanwhile, so an older snapshot entry never brings back a key deleted since.
+ * Deadlines use the monotonic clock (performance.now()): a wall-clock step changes nothing.
  */
 import type { RawFrame } from '../protocol/codec.js'
 import { encodePayload, writeFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, NAME_MAX } from '../protocol/frames.js'
+import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
 
@@ -48,6 +53,10 @@ export class KvStream extends Stream<KvEvents> {
   private seq = 0
   private nextReq = 1
   private readonly pending = new Map<number, Pending>()
+  /** While opening: the live keys the snapshot's pages listed so far. */
+  private listed = new Set<string>()
+  /** While opening: deletes seen for keys the replica did not hold (newer than any snapshot entry of theirs). */
+  private tombs = new Map<string, { seq: number, epoch: string }>()
 
   constructor (socket: YardSocket, namespace: string) {
     super(socket, namespace, 'kv')
@@ -82,8 +91,8 @@ export class KvStream extends Stream<KvEvents> {
 
   private request (meta: { op: string, key: string, ttl?: number }, key: string, value: unknown, withValue: boolean): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new SignalyardError('stream-closed', 'kv stream is closed'))
-    if (typeof key !== 'string' || key.length === 0 || key.length > NAME_MAX) {
-      return Promise.reject(new SignalyardError('bad-request', `key must be a string of 1..${NAME_MAX} characters`))
+    if (!isName(key)) {
+      return Promise.reject(new SignalyardError('bad-request', `key must be a well-formed string of 1..${NAME_MAX} characters`))
     }
     const req = this.nextReq++
     let frame: Uint8Array
@@ -105,6 +114,8 @@ export class KvStream extends Stream<KvEvents> {
   }
 
   protected override openMeta (): object {
+    this.listed = new Set()
+    this.tombs = new Map()
     return this.epoch === '' ? {} : { epoch: this.epoch, seq: this.seq }
   }
 
@@ -120,8 +131,11 @@ export class KvStream extends Stream<KvEvents> {
   protected override opened (meta: Record<string, unknown>): void {
     const epoch = typeof meta.epoch === 'string' ? meta.epoch : ''
     const seq = typeof meta.seq === 'number' ? meta.seq : 0
-    const live = new Set(Array.isArray(meta.keys) ? meta.keys.map(String) : [])
-    const now = Date.now()
+    const live = this.listed
+    if (Array.isArray(meta.keys)) for (const key of meta.keys) live.add(String(key))
+    this.listed = new Set()
+    this.tombs = new Map()
+    const now = performance.now()
     for (const [key, entry] of this.entries) {
       if (live.has(key) || (entry.epoch === epoch && entry.seq > seq)) continue
       this.entries.delete(key)
@@ -131,6 +145,13 @@ export class KvStream extends Stream<KvEvents> {
     this.seq = seq
     this.emit('sync')
     super.opened(meta)
+  }
+
+  /** A page of the snapshot's live keys (DATA `{ keys }` before OPENED). */
+  protected override data (frame: RawFrame): void {
+    const keys = frame.meta?.keys
+    if (this.state !== 'opening' || !Array.isArray(keys)) return
+    for (const key of keys) if (typeof key === 'string') this.listed.add(key)
   }
 
   override event (frame: RawFrame): void {
@@ -180,13 +201,19 @@ export class KvStream extends Stream<KvEvents> {
   private applySet (key: string, value: unknown, seq: number, epoch: string, ttl: number): void {
     this.advance(seq, epoch)
     if (!this.newer(key, seq, epoch)) return
-    this.entries.set(key, { value, seq, epoch, deadline: Date.now() + (Number.isFinite(ttl) ? ttl : 0) })
+    const tomb = this.tombs.get(key)
+    if (tomb !== undefined && tomb.epoch === epoch && tomb.seq > seq) return
+    this.entries.set(key, { value, seq, epoch, deadline: performance.now() + (Number.isFinite(ttl) ? ttl : 0) })
     this.emit('update', key, value)
   }
 
   private applyDelete (key: string, seq: number, epoch: string, reason: 'deleted' | 'expired'): void {
     const entry = this.entries.get(key)
     this.advance(seq, epoch)
+    if (this.state === 'opening' && (entry === undefined || entry.epoch !== epoch || entry.seq < seq)) {
+      const tomb = this.tombs.get(key)
+      if (tomb === undefined || tomb.epoch !== epoch || tomb.seq < seq) this.tombs.set(key, { seq, epoch })
+    }
     if (entry === undefined || (entry.epoch === epoch && entry.seq >= seq)) return
     this.entries.delete(key)
     this.emit('delete', key, reason)

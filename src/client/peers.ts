@@ -3,12 +3,16 @@
  * owner key it presents again after every reconnect, so it reclaims its id at once) and sees the
  * other members come, change and go. The member list is resynced after each reconnect and the
  * differences become 'join' / 'update' / 'leave' events, so a blip is invisible when nothing changed.
+ *
+ * The list comes in pages before OPENED (DATA `{ peers }`, the last page in OPENED), with the
+ * changes made meanwhile in between (DATA `{ op, id, meta }`): the stream applies both in the order
+ * they come to the list it is building, and diffs the result against what it knew at OPENED.
  */
 import { EventEmitter } from 'eventemitter3'
 import { nanoid } from 'nanoid'
 import { writeFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, NAME_MAX } from '../protocol/frames.js'
+import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
 
@@ -39,6 +43,8 @@ class PresenceStream extends Stream<StreamEvents> {
   private wanted: Meta
   /** The meta the last OPEN carried. */
   private sent: Meta | null = null
+  /** While opening: the member list being built from pages and changes, by id. */
+  private listing = new Map<string, unknown>()
 
   constructor (
     socket: YardSocket, namespace: string,
@@ -51,14 +57,36 @@ class PresenceStream extends Stream<StreamEvents> {
   }
 
   protected override openMeta (): object {
+    this.listing = new Map()
     this.sent = this.wanted
     return { id: this.peerId, key: this.key, meta: this.wanted.value }
   }
 
   protected override opened (meta: Record<string, unknown>): void {
     if (this.sent !== null) this.meta = this.sent
-    this.owner.snapshot(Array.isArray(meta.peers) ? meta.peers : [])
+    this.list(meta.peers)
+    const members = [...this.listing.values()]
+    this.listing = new Map()
+    this.owner.snapshot(members)
     super.opened(meta)
+  }
+
+  /** Before OPENED: a page of the member list, or a change made since the pages began. */
+  protected override data (frame: RawFrame): void {
+    if (this.state !== 'opening') return
+    const m = frame.meta ?? {}
+    if (Array.isArray(m.peers)) return this.list(m.peers)
+    if (typeof m.id !== 'string') return
+    if (m.op === 'leave') this.listing.delete(m.id)
+    else if (m.op === 'join' || m.op === 'update') this.listing.set(m.id, { id: m.id, meta: m.meta })
+  }
+
+  private list (page: unknown): void {
+    if (!Array.isArray(page)) return
+    for (const entry of page) {
+      const id = (entry as { id?: unknown } | null)?.id
+      if (typeof id === 'string') this.listing.set(id, entry)
+    }
   }
 
   override event (frame: RawFrame): void {
@@ -179,8 +207,8 @@ export class Peers extends EventEmitter<PeersEvents> {
   private doJoin (meta: { id: string } & Record<string, unknown>): Promise<void> {
     if (this.closed) return Promise.reject(new SignalyardError('channel-closed', 'the channel is closed'))
     const id = meta?.id
-    if (typeof id !== 'string' || id.length === 0 || id.length > NAME_MAX) {
-      return Promise.reject(new SignalyardError('bad-request', `peer id must be a string of 1..${NAME_MAX} characters`))
+    if (!isName(id)) {
+      return Promise.reject(new SignalyardError('bad-request', `peer id must be a well-formed string of 1..${NAME_MAX} characters`))
     }
     const { id: _, ...rest } = meta
     let json: string

@@ -10,6 +10,9 @@
  *   expired entries, not the number of keys. Overwriting moves an entry to its new slot.
  * - A namespace's state lives only while it holds keys. Its `epoch` is random per incarnation:
  *   a replica that presents another epoch (server restarted, namespace emptied) gets everything.
+ * - Every entry costs `kvEntryBytes` (key and value bytes plus KV_ENTRY_COST); the model keeps the
+ *   sum per namespace and in all, so a write can be refused past a namespace's or the yard's bound.
+ * - A snapshot can be read in pages (`pages`), so a big namespace is sent a bounded part at a time.
  */
 import { nanoid } from 'nanoid'
 import { SignalyardError } from '../protocol/errors.js'
@@ -37,7 +40,53 @@ export interface KvSnapshot {
   keys: string[]
 }
 
-interface Namespace { epoch: string, seq: number, entries: Map<string, KvEntry> }
+/** One page of a namespace read a part at a time (see KvModel.pages and Broker.kvScan). */
+export interface KvPage {
+  /** The namespace's epoch and seq when the page was read ('' and 0: it held nothing). */
+  epoch: string
+  seq: number
+  /** The page's entries newer than the replica's seq (all of them when its epoch differs), as set changes. */
+  changes: KvChange[]
+  /** The page's live keys. */
+  keys: string[]
+}
+
+/** Bounds on a write (absent: unbounded). */
+export interface KvBounds {
+  /** Keys one namespace may hold (`too-many-keys`). */
+  maxKeys?: number
+  /** Bytes (kvEntryBytes) one namespace may hold (`quota-exceeded`). */
+  maxBytes?: number
+  /** Bytes all namespaces together may hold (`quota-exceeded`). */
+  maxTotal?: number
+}
+
+/**
+ * What an entry costs beyond its key's and value's bytes, about what the in-memory broker holds
+ * for it (its record object, its slots in the namespace map and the expiry wheel, the value's
+ * array header) and its writer's ledger entry: so the bounds hold for a flood of tiny keys too.
+ */
+export const KV_ENTRY_COST = 256
+
+const utf8 = new TextEncoder()
+
+/**
+ * The bytes an entry counts against the KV bounds: its key (UTF-8) and value bytes plus
+ * KV_ENTRY_COST. The Redis broker's scripts count the same way.
+ *
+ * @example
+ * kvEntryBytes('k', new Uint8Array(10)) // 75
+ */
+export function kvEntryBytes (key: string, valueBytes: number): number {
+  let n = key.length
+  // UTF-8 length without encoding ASCII-only keys (the common case)
+  for (let i = 0; i < key.length; i++) {
+    if (key.charCodeAt(i) > 0x7f) { n = utf8.encode(key).length; break }
+  }
+  return n + valueBytes + KV_ENTRY_COST
+}
+
+interface Namespace { epoch: string, seq: number, bytes: number, entries: Map<string, KvEntry> }
 
 export interface KvModelOptions {
   /** Width of one wheel slot in ms: expiry happens at most this long after its time (plus the sweep interval). */
@@ -53,6 +102,7 @@ export class KvModel {
   private readonly makeEpoch: () => string
   private swept = -1
   private total = 0
+  private totalBytes = 0
 
   constructor (options: KvModelOptions = {}) {
     this.resolution = options.resolution ?? 100
@@ -61,6 +111,12 @@ export class KvModel {
 
   /** Number of keys across all namespaces. */
   get size (): number { return this.total }
+
+  /** Bytes (kvEntryBytes) held across all namespaces. */
+  get bytes (): number { return this.totalBytes }
+
+  /** Bytes held by one namespace. */
+  bytesOf (ns: string): number { return this.namespaces.get(ns)?.bytes ?? 0 }
 
   /** Number of namespaces holding keys. */
   get namespaceCount (): number { return this.namespaces.size }
@@ -75,20 +131,32 @@ export class KvModel {
 
   /**
    * Write a key; it lives `ttl` ms from `now`. Throws `too-many-keys` when a new key would take the
-   * namespace past `maxKeys`.
+   * namespace past `bounds.maxKeys`, `quota-exceeded` when the write would take the namespace past
+   * `bounds.maxBytes` or the model past `bounds.maxTotal` (an overwrite counts its growth only).
    */
-  set (ns: string, key: string, kind: number, value: Uint8Array, ttl: number, now: number, maxKeys = Infinity): KvChange {
+  set (ns: string, key: string, kind: number, value: Uint8Array, ttl: number, now: number, bounds: KvBounds = {}): KvChange {
+    const { maxKeys = Infinity, maxBytes = Infinity, maxTotal = Infinity } = bounds
     let space = this.namespaces.get(ns)
     const previous = space?.entries.get(key)
     if (previous === undefined && (space?.entries.size ?? 0) >= maxKeys) {
       throw new SignalyardError('too-many-keys', `namespace holds ${maxKeys} keys already`)
     }
+    const size = kvEntryBytes(key, value.length)
+    const growth = size - (previous === undefined ? 0 : kvEntryBytes(key, previous.value.length))
+    if (growth > 0 && (space?.bytes ?? 0) + growth > maxBytes) {
+      throw new SignalyardError('quota-exceeded', `the namespace may hold ${maxBytes} bytes of keys and values`)
+    }
+    if (growth > 0 && this.totalBytes + growth > maxTotal) {
+      throw new SignalyardError('quota-exceeded', 'the server holds as many KV bytes as it may')
+    }
     if (space === undefined) {
-      space = { epoch: this.makeEpoch(), seq: 0, entries: new Map() }
+      space = { epoch: this.makeEpoch(), seq: 0, bytes: 0, entries: new Map() }
       this.namespaces.set(ns, space)
     }
     if (previous !== undefined) this.unschedule(previous)
     else this.total++
+    space.bytes += growth
+    this.totalBytes += growth
     const entry: KvEntry = { ns, key, kind, value, seq: ++space.seq, expiresAt: now + ttl }
     space.entries.set(key, entry)
     this.schedule(entry)
@@ -147,8 +215,52 @@ export class KvModel {
     return { epoch, seq: space.seq, changes, keys }
   }
 
+  /**
+   * The snapshot of `ns` a page at a time: each page holds entries of about `pageBytes` bytes
+   * (at least one entry), read when it is asked for (`clock()` then), so a caller can send one page,
+   * let other work run, and ask for the next. The pages walk the namespace's live entry table:
+   * an entry changed before its turn is read as it is then, one deleted before its turn is not
+   * read, one added meanwhile comes last. Only the namespace as it was at the first page is
+   * walked; when it empties (and a new epoch begins) the pages end. The first page is there even
+   * for an empty namespace (epoch '').
+   */
+  * pages (ns: string, since: { epoch: string, seq: number } | null, clock: () => number, pageBytes: number): Generator<KvPage, void, void> {
+    const space = this.namespaces.get(ns)
+    if (space === undefined) {
+      yield { epoch: '', seq: 0, changes: [], keys: [] }
+      return
+    }
+    const { epoch } = space
+    const from = since !== null && since.epoch === epoch ? since.seq : 0
+    const entries = space.entries.values()
+    let done = false
+    while (!done) {
+      const now = clock()
+      const changes: KvChange[] = []
+      const keys: string[] = []
+      let bytes = 0
+      while (bytes < pageBytes) {
+        const next = entries.next()
+        if (next.done === true) { done = true; break }
+        const { key, seq, kind, value, expiresAt } = next.value
+        if (expiresAt <= now) continue
+        keys.push(key)
+        bytes += kvEntryBytes(key, 0)
+        if (seq > from) {
+          changes.push({ op: 'set', ns, epoch, key, seq, kind, value, ttl: Math.max(1, Math.round(expiresAt - now)) })
+          bytes += value.length
+        }
+      }
+      const current = this.namespaces.get(ns)
+      yield { epoch: current?.epoch ?? '', seq: current?.seq ?? 0, changes, keys }
+    }
+  }
+
   private remove (space: Namespace, entry: KvEntry, op: 'delete' | 'expire'): KvChange {
     space.entries.delete(entry.key)
+    const size = kvEntryBytes(entry.key, entry.value.length)
+    space.bytes -= size
+    this.totalBytes -= size
     this.total--
     const seq = ++space.seq
     if (space.entries.size === 0) this.namespaces.delete(entry.ns)

@@ -114,9 +114,32 @@ export interface FrameError {
   open?: true
 }
 
-/** A namespace, key, token or peer id: a string of 1 … NAME_MAX characters. */
-export const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= NAME_MAX
-const isOwnerKey = (v: unknown): v is string => typeof v === 'string' && v.length >= OWNER_KEY_MIN && v.length <= OWNER_KEY_MAX
+/**
+ * Whether `s` is well-formed UTF-16: every surrogate is half of a pair (what
+ * String.prototype.isWellFormed, missing in Node 20, checks). A lone surrogate has no UTF-8
+ * encoding: Redis would store `x\uD800` and `x\uDFFF` both as `x\uFFFD`, one name for two.
+ *
+ * @example
+ * isWellFormed('a\uD83D\uDE00') // true
+ * isWellFormed('a\uD800')        // false
+ */
+export function isWellFormed (s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i)
+    if (c < 0xd800 || c > 0xdfff) continue
+    if (c > 0xdbff) return false
+    const d = s.charCodeAt(++i)
+    if (!(d >= 0xdc00 && d <= 0xdfff)) return false
+  }
+  return true
+}
+
+/**
+ * A namespace, key, token or peer id: a well-formed string (no lone surrogate) of 1 … NAME_MAX
+ * UTF-16 code units.
+ */
+export const isName = (v: unknown): v is string => typeof v === 'string' && v.length > 0 && v.length <= NAME_MAX && isWellFormed(v)
+const isOwnerKey = (v: unknown): v is string => typeof v === 'string' && v.length >= OWNER_KEY_MIN && v.length <= OWNER_KEY_MAX && isWellFormed(v)
 const isObject = (v: unknown): v is JsonObject => typeof v === 'object' && v !== null && !Array.isArray(v)
 const utf8 = new TextEncoder()
 /** Bytes of `value`'s JSON encoding. */

@@ -552,6 +552,28 @@ export class Connection implements Subscriber {
     for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
     this.ctx.forget(this)
   }
+
+  /**
+   * Work done for this connection a part at a time (a paced kv or peers snapshot) asks this
+   * between parts: false once the socket closed or is being cut off as a slow consumer (stop);
+   * a promise while more than `highWater` bytes wait to be written to it (resolved once they
+   * drained below it, or the socket closed); true when the next part may go now.
+   */
+  paced (highWater: number): boolean | Promise<boolean> {
+    if (this.closed || this.shedding) return false
+    if (this.ws.bufferedAmount <= highWater) return true
+    const socket = rawSocket(this.ws)
+    if (socket === null) return true
+    return new Promise<boolean>((resolve) => {
+      const done = (): void => {
+        socket.off('drain', done)
+        socket.off('close', done)
+        resolve(!this.closed && !this.shedding)
+      }
+      socket.on('drain', done)
+      socket.on('close', done)
+    })
+  }
 }
 
 /** OPEN refusals that count as bad frames: limits the client was told (HELLO, docs) and crossed anyway. */

@@ -13,8 +13,9 @@ export { redisBroker } from './brokers/redis.js'
 export type { RedisBrokerOptions } from './brokers/redis.js'
 export type {
   Broker, RelayLink, RelaySink, RelayOpened, KvSetRequest, TopicHandler,
-  Claim, ClaimRequest, ClaimSink, ClaimSpace, Claimed, Member
+  Claim, ClaimRequest, ClaimSink, ClaimSpace, Claimed, Member, MemberPage
 } from './brokers/types.js'
+export type { KvChange, KvPage, KvSnapshot } from '../kv/model.js'
 export { DEFAULTS } from './limits.js'
 export type { Limits, LimitsOption } from './limits.js'
 export type { Logger, LoggerOption, LogLevel } from './logger.js'

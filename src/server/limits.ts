@@ -44,6 +44,18 @@ export interface Limits {
     maxValue: number
     /** Keys one namespace may hold. */
     maxKeys: number
+    /**
+     * Bytes one namespace may hold: each key counts its UTF-8 bytes, its value's bytes and 256 for
+     * its record (KV_ENTRY_COST). A write past it is refused (`quota-exceeded`); overwrites count their growth.
+     */
+    maxBytes: number
+    /**
+     * Bytes (counted as for maxBytes) of the live keys one connection wrote and still owns: a key
+     * counts until it expires, or until this connection deletes or overwrites it (its new size
+     * counts then), or the connection closes. A set past it is refused (`quota-exceeded`), so one
+     * connection cannot fill the yard's KV budget (limits.total.kv) alone.
+     */
+    maxOwnedBytes: number
     /** How often expired keys are swept, in ms. */
     sweepInterval: number
   }
@@ -136,6 +148,8 @@ export const DEFAULTS: Readonly<Limits> = Object.freeze({
     maxTtl: 24 * 60 * 60_000,
     maxValue: 64 * 1024,
     maxKeys: 10_000,
+    maxBytes: 16 * 1024 * 1024,
+    maxOwnedBytes: 8 * 1024 * 1024,
     sweepInterval: 100
   }),
   pingInterval: 10_000,

@@ -111,7 +111,8 @@ const CLOSE_GRACE = 1000
 export async function createServer (options: ServerOptions = {}): Promise<Yard> {
   const limits = resolveLimits(options.limits)
   const log = toLogger(options.logger)
-  const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval })
+  const budgets = makeBudgets(limits.total)
+  const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval, kvBudget: budgets.kv })
   try {
     await broker.ready?.()
   } catch (err) {
@@ -119,7 +120,6 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     throw err
   }
   const metrics = new Metrics()
-  const budgets = makeBudgets(limits.total)
   const ctx: ServerContext = {
     broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, endpoints, authorize: options.authorize, namespaces: new Map(),
     forget: (conn) => { connections.delete(conn) }

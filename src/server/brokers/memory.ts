@@ -5,11 +5,12 @@
  * released id, cleared by a reclaim or by close()).
  */
 import { KvModel } from '../../kv/model.js'
+import type { Budget } from '../budget.js'
 import { writeKvEvent } from '../../protocol/events.js'
 import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
 import {
   topicOf, writePeersEvent, writeSignalLeave,
-  type Broker, type Claim, type ClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type RelayLink, type RelayOpened,
+  type Broker, type Claim, type ClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type MemberPage, type RelayLink, type RelayOpened,
   type RelaySink, type TopicHandler
 } from './types.js'
 
@@ -18,6 +19,12 @@ export interface MemoryBrokerOptions {
   sweepInterval?: number
   /** Clock in ms; monotonic by default. */
   now?: () => number
+  /**
+   * The server's KV budget (ctx.budgets.kv, limits.total.kv): the broker keeps it equal to the
+   * bytes its KV state holds (so /metrics shows them) and refuses writes past its limit. createServer
+   * passes it to the broker it makes; without it only each set's `maxTotal` bounds the state.
+   */
+  kvBudget?: Budget
 }
 
 interface Side { key: string, sink: RelaySink, peer: Side | null, closed: boolean }
@@ -29,6 +36,8 @@ interface Holder {
   readonly id: string
   readonly key: string
   meta: object
+  /** Length of meta's JSON (what a member costs in a page of Claim.members). */
+  size: number
   /** The stream that holds the id now; null during the grace period. */
   sink: ClaimSink | null
   /** The handle of the latest claim; older handles are stale. */
@@ -46,6 +55,17 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
   const now = options.now ?? (() => performance.now())
   const topics = new Map<string, Set<TopicHandler>>()
   const model = new KvModel({ resolution: Math.min(100, options.sweepInterval ?? 100) })
+  const kvBudget = options.kvBudget
+  /** The model's bytes as last given to kvBudget. */
+  let budgeted = 0
+  /** Bring kvBudget to the model's bytes after a change. */
+  const account = (): void => {
+    if (kvBudget === undefined) return
+    const delta = model.bytes - budgeted
+    budgeted = model.bytes
+    if (delta > 0) kvBudget.take(delta)
+    else if (delta < 0) kvBudget.give(-delta)
+  }
   const sides = new Map<string, Side>()
   let pairs = 0
   /** space → ns → id → holder; an emptied namespace is deleted. Maps, so any string is an ordinary id. */
@@ -61,7 +81,9 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     if (handlers !== undefined) for (const handler of handlers) handler(message)
   }
   const sweep = setInterval(() => {
-    for (const change of model.sweep(now())) publish(topicOf('kv', change.ns), writeKvEvent(change))
+    const changes = model.sweep(now())
+    if (changes.length > 0) account()
+    for (const change of changes) publish(topicOf('kv', change.ns), writeKvEvent(change))
   }, options.sweepInterval ?? 100)
   sweep.unref?.()
 
@@ -98,7 +120,33 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       update (meta) {
         if (released || holder.current !== claim) return
         holder.meta = meta
+        holder.size = JSON.stringify(meta).length
         publish(topicOf('peers', ns), writePeersEvent(ns, 'update', holder))
+      },
+      * members (pageBytes): Generator<MemberPage, void, void> {
+        const ids = claims[space].get(ns)
+        if (ids === undefined) return yield { members: [], last: true }
+        // Walks the live table. One member is read ahead to know whether a page is the last; it
+        // is taken again, as it is then, when its page is read (skipped if it left meanwhile).
+        const walk = ids.values()
+        let ahead = walk.next()
+        for (;;) {
+          if (holder.current !== claim) return
+          const members = []
+          let bytes = 0
+          while (ahead.done !== true && bytes < pageBytes) {
+            const h = ahead.value
+            if (ids.get(h.id) === h) {
+              members.push({ id: h.id, meta: h.meta })
+              bytes += h.size + h.id.length
+            }
+            ahead = walk.next()
+          }
+          holder.sink?.placed?.()
+          const last = ahead.done === true
+          yield { members, last }
+          if (last) return
+        }
       },
       release (graceMs) {
         if (released || holder.current !== claim) return
@@ -125,19 +173,19 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     if (ids === undefined) claims[space].set(ns, ids = new Map())
     const previous = holder?.sink ?? null
     if (holder === undefined) {
-      holder = { id, key, meta: meta ?? {}, sink, current: null, timer: null }
+      holder = { id, key, meta: meta ?? {}, size: JSON.stringify(meta ?? {}).length, sink, current: null, timer: null }
       ids.set(id, holder)
     } else {
       if (holder.timer !== null) clearTimeout(holder.timer)
       holder.timer = null
       holder.sink = sink
       holder.meta = meta ?? {}
+      holder.size = JSON.stringify(holder.meta).length
     }
     const current = holder.current = handle(space, ns, holder)
     previous?.taken()
-    if (space === 'signal') return { claim: current, members: [] }
-    publish(topicOf('peers', ns), writePeersEvent(ns, 'join', holder))
-    return { claim: current, members: [...ids.values()].map((h) => ({ id: h.id, meta: h.meta })) }
+    if (space === 'peers') publish(topicOf('peers', ns), writePeersEvent(ns, 'join', holder))
+    return { claim: current }
   }
 
   return {
@@ -153,17 +201,23 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     },
     publish,
 
-    kvSet ({ ns, key, kind, value, ttl, maxKeys }) {
-      const change = model.set(ns, key, kind, value, ttl, now(), maxKeys)
+    kvSet ({ ns, key, kind, value, ttl, maxKeys, maxBytes, maxTotal }) {
+      const total = Math.min(maxTotal, kvBudget?.limit ?? Infinity)
+      const change = model.set(ns, key, kind, value, ttl, now(), { maxKeys, maxBytes, maxTotal: total })
+      account()
       publish(topicOf('kv', ns), writeKvEvent(change))
       return change
     },
     kvDelete (ns, key) {
       const change = model.delete(ns, key)
-      if (change !== null) publish(topicOf('kv', ns), writeKvEvent(change))
+      if (change !== null) {
+        account()
+        publish(topicOf('kv', ns), writeKvEvent(change))
+      }
       return change
     },
     kvSnapshot (ns, since) { return model.snapshot(ns, since, now()) },
+    kvScan (ns, since, pageBytes) { return model.pages(ns, since, now, pageBytes) },
 
     relayOpen (ns, local, remote, sink): RelayOpened {
       const key = sideKey(ns, local, remote)
@@ -193,9 +247,11 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       return true
     },
 
-    stats () { return { kvKeys: model.size, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
+    stats () { return { kvKeys: model.size, kvBytes: model.bytes, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
     close () {
       clearInterval(sweep)
+      kvBudget?.give(budgeted)
+      budgeted = 0
       for (const space of [claims.peers, claims.signal]) {
         for (const ids of space.values()) for (const holder of ids.values()) if (holder.timer !== null) clearTimeout(holder.timer)
         space.clear()

@@ -12,6 +12,8 @@
  * primary with replicas, is what the broker is for).
  */
 
+import { KV_ENTRY_COST } from '../../kv/model.js'
+
 const PRELUDE = `
 local function pack(...)
   local out = {}
@@ -38,6 +40,10 @@ local function clock()
 end
 local function pidOf(addr)
   return string.match(addr, '^([^/]*)/')
+end
+-- the bytes a KV entry counts against the bounds (kvEntryBytes in src/kv/model.ts)
+local function entryBytes(key, value)
+  return #key + #value + ${KV_ENTRY_COST}
 end
 local function record(hash, field)
   local rec = redis.call('HGET', hash, field)
@@ -163,73 +169,120 @@ return 1
 `),
 
   /**
-   * KEYS data, meta, expiry, channel · ARGV key, kind, value, ttl, maxKeys, epochIfNew, member
-   * → {epoch, seq}. Orders, stores and publishes one write.
+   * KEYS data, meta, expiry, channel, bytes · ARGV key, kind, value, ttl, maxKeys, epochIfNew,
+   * member, maxBytes, maxTotal → {epoch, seq}. Orders, stores and publishes one write. The
+   * namespace's bytes (meta field `bytes`) and the yard's (key `bytes`) count entryBytes of every
+   * entry; a write that grows them past maxBytes / maxTotal is refused (`quota-exceeded`).
    */
-  syKvSet: script(4, `
+  syKvSet: script(5, `
+local key, kind, value, ttl, maxKeys, epochIfNew, member = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local maxBytes, maxTotal = tonumber(ARGV[8]), tonumber(ARGV[9])
 local now = clock()
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[5]) then
+local old = redis.call('HGET', KEYS[1], key)
+if not old and redis.call('HLEN', KEYS[1]) >= tonumber(maxKeys) then
   return redis.error_reply('too-many-keys')
+end
+local growth = entryBytes(key, value)
+if old then growth = growth - entryBytes(key, unpack(old)[4]) end
+if growth > 0 then
+  if tonumber(redis.call('HGET', KEYS[2], 'bytes') or '0') + growth > maxBytes then return redis.error_reply('quota-exceeded') end
+  if tonumber(redis.call('GET', KEYS[5]) or '0') + growth > maxTotal then return redis.error_reply('quota-exceeded') end
 end
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 if not epoch then
-  epoch = ARGV[6]
+  epoch = epochIfNew
   redis.call('HSET', KEYS[2], 'epoch', epoch)
 end
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
-local expires = now + tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], ARGV[1], pack(seq, ARGV[2], expires, ARGV[3]))
-redis.call('ZADD', KEYS[3], expires, ARGV[7])
-redis.call('PUBLISH', KEYS[4], pack('set', epoch, seq, ARGV[4], ARGV[2], ARGV[1], ARGV[3]))
+redis.call('HINCRBY', KEYS[2], 'bytes', growth)
+redis.call('INCRBY', KEYS[5], growth)
+local expires = now + tonumber(ttl)
+redis.call('HSET', KEYS[1], key, pack(seq, kind, expires, value))
+redis.call('ZADD', KEYS[3], expires, member)
+redis.call('PUBLISH', KEYS[4], pack('set', epoch, seq, ttl, kind, key, value))
 return {epoch, seq}
 `),
 
-  /** KEYS data, meta, expiry, channel · ARGV key, member → {epoch, seq} or nil. */
-  syKvDelete: script(4, `
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
-redis.call('ZREM', KEYS[3], ARGV[2])
+  /** KEYS data, meta, expiry, channel, bytes · ARGV key, member → {epoch, seq} or nil. */
+  syKvDelete: script(5, `
+local key, member = ARGV[1], ARGV[2]
+local old = redis.call('HGET', KEYS[1], key)
+if not old then return false end
+redis.call('HDEL', KEYS[1], key)
+redis.call('ZREM', KEYS[3], member)
+local size = entryBytes(key, unpack(old)[4])
+-- the yard's counter goes away with its last byte (no key is left behind by an empty yard)
+if redis.call('INCRBY', KEYS[5], -size) <= 0 then redis.call('DEL', KEYS[5]) end
 local epoch = redis.call('HGET', KEYS[2], 'epoch')
 local seq = redis.call('HINCRBY', KEYS[2], 'seq', 1)
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) end
-redis.call('PUBLISH', KEYS[4], pack('delete', epoch, seq, '', '', ARGV[1], ''))
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[2]) else redis.call('HINCRBY', KEYS[2], 'bytes', -size) end
+redis.call('PUBLISH', KEYS[4], pack('delete', epoch, seq, '', '', key, ''))
 return {epoch, seq}
 `),
 
   /**
-   * KEYS expiry · ARGV prefix, limit → how many were due. Expires the keys whose time has come:
-   * each is removed and its expiry published once, by whichever process swept first.
+   * KEYS expiry, bytes · ARGV prefix, limit → how many were due. Expires the keys whose time has
+   * come: each is removed and its expiry published once, by whichever process swept first.
    */
-  syKvSweep: script(1, `
+  syKvSweep: script(2, `
+local prefix, limit = ARGV[1], tonumber(ARGV[2])
 local now = clock()
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
   local f = unpack(member)
-  local data = ARGV[1] .. 'kv:' .. f[1]
-  local meta = ARGV[1] .. 'kvm:' .. f[1]
-  if redis.call('HDEL', data, f[2]) == 1 then
+  local data = prefix .. 'kv:' .. f[1]
+  local meta = prefix .. 'kvm:' .. f[1]
+  local old = redis.call('HGET', data, f[2])
+  if old then
+    redis.call('HDEL', data, f[2])
+    local size = entryBytes(f[2], unpack(old)[4])
+    if redis.call('INCRBY', KEYS[2], -size) <= 0 then redis.call('DEL', KEYS[2]) end
     local epoch = redis.call('HGET', meta, 'epoch')
     local seq = redis.call('HINCRBY', meta, 'seq', 1)
-    if redis.call('HLEN', data) == 0 then redis.call('DEL', meta) end
-    redis.call('PUBLISH', ARGV[1] .. 't:kv:' .. f[1], pack('expire', epoch, seq, '', '', f[2], ''))
+    if redis.call('HLEN', data) == 0 then redis.call('DEL', meta) else redis.call('HINCRBY', meta, 'bytes', -size) end
+    redis.call('PUBLISH', prefix .. 't:kv:' .. f[1], pack('expire', epoch, seq, '', '', f[2], ''))
   end
 end
 return #due
 `),
 
-  /** KEYS data, meta → {now, epoch, seq, key, record, key, record, …}. */
-  syKvSnapshot: script(2, `
-local out = {tostring(clock()), redis.call('HGET', KEYS[2], 'epoch') or '', redis.call('HGET', KEYS[2], 'seq') or '0'}
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all do out[#out + 1] = all[i] end
+  /**
+   * KEYS data, meta · ARGV cursor, pageBytes, sinceEpoch, sinceSeq → {now, epoch, seq, cursor,
+   * key, record, key, record, …}: one page of a namespace's snapshot (HSCAN from `cursor` until
+   * about pageBytes were read or the scan is done, cursor '0'). Records the replica has already
+   * (current epoch is sinceEpoch, seq ≤ sinceSeq) come without their value. A page stays small
+   * in Redis's output buffer whatever the namespace holds (HSCAN COUNT 2: a step overshoots the
+   * page by a couple of entries at most, even with 64 KiB values).
+   */
+  syKvScan: script(2, `
+local cursor, pageBytes, sinceEpoch, sinceSeq = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local epoch = redis.call('HGET', KEYS[2], 'epoch') or ''
+local out = {tostring(clock()), epoch, redis.call('HGET', KEYS[2], 'seq') or '0', '0'}
+local has = epoch ~= '' and epoch == sinceEpoch
+local bytes = 0
+repeat
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 2)
+  cursor = r[1]
+  local fields = r[2]
+  for i = 1, #fields, 2 do
+    local rec = fields[i + 1]
+    local f = unpack(rec)
+    if has and tonumber(f[1]) <= sinceSeq then rec = pack(f[1], f[2], f[3], '') end
+    out[#out + 1] = fields[i]
+    out[#out + 1] = rec
+    bytes = bytes + #fields[i] + #rec
+  end
+until cursor == '0' or bytes >= pageBytes
+out[4] = cursor
 return out
 `),
 
   /**
    * KEYS ids, channel, index · ARGV id, key, token, meta, leaveFrame, joinFrame, maxPeers, ref,
-   * prefix → the space's records (flat HGETALL) when joinFrame is given, else {}. Claims an id
-   * for an owner key; the holder it replaces (same key, another stream) is told ('t'); the
-   * claiming process gets a marker ('m') on its inbox right after the join.
+   * prefix → 1. Claims an id for an owner key; the holder it replaces (same key, another stream)
+   * is told ('t'); the claiming process gets a marker ('m') on its inbox right after the join.
+   * (The members are read a page at a time with syMembers, never the whole space in one reply.)
    */
   syClaim: script(3, `
 local f = record(KEYS[1], ARGV[1])
@@ -246,8 +299,33 @@ redis.call('SADD', KEYS[3], ARGV[8])
 if ARGV[6] ~= '' then redis.call('PUBLISH', KEYS[2], ARGV[6]) end
 -- the claim's place in the order of the space's events, as the claiming process will receive them
 redis.call('PUBLISH', ARGV[9] .. 'i:' .. pidOf(ARGV[3]), pack('m', ARGV[3], ''))
-if ARGV[6] == '' then return {} end
-return redis.call('HGETALL', KEYS[1])
+return 1
+`),
+
+  /**
+   * KEYS ids, inbox · ARGV cursor, pageBytes, token → {cursor, id, meta, id, meta, …}: one page of
+   * a space's members (HSCAN from `cursor` until about pageBytes of meta were read; cursor '0'
+   * when done), and a marker ('m' for `token`) on the claiming process's inbox: the page's place
+   * among the space's events.
+   */
+  syMembers: script(2, `
+local cursor, pageBytes, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+local out = {'0'}
+local bytes = 0
+repeat
+  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 2)
+  cursor = r[1]
+  local fields = r[2]
+  for i = 1, #fields, 2 do
+    local meta = unpack(fields[i + 1])[4]
+    out[#out + 1] = fields[i]
+    out[#out + 1] = meta
+    bytes = bytes + #fields[i] + #meta
+  end
+until cursor == '0' or bytes >= pageBytes
+out[1] = cursor
+redis.call('PUBLISH', KEYS[2], pack('m', token, ''))
+return out
 `),
 
   /**

@@ -24,13 +24,13 @@
  */
 import { Redis, ReplyError } from 'ioredis'
 import { nanoid } from 'nanoid'
-import type { KvChange, KvSnapshot } from '../../kv/model.js'
+import type { KvChange, KvPage, KvSnapshot } from '../../kv/model.js'
 import { writeKvEvent } from '../../protocol/events.js'
 import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
 import { SCRIPTS, type ScriptName } from './redis-scripts.js'
 import {
   writePeersEvent, writeSignalLeave,
-  type Broker, type Claim, type ClaimSink, type ClaimSpace, type Member, type RelayLink, type RelaySink, type TopicHandler
+  type Broker, type Claim, type ClaimSink, type ClaimSpace, type Member, type MemberPage, type RelayLink, type RelaySink, type TopicHandler
 } from './types.js'
 
 export interface RedisBrokerOptions {
@@ -71,6 +71,8 @@ type ScriptFn = (...args: Array<string | Buffer | number>) => Promise<unknown>
 
 /** Expiries handled per sweep script run (a run that hits it goes again at once). */
 const SWEEP_BATCH = 1000
+/** Bytes per page when kvSnapshot reads a whole namespace. */
+const SNAPSHOT_PAGE = 256 * 1024
 
 /**
  * Create a Redis broker. createServer waits until it is connected; close it after the yard.
@@ -90,6 +92,8 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   const inbox = `${prefix}i:${pid}`
   const procs = `${prefix}procs`
   const expiry = `${prefix}kvx`
+  /** The KV bytes the whole yard holds (entryBytes of every entry; limits.total.kv bounds it). */
+  const kvBytes = `${prefix}kvbytes`
   const channelOf = (topic: string): string => `${prefix}t:${topic}`
   const inboxOf = (addr: string): string => `${prefix}i:${addr.slice(0, addr.indexOf('/'))}`
   const isLocal = (addr: string): boolean => addr.startsWith(`${pid}/`)
@@ -193,7 +197,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     if (!up || sweeping) return
     sweeping = true
     const once = async (): Promise<void> => {
-      for (let i = 0; i < 10; i++) if (Number(await run.syKvSweep(expiry, prefix, SWEEP_BATCH)) < SWEEP_BATCH) break
+      for (let i = 0; i < 10; i++) if (Number(await run.syKvSweep(expiry, kvBytes, prefix, SWEEP_BATCH)) < SWEEP_BATCH) break
     }
     once().catch(ignore).finally(() => { sweeping = false })
   }, options.sweepInterval ?? 100)
@@ -215,6 +219,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       if (h === undefined || h.sink === null) return
       const sink = h.sink
       held.delete(target)
+      for (const resolve of h.markers.splice(0)) resolve()
       sink.taken()
     } else {
       const side = sides.get(target)
@@ -261,10 +266,9 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     // one: answer only once both arrived, so the answer is never taken for the claim's place.
     const placed = marker(h)
     held.set(token, h)
-    let records: Buffer[]
     try {
-      records = await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
-        space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, prefix) as Buffer[]
+      await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
+        space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, prefix)
     } catch (err) {
       held.delete(token)
       throw coded(err)
@@ -285,6 +289,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
         released = true
         if (held.get(token) !== h) return
         h.sink = null
+        for (const resolve of h.markers.splice(0)) resolve()
         if (graceMs <= 0) held.delete(token)
         run.syRelease(ids, topic, index, id, token, graceMs, ref, 'release').catch(ignore)
         if (graceMs <= 0) return
@@ -293,14 +298,33 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
           run.syRelease(ids, topic, index, id, token, 0, ref, 'expire').catch(ignore)
         }, graceMs)
         h.timer.unref?.()
+      },
+      async * members (pageBytes): AsyncGenerator<MemberPage, void, void> {
+        let cursor = '0'
+        do {
+          if (released || held.get(token) !== h) return
+          // The page's marker calls the sink's placed() (its place among the events) and ends this wait.
+          const marked = marker(h)
+          const reply = await run.syMembers(ids, inbox, cursor, pageBytes, token) as Buffer[]
+          await marked
+          cursor = reply[0].toString()
+          const members: Member[] = []
+          for (let i = 1; i + 1 < reply.length; i += 2) members.push({ id: reply[i].toString(), meta: JSON.parse(reply[i + 1].toString()) as object })
+          yield { members, last: cursor === '0' }
+        } while (cursor !== '0')
       }
     }
-    const members: Member[] = []
-    for (let i = 0; i + 1 < records.length; i += 2) {
-      const fields = unpack(records[i + 1])
-      members.push({ id: records[i].toString(), meta: JSON.parse(fields[3].toString()) as object })
-    }
-    return { claim: handle, members }
+    return { claim: handle }
+  }
+
+  /** A namespace's snapshot a page at a time (syKvScan: HSCAN in steps, never the whole hash in one reply). */
+  async function * scan (ns: string, since: { epoch: string, seq: number } | null, pageBytes: number): AsyncGenerator<KvPage, void, void> {
+    let cursor = '0'
+    do {
+      const reply = await run.syKvScan(...kvKeys(ns), cursor, pageBytes, since?.epoch ?? '', since?.seq ?? 0) as Buffer[]
+      cursor = reply[3].toString()
+      yield pageOf(ns, reply, since)
+    } while (cursor !== '0')
   }
 
   /** A wait for the next marker a script publishes to this process for `h`'s token. */
@@ -329,25 +353,35 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       return cmd.publish(channelOf(topic), toBuffer(message)).then(() => {})
     },
 
-    async kvSet ({ ns, key, kind, value, ttl, maxKeys }) {
+    async kvSet ({ ns, key, kind, value, ttl, maxKeys, maxBytes, maxTotal }) {
       let reply: Buffer[]
       try {
-        reply = await run.syKvSet(...kvKeys(ns), expiry, channelOf(`kv:${ns}`),
-          key, kind, toBuffer(value), ttl, maxKeys, nanoid(12), pack(ns, key)) as Buffer[]
+        reply = await run.syKvSet(...kvKeys(ns), expiry, channelOf(`kv:${ns}`), kvBytes,
+          key, kind, toBuffer(value), ttl, maxKeys, nanoid(12), pack(ns, key), bound(maxBytes), bound(maxTotal)) as Buffer[]
       } catch (err) {
         throw coded(err)
       }
       return { op: 'set', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]), kind, value, ttl }
     },
     async kvDelete (ns, key) {
-      const reply = await run.syKvDelete(...kvKeys(ns), expiry, channelOf(`kv:${ns}`), key, pack(ns, key)) as Buffer[] | null
+      const reply = await run.syKvDelete(...kvKeys(ns), expiry, channelOf(`kv:${ns}`), kvBytes, key, pack(ns, key)) as Buffer[] | null
       if (reply === null) return null
       return { op: 'delete', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]) }
     },
     async kvSnapshot (ns, since) {
-      const reply = await run.syKvSnapshot(...kvKeys(ns)) as Buffer[]
-      return snapshotOf(ns, reply, since)
+      // All pages at once, for callers that want the whole state (never one HGETALL reply).
+      const byKey = new Map<string, KvChange>()
+      const keys = new Set<string>()
+      let first: KvPage | null = null
+      for await (const page of scan(ns, since, SNAPSHOT_PAGE)) {
+        first ??= page
+        for (const key of page.keys) keys.add(key)
+        for (const change of page.changes) byKey.set(change.key, change)
+      }
+      if (first === null || first.epoch === '') return { epoch: '', seq: 0, changes: [], keys: [] }
+      return { epoch: first.epoch, seq: first.seq, changes: [...byKey.values()], keys: [...keys] }
     },
+    kvScan: (ns, since, pageBytes) => scan(ns, since, pageBytes),
 
     async relayOpen (ns, local, remote, sink) {
       const addr = nextAddr()
@@ -413,8 +447,8 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
         if (h.space === 'peers') peers++
         else signals++
       }
-      const kvKeys = up ? await cmd.zcard(expiry) : 0
-      return { kvKeys, relayPairs, peers, signals }
+      const [keys, bytes] = up ? await Promise.all([cmd.zcard(expiry), cmd.get(kvBytes)]) : [0, null]
+      return { kvKeys: keys, kvBytes: Math.max(0, Number(bytes ?? 0)), relayPairs, peers, signals }
     },
 
     async close () {
@@ -449,9 +483,10 @@ function coded (err: unknown): unknown {
   if (err instanceof ReplyError) {
     // Redis puts ERR before a script's error_reply text.
     const code = (err as Error).message.replace(/^ERR /, '').trim() as ErrorCode
-    if (code === 'too-many-keys' || code === 'peer-id-taken' || code === 'too-many-peers' || code === 'relay-token-in-use') {
+    if (code === 'too-many-keys' || code === 'quota-exceeded' || code === 'peer-id-taken' || code === 'too-many-peers' || code === 'relay-token-in-use') {
       const what: Partial<Record<ErrorCode, string>> = {
         'too-many-keys': 'the namespace holds the most keys it may',
+        'quota-exceeded': 'the namespace or the yard holds as many KV bytes as it may',
         'peer-id-taken': 'the id is held by another client',
         'too-many-peers': 'the namespace holds the most ids it may',
         'relay-token-in-use': 'these relay tokens are in use'
@@ -501,22 +536,27 @@ function kvChangeOf (ns: string, message: Buffer): KvChange {
   return { ...base, op: name === 'expire' ? 'expire' : 'delete' }
 }
 
-/** The snapshot script's reply (now, epoch, seq, then key/record pairs) as what a replica needs from `since`. */
-function snapshotOf (ns: string, reply: Buffer[], since: { epoch: string, seq: number } | null): KvSnapshot {
+/** The scan script's reply (now, epoch, seq, cursor, then key/record pairs) as a page for a replica at `since`. */
+function pageOf (ns: string, reply: Buffer[], since: { epoch: string, seq: number } | null): KvPage {
   const now = Number(reply[0].toString())
   const epoch = reply[1].toString()
-  if (epoch === '') return { epoch: '', seq: 0, changes: [], keys: [] }
+  const seq = Number(reply[2].toString())
   const from = since !== null && since.epoch === epoch ? since.seq : 0
   const changes: KvChange[] = []
   const keys: string[] = []
-  for (let i = 3; i + 1 < reply.length; i += 2) {
+  for (let i = 4; i + 1 < reply.length; i += 2) {
     const key = reply[i].toString()
-    const [seq, kind, expires, value] = unpack(reply[i + 1])
+    const [n, kind, expires, value] = unpack(reply[i + 1])
     const left = Number(expires.toString()) - now
     if (left <= 0) continue
     keys.push(key)
-    const n = Number(seq.toString())
-    if (n > from) changes.push({ op: 'set', ns, epoch, key, seq: n, kind: Number(kind.toString()), value: new Uint8Array(value), ttl: left })
+    const entrySeq = Number(n.toString())
+    if (entrySeq > from) changes.push({ op: 'set', ns, epoch, key, seq: entrySeq, kind: Number(kind.toString()), value: new Uint8Array(value), ttl: left })
   }
-  return { epoch, seq: Number(reply[2].toString()), changes, keys }
+  return { epoch, seq, changes, keys }
+}
+
+/** A bound as a script argument (Infinity has no integer form: the largest safe one stands for it). */
+function bound (n: number): number {
+  return Number.isFinite(n) ? n : Number.MAX_SAFE_INTEGER
 }

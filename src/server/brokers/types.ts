@@ -7,7 +7,7 @@
  * every process writes the same bytes to its sockets. Methods may answer synchronously or with a
  * Promise; callers handle both.
  */
-import type { KvChange, KvSnapshot } from '../../kv/model.js'
+import type { KvChange, KvPage, KvSnapshot } from '../../kv/model.js'
 import { writeFrame } from '../../protocol/codec.js'
 import type { ErrorCode } from '../../protocol/errors.js'
 import { FrameType } from '../../protocol/frames.js'
@@ -56,6 +56,13 @@ export interface KvSetRequest {
   ttl: number
   /** Refuse (`too-many-keys`) a new key past this many in the namespace. */
   maxKeys: number
+  /**
+   * Refuse (`quota-exceeded`) a write that takes the namespace past this many bytes: each entry
+   * counts kvEntryBytes (key and value bytes plus KV_ENTRY_COST); an overwrite counts its growth.
+   */
+  maxBytes: number
+  /** Refuse (`quota-exceeded`) a write that takes the whole yard's KV state past this many bytes. */
+  maxTotal: number
 }
 
 /**
@@ -91,10 +98,12 @@ export interface ClaimSink {
   /** The same owner key claimed the id from another stream: this stream no longer holds it. */
   taken: () => void
   /**
-   * Optional, for brokers whose events and answers travel apart (Redis): called at the moment the
-   * claim takes its place among the space's events as this process receives them. Events before
-   * it are already reflected in `members`; events after it are not. Without the call, the claim's
-   * answer is that moment (the in-memory broker delivers nothing in between).
+   * Called at the moment something read from the space takes its place among the space's events
+   * as this process receives them: first (brokers whose events and answers travel apart, Redis)
+   * the claim itself, then each page of `Claim.members` (every broker). Events before it are
+   * reflected in what was read; events after it are not, so the stream holds them until that
+   * page is sent. Without the first call the claim's answer is its place (the in-memory broker
+   * delivers nothing in between).
    */
   placed?: () => void
 }
@@ -113,13 +122,22 @@ export interface Claim {
    * Calls after the first do nothing.
    */
   release: (graceMs: number) => void
+  /**
+   * The space's members (this one included) a page at a time, each about `pageBytes` of meta
+   * (at least one member): a page is read when it is asked for and takes its place among the
+   * space's events at once (the sink's `placed()`), so a receiver that applies pages and events in
+   * the order they come holds the space's state. A member may come twice. `last` marks the final
+   * page. Pages stop early when the handle is stale.
+   */
+  members: (pageBytes: number) => Iterable<MemberPage> | AsyncIterable<MemberPage>
 }
 
-/** What a successful claim gives. */
+/** One page of Claim.members. */
+export interface MemberPage { members: Member[], last: boolean }
+
+/** What a successful claim gives (the members are read with `claim.members`). */
 export interface Claimed {
   claim: Claim
-  /** Every member of the namespace, the claimer included (`peers` space; empty for `signal`). */
-  members: Member[]
 }
 
 export interface Broker {
@@ -130,12 +148,20 @@ export interface Broker {
   /** Deliver a message to every process subscribed to the topic, this one included, in order per publisher. */
   publish: (topic: string, message: Uint8Array) => MaybePromise<void>
 
-  /** Write a key and publish the change on the namespace's KV topic. Throws `too-many-keys`. */
+  /** Write a key and publish the change on the namespace's KV topic. Throws `too-many-keys`, `quota-exceeded`. */
   kvSet: (request: KvSetRequest) => MaybePromise<KvChange>
   /** Delete a key and publish the change; null when it did not exist. */
   kvDelete: (ns: string, key: string) => MaybePromise<KvChange | null>
-  /** The state a replica needs to catch up from `since`. */
+  /** The state a replica needs to catch up from `since`, at once (for small namespaces and tests; streams use kvScan). */
   kvSnapshot: (ns: string, since: { epoch: string, seq: number } | null) => MaybePromise<KvSnapshot>
+  /**
+   * The same state a page at a time: each page is read when it is asked for and holds entries of
+   * about `pageBytes` bytes, so a caller paces a big namespace's snapshot (docs/PROTOCOL.md, kv).
+   * The first page is the namespace's state at the start (its epoch and seq); an entry may come
+   * twice or, when it changed during the scan, not at all (its change is published instead); it
+   * is read as it is at its turn. Pages end early when the namespace empties meanwhile.
+   */
+  kvScan: (ns: string, since: { epoch: string, seq: number } | null, pageBytes: number) => Iterable<KvPage> | AsyncIterable<KvPage>
 
   /**
    * Claim the relay tokens (ns, local, remote) and pair with the stream that holds (ns, remote,
@@ -172,7 +198,7 @@ export interface Broker {
   watch?: (watcher: (up: boolean, reason: string) => void) => () => void
 
   /** Counts for /healthz and /metrics: KV keys, relay pairs, held presence and signal ids. */
-  stats: () => MaybePromise<{ kvKeys: number, relayPairs: number, peers?: number, signals?: number }>
+  stats: () => MaybePromise<{ kvKeys: number, kvBytes?: number, relayPairs: number, peers?: number, signals?: number }>
   /** Release timers and connections. */
   close: () => MaybePromise<void>
 
