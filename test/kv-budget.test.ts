@@ -42,7 +42,7 @@ async function setup (limits: LimitsOption): Promise<Setup> {
   return {
     yard,
     kvBytes: async () => {
-      if (broker !== null) return (await broker.stats()).kvBytes ?? -1
+      // /metrics on both brokers (on Redis the yard-wide figure the scripts keep)
       const line = (await yard.metrics()).split('\n').find((l) => l.startsWith('signalyard_budget_used{budget="kv"}'))
       return Number(line?.split(' ')[1] ?? -1)
     },

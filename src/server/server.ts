@@ -143,7 +143,10 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
 
   const renderMetrics = async (): Promise<string> => {
     const { connections, namespaces } = health()
-    return metrics.render({ connections, namespaces, ...await broker.stats() }, Object.values(budgets))
+    const stats = await broker.stats()
+    // The KV budget is the yard's: a broker that keeps it elsewhere (Redis) reports its use.
+    const kv = stats.kvBytes === undefined ? budgets.kv : { name: budgets.kv.name, limit: budgets.kv.limit, used: stats.kvBytes }
+    return metrics.render({ connections, namespaces, ...stats }, [budgets.backlog, budgets.relay, kv, budgets.pendingUpgrades])
   }
 
   const metricsOption = options.metrics ?? {}
