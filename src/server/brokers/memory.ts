@@ -70,11 +70,8 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
   let pairs = 0
   /** space → ns → id → holder; an emptied namespace is deleted. Maps, so any string is an ordinary id. */
   const claims: Record<ClaimSpace, Map<string, Map<string, Holder>>> = { peers: new Map(), signal: new Map() }
-  const held = (space: ClaimSpace): number => {
-    let n = 0
-    for (const ids of claims[space].values()) n += ids.size
-    return n
-  }
+  /** Ids held per space, kept as they come and go (stats() is O(1)). */
+  const held: Record<ClaimSpace, number> = { peers: 0, signal: 0 }
 
   const publish = (topic: string, message: Uint8Array): void => {
     const handlers = topics.get(topic)
@@ -108,6 +105,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     const ids = claims[space].get(ns)
     if (ids?.get(holder.id) !== holder) return
     ids.delete(holder.id)
+    held[space]--
     if (ids.size === 0) claims[space].delete(ns)
     if (space === 'peers') publish(topicOf('peers', ns), writePeersEvent(ns, 'leave', holder))
     else publish(topicOf('signal', ns), writeSignalLeave(ns, holder.id))
@@ -175,6 +173,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     if (holder === undefined) {
       holder = { id, key, meta: meta ?? {}, size: JSON.stringify(meta ?? {}).length, sink, current: null, timer: null }
       ids.set(id, holder)
+      held[space]++
     } else {
       if (holder.timer !== null) clearTimeout(holder.timer)
       holder.timer = null
@@ -247,7 +246,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
       return true
     },
 
-    stats () { return { kvKeys: model.size, kvBytes: model.bytes, relayPairs: pairs, peers: held('peers'), signals: held('signal') } },
+    stats () { return { kvKeys: model.size, kvBytes: model.bytes, relayPairs: pairs, peers: held.peers, signals: held.signal } },
     close () {
       clearInterval(sweep)
       kvBudget?.give(budgeted)
@@ -256,6 +255,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
         for (const ids of space.values()) for (const holder of ids.values()) if (holder.timer !== null) clearTimeout(holder.timer)
         space.clear()
       }
+      held.peers = held.signal = 0
       topics.clear()
       for (const side of [...sides.values()]) release(side)
     },

@@ -116,6 +116,9 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   const channels = new Map<string, (message: Buffer) => void>()
   const sides = new Map<string, Side>()
   const held = new Map<string, Held>()
+  /** Counts for stats(), kept as sides and claims change: paired relay sides (one per pair) and live ids. */
+  let pairs = 0
+  const live: Record<ClaimSpace, number> = { peers: 0, signal: 0 }
   let counter = 0
   const nextAddr = (): string => `${pid}/${(++counter).toString(36)}`
 
@@ -148,6 +151,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       for (const resolve of h.markers.splice(0)) resolve()
     }
     held.clear()
+    live.peers = live.signal = 0
     setUp(false, reason)
   }
   const onLost = (): void => reset(lastError === '' ? 'connection to Redis lost' : lastError)
@@ -219,6 +223,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       if (h === undefined || h.sink === null) return
       const sink = h.sink
       held.delete(target)
+      live[h.space]--
       for (const resolve of h.markers.splice(0)) resolve()
       sink.taken()
     } else {
@@ -227,7 +232,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       if (what === 'd') side.sink.data(body)
       else if (what === 'a') side.sink.acked(Number(body.toString()))
       else if (what === 'p' && side.peer === '') {
-        side.peer = body.toString()
+        setPeer(side, body.toString())
         side.sink.paired()
       } else if (what === 'c') {
         closeLocal(side, body.length === 0 ? undefined : body.toString() as ErrorCode)
@@ -239,8 +244,17 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
   const drop = (side: Side): boolean => {
     if (side.closed) return false
     side.closed = true
+    pairs -= pairOf(side)
     sides.delete(side.addr)
     return true
+  }
+  /** 1 when `side` counts as a relay pair in stats (each pair counted once, on one side). */
+  const pairOf = (side: Side): number => side.peer !== '' && (!isLocal(side.peer) || side.addr < side.peer) ? 1 : 0
+  /** Set a side's peer, keeping the pair count (stats() is O(1)). */
+  const setPeer = (side: Side, peer: string): void => {
+    pairs -= pairOf(side)
+    side.peer = peer
+    pairs += pairOf(side)
   }
   /** A side of this process ends because its peer did (or Redis was lost). */
   const closeLocal = (side: Side, reason?: ErrorCode): void => {
@@ -266,11 +280,13 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     // one: answer only once both arrived, so the answer is never taken for the claim's place.
     const placed = marker(h)
     held.set(token, h)
+    live[space]++
     try {
       await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
         space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, prefix)
     } catch (err) {
       held.delete(token)
+      live[space]--
       throw coded(err)
     }
     await placed
@@ -289,6 +305,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
         released = true
         if (held.get(token) !== h) return
         h.sink = null
+        live[space]--
         for (const resolve of h.markers.splice(0)) resolve()
         if (graceMs <= 0) held.delete(token)
         run.syRelease(ids, topic, index, id, token, graceMs, ref, 'release').catch(ignore)
@@ -396,10 +413,10 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
         throw coded(err)
       }
       if (peer !== '') {
-        side.peer = peer
+        setPeer(side, peer)
         const other = isLocal(peer) ? sides.get(peer) : undefined
         if (other !== undefined && other.peer === '') {
-          other.peer = addr
+          setPeer(other, addr)
           other.sink.paired()
         }
       }
@@ -438,17 +455,8 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     tables () { return { channels: channels.size, relaySides: sides.size, claims: held.size } },
 
     async stats () {
-      let relayPairs = 0
-      for (const side of sides.values()) if (side.peer !== '' && (!isLocal(side.peer) || side.addr < side.peer)) relayPairs++
-      let peers = 0
-      let signals = 0
-      for (const h of held.values()) {
-        if (h.sink === null) continue
-        if (h.space === 'peers') peers++
-        else signals++
-      }
       const [keys, bytes] = up ? await Promise.all([cmd.zcard(expiry), cmd.get(kvBytes)]) : [0, null]
-      return { kvKeys: keys, kvBytes: Math.max(0, Number(bytes ?? 0)), relayPairs, peers, signals }
+      return { kvKeys: keys, kvBytes: Math.max(0, Number(bytes ?? 0)), relayPairs: pairs, peers: live.peers, signals: live.signal }
     },
 
     async close () {
@@ -461,6 +469,7 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
       // when the grace ends); the last process removes everything.
       if (up) await run.syLeave(procs, prefix, pid, '1').catch(ignore)
       held.clear()
+    live.peers = live.signal = 0
       for (const side of [...sides.values()]) closeLocal(side)
       await Promise.all([cmd.quit().catch(ignore), sub.quit().catch(ignore)])
       cmd.disconnect()
