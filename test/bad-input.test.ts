@@ -217,7 +217,7 @@ test('a flood of bad frames closes only the abuser, with 1008', async () => {
   }
 })
 
-test('a handshake without the signalyard.1 subprotocol is refused with 400', async () => {
+test('a handshake without the signalyard.2 subprotocol is refused with 400', async () => {
   const yard = await startYard()
   try {
     const statusOf = (protocols?: string | string[]): Promise<number> => new Promise((resolve, reject) => {
@@ -228,7 +228,7 @@ test('a handshake without the signalyard.1 subprotocol is refused with 400', asy
     })
     assert.is(await statusOf(), 400)
     assert.is(await statusOf('chat'), 400)
-    assert.is(await statusOf(['signalyard.2', 'chat']), 400)
+    assert.is(await statusOf(['signalyard.1', 'chat']), 400)
     // listing it among others is fine, and the server picks it
     const ok = new WebSocket(yard.url, ['chat', SUBPROTOCOL])
     await new Promise<void>((resolve, reject) => { ok.once('open', resolve); ok.once('error', reject) })

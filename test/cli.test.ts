@@ -80,9 +80,9 @@ async function healthz (port: number): Promise<{ status: string, connections: nu
   return JSON.parse(res.body)
 }
 
-/** A raw client speaking signalyard.1 (no reconnect): shows the close code the server sends. */
+/** A raw client speaking signalyard.2 (no reconnect): shows the close code the server sends. */
 async function rawClient (url: string): Promise<WebSocket> {
-  const ws = new WebSocket(url, 'signalyard.1')
+  const ws = new WebSocket(url, 'signalyard.2')
   await next(ws as any, 'open')
   return ws
 }
@@ -174,7 +174,7 @@ test('--path /yard serves the WebSocket endpoint at /yard only', async () => {
       channel.close()
     }
     // An upgrade at / is not the endpoint any more.
-    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, 'signalyard.1')
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/`, 'signalyard.2')
     ws.on('error', () => {})
     const [, res] = await next(ws as any, 'unexpected-response')
     assert.is(res.statusCode, 404)
@@ -236,7 +236,7 @@ test('SIGTERM with a client that never answers the close frame: still exits 0 wi
     let received = ''
     socket.on('data', (d) => { received += d.toString('latin1') })
     socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: c2lnbmFseWFyZCB0ZXN0IQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: signalyard.1\r\n\r\n')
+      'Sec-WebSocket-Key: c2lnbmFseWFyZCB0ZXN0IQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: signalyard.2\r\n\r\n')
     await until(() => received.startsWith('HTTP/1.1 101'), 2000, 'upgraded')
     const started = Date.now()
     run.child.kill('SIGTERM')

@@ -146,7 +146,7 @@ function record<T = unknown> (emitter: Emitter, event: string): T[] {
 /** The HTTP status a WebSocket upgrade gets (101 when accepted; the socket is closed at once). */
 function upgradeStatus (url: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, 'signalyard.1')
+    const ws = new WebSocket(url, 'signalyard.2')
     ws.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0); ws.terminate() })
     ws.once('upgrade', () => { resolve(101); ws.terminate() })
     ws.once('error', (err) => reject(err))

@@ -436,7 +436,7 @@ test('signalling is directed: a third client in the namespace sees none of it, a
 
   // Eve, speaking raw frames, claims to be alice in the meta: bob sees her stamped id, not alice's.
   const forged: Array<{ from: unknown }> = []
-  const raw = new WebSocket(yard.url, 'signalyard.1')
+  const raw = new WebSocket(yard.url, 'signalyard.2')
   await new Promise((resolve) => raw.once('open', resolve))
   raw.send(writeFrame(FrameType.Open, 1, { ep: 'signal', ns: 'mesh', id: 'mallory', key: 'k'.repeat(24) }))
   const bobSpy = channel('bob-spy').createNode()
@@ -552,7 +552,7 @@ test('garbage, duplicate answers and stale candidates from a raw peer: ignored o
     const alice = await node('alice', { connectTimeout: 500 })
     const incoming: PeerConnection[] = []
     alice.on('connection', (pc) => incoming.push(pc))
-    const raw = new WebSocket(yard.url, 'signalyard.1')
+    const raw = new WebSocket(yard.url, 'signalyard.2')
     const inbox: any[] = []
     raw.on('message', (data: Buffer) => {
       const f = readFrame(new Uint8Array(data))

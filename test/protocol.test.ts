@@ -1,4 +1,4 @@
-// test/protocol.test.ts — the signalyard.1 codec and frame parsers (src/protocol): frame round
+// test/protocol.test.ts — the signalyard.2 codec and frame parsers (src/protocol): frame round
 // trips, rejection of malformed input (null / coded FrameError, never a throw), in-place id
 // rewriting, payload encoding for every value type, and one-encoding echo events.
 import { test } from 'uvu'

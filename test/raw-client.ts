@@ -1,5 +1,5 @@
 /**
- * A raw protocol client for server tests: a `ws` WebSocket speaking signalyard.1 frames by hand,
+ * A raw protocol client for server tests: a `ws` WebSocket speaking signalyard.2 frames by hand,
  * with no client library in between. It keeps every frame it received and lets a test wait for
  * (and remove) the first one that matches.
  */

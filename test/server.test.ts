@@ -12,9 +12,9 @@ import { SignalChannel } from 'signalyard'
 import { createServer, memoryBroker, type Yard } from 'signalyard/server'
 import { fetchText, freePort, next, startYard, until } from './helpers.js'
 
-/** A raw client speaking signalyard.1 (no reconnect): shows close codes as they are. */
+/** A raw client speaking signalyard.2 (no reconnect): shows close codes as they are. */
 async function rawClient (url: string): Promise<WebSocket> {
-  const ws = new WebSocket(url, 'signalyard.1')
+  const ws = new WebSocket(url, 'signalyard.2')
   await next(ws as any, 'open')
   return ws
 }
@@ -156,7 +156,7 @@ test('GET on the WebSocket path answers 426 with a hint; other paths 404', async
   try {
     const root = await fetchText(`http://127.0.0.1:${yard.port}/`)
     assert.is(root.status, 426)
-    assert.match(root.body, 'signalyard.1')
+    assert.match(root.body, 'signalyard.2')
     assert.match(root.body, /WebSocket/i)
     const other = await fetchText(`http://127.0.0.1:${yard.port}/nope`)
     assert.is(other.status, 404)
@@ -165,18 +165,18 @@ test('GET on the WebSocket path answers 426 with a hint; other paths 404', async
   }
 })
 
-test('an upgrade without subprotocol signalyard.1 is refused with HTTP 400', async () => {
+test('an upgrade without subprotocol signalyard.2 is refused with HTTP 400', async () => {
   const yard = await startYard()
   try {
     const none = await refusedWith(yard.url)
     assert.is(none.status, 400)
-    assert.match(none.body, 'signalyard.1')
-    assert.is((await refusedWith(yard.url, 'signalyard.2')).status, 400)
+    assert.match(none.body, 'signalyard.2')
+    assert.is((await refusedWith(yard.url, 'signalyard.1')).status, 400, 'the previous version is refused')
     assert.is((await refusedWith(yard.url, ['chat', 'superchat'])).status, 400)
     // Offered among others, it is accepted and chosen.
-    const ws = new WebSocket(yard.url, ['chat', 'signalyard.1'])
+    const ws = new WebSocket(yard.url, ['chat', 'signalyard.2'])
     await next(ws as any, 'open')
-    assert.is(ws.protocol, 'signalyard.1')
+    assert.is(ws.protocol, 'signalyard.2')
     ws.close()
     assert.is(yard.health().connections <= 1, true)
   } finally {
@@ -188,8 +188,8 @@ test('an upgrade on another path than the yard\'s is refused with 404', async ()
   const yard = await startYard({ path: '/yard' })
   try {
     assert.is(yard.url, `ws://127.0.0.1:${yard.port}/yard`)
-    assert.is((await refusedWith(`ws://127.0.0.1:${yard.port}/`, 'signalyard.1')).status, 404)
-    assert.is((await refusedWith(`ws://127.0.0.1:${yard.port}/yardx`, 'signalyard.1')).status, 404)
+    assert.is((await refusedWith(`ws://127.0.0.1:${yard.port}/`, 'signalyard.2')).status, 404)
+    assert.is((await refusedWith(`ws://127.0.0.1:${yard.port}/yardx`, 'signalyard.2')).status, 404)
     const ws = await rawClient(yard.url)
     ws.close()
   } finally {
@@ -212,7 +212,7 @@ test('attached to an app\'s http.Server at /yard: endpoints work, the app keeps 
     assert.equal([hello.status, hello.body], [200, 'hello from the app'])
     assert.is((await fetchText(`http://127.0.0.1:${port}/elsewhere`)).status, 404, 'the app answers its own 404s')
 
-    assert.is((await refusedWith(`ws://127.0.0.1:${port}/other`, 'signalyard.1')).status, 404, 'upgrade elsewhere refused')
+    assert.is((await refusedWith(`ws://127.0.0.1:${port}/other`, 'signalyard.2')).status, 404, 'upgrade elsewhere refused')
     assert.is((await refusedWith(`ws://127.0.0.1:${port}/yard`)).status, 400, 'no subprotocol refused')
   } finally {
     await yard?.close()
@@ -243,7 +243,7 @@ test('attached: yard.health() counts clients; yard.close() sends 1001 and leaves
     const hello = await fetchText(`http://127.0.0.1:${port}/hello`)
     assert.is(hello.status, 200)
     // The yard is gone from the app's server: no more upgrades at /yard.
-    const after = await refusedWith(`ws://127.0.0.1:${port}/yard`, 'signalyard.1')
+    const after = await refusedWith(`ws://127.0.0.1:${port}/yard`, 'signalyard.2')
     assert.ok(after.status === 0 || after.status >= 400, `not upgraded after close (status ${after.status})`)
     assert.is(app.listenerCount('upgrade'), 0, 'close() removed its upgrade listener')
   } finally {
@@ -318,7 +318,7 @@ test('close() cuts off a client that never answers the close frame (within about
     socket.on('data', (d) => { received += d.toString('latin1') })
     const ended = new Promise<void>((resolve) => socket.once('close', () => resolve()))
     socket.write('GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      'Sec-WebSocket-Key: c2lnbmFseWFyZCB0ZXN0IQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: signalyard.1\r\n\r\n')
+      'Sec-WebSocket-Key: c2lnbmFseWFyZCB0ZXN0IQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: signalyard.2\r\n\r\n')
     await until(() => received.startsWith('HTTP/1.1 101'), 2000, 'upgraded')
     const started = Date.now()
     await yard.close()

@@ -1,5 +1,5 @@
 // bench/lib/util.mjs — small helpers the scenarios share: waiting with a bound, batching, and
-// building signalyard.1 frames by hand for load generators that skip the client (docs/PROTOCOL.md:
+// building signalyard.2 frames by hand for load generators that skip the client (docs/PROTOCOL.md:
 // u8 type, u32 stream id, u8 kind, u32 metaLen, JSON meta, payload).
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -20,7 +20,7 @@ export async function inBatches (n, batch, make) {
   return out
 }
 
-/** One signalyard.1 frame: type, stream id, payload kind, meta (object or null), payload bytes. */
+/** One signalyard.2 frame: type, stream id, payload kind, meta (object or null), payload bytes. */
 export function frame (type, id, kind, meta, payload = Buffer.alloc(0)) {
   const metaBytes = meta === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(meta))
   const head = Buffer.alloc(10)

@@ -6,7 +6,7 @@
 //
 // Load: 1,000 sockets per server, each a member of 5 namespaces (namespace k starts with sockets
 // k, k+200, k+400, … mod 1,000), all in this (the load generator's) process. Signalyard sockets are
-// plain `ws` clients speaking signalyard.1 (one echo stream per membership: OPEN to join, CLOSE to
+// plain `ws` clients speaking signalyard.2 (one echo stream per membership: OPEN to join, CLOSE to
 // leave, DATA to publish; EVENT payloads read without parsing their meta) to keep the generator
 // light; the baselines use `ws` and `socket.io-client` with the protocols in the headers of
 // bench/servers/ws-naive.mjs and socketio.mjs (join/leave/pub on rooms).
@@ -143,7 +143,7 @@ function signalyardFrame (type, sid, meta, payload) {
 
 async function signalyardFleet (server, yard) {
   const sockets = await inBatches(SOCKETS, CONNECT_BATCH, (i) => new Promise((resolve, reject) => {
-    const ws = new WebSocket(server.url, ['signalyard.1'], { perMessageDeflate: false })
+    const ws = new WebSocket(server.url, ['signalyard.2'], { perMessageDeflate: false })
     const c = yard.socket(i)
     c.ws = ws
     c.nextSid = 1
@@ -458,7 +458,7 @@ function report (results, memory, rates, { churn, seconds, cycles }) {
     'Delivered/s counts copies received by members; the publisher is a member and gets its own copy from every server (signalyard echo, ws and socket.io rooms alike). CPU per delivery = server process CPU over the step ÷ copies received; "whole run" rows: CPU over every step ÷ every copy.',
     `Server CPU per delivery over the run: signalyard ${overall.signalyard.toFixed(2)} µs, pre-framed ${overall['ws-preframed'].toFixed(2)} µs, naive ${overall['ws-naive'].toFixed(2)} µs, socket.io ${overall.socketio.toFixed(2)} µs (signalyard ÷ pre-framed ${fmtRatio(ratio(overall.signalyard, overall['ws-preframed']))}, ÷ naive ${fmtRatio(ratio(overall.signalyard, overall['ws-naive']))}, ÷ socket.io ${fmtRatio(ratio(overall.signalyard, overall.socketio))}).`,
     `Empty namespaces leave no memory behind: after a warm-up, everyone left and the server was GC'd (stats IPC \`gc\`): that heap is the baseline. Then the measured steps, then ${cycles} cycles of joining 1,000 namespaces with never-used names and leaving them; everyone left, GC again. Signalyard: ${sy.lifetimes.toLocaleString('en-US')} namespaces lived and emptied (${sy.joins.toLocaleString('en-US')} joins), heap ${signed(sy.heapLeft)} B vs the baseline = ${perNs('signalyard').toFixed(1)} B per namespace, yard.health() namespaces ${sy.namespacesLeft} — ${verdict(noLeak)} (bound: 0 namespaces and < 32 B per namespace; ±100 KB of GC noise is ±${(100_000 / Math.max(1, sy.lifetimes)).toFixed(0)} B per namespace here). Baselines: ${KINDS.slice(1).map((k) => `${LABEL[k]} ${signed(memory[k].heapLeft)} B over ${memory[k].lifetimes.toLocaleString('en-US')} namespaces (${memory[k].namespacesLeft ?? '?'} rooms left)`).join('; ')}.`,
-    'Signalyard sockets are plain `ws` clients speaking signalyard.1 with a 32-byte binary payload (send time, namespace, padding); the baselines carry ≈ 45 bytes of JSON data. Latency is measured in the load generator, which runs every socket of every server in one process, so its p99 includes the generator\'s own pauses.'
+    'Signalyard sockets are plain `ws` clients speaking signalyard.2 with a 32-byte binary payload (send time, namespace, padding); the baselines carry ≈ 45 bytes of JSON data. Latency is measured in the load generator, which runs every socket of every server in one process, so its p99 includes the generator\'s own pauses.'
   ]
   const refused = KINDS.filter((k) => memory[k].refused > 0).map((k) => `${LABEL[k]} ${memory[k].refused}`)
   if (refused.length > 0) notes.push(`Refused joins: ${refused.join(', ')}.`)

@@ -9,7 +9,7 @@
 //
 // The sockets are held by generator child processes (this file forked with --idle-generator),
 // at most PER_GENERATOR sockets each, so no process needs more file descriptors than that; the
-// generators speak the signalyard.1 protocol with plain `ws` clients (OPEN frames built here), not
+// generators speak the signalyard.2 protocol with plain `ws` clients (OPEN frames built here), not
 // the signalyard client, to stay light.
 import { execFileSync, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -39,7 +39,7 @@ function runGenerator () {
     let failed = 0
     const openOne = (i) => new Promise((resolve) => {
       const signalyard = msg.kind === 'signalyard'
-      const ws = new WebSocket(msg.url, signalyard ? ['signalyard.1'] : [], { perMessageDeflate: false })
+      const ws = new WebSocket(msg.url, signalyard ? ['signalyard.2'] : [], { perMessageDeflate: false })
       sockets.push(ws)
       let opened = 0
       let settled = false
@@ -80,7 +80,7 @@ function runGenerator () {
   process.on('disconnect', () => process.exit(0))
 }
 
-/** A signalyard.1 OPEN frame (docs/PROTOCOL.md: u8 type, u32 id, u8 kind, u32 metaLen, meta). */
+/** A signalyard.2 OPEN frame (docs/PROTOCOL.md: u8 type, u32 id, u8 kind, u32 metaLen, meta). */
 function openFrame (sid, meta) {
   const json = Buffer.from(JSON.stringify(meta))
   const out = Buffer.alloc(10 + json.length)
@@ -230,7 +230,7 @@ export async function run (ctx) {
     'Average per connection = (server memory after N sockets − memory of the fresh server) ÷ N. Marginal per connection = (memory after N − memory after the first N/2) ÷ (N/2): what one more connection costs, without what the process pays once (its young generation grows with the setup\'s garbage and keeps its pages: that shows in the average RSS, less so as N grows). All read after global.gc() in the server process (stats IPC `gc`); a fresh server process per row, the two servers interleaved per size.',
     `Target: signalyard ≤ raw ws + 1 KiB per connection — judged from ${fmt(JUDGE_FROM)} sockets on, on the heap (average and marginal) and, at ${fmt(RSS_JUDGE_AT)} sockets (full run only), the marginal RSS: ${verdicts.every((v) => v !== false) ? 'met' : 'missed at ' + sizes.filter((_, i) => verdicts[i] === false).map(fmt).join(', ')}. At 1,000 sockets the per-connection figures move by ±0.5 KiB (heap) and several KiB (RSS) from run to run, the baseline's too, so that row is reported, not judged.`,
     `${fmt(biggest.ready)} of ${fmt(biggest.count)} signalyard sockets held by one server process (${biggest.extra?.namespaces ?? '?'} namespaces, ${ROOM} sockets per namespace, each socket with one echo and one kv stream in its namespace).`,
-    'Clients are plain `ws` sockets speaking signalyard.1 (two OPEN frames each, then silence), held by generator child processes of at most 5,000 sockets each; the baseline server holds its sockets and does nothing (bench/servers/ws-idle.mjs).',
+    'Clients are plain `ws` sockets speaking signalyard.2 (two OPEN frames each, then silence), held by generator child processes of at most 5,000 sockets each; the baseline server holds its sockets and does nothing (bench/servers/ws-idle.mjs).',
     'RSS is the resident set of the server process: it includes memory the allocator keeps after GC, so it is noisier than heap.',
     'Before the fix, signalyard used +2.9 KiB of heap per connection over raw ws (1.7 KiB for the connection, 0.8 KiB per echo stream, 0.6 KiB per kv stream): three Maps, a dispatch table of four closures and four socket-listener closures per connection, closures and an eagerly built EVENT meta per stream. Fix (src/server/connection.ts, server.ts, endpoints/echo.ts, endpoints/kv.ts): listeners and dispatch table shared by every connection (the socket points to its connection), no per-connection endpoint and namespace maps (namespaces are counted from the streams when a stream opens), the backlog made only when a frame has to wait, echo and kv streams as classes, the echo meta built on the first publish. After it: +0.7–0.9 KiB.'
   )

@@ -132,7 +132,7 @@ async function convergence (ctx, yard, { clients, keys, writes, rounds }) {
 
 
 function openRaw (url) {
-  const ws = new WebSocket(url, 'signalyard.1', { perMessageDeflate: false })
+  const ws = new WebSocket(url, 'signalyard.2', { perMessageDeflate: false })
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => { ws.terminate(); reject(new Error('connect: timeout')) }, 5000)
     ws.once('open', () => { clearTimeout(timer); resolve(ws) })

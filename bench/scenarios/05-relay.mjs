@@ -52,8 +52,8 @@ function open (url, protocol) {
  * one message; `overhead` the bytes B receives beyond the payload.
  */
 async function signalyardPair (url) {
-  const a = await open(url, 'signalyard.1')
-  const b = await open(url, 'signalyard.1')
+  const a = await open(url, 'signalyard.2')
+  const b = await open(url, 'signalyard.2')
   const opened = (ws) => nextMessage(ws, (d) => d[0] === 0x11 || d[0] === 0x12, 5000, 'OPENED')
   const waitA = opened(a)
   const waitB = opened(b)

@@ -12,7 +12,7 @@
 // ends, however it ends (also from a process 'exit' hook, so a runner that gives up on the
 // scenario and exits does not leave it behind).
 //
-// Clients are plain `ws` sockets speaking signalyard.1 in this (the load generator's) process,
+// Clients are plain `ws` sockets speaking signalyard.2 in this (the load generator's) process,
 // each with one echo stream (OPEN { ep: 'echo', ns }): the generator shares the 2 cores with up
 // to 3 server processes and redis-server, and the reference client's per-message decoding (JSON
 // meta, event emitter) would saturate it long before the servers. The publisher sends DATA frames
@@ -195,7 +195,7 @@ const SID = 1
  */
 function openSocket (url, index, lost) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, ['signalyard.1'], { perMessageDeflate: false })
+    const ws = new WebSocket(url, ['signalyard.2'], { perMessageDeflate: false })
     let open = false
     ws.on('error', (error) => { if (!open) reject(error) })
     ws.on('close', (code, reason) => { if (open && !lost.closing) lost.push({ index, code, reason: String(reason), at: performance.now() }) })
@@ -461,7 +461,7 @@ function report (results, rates, { subscribers, seconds, quick, cut, leftKeys, r
       (capped ? ' (a bound only: a configuration sustained its last step, so its limit was not found)' : '') + '.'
   }
   const notes = [
-    `${subscribers} subscribers + 1 publisher per configuration, plain ws sockets speaking signalyard.1 in the load generator (one echo stream each); ${seconds} s per step${quick ? ' (quick mode)' : ''}, the configurations interleaved within each step after a probe (every subscriber received a message) and one unreported warm-up step each; payload 64 bytes (binary) carrying its send time.`,
+    `${subscribers} subscribers + 1 publisher per configuration, plain ws sockets speaking signalyard.2 in the load generator (one echo stream each); ${seconds} s per step${quick ? ' (quick mode)' : ''}, the configurations interleaved within each step after a probe (every subscriber received a message) and one unreported warm-up step each; payload 64 bytes (binary) carrying its send time.`,
     `A step is sustained when reach ≥ ${SUSTAINED.reach * 100} %, delivered/s ≥ ${SUSTAINED.offered * 100} % of publish rate × subscribers and p99 ≤ ${SUSTAINED.p99} ms; a configuration stops after two unsustained steps in a row.${cut ? ' The scenario\'s time bound cut the last steps.' : ''}`,
     ...CONFIGS.filter((c) => c.key !== base).map((c) => ratioLine(c.key)),
     `Server CPU per delivery over the rates all configurations sustained (total CPU of the configuration's signalyard processes ÷ total deliveries): ${CONFIGS.map((c) => `${label[c.key]} ${overall[c.key].toFixed(2)} µs`).join(', ')}. ` +

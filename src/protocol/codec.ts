@@ -1,5 +1,5 @@
 /**
- * The signalyard.1 frame codec, shared by client and server.
+ * The signalyard.2 frame codec, shared by client and server.
  *
  * Every WebSocket message is one binary frame:
  *

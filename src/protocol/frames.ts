@@ -9,7 +9,7 @@ import { readFrame, type RawFrame } from './codec.js'
 import type { ErrorCode } from './errors.js'
 
 /** WebSocket subprotocol; bump the number on incompatible changes. */
-export const SUBPROTOCOL = 'signalyard.1'
+export const SUBPROTOCOL = 'signalyard.2'
 
 /**
  * A client with a token offers a second subprotocol, this prefix + the token in base64url (browsers

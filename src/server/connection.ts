@@ -116,7 +116,7 @@ export class Connection implements Subscriber {
       this.error(0, 'rate-limited', `at most ${this.ctx.limits.messagesPerSecond} frames per second; this one was dropped`)
       return this.countBad()
     }
-    if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.1', sid: 0 })
+    if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.2', sid: 0 })
     this.receive(toBytes(data))
   }
 

@@ -1,6 +1,6 @@
 /**
  * createServer: an HTTP server (its own, or one the app already has) that upgrades WebSocket
- * requests on `path` speaking subprotocol signalyard.1, answers GET /healthz, and hands each
+ * requests on `path` speaking subprotocol signalyard.2, answers GET /healthz, and hands each
  * socket to a Connection wired to the endpoints and the broker. One interval pings every
  * connection and cuts off those that did not answer the previous ping (liveness).
  */
