@@ -73,9 +73,8 @@ let upgrades = 0
 yard.server.on('upgrade', () => { upgrades++ })
 
 const giveUp = setTimeout(() => fail('did not finish within 10 s'), 10_000)
-// Channels on one URL share one WebSocket, and with it the first channel's token: each token
-// holder gets its own URL (the query is only a label, the server ignores it).
-const as = (who) => `${yard.url}?as=${who}`
+// Channels share a WebSocket only when both the URL and the token are the same: each token
+// holder below gets a socket, and an identity, of its own, on the same URL.
 const channels = []
 const channel = (namespace, options) => {
   const c = SignalChannel(namespace, options)
@@ -88,7 +87,7 @@ let refused = 0
 
 // 1. alice's token for room-a: she joins room-a; her echo comes back to her.
 const alice = issue('alice', ['room-a'], 60)
-const roomA = channel('room-a', { url: as('alice'), token: alice })
+const roomA = channel('room-a', { url: yard.url, token: alice })
 const echo = roomA.echo()
 const joined = await outcome(echo)
 if (joined !== null) fail(`alice could not join room-a: ${joined.code} ${joined.message}`)
@@ -97,7 +96,7 @@ echo.send('hello from alice')
 console.log(`alice in room-a: echoed ${JSON.stringify(await heard)}`)
 
 // 2. The same token in room-b: authorize says no; only that stream is refused.
-const roomB = channel('room-b', { url: as('alice'), token: alice })
+const roomB = channel('room-b', { url: yard.url, token: alice })
 const forbidden = await outcome(roomB.echo())
 if (forbidden?.code !== 'forbidden') fail(`room-b with alice's token: expected forbidden, got ${forbidden?.code ?? 'admitted'}`)
 if (roomA.state !== 'open') fail(`alice's connection is ${roomA.state} after the refusal`)
@@ -109,7 +108,7 @@ console.log(`alice in room-b: refused (${forbidden.code}); her connection stays 
 const [, signature] = alice.split('.')
 const forged = Buffer.from(JSON.stringify({ sub: 'alice', ns: ['room-a', 'room-b'], exp: Math.floor(Date.now() / 1000) + 60 })).toString('base64url')
 const before = upgrades
-const mallory = channel('room-b', { url: as('mallory'), token: `${forged}.${signature}`, reconnect: { minDelay: 10, maxDelay: 20 } })
+const mallory = channel('room-b', { url: yard.url, token: `${forged}.${signature}`, reconnect: { minDelay: 10, maxDelay: 20 } })
 mallory.on('error', () => {}) // the refusal is reported on ready() below
 const tampered = await outcome(mallory.echo())
 if (tampered?.code !== 'unauthorized') fail(`tampered token: expected unauthorized, got ${tampered?.code ?? 'admitted'}`)
@@ -120,7 +119,7 @@ refused++
 console.log(`tampered token: refused at connect (${tampered.code}; server log: ${refusals.shift()}); ${attempts} connection attempt, the client gave up`)
 
 // 4. bob's token expired a minute ago (issued as a function: asked before every connection).
-const bob = channel('room-a', { url: as('bob'), token: async () => issue('bob', ['room-a'], -60) })
+const bob = channel('room-a', { url: yard.url, token: async () => issue('bob', ['room-a'], -60) })
 bob.on('error', () => {})
 const expired = await outcome(bob.echo())
 if (expired?.code !== 'unauthorized') fail(`expired token: expected unauthorized, got ${expired?.code ?? 'admitted'}`)

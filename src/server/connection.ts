@@ -76,16 +76,13 @@ export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal
  */
 export class Connection implements Subscriber {
   readonly streams = new Map<number, ServerStream>()
-  private backlog: Uint8Array[] | null = null
-  /** Bytes the backlog holds (frame lengths + BACKLOG_FRAME_COST each), taken from budgets.backlog. */
-  private backlogBytes = 0
+  /** Frames waiting, and their cost in bytes (made only while a frame waits: idle connections are many). */
+  private backlog: Backlog | null = null
   /** Waiting for authenticate() or for an OPEN's answer: frames wait in the backlog. */
   private blocked = true
   /** DATA and REQUEST frames whose broker call has not settled (Redis: a round trip each). */
   private inFlight = 0
   private closed = false
-  /** teardown() ran (closed may be set earlier, when the server stops reading a socket it is closing). */
-  private torn = false
   /** Something arrived (a pong or a frame) since the last liveness ping. */
   private alive = true
   /** Token bucket of incoming frames (limits.messagesPerSecond, limits.messageBurst). */
@@ -233,15 +230,12 @@ export class Connection implements Subscriber {
   private drain (): void {
     while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) {
       const bytes = this.backlog.shift() as Uint8Array
-      this.releaseBacklog(bytes.length + BACKLOG_FRAME_COST)
+      const cost = bytes.length + BACKLOG_FRAME_COST
+      this.backlog.bytes -= cost
+      this.ctx.budgets.backlog.give(cost)
       this.handle(bytes)
     }
     if (this.backlog?.length === 0) this.backlog = null
-  }
-
-  private releaseBacklog (cost: number): void {
-    this.backlogBytes -= cost
-    this.ctx.budgets.backlog.give(cost)
   }
 
   /** A pong, or anything else showing the peer is alive. */
@@ -351,7 +345,7 @@ export class Connection implements Subscriber {
     if (this.closed) return
     if (!this.busy) return this.handle(bytes)
     const cost = bytes.length + BACKLOG_FRAME_COST
-    if (this.backlogBytes + cost > this.ctx.limits.maxBacklog) {
+    if ((this.backlog?.bytes ?? 0) + cost > this.ctx.limits.maxBacklog) {
       this.ctx.metrics.refused('backlog-full')
       return this.shut(CloseCode.Policy, 'backlog-full')
     }
@@ -360,8 +354,9 @@ export class Connection implements Subscriber {
       this.ctx.log('warn', 'server-wide backlog budget full: connection closed', { conn: this.id })
       return this.shut(CloseCode.TryAgainLater, 'quota-exceeded')
     }
-    this.backlogBytes += cost
-    ;(this.backlog ??= []).push(bytes)
+    const backlog = this.backlog ??= Object.assign([], { bytes: 0 })
+    backlog.push(bytes)
+    backlog.bytes += cost
   }
 
   /** Close the socket and read nothing more from it (what waited is dropped and its bytes given back). */
@@ -372,7 +367,7 @@ export class Connection implements Subscriber {
   }
 
   private dropBacklog (): void {
-    if (this.backlogBytes > 0) this.releaseBacklog(this.backlogBytes)
+    if (this.backlog !== null) this.ctx.budgets.backlog.give(this.backlog.bytes)
     this.backlog = null
   }
 
@@ -545,9 +540,8 @@ export class Connection implements Subscriber {
 
   /** The socket closed: end every stream (as `gone`) and leave the server's table. */
   teardown (): void {
+    // Safe to run twice (a second run finds nothing left), so no flag is kept for it.
     this.dropBacklog()
-    if (this.torn) return
-    this.torn = true
     this.closed = true
     for (const [sid, stream] of this.streams) this.forget(sid, stream, 'gone')
     this.ctx.forget(this)
@@ -578,6 +572,9 @@ export class Connection implements Subscriber {
 
 /** OPEN refusals that count as bad frames: limits the client was told (HELLO, docs) and crossed anyway. */
 const ABUSIVE_OPENS: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['too-many-streams', 'too-many-namespaces', 'payload-too-large', 'bad-request'])
+
+/** Frames waiting to be handled, with their cost in bytes (lengths + BACKLOG_FRAME_COST each). */
+type Backlog = Uint8Array[] & { bytes: number }
 
 /** Rejected frames of a connection in the current window (limits.badFrameWindow). */
 const badFrames = new WeakMap<Connection, { count: number, since: number }>()

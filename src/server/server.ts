@@ -196,7 +196,15 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
    * set, so the client is told why).
    */
   const pending = new Map<Duplex, { deadline: number, conn?: Connection }>()
-  const counted = new WeakSet<Duplex>()
+  /** A counted socket closed: release its IP's count (one function for every socket). */
+  function releaseSocket (this: Duplex & { remoteAddress?: string }): void {
+    admitted(this)
+    // net.Socket keeps the peer's address once read (countSocket read it): still there after close.
+    const ip = this.remoteAddress ?? ''
+    const n = (perIp.get(ip) ?? 1) - 1
+    if (n <= 0) perIp.delete(ip)
+    else perIp.set(ip, n)
+  }
   /** Count a new socket against its IP and the pending-upgrades budget; false (refused, answered) if it does not fit. */
   const countSocket = (socket: Duplex, ip: string): boolean => {
     if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {
@@ -209,15 +217,9 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       refuseUpgrade(socket, 503, 'quota-exceeded: too many connections are being set up; try again shortly')
       return false
     }
-    counted.add(socket)
     pending.set(socket, { deadline: performance.now() + limits.handshakeTimeout })
     perIp.set(ip, (perIp.get(ip) ?? 0) + 1)
-    socket.once('close', () => {
-      admitted(socket)
-      const n = (perIp.get(ip) ?? 1) - 1
-      if (n <= 0) perIp.delete(ip)
-      else perIp.set(ip, n)
-    })
+    socket.on('close', releaseSocket)
     return true
   }
   /** The socket finished its handshake and authentication (or closed): no longer pending. */
@@ -256,11 +258,11 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     }
     // An attached server's sockets are counted here (the app's own HTTP traffic is not ours to count).
     if (socket.writableEnded || socket.destroyed) return // refused when it connected
-    if (!counted.has(socket) && !countSocket(socket, req.socket.remoteAddress ?? '')) return
+    if (!owned && !countSocket(socket, req.socket.remoteAddress ?? '')) return
     wss.handleUpgrade(req, socket, head, (ws) => {
       if (closing !== null) return ws.close(CloseCode.GoingAway, 'server-closing')
       sockets.add(ws)
-      watchFragments(socket, ws)
+      watchFragments(ws)
       ws.on('close', forgetSocket)
       const origin = req.headers.origin
       if (options.origins !== undefined && origin !== undefined && !options.origins.includes(origin)) {
@@ -447,22 +449,36 @@ function refuseUpgrade (socket: Duplex, status: number, message: string): void {
  * tens of MiB. No browser or ws client fragments a signalyard frame this finely.
  */
 export const MAX_FRAGMENTS = 1024
-const socketWs = new WeakMap<Duplex, WebSocket>()
-/** After each chunk ws has read: a message in more than MAX_FRAGMENTS pieces closes the socket (1008). */
-function checkFragments (this: Duplex): void {
-  const ws = socketWs.get(this)
-  const pieces = (ws as unknown as { _receiver?: { _fragments?: unknown[] } } | undefined)?._receiver?._fragments?.length ?? 0
-  if (ws === undefined || pieces <= MAX_FRAGMENTS) return
-  socketWs.delete(this)
-  this.off('data', checkFragments)
+/** The part of ws's Receiver (a Writable it feeds every chunk of the socket) the check uses. */
+interface Receiver {
+  _write: (chunk: Buffer, encoding: string, cb: (err?: Error | null) => void) => void
+  _fragments?: unknown[]
+  [key: symbol]: unknown
+}
+/** ws keeps the WebSocket on its Receiver under a symbol described 'websocket' (found once). */
+let wsKey: symbol | undefined
+/**
+ * ws's Receiver `_write`, then the check: a message in more than MAX_FRAGMENTS pieces so far
+ * closes the socket (1008). One function for every socket, set on its receiver: nothing is
+ * allocated per connection. ws parses a chunk synchronously, so the count is current here.
+ */
+function guardedWrite (this: Receiver, chunk: Buffer, encoding: string, cb: (err?: Error | null) => void): void {
+  ;(Object.getPrototypeOf(this) as Receiver)._write.call(this, chunk, encoding, cb)
+  if ((this._fragments?.length ?? 0) <= MAX_FRAGMENTS) return
+  wsKey ??= Object.getOwnPropertySymbols(this).find((k) => k.description === 'websocket')
+  const ws = wsKey === undefined ? undefined : this[wsKey] as WebSocket | undefined
+  this._fragments = []
+  if (ws === undefined) return
   ws.close(CloseCode.Policy, 'too-many-fragments')
   ws.terminate()
 }
-function watchFragments (socket: Duplex, ws: WebSocket): void {
-  socketWs.set(socket, ws)
-  // Added after ws's own 'data' listener (set up by handleUpgrade), so it sees what ws has parsed.
-  socket.on('data', checkFragments)
+/** Bound the fragments of each message on this socket (when ws's internals look as expected). */
+function watchFragments (ws: WebSocket): void {
+  const receiver = (ws as unknown as { _receiver?: Receiver })._receiver
+  if (receiver === undefined || typeof receiver._write !== 'function' || !Array.isArray(receiver._fragments)) return
+  receiver._write = guardedWrite
 }
+
 
 function ignore (): void {}
 
