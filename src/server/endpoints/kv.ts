@@ -20,47 +20,55 @@ import { PAGE_BYTES, pace } from './pace.js'
  * The live keys one connection wrote (kv.maxOwnedBytes): bytes per key until the key's expiry,
  * until the connection deletes or overwrites it, or until the connection goes. Deadlines sit in
  * SLOT-wide slots visited as they come due (no timer per key, no scan of every key); the current
- * slot is looked at again until it has passed, so a key counts no longer than its TTL.
+ * slot is looked at again until it has passed, so a key counts no longer than its TTL. It holds one
+ * record per live key a connection wrote, so it is kept small: records are grouped by namespace and
+ * share the key strings the store holds (no id string made per key).
  */
 class Ledger {
   /** Bytes owned, plus those of sets still waiting for the broker. */
   bytes = 0
-  private readonly owned = new Map<string, { bytes: number, slot: number, until: number }>()
-  private readonly slots = new Map<number, Set<string>>()
+  private readonly owned = new Map<string, Map<string, Owned>>()
+  private readonly slots = new Map<number, Set<Owned>>()
   private swept = -1
 
-  /** Bytes `id` counts now (0 when not owned). */
-  of (id: string): number { return this.owned.get(id)?.bytes ?? 0 }
+  /** Bytes `key` of `ns` counts now (0 when not owned). */
+  of (ns: string, key: string): number { return this.owned.get(ns)?.get(key)?.bytes ?? 0 }
 
-  /** Own `id` with `bytes` until `until` (monotonic ms), replacing what it counted. */
-  hold (id: string, bytes: number, until: number): void {
-    this.release(id)
+  /** Own `key` of `ns` with `bytes` until `until` (monotonic ms), replacing what it counted. */
+  hold (ns: string, key: string, bytes: number, until: number): void {
+    this.release(ns, key)
+    const record: Owned = { ns, key, bytes, until }
+    let keys = this.owned.get(ns)
+    if (keys === undefined) this.owned.set(ns, keys = new Map())
+    keys.set(key, record)
     const slot = Math.floor(until / SLOT)
-    this.owned.set(id, { bytes, slot, until })
-    let ids = this.slots.get(slot)
-    if (ids === undefined) this.slots.set(slot, ids = new Set())
-    ids.add(id)
+    const records = this.slots.get(slot)
+    if (records === undefined) this.slots.set(slot, new Set([record]))
+    else records.add(record)
     this.bytes += bytes
   }
 
-  /** Stop counting `id`. */
-  release (id: string): void {
-    const entry = this.owned.get(id)
-    if (entry === undefined) return
-    this.owned.delete(id)
-    this.bytes -= entry.bytes
-    const ids = this.slots.get(entry.slot)
-    ids?.delete(id)
-    if (ids?.size === 0) this.slots.delete(entry.slot)
+  /** Stop counting `key` of `ns`. */
+  release (ns: string, key: string): void {
+    const keys = this.owned.get(ns)
+    const record = keys?.get(key)
+    if (keys === undefined || record === undefined) return
+    keys.delete(key)
+    if (keys.size === 0) this.owned.delete(ns)
+    this.bytes -= record.bytes
+    const slot = Math.floor(record.until / SLOT)
+    const records = this.slots.get(slot)
+    records?.delete(record)
+    if (records?.size === 0) this.slots.delete(slot)
   }
 
-  /** Drop the keys whose time has passed by `now`. */
+  /** Let go of the keys whose deadline has come by `now`. */
   expire (now: number): void {
     const due = Math.floor(now / SLOT)
     const visit = (slot: number): void => {
-      const ids = this.slots.get(slot)
-      if (ids === undefined) return
-      for (const id of ids) if ((this.owned.get(id)?.until ?? Infinity) <= now) this.release(id)
+      const records = this.slots.get(slot)
+      if (records === undefined) return
+      for (const record of records) if (record.until <= now) this.release(record.ns, record.key)
     }
     if (this.swept < 0 || due - this.swept > this.slots.size) {
       for (const slot of [...this.slots.keys()]) if (slot <= due) visit(slot)
@@ -70,6 +78,9 @@ class Ledger {
     this.swept = Math.max(this.swept, due - 1)
   }
 }
+
+/** What a ledger keeps for one key it counts. */
+interface Owned { readonly ns: string, readonly key: string, readonly bytes: number, readonly until: number }
 
 /** Width of a ledger slot, in ms. */
 const SLOT = 100
@@ -83,14 +94,11 @@ class KvStream implements ServerStream {
 
   private get ctx (): ServerContext { return this.conn.ctx }
 
-  /** The ledger's name for a key of this namespace. */
-  private owned (key: string): string { return `${this.ns.length}:${this.ns}${key}` }
-
   async request (frame: RequestFrame): Promise<void> {
     const { ctx: { broker, limits, budgets }, conn, sid, ns } = this
     if (frame.op === 'delete') {
       const change = await broker.kvDelete(ns, frame.key)
-      ledgers.get(conn)?.release(this.owned(frame.key))
+      ledgers.get(conn)?.release(ns, frame.key)
       return conn.reply(sid, { req: frame.req, seq: change?.seq ?? null, epoch: change?.epoch ?? null })
     }
     const { kind, payload } = frame.raw
@@ -98,13 +106,12 @@ class KvStream implements ServerStream {
       throw new SignalyardError('payload-too-large', `KV values are limited to ${limits.kv.maxValue} bytes`)
     }
     const ttl = Math.min(frame.ttl ?? limits.kv.defaultTtl, limits.kv.maxTtl)
-    const id = this.owned(frame.key)
     const size = kvEntryBytes(frame.key, payload.length)
     let ledger = ledgers.get(conn)
     if (ledger === undefined) ledgers.set(conn, ledger = new Ledger())
     ledger.expire(performance.now())
     // Held while the broker answers, so sets in flight together cannot pass the bound together.
-    const growth = Math.max(0, size - ledger.of(id))
+    const growth = Math.max(0, size - ledger.of(ns, frame.key))
     if (growth > 0 && ledger.bytes + growth > limits.kv.maxOwnedBytes) {
       throw new SignalyardError('quota-exceeded', `one connection may own ${limits.kv.maxOwnedBytes} bytes of live KV keys`)
     }
@@ -122,7 +129,7 @@ class KvStream implements ServerStream {
     } finally {
       ledger.bytes -= growth
     }
-    ledger.hold(id, size, start + ttl)
+    ledger.hold(ns, frame.key, size, start + ttl)
     conn.reply(sid, { req: frame.req, seq: change.seq, epoch: change.epoch, ttl })
   }
 
