@@ -144,25 +144,33 @@ async function roundTrips (pc: PeerConnection, label: string, count: number, win
   return tally
 }
 
+/**
+ * a connects to b, both echo; 250 round trips on each of two streams from each side at once
+ * (1,000 in all); every echo must equal its message byte for byte. Returns a's pc.
+ */
+async function thousandRoundTrips (a: PeerNode, b: PeerNode, what: string): Promise<PeerConnection> {
+  b.on('connection', echoBack)
+  const pa = a.connect('bob')
+  echoBack(pa)
+  await within(pa.ready(), 5000, 'pc open')
+  const pb = b.connections()[0]
+  await within(pb.ready(), 5000, 'remote pc open')
+  const started = performance.now()
+  const tallies = await within(Promise.all([
+    roundTrips(pa, 'a1', 250), roundTrips(pa, 'a2', 250),
+    roundTrips(pb, 'b1', 250), roundTrips(pb, 'b2', 250)
+  ]), 90_000, '1,000 round trips')
+  const bytes = tallies.reduce((n, t) => n + t.bytes, 0)
+  console.log(`  ${what}: 1,000 round trips, ${(bytes / MiB).toFixed(0)} MiB each way, in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+  assert.equal(tallies.flatMap((t) => t.bad), [], 'every echo equals its message, byte for byte')
+  assert.equal(tallies.map((t) => t.echoed), [250, 250, 250, 250])
+  return pa
+}
+
 for (const transport of ['webrtc', 'relay'] as const) {
   test(`${transport}: 1,000 round trips, 4 interleaved streams both ways, sizes up to 5 MiB — every byte arrives, in order`, () => withPair(transport, async (a, b) => {
-    b.on('connection', echoBack)
-    const pa = a.connect('bob')
-    echoBack(pa)
-    await within(pa.ready(), 5000, 'pc open')
-    const pb = b.connections()[0]
-    await within(pb.ready(), 5000, 'remote pc open')
+    const pa = await thousandRoundTrips(a, b, transport)
     assert.is(pa.transport, transport)
-    const started = performance.now()
-    const tallies = await within(Promise.all([
-      roundTrips(pa, 'a1', 250), roundTrips(pa, 'a2', 250),
-      roundTrips(pb, 'b1', 250), roundTrips(pb, 'b2', 250)
-    ]), 90_000, '1,000 round trips')
-    const seconds = (performance.now() - started) / 1000
-    const bytes = tallies.reduce((n, t) => n + t.bytes, 0)
-    console.log(`  ${transport}: 1,000 round trips, ${(bytes / MiB).toFixed(0)} MiB each way, in ${seconds.toFixed(1)} s`)
-    assert.equal(tallies.flatMap((t) => t.bad), [], 'every echo equals its message, byte for byte')
-    assert.equal(tallies.map((t) => t.echoed), [250, 250, 250, 250])
     assert.is(pa.state, 'open')
   }))
 
@@ -213,21 +221,8 @@ if (TEST_BROKER === 'redis') {
     try {
       const yards = await Promise.all(brokers.map((broker) => createServer({ port: 0, host: '127.0.0.1', broker }))) as [Yard, Yard]
       await withPair('relay', async (a, b) => {
-        b.on('connection', echoBack)
-        const pa = a.connect('bob')
-        echoBack(pa)
-        await within(pa.ready(), 5000, 'pc open')
-        const pb = b.connections()[0]
-        await within(pb.ready(), 5000, 'remote pc open')
-        const started = performance.now()
-        const tallies = await within(Promise.all([
-          roundTrips(pa, 'a1', 250), roundTrips(pa, 'a2', 250),
-          roundTrips(pb, 'b1', 250), roundTrips(pb, 'b2', 250)
-        ]), 90_000, '1,000 round trips')
-        const bytes = tallies.reduce((n, t) => n + t.bytes, 0)
-        console.log(`  relay across two servers: 1,000 round trips, ${(bytes / MiB).toFixed(0)} MiB each way, in ${((performance.now() - started) / 1000).toFixed(1)} s`)
-        assert.equal(tallies.flatMap((t) => t.bad), [], 'every echo equals its message, byte for byte')
-        assert.equal(tallies.map((t) => t.echoed), [250, 250, 250, 250])
+        const pa = await thousandRoundTrips(a, b, 'relay across two servers')
+        assert.is(pa.transport, 'relay')
       }, yards)
     } finally {
       await Promise.all(brokers.map((broker) => broker.close()))

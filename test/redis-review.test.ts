@@ -88,33 +88,47 @@ const peersOpen = (ns: string, id: string, key: string, meta: object = {}): obje
 const isEvent = (op: string, id: string) => (f: { type: number, meta: unknown }): boolean =>
   f.type === FrameType.Event && (f.meta as { op?: string }).op === op && (f.meta as { id?: string }).id === id
 
+/**
+ * Two servers a and b; a watcher of namespace `own` on b; `x` claimed on a (`old`), then claimed
+ * again by its owner on b (`renewed`). Keys differ per test (`tag`).
+ */
+async function reclaimAcross (nodes: Node[], raws: RawClient[], tag: string): Promise<{ a: Node, watcher: RawClient, old: RawClient }> {
+  const a = await node(redis.url)
+  nodes.push(a)
+  const b = await node(redis.url)
+  nodes.push(b)
+  const watcher = await rawClient(b.yard, raws)
+  assert.is((await watcher.open(1, peersOpen('own', 'w', `key-w-${tag}-padding`))).type, FrameType.Opened)
+  const old = await rawClient(a.yard, raws)
+  assert.is((await old.open(1, peersOpen('own', 'x', `key-x-${tag}-padding`))).type, FrameType.Opened)
+  const renewed = await rawClient(b.yard, raws)
+  assert.is((await renewed.open(1, peersOpen('own', 'x', `key-x-${tag}-padding`))).type, FrameType.Opened)
+  return { a, watcher, old }
+}
+
+/** After a while: no leave for x reached the watcher, and x is still taken for anyone else (asked on a). */
+async function stillHeld (a: Node, watcher: RawClient, raws: RawClient[], tag: string): Promise<void> {
+  await sleep(300)
+  assert.not.ok(watcher.frames.some(isEvent('leave', 'x')), 'no leave for x: its owner holds it on server b')
+  const intruder = await rawClient(a.yard, raws)
+  const refused = await intruder.open(1, peersOpen('own', 'x', `key-z-${tag}-padding`))
+  assert.is(refused.type, FrameType.Closed)
+  assert.is((refused.meta as { code: string }).code, 'peer-id-taken')
+}
+
 // ── 0. a stale claim handle never removes the newer owner's id (across processes) ──────────────
 
 test('claims: the owner reclaiming on another server: the old stream gets CLOSED peer-id-taken; its socket closing after leaves the id held', async () => {
   const nodes: Node[] = []
   const raws: RawClient[] = []
   try {
-    const a = await node(redis.url)
-    nodes.push(a)
-    const b = await node(redis.url)
-    nodes.push(b)
-    const watcher = await rawClient(b.yard, raws)
-    assert.is((await watcher.open(1, peersOpen('own', 'w', 'key-w-333333-padding'))).type, FrameType.Opened)
-    const old = await rawClient(a.yard, raws)
-    assert.is((await old.open(1, peersOpen('own', 'x', 'key-x-333333-padding'))).type, FrameType.Opened)
-    const renewed = await rawClient(b.yard, raws)
-    assert.is((await renewed.open(1, peersOpen('own', 'x', 'key-x-333333-padding'))).type, FrameType.Opened)
+    const { a, watcher, old } = await reclaimAcross(nodes, raws, '333333')
     // Server a hears from Redis that its stream lost the id, and tells the old holder.
     const closed = await old.take((f) => f.type === FrameType.Closed && f.id === 1, 1000, 'CLOSED at the old stream (server a)')
     assert.is((closed.meta as { code?: string }).code, 'peer-id-taken')
     old.ws.close() // the old connection going away afterwards releases nothing
     await old.closed
-    await sleep(300)
-    assert.not.ok(watcher.frames.some(isEvent('leave', 'x')), 'no leave for x: its owner holds it on server b')
-    const intruder = await rawClient(a.yard, raws)
-    const refused = await intruder.open(1, peersOpen('own', 'x', 'key-z-333333-padding'))
-    assert.is(refused.type, FrameType.Closed)
-    assert.is((refused.meta as { code: string }).code, 'peer-id-taken')
+    await stillHeld(a, watcher, raws, '333333')
   } finally {
     await closeAll(nodes, raws)
   }
@@ -124,25 +138,11 @@ test('claims: the old stream\'s CLOSE racing the taken notice (a stale handle) l
   const nodes: Node[] = []
   const raws: RawClient[] = []
   try {
-    const a = await node(redis.url)
-    nodes.push(a)
-    const b = await node(redis.url)
-    nodes.push(b)
-    const watcher = await rawClient(b.yard, raws)
-    assert.is((await watcher.open(1, peersOpen('own', 'w', 'key-w-555555-padding'))).type, FrameType.Opened)
-    const old = await rawClient(a.yard, raws)
-    assert.is((await old.open(1, peersOpen('own', 'x', 'key-x-555555-padding'))).type, FrameType.Opened)
-    const renewed = await rawClient(b.yard, raws)
-    assert.is((await renewed.open(1, peersOpen('own', 'x', 'key-x-555555-padding'))).type, FrameType.Opened)
+    const { a, watcher, old } = await reclaimAcross(nodes, raws, '555555')
     // Sent at once: server a may release its (now stale) claim before the 'taken' notice arrives,
     // and the old stream may or may not see CLOSED; either way the new owner keeps the id.
     old.send(FrameType.Close, 1, null)
-    await sleep(300)
-    assert.not.ok(watcher.frames.some(isEvent('leave', 'x')), 'no leave for x: its owner holds it on server b')
-    const intruder = await rawClient(a.yard, raws)
-    const refused = await intruder.open(1, peersOpen('own', 'x', 'key-z-555555-padding'))
-    assert.is(refused.type, FrameType.Closed)
-    assert.is((refused.meta as { code: string }).code, 'peer-id-taken')
+    await stillHeld(a, watcher, raws, '555555')
   } finally {
     await closeAll(nodes, raws)
   }

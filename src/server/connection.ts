@@ -152,26 +152,39 @@ export class Connection implements Subscriber {
    * instead of getting the receiver disconnected as a slow consumer.
    */
   drained (): Promise<void> | null {
-    if (this.closed || this.ws.bufferedAmount <= Math.min(RELAY_HIGH_WATER, this.ctx.limits.maxOutbound / 4)) return null
+    return this.closed ? null : this.writable(Math.min(RELAY_HIGH_WATER, this.ctx.limits.maxOutbound / 4))
+  }
+
+  /**
+   * Null while at most `highWater` bytes wait to be written to this socket, else a promise that
+   * resolves once they drained (or the socket closed). One promise per connection, whoever waits
+   * (relay streams, paced snapshots), so waiting adds no listener per waiter.
+   */
+  private writable (highWater: number): Promise<void> | null {
+    if (this.ws.bufferedAmount <= highWater) return null
     const socket = rawSocket(this.ws)
     if (socket === null) return null
-    const state = this.relayState()
-    return state.drained ??= new Promise<void>((resolve) => {
-      const done = (): void => {
-        state.drained = null
-        socket.off('drain', done)
-        socket.off('close', done)
-        resolve()
-      }
-      socket.on('drain', done)
-      socket.on('close', done)
-    })
+    let drain = drains.get(this)
+    if (drain === undefined) {
+      drain = new Promise<void>((resolve) => {
+        const done = (): void => {
+          drains.delete(this)
+          socket.off('drain', done)
+          socket.off('close', done)
+          resolve()
+        }
+        socket.on('drain', done)
+        socket.on('close', done)
+      })
+      drains.set(this, drain)
+    }
+    return drain
   }
 
   /** Relay flow-control state, kept aside (most connections never relay). */
   private relayState (): RelayState {
     let state = relayStates.get(this)
-    if (state === undefined) relayStates.set(this, state = { bytes: 0, drained: null, ended: null, next: 0 })
+    if (state === undefined) relayStates.set(this, state = { bytes: 0, ended: null, next: 0 })
     return state
   }
 
@@ -555,18 +568,7 @@ export class Connection implements Subscriber {
    */
   paced (highWater: number): boolean | Promise<boolean> {
     if (this.closed || this.shedding) return false
-    if (this.ws.bufferedAmount <= highWater) return true
-    const socket = rawSocket(this.ws)
-    if (socket === null) return true
-    return new Promise<boolean>((resolve) => {
-      const done = (): void => {
-        socket.off('drain', done)
-        socket.off('close', done)
-        resolve(!this.closed && !this.shedding)
-      }
-      socket.on('drain', done)
-      socket.on('close', done)
-    })
+    return this.writable(highWater)?.then(() => !this.closed && !this.shedding) ?? true
   }
 }
 
@@ -580,11 +582,13 @@ type Backlog = Uint8Array[] & { bytes: number }
 const badFrames = new WeakMap<Connection, { count: number, since: number }>()
 
 /**
- * A connection's relay side state: bytes held for its relay streams (relayHold), the promise of
- * its socket draining, and the ids of relay streams the server ended lately (a ring of
- * RECENTLY_ENDED, `next` the slot to overwrite).
+ * A connection's relay side state: bytes held for its relay streams (relayHold) and the ids of
+ * relay streams the server ended lately (a ring of RECENTLY_ENDED, `next` the slot to overwrite).
  */
-interface RelayState { bytes: number, drained: Promise<void> | null, ended: number[] | null, next: number }
+interface RelayState { bytes: number, ended: number[] | null, next: number }
+
+/** The promise of a connection's socket draining, while something waits for it (Connection.writable). */
+const drains = new WeakMap<Connection, Promise<void>>()
 const relayStates = new WeakMap<Connection, RelayState>()
 
 /** Identities from authenticate(), kept aside: most servers have none, and idle connections are many. */

@@ -50,6 +50,23 @@ local function record(hash, field)
   if rec then return unpack(rec) end
   return nil
 end
+-- one page of a hash from cursor: HSCAN COUNT 2 steps until about pageBytes were read; appends
+-- each field and each(field, value) to out; returns the cursor to go on from ('0' when done)
+local function scanPage(hash, cursor, pageBytes, out, each)
+  local bytes = 0
+  repeat
+    local r = redis.call('HSCAN', hash, cursor, 'COUNT', 2)
+    cursor = r[1]
+    local fields = r[2]
+    for i = 1, #fields, 2 do
+      local value = each(fields[i], fields[i + 1])
+      out[#out + 1] = fields[i]
+      out[#out + 1] = value
+      bytes = bytes + #fields[i] + #value
+    end
+  until cursor == '0' or bytes >= pageBytes
+  return cursor
+end
 `
 
 /** A script: its Lua and how many of its arguments are keys. */
@@ -260,21 +277,11 @@ local cursor, pageBytes, sinceEpoch, sinceSeq = ARGV[1], tonumber(ARGV[2]), ARGV
 local epoch = redis.call('HGET', KEYS[2], 'epoch') or ''
 local out = {tostring(clock()), epoch, redis.call('HGET', KEYS[2], 'seq') or '0', '0'}
 local has = epoch ~= '' and epoch == sinceEpoch
-local bytes = 0
-repeat
-  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 2)
-  cursor = r[1]
-  local fields = r[2]
-  for i = 1, #fields, 2 do
-    local rec = fields[i + 1]
-    local f = unpack(rec)
-    if has and tonumber(f[1]) <= sinceSeq then rec = pack(f[1], f[2], f[3], '') end
-    out[#out + 1] = fields[i]
-    out[#out + 1] = rec
-    bytes = bytes + #fields[i] + #rec
-  end
-until cursor == '0' or bytes >= pageBytes
-out[4] = cursor
+out[4] = scanPage(KEYS[1], cursor, pageBytes, out, function (_, rec)
+  local f = unpack(rec)
+  if has and tonumber(f[1]) <= sinceSeq then return pack(f[1], f[2], f[3], '') end
+  return rec
+end)
 return out
 `),
 
@@ -311,19 +318,7 @@ return 1
   syMembers: script(2, `
 local cursor, pageBytes, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out = {'0'}
-local bytes = 0
-repeat
-  local r = redis.call('HSCAN', KEYS[1], cursor, 'COUNT', 2)
-  cursor = r[1]
-  local fields = r[2]
-  for i = 1, #fields, 2 do
-    local meta = unpack(fields[i + 1])[4]
-    out[#out + 1] = fields[i]
-    out[#out + 1] = meta
-    bytes = bytes + #fields[i] + #meta
-  end
-until cursor == '0' or bytes >= pageBytes
-out[1] = cursor
+out[1] = scanPage(KEYS[1], cursor, pageBytes, out, function (_, rec) return unpack(rec)[4] end)
 redis.call('PUBLISH', KEYS[2], pack('m', token, ''))
 return out
 `),
