@@ -14,6 +14,7 @@
  */
 import type { RawFrame } from '../protocol/codec.js'
 import { encodePayload, writeFrame } from '../protocol/codec.js'
+import { readKvEvent, readKvKeys, readKvOpened, readKvReply } from '../protocol/kv.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
@@ -129,10 +130,9 @@ export class KvStream extends Stream<KvEvents> {
   }
 
   protected override opened (meta: Record<string, unknown>): void {
-    const epoch = typeof meta.epoch === 'string' ? meta.epoch : ''
-    const seq = typeof meta.seq === 'number' ? meta.seq : 0
+    const { epoch, seq } = readKvOpened(meta)
     const live = this.listed
-    if (Array.isArray(meta.keys)) for (const key of meta.keys) live.add(String(key))
+    for (const key of readKvKeys(meta)) live.add(key)
     this.listed = new Set()
     this.tombs = new Map()
     const now = performance.now()
@@ -149,20 +149,19 @@ export class KvStream extends Stream<KvEvents> {
 
   /** A page of the snapshot's live keys (DATA `{ keys }` before OPENED). */
   protected override data (frame: RawFrame): void {
-    const keys = frame.meta?.keys
-    if (this.state !== 'opening' || !Array.isArray(keys)) return
-    for (const key of keys) if (typeof key === 'string') this.listed.add(key)
+    if (this.state !== 'opening') return
+    for (const key of readKvKeys(frame.meta)) this.listed.add(key)
   }
 
   override event (frame: RawFrame): void {
     if (this.state === 'closed') return
-    const m = frame.meta ?? {}
-    if (typeof m.key !== 'string' || typeof m.seq !== 'number' || typeof m.epoch !== 'string') return
-    if (m.op === 'set') {
-      const decoded = this.decode(frame.kind, frame.payload)
-      if (decoded.ok) this.applySet(m.key, decoded.value, m.seq, m.epoch, Number(m.ttl))
-    } else if (m.op === 'delete' || m.op === 'expire') {
-      this.applyDelete(m.key, m.seq, m.epoch, m.op === 'expire' ? 'expired' : 'deleted')
+    const change = readKvEvent(frame)
+    if (change === null) return
+    if (change.op === 'set') {
+      const decoded = this.decode(change.payload.kind, change.payload.bytes)
+      if (decoded.ok) this.applySet(change.key, decoded.value, change.seq, change.epoch, change.ttl)
+    } else {
+      this.applyDelete(change.key, change.seq, change.epoch, change.op === 'expire' ? 'expired' : 'deleted')
     }
   }
 
@@ -172,9 +171,10 @@ export class KvStream extends Stream<KvEvents> {
     this.pending.delete(Number(meta.req))
     // The broadcast of our own write may come after the reply (a broker across processes):
     // apply it now so the replica shows the write when set() resolves.
-    if (typeof meta.seq === 'number' && typeof meta.epoch === 'string') {
-      if (typeof meta.ttl === 'number') this.applySet(p.key, p.value, meta.seq, meta.epoch, meta.ttl)
-      else this.applyDelete(p.key, meta.seq, meta.epoch, 'deleted')
+    const change = readKvReply(meta)
+    if (change !== null) {
+      if (change.ttl !== null) this.applySet(p.key, p.value, change.seq, change.epoch, change.ttl)
+      else this.applyDelete(p.key, change.seq, change.epoch, 'deleted')
     }
     p.resolve()
   }

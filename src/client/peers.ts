@@ -13,6 +13,7 @@ import { nanoid } from 'nanoid'
 import { writeFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
+import { readPresenceChange, readPresencePage, type PresenceMember } from '../protocol/peers.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
 
@@ -30,7 +31,7 @@ export interface PeersEvents {
   error: [error: SignalyardError]
 }
 
-interface Member { meta: PeerMeta, json: string }
+interface KnownPeer { meta: PeerMeta, json: string }
 
 /**
  * The peers stream itself; Peers drives it. It keeps two metas: `wanted` (the latest the app asked
@@ -44,7 +45,7 @@ class PresenceStream extends Stream<StreamEvents> {
   /** The meta the last OPEN carried. */
   private sent: Meta | null = null
   /** While opening: the member list being built from pages and changes, by id. */
-  private listing = new Map<string, unknown>()
+  private listing = new Map<string, PresenceMember>()
 
   constructor (
     socket: YardSocket, namespace: string,
@@ -64,7 +65,7 @@ class PresenceStream extends Stream<StreamEvents> {
 
   protected override opened (meta: Record<string, unknown>): void {
     if (this.sent !== null) this.meta = this.sent
-    this.list(meta.peers)
+    this.list(readPresencePage(meta))
     const members = [...this.listing.values()]
     this.listing = new Map()
     this.owner.snapshot(members)
@@ -75,18 +76,16 @@ class PresenceStream extends Stream<StreamEvents> {
   protected override data (frame: RawFrame): void {
     if (this.state !== 'opening') return
     const m = frame.meta ?? {}
-    if (Array.isArray(m.peers)) return this.list(m.peers)
-    if (typeof m.id !== 'string') return
-    if (m.op === 'leave') this.listing.delete(m.id)
-    else if (m.op === 'join' || m.op === 'update') this.listing.set(m.id, { id: m.id, meta: m.meta })
+    const page = readPresencePage(m)
+    if (page !== null) return this.list(page)
+    const change = readPresenceChange(m)
+    if (change === null) return
+    if (change.op === 'leave') this.listing.delete(change.id)
+    else this.listing.set(change.id, change)
   }
 
-  private list (page: unknown): void {
-    if (!Array.isArray(page)) return
-    for (const entry of page) {
-      const id = (entry as { id?: unknown } | null)?.id
-      if (typeof id === 'string') this.listing.set(id, entry)
-    }
+  private list (page: PresenceMember[] | null): void {
+    for (const member of page ?? []) this.listing.set(member.id, member)
   }
 
   override event (frame: RawFrame): void {
@@ -173,7 +172,7 @@ interface Meta { value: Record<string, unknown>, json: string }
  */
 export class Peers extends EventEmitter<PeersEvents> {
   private stream: PresenceStream | null = null
-  private readonly members = new Map<string, Member>()
+  private readonly members = new Map<string, KnownPeer>()
   private readonly key = nanoid(24)
   private closed = false
 
@@ -254,11 +253,11 @@ export class Peers extends EventEmitter<PeersEvents> {
   }
 
   /** OPENED's member list: diff it against what we knew. */
-  snapshot (list: unknown[]): void {
+  snapshot (list: PresenceMember[]): void {
     const seen = new Set<string>()
     for (const entry of list) {
-      const parsed = parseMember(entry)
-      if (parsed === null || parsed.meta.id === this.stream?.peerId) continue
+      const parsed = known(entry)
+      if (parsed.meta.id === this.stream?.peerId) continue
       seen.add(parsed.meta.id)
       this.upsert(parsed)
     }
@@ -271,19 +270,21 @@ export class Peers extends EventEmitter<PeersEvents> {
 
   /** A presence EVENT. */
   change (m: Record<string, unknown>): void {
-    const parsed = parseMember(m)
-    if (parsed === null || parsed.meta.id === this.stream?.peerId) return
-    if (m.op === 'leave') {
+    const change = readPresenceChange(m)
+    if (change === null) return
+    const parsed = known(change)
+    if (parsed.meta.id === this.stream?.peerId) return
+    if (change.op === 'leave') {
       const member = this.members.get(parsed.meta.id)
       if (member === undefined) return
       this.members.delete(parsed.meta.id)
       this.emit('leave', member.meta)
-    } else if (m.op === 'join' || m.op === 'update') {
+    } else {
       this.upsert(parsed)
     }
   }
 
-  private upsert (member: Member): void {
+  private upsert (member: KnownPeer): void {
     const known = this.members.get(member.meta.id)
     if (known !== undefined && known.json === member.json) return
     this.members.set(member.meta.id, member)
@@ -291,11 +292,7 @@ export class Peers extends EventEmitter<PeersEvents> {
   }
 }
 
-function parseMember (entry: unknown): Member | null {
-  if (typeof entry !== 'object' || entry === null) return null
-  const { id, meta } = entry as { id?: unknown, meta?: unknown }
-  if (typeof id !== 'string') return null
-  const record = typeof meta === 'object' && meta !== null && !Array.isArray(meta) ? meta as Record<string, unknown> : {}
-  const json = JSON.stringify(record)
-  return { meta: { ...record, id }, json }
+/** A member as the presence list keeps it: the meta the app sees (with its id) and its JSON. */
+function known ({ id, meta }: PresenceMember): KnownPeer {
+  return { meta: { ...meta, id }, json: JSON.stringify(meta) }
 }

@@ -10,6 +10,7 @@
  * read thus stops alone: the socket and every other stream on it keep flowing.
  */
 import { encodePayload, writeFrame, type RawFrame } from '../protocol/codec.js'
+import { readRelayAck, readRelayWindow } from '../protocol/relay.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, RELAY_PRE_OPEN_WINDOW } from '../protocol/frames.js'
 import { Stream, type StreamEvents } from './stream.js'
@@ -137,8 +138,8 @@ export class RelayStream extends Stream<RelayEvents> {
 
   override frame (frame: RawFrame): void {
     if (frame.type !== FrameType.Ack) return super.frame(frame)
-    const bytes = frame.meta?.bytes
-    if (typeof bytes !== 'number' || !(bytes > 0)) return
+    const bytes = readRelayAck(frame)
+    if (bytes === null) return
     this.unacked = Math.max(0, this.unacked - bytes)
     this.pump()
   }
@@ -149,8 +150,7 @@ export class RelayStream extends Stream<RelayEvents> {
 
   protected override opened (meta: Record<string, unknown>): void {
     // A server without per-stream flow control announces no window: write as it comes.
-    const window = meta.window
-    this.window = typeof window === 'number' && window > 0 ? Math.max(window, RELAY_PRE_OPEN_WINDOW) : Infinity
+    this.window = readRelayWindow(meta) ?? Infinity
     super.opened(meta)
     this.pump()
   }

@@ -16,6 +16,7 @@
  */
 import { nanoid } from 'nanoid'
 import { SignalyardError } from '../protocol/errors.js'
+import type { KvChange } from '../protocol/kv.js'
 
 export interface KvEntry {
   readonly ns: string
@@ -26,10 +27,7 @@ export interface KvEntry {
   readonly expiresAt: number
 }
 
-/** One change, as broadcast to replicas. `ttl` is the time left in ms (replicas use their own clock). */
-export type KvChange =
-  | { op: 'set', ns: string, epoch: string, key: string, seq: number, kind: number, value: Uint8Array, ttl: number }
-  | { op: 'delete' | 'expire', ns: string, epoch: string, key: string, seq: number }
+export type { KvChange }
 
 export interface KvSnapshot {
   epoch: string

@@ -17,6 +17,24 @@
 
 export const HEADER_SIZE = 10
 
+/** Frame types (docs/PROTOCOL.md, "Frame types"). 0x0_: client → server; 0x1_: server → client. */
+export const FrameType = {
+  Open: 0x01,
+  Close: 0x02,
+  Data: 0x03,
+  Request: 0x04,
+  Ping: 0x05,
+  Hello: 0x10,
+  Opened: 0x11,
+  Closed: 0x12,
+  Event: 0x14,
+  Reply: 0x15,
+  Error: 0x16,
+  Pong: 0x17,
+  /** Relay flow control: `{ bytes }` of the stream's DATA the server has passed on. */
+  Ack: 0x18
+} as const
+
 /**
  * Deepest nesting of arrays and objects accepted in a frame's meta (the meta object itself is
  * depth 1). Checked on the raw bytes before JSON.parse, so no recursive work ever sees a deeper
@@ -49,17 +67,29 @@ const EMPTY = new Uint8Array(0)
 
 /** Encode a frame. `meta` may be null; `payload` defaults to none. */
 export function writeFrame (type: number, id: number, meta: object | null, payload?: EncodedPayload): Uint8Array {
-  const metaBytes = meta === null ? EMPTY : encoder.encode(JSON.stringify(meta))
+  return writeFrameWith(type, id, meta === null ? EMPTY : encoder.encode(JSON.stringify(meta)), payload)
+}
+
+/**
+ * Encode a frame whose meta is already JSON bytes (made once and reused: an echo sender's EVENT
+ * meta). The only place a header is written.
+ */
+export function writeFrameWith (type: number, id: number, meta: Uint8Array, payload?: EncodedPayload): Uint8Array {
   const body = payload?.bytes ?? EMPTY
-  const out = new Uint8Array(HEADER_SIZE + metaBytes.length + body.length)
+  const out = new Uint8Array(HEADER_SIZE + meta.length + body.length)
   const view = new DataView(out.buffer)
   out[0] = type
   view.setUint32(1, id >>> 0)
   out[5] = payload?.kind ?? Kind.None
-  view.setUint32(6, metaBytes.length)
-  out.set(metaBytes, HEADER_SIZE)
-  out.set(body, HEADER_SIZE + metaBytes.length)
+  view.setUint32(6, meta.length)
+  out.set(meta, HEADER_SIZE)
+  out.set(body, HEADER_SIZE + meta.length)
   return out
+}
+
+/** The stream id of an encoded frame (bytes 1..4; 0 for anything shorter). No allocation: hot paths call it. */
+export function frameId (frame: Uint8Array): number {
+  return frame.length < 5 ? 0 : ((frame[1] << 24) >>> 0) + (frame[2] << 16) + (frame[3] << 8) + frame[4]
 }
 
 /**

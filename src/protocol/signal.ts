@@ -1,0 +1,58 @@
+/**
+ * The signal endpoint on the wire: directed messages between claimed ids of a namespace (what
+ * createNode's handshake, protocol/handshake.ts, travels over; docs/PROTOCOL.md, "signal").
+ *
+ *   client → server  OPEN   { ep: "signal", ns, id, key }   claim `id` (same rules as peers)
+ *   server → client  OPENED { id }
+ *   client → server  DATA   { to } + payload               to the one stream holding `to`
+ *   server → client  DATA   { from } + the same payload     `from`: the sender's claimed id, set by the server
+ *   server → client  ERROR  { code: "unknown-peer", message, to }   no one holds `to`
+ *   server → client  EVENT  { ep: "signal", ns, op: "leave", id }   an id was released
+ */
+import { FrameType, writeFrame, type EncodedPayload, type Kind, type RawFrame } from './codec.js'
+import { isName, type EndpointWire } from './check.js'
+import { readClaim } from './peers.js'
+
+/** Claim a signal id (directed messages to it reach this stream). */
+export interface OpenSignal { type: 'open', sid: number, ep: 'signal', ns: string, id: string, key: string }
+
+export const signalWire: EndpointWire<OpenSignal> = {
+  open: (sid, ns, m) => {
+    const claim = readClaim(sid, m)
+    return 'error' in claim ? claim : { type: 'open', sid, ep: 'signal', ns, id: claim.id, key: claim.key }
+  },
+  requests: {}
+}
+
+/** A client's directed message: DATA `{ to }` on its signal stream. */
+export function writeSignalTo (sid: number, to: string, payload: EncodedPayload): Uint8Array {
+  return writeFrame(FrameType.Data, sid, { to }, payload)
+}
+
+/** The addressee and payload of a client's directed message; `to` is null when it is not a name. */
+export function readSignalTo (frame: RawFrame): { to: string | null, payload: EncodedPayload } {
+  const to = frame.meta?.to
+  return { to: isName(to) ? to : null, payload: { kind: frame.kind as Kind, bytes: frame.payload } }
+}
+
+/** The delivered message: DATA `{ from }`, its stream id set by whoever delivers it. */
+export function writeSignalFrom (from: string, payload: EncodedPayload): Uint8Array {
+  return writeFrame(FrameType.Data, 0, { from }, payload)
+}
+
+/** The sender of a delivered message; null when missing. */
+export function readSignalFrom (frame: RawFrame): string | null {
+  const from = frame.meta?.from
+  return typeof from === 'string' ? from : null
+}
+
+/** The EVENT every broker publishes on the namespace's signal topic when an id is released. */
+export function writeSignalLeave (ns: string, id: string): Uint8Array {
+  return writeFrame(FrameType.Event, 0, { ep: 'signal', ns, op: 'leave', id })
+}
+
+/** The id a signal EVENT says left; null for anything else. */
+export function readSignalLeave (frame: RawFrame): string | null {
+  const m = frame.meta
+  return m?.op === 'leave' && typeof m.id === 'string' ? m.id : null
+}
