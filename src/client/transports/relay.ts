@@ -6,7 +6,7 @@
  * own queue (what the server's per-stream window holds back) plus the shared WebSocket's bytes.
  */
 import { SignalyardError } from '../../protocol/errors.js'
-import type { RelayStream } from '../relay.js'
+import type { RelayStream } from '../relay-stream.js'
 import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
 
 /** Opens a relay stream on the node's channel. */
