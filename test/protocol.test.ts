@@ -6,8 +6,12 @@ import * as assert from 'uvu/assert'
 import {
   HEADER_SIZE, Kind, decodePayload, encodePayload, framePayload, readFrame, rewriteId, writeFrame
 } from '../src/protocol/codec.js'
-import { echoEventMeta, writeEchoEvent, writeKvEvent } from '../src/protocol/events.js'
-import { FrameType, NAME_MAX, isFrameError, parseClientFrame, type FrameError } from '../src/protocol/frames.js'
+import { echoEventMeta, readEchoEvent, writeEchoEvent } from '../src/protocol/echo.js'
+import { readKvEvent, readKvKeys, readKvReply, writeKvEvent, writeKvKeys, kvReplyMeta } from '../src/protocol/kv.js'
+import { readPresenceChange, readPresencePage, writePeersEvent, writePeersPage } from '../src/protocol/peers.js'
+import { readRelayAck, readRelayWindow, RELAY_PRE_OPEN_WINDOW, writeRelayAck } from '../src/protocol/relay.js'
+import { readSignalFrom, readSignalLeave, readSignalTo, writeSignalFrom, writeSignalLeave, writeSignalTo } from '../src/protocol/signal.js'
+import { ENDPOINTS, FrameType, NAME_MAX, REQUEST_OPS, isFrameError, parseClientFrame, parseServerFrame, type FrameError } from '../src/protocol/frames.js'
 import { rawFrame } from './helpers.js'
 
 const enc = new TextEncoder()
@@ -370,5 +374,98 @@ test('writeKvEvent: set carries the value and ttl; delete/expire carry no payloa
     assert.is(read?.payload.length, 0)
   }
 })
+
+// ---- server → client: parseServerFrame and each endpoint's writer ↔ reader ----
+
+/** What a client reads from the bytes a server writer made. */
+function serverFrame (bytes: Uint8Array): NonNullable<ReturnType<typeof parseServerFrame>> {
+  const parsed = parseServerFrame(bytes)
+  assert.ok(parsed !== null, 'a server frame parses')
+  return parsed as NonNullable<ReturnType<typeof parseServerFrame>>
+}
+
+test('parseServerFrame: every server frame type, typed; malformed or client-only types → null', () => {
+  assert.equal(serverFrame(writeFrame(FrameType.Hello, 0, { v: 1, conn: 'c' })), { type: 'hello', meta: { v: 1, conn: 'c' } })
+  assert.equal(serverFrame(writeFrame(FrameType.Pong, 0, null)), { type: 'pong' })
+  const names = { [FrameType.Opened]: 'opened', [FrameType.Closed]: 'closed', [FrameType.Reply]: 'reply', [FrameType.Error]: 'error', [FrameType.Ack]: 'ack', [FrameType.Data]: 'data' }
+  for (const [type, name] of Object.entries(names)) {
+    const f = serverFrame(writeFrame(Number(type), 7, { x: 1 }))
+    assert.is(f.type, name)
+    assert.ok('sid' in f && f.sid === 7 && f.meta.x === 1)
+  }
+  const event = serverFrame(writeFrame(FrameType.Event, 0, { ep: 'kv', ns: 'room' }))
+  assert.ok(event.type === 'event' && event.topic === 'kv:room')
+  assert.is(parseServerFrame(writeFrame(FrameType.Open, 1, { ep: 'echo', ns: 'n' })), null)
+  assert.is(parseServerFrame(new Uint8Array([0x11, 0, 0])), null)
+  assert.is(parseServerFrame(writeFrame(0x7f, 0, null)), null)
+})
+
+test('the endpoint table: every endpoint has its request ops, each op belongs to one endpoint', () => {
+  assert.equal(ENDPOINTS, ['echo', 'kv', 'relay', 'peers', 'signal'])
+  assert.equal(REQUEST_OPS, { echo: [], kv: ['set', 'delete'], relay: [], peers: ['update'], signal: [] })
+})
+
+test('echo and kv: what the server writes, the client reads back', () => {
+  const echo = serverFrame(writeEchoEvent(echoEventMeta('n', 'c.1'), encodePayload('hi')))
+  assert.ok(echo.type === 'event')
+  assert.equal(readEchoEvent(echo.raw), { from: 'c.1' })
+  const set = serverFrame(writeKvEvent({ op: 'set', ns: 'n', epoch: 'e', key: 'k', seq: 3, kind: Kind.Text, value: enc.encode('v'), ttl: 500 }))
+  assert.ok(set.type === 'event')
+  const change = readKvEvent(set.raw)
+  assert.ok(change?.op === 'set' && change.key === 'k' && change.seq === 3 && change.epoch === 'e' && change.ttl === 500)
+  assert.is(decodePayload(change.payload.kind, change.payload.bytes), 'v')
+  const expire = serverFrame(writeKvEvent({ op: 'expire', ns: 'n', epoch: 'e', key: 'k', seq: 4 }))
+  assert.ok(expire.type === 'event')
+  assert.equal(readKvEvent(expire.raw), { op: 'expire', key: 'k', seq: 4, epoch: 'e' })
+  assert.is(readKvEvent(writeFrameRaw(FrameType.Event, { ep: 'kv', ns: 'n', op: 'set', key: 1, seq: 1, epoch: 'e' })), null)
+  const page = serverFrame(writeKvKeys(5, ['a', 'b']))
+  assert.ok(page.type === 'data' && page.sid === 5)
+  assert.equal(readKvKeys(page.meta), ['a', 'b'])
+  assert.equal(readKvKeys({ keys: ['a', 2, null, 'c'] }), ['a', 'c'])
+  assert.equal(readKvReply(kvReplyMeta(1, 9, 'e', 100) as Record<string, unknown>), { seq: 9, epoch: 'e', ttl: 100 })
+  assert.equal(readKvReply(kvReplyMeta(1, 9, 'e') as Record<string, unknown>), { seq: 9, epoch: 'e', ttl: null })
+  assert.is(readKvReply(kvReplyMeta(1, null, null) as Record<string, unknown>), null)
+})
+
+test('relay, peers and signal: what the server writes, the client reads back', () => {
+  const ack = serverFrame(writeRelayAck(3, 4096))
+  assert.ok(ack.type === 'ack' && ack.sid === 3)
+  assert.is(readRelayAck(ack.raw), 4096)
+  assert.is(readRelayAck(writeFrameRaw(FrameType.Ack, { bytes: -1 })), null)
+  assert.is(readRelayWindow({ window: 1 }), RELAY_PRE_OPEN_WINDOW)
+  assert.is(readRelayWindow({ window: 2 ** 21 }), 2 ** 21)
+  assert.is(readRelayWindow({}), null)
+
+  const join = serverFrame(writePeersEvent('n', 'join', { id: 'a', meta: { name: 'A' } }))
+  assert.ok(join.type === 'event' && join.topic === 'peers:n')
+  assert.equal(readPresenceChange(join.raw.meta ?? {}), { op: 'join', id: 'a', meta: { name: 'A' } })
+  assert.equal(readPresenceChange({ op: 'leave', id: 'a', meta: null }), { op: 'leave', id: 'a', meta: {} })
+  assert.is(readPresenceChange({ op: 'jump', id: 'a' }), null)
+  const page = serverFrame(writePeersPage(2, [{ id: 'a', meta: {} }, { id: 'b', meta: { x: 1 } }]))
+  assert.ok(page.type === 'data')
+  assert.equal(readPresencePage(page.meta), [{ id: 'a', meta: {} }, { id: 'b', meta: { x: 1 } }])
+  assert.equal(readPresencePage({ peers: [{ id: 1 }, null, { id: 'c', meta: [1] }] }), [{ id: 'c', meta: {} }])
+  assert.is(readPresencePage({}), null)
+
+  const sent = readFrame(writeSignalTo(4, 'bob', encodePayload({ t: 'hello' })))
+  assert.ok(sent !== null)
+  const to = readSignalTo(sent)
+  assert.is(to.to, 'bob')
+  assert.equal(decodePayload(to.payload.kind, to.payload.bytes), { t: 'hello' })
+  assert.is(readSignalTo(writeFrameRaw(FrameType.Data, { to: '' })).to, null)
+  const delivered = serverFrame(writeSignalFrom('alice', to.payload))
+  assert.ok(delivered.type === 'data')
+  assert.is(readSignalFrom(delivered.raw), 'alice')
+  const leave = serverFrame(writeSignalLeave('n', 'alice'))
+  assert.ok(leave.type === 'event' && leave.topic === 'signal:n')
+  assert.is(readSignalLeave(leave.raw), 'alice')
+})
+
+/** A RawFrame with `meta` and no payload. */
+function writeFrameRaw (type: number, meta: object): NonNullable<ReturnType<typeof readFrame>> {
+  const raw = readFrame(writeFrame(type, 1, meta))
+  assert.ok(raw !== null)
+  return raw as NonNullable<ReturnType<typeof readFrame>>
+}
 
 test.run()
