@@ -14,12 +14,8 @@ import { writeFrame } from '../protocol/codec.js'
 import { AUTH_PROTOCOL_PREFIX, FrameType, SUBPROTOCOL, type Endpoint } from '../protocol/frames.js'
 import { memoryBroker } from './brokers/memory.js'
 import type { Broker } from './brokers/types.js'
-import { CloseCode, Connection, type Endpoints, type ServerContext } from './connection.js'
-import { openEcho } from './endpoints/echo.js'
-import { openKv } from './endpoints/kv.js'
-import { openPeers } from './endpoints/peers.js'
-import { openRelay } from './endpoints/relay.js'
-import { openSignal } from './endpoints/signal.js'
+import { Connection } from './connection.js'
+import { CloseCode, type ServerContext } from './context.js'
 import { makeBudgets } from './budget.js'
 import { Hub } from './hub.js'
 import { Metrics } from './metrics.js'
@@ -90,8 +86,6 @@ export interface Yard {
   close: () => Promise<void>
 }
 
-const endpoints: Endpoints = { echo: openEcho, kv: openKv, relay: openRelay, peers: openPeers, signal: openSignal }
-
 /** How long close() waits for clients to answer the 1001 close frame before cutting their sockets. */
 const CLOSE_GRACE = 1000
 
@@ -121,7 +115,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   }
   const metrics = new Metrics()
   const ctx: ServerContext = {
-    broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, endpoints, authorize: options.authorize, namespaces: new Map(),
+    broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, authorize: options.authorize, namespaces: new Map(),
     forget: (conn) => { connections.delete(conn) }
   }
   const path = normalisePath(options.path ?? '/')
