@@ -16,10 +16,10 @@ import {
   type AnyRequest, type ClientFrame, type CloseFrame, type DataFrame, type Endpoint, type FrameError
 } from '../protocol/frames.js'
 import { ABUSIVE_OPENS, countBad } from './abuse.js'
+import { Backlog } from './backlog.js'
 import { CloseCode, type ServerContext, type ServerStream, type StreamEnd } from './context.js'
 import { Flow } from './flow.js'
 import type { Subscriber } from './hub.js'
-import { BACKLOG_FRAME_COST } from './limits.js'
 import { open } from './open.js'
 import { attach, byteLength, toBytes, type SocketOwner } from './socket.js'
 
@@ -30,7 +30,7 @@ import { attach, byteLength, toBytes, type SocketOwner } from './socket.js'
  */
 export class Connection extends Flow implements Subscriber, SocketOwner {
   readonly streams = new Map<number, ServerStream>()
-  /** Frames waiting, and their cost in bytes (made only while a frame waits: idle connections are many). */
+  /** Frames waiting (made only while a frame waits: idle connections are many). */
   private backlog: Backlog | null = null
   /** Waiting for authenticate() or for an OPEN's answer: frames wait in the backlog. */
   private blocked = true
@@ -80,14 +80,10 @@ export class Connection extends Flow implements Subscriber, SocketOwner {
   }
 
   private drain (): void {
-    while (!this.busy && this.backlog !== null && this.backlog.length > 0 && !this.closed) {
-      const bytes = this.backlog.shift() as Uint8Array
-      const cost = bytes.length + BACKLOG_FRAME_COST
-      this.backlog.bytes -= cost
-      this.ctx.budgets.backlog.give(cost)
-      this.handle(bytes)
+    while (!this.busy && this.backlog !== null && this.backlog.size > 0 && !this.closed) {
+      this.handle(this.backlog.shift() as Uint8Array)
     }
-    if (this.backlog?.length === 0) this.backlog = null
+    if (this.backlog?.size === 0) this.backlog = null
   }
 
   /**
@@ -153,27 +149,20 @@ export class Connection extends Flow implements Subscriber, SocketOwner {
   }
 
   /**
-   * A frame arrived: handled now, or kept in the backlog while the connection is busy. The backlog
-   * is bounded in bytes per connection (limits.maxBacklog: past it the client is not following the
-   * protocol, 1008 `backlog-full`) and server-wide (budgets.backlog: when every backlog together
-   * is full, the connection that cannot add is closed with 1013 `quota-exceeded`, try again later).
+   * A frame arrived: handled now, or kept in the backlog while the connection is busy. A client
+   * that fills its backlog (limits.maxBacklog) is not following the protocol: 1008 `backlog-full`;
+   * when every backlog together fills the server's budget, the connection that cannot add is
+   * closed with 1013 `quota-exceeded` (try again later).
    */
   private receive (bytes: Uint8Array): void {
     if (this.closed) return
     if (!this.busy) return this.handle(bytes)
-    const cost = bytes.length + BACKLOG_FRAME_COST
-    if ((this.backlog?.bytes ?? 0) + cost > this.ctx.limits.maxBacklog) {
-      this.ctx.metrics.refused('backlog-full')
-      return this.shut(CloseCode.Policy, 'backlog-full')
-    }
-    if (!this.ctx.budgets.backlog.take(cost)) {
-      this.ctx.metrics.refused('quota-exceeded')
-      this.ctx.log('warn', 'server-wide backlog budget full: connection closed', { conn: this.id })
-      return this.shut(CloseCode.TryAgainLater, 'quota-exceeded')
-    }
-    const backlog = this.backlog ??= Object.assign([], { bytes: 0 })
-    backlog.push(bytes)
-    backlog.bytes += cost
+    const refused = (this.backlog ??= new Backlog(this.ctx.budgets.backlog)).push(bytes, this.ctx.limits.maxBacklog)
+    if (refused === null) return
+    this.ctx.metrics.refused(refused)
+    if (refused === 'backlog-full') return this.shut(CloseCode.Policy, 'backlog-full')
+    this.ctx.log('warn', 'server-wide backlog budget full: connection closed', { conn: this.id })
+    this.shut(CloseCode.TryAgainLater, 'quota-exceeded')
   }
 
   /** Close the socket and read nothing more from it (what waited is dropped and its bytes given back). */
@@ -184,7 +173,7 @@ export class Connection extends Flow implements Subscriber, SocketOwner {
   }
 
   private dropBacklog (): void {
-    if (this.backlog !== null) this.ctx.budgets.backlog.give(this.backlog.bytes)
+    this.backlog?.drop()
     this.backlog = null
   }
 
@@ -291,9 +280,6 @@ export class Connection extends Flow implements Subscriber, SocketOwner {
     this.ctx.forget(this)
   }
 }
-
-/** Frames waiting to be handled, with their cost in bytes (lengths + BACKLOG_FRAME_COST each). */
-type Backlog = Uint8Array[] & { bytes: number }
 
 /** Identities from authenticate(), kept aside: most servers have none, and idle connections are many. */
 const identities = new WeakMap<Connection, unknown>()
