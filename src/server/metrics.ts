@@ -5,9 +5,11 @@
  * read when the page is rendered. Plain numbers in maps: nothing grows with traffic.
  */
 import type { ErrorCode } from '../protocol/errors.js'
+import type { Endpoint } from '../protocol/frames.js'
 import type { Budget } from './budget.js'
 
-export type MetricEndpoint = 'echo' | 'kv' | 'relay' | 'peers' | 'signal' | 'connection'
+/** The label frames and bytes are counted under: their stream's endpoint, or `connection`. */
+export type MetricEndpoint = Endpoint | 'connection'
 
 interface Flow { frames: number, bytes: number }
 

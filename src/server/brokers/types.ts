@@ -10,7 +10,7 @@
 import type { KvChange, KvPage, KvSnapshot } from '../../kv/model.js'
 import { writeFrame } from '../../protocol/codec.js'
 import type { ErrorCode } from '../../protocol/errors.js'
-import { FrameType } from '../../protocol/frames.js'
+import { FrameType, type Endpoint } from '../../protocol/frames.js'
 
 export type MaybePromise<T> = T | Promise<T>
 
@@ -69,7 +69,7 @@ export interface KvSetRequest {
  * The two id spaces of a namespace: presence members (`peers`) and signal ids (`signal`). They are
  * separate: the same id may be claimed in both, by the same or by different owners.
  */
-export type ClaimSpace = 'peers' | 'signal'
+export type ClaimSpace = Extract<Endpoint, 'peers' | 'signal'>
 
 /** A presence member as listed in OPENED and carried by EVENTs. */
 export interface Member { id: string, meta: object }
@@ -209,8 +209,11 @@ export interface Broker {
   tables?: () => Record<string, number>
 }
 
-/** Topic names: one per endpoint and namespace. */
-export const topicOf = (endpoint: 'echo' | 'kv' | 'peers' | 'signal', ns: string): string => `${endpoint}:${ns}`
+/** The endpoints whose streams share a topic per namespace (relay pairs two streams: no topic). */
+export type TopicEndpoint = Exclude<Endpoint, 'relay'>
+
+/** Topic names: one per endpoint and namespace, `<endpoint>:<ns>` (the hub reads the endpoint back for its metrics). */
+export const topicOf = (endpoint: TopicEndpoint, ns: string): string => `${endpoint}:${ns}`
 
 /** The presence EVENT every broker publishes on `topicOf('peers', ns)`. */
 export function writePeersEvent (ns: string, op: 'join' | 'update' | 'leave', member: Member): Uint8Array {

@@ -8,7 +8,8 @@ import { rewriteId, writeFrame } from '../../protocol/codec.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import { FrameType } from '../../protocol/frames.js'
 import { topicOf, type Claim, type ClaimSpace, type Member } from '../brokers/types.js'
-import type { Connection, ServerContext, StreamEnd } from '../connection.js'
+import type { Connection } from '../connection.js'
+import type { ServerContext, StreamEnd } from '../context.js'
 import type { Broadcast, Subscriber } from '../hub.js'
 
 export interface ClaimRequest { space: ClaimSpace, sid: number, ns: string, id: string, key: string, meta: object | null }

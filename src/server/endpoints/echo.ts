@@ -8,7 +8,8 @@ import { echoEventMeta, writeEchoEvent } from '../../protocol/events.js'
 import type { Kind } from '../../protocol/codec.js'
 import type { DataFrame, OpenEcho } from '../../protocol/frames.js'
 import { topicOf } from '../brokers/types.js'
-import type { Connection, OpenHandler, ServerContext, ServerStream } from '../connection.js'
+import type { Connection } from '../connection.js'
+import type { OpenHandler, ServerContext, ServerStream } from '../context.js'
 
 /** One echo stream. A class, not closures: an idle server holds thousands of these. */
 class EchoStream implements ServerStream {
@@ -22,7 +23,7 @@ class EchoStream implements ServerStream {
   get topic (): string { return topicOf('echo', this.ns) }
 
   data ({ raw }: DataFrame): void | Promise<void> {
-    this.meta ??= echoEventMeta(this.ns, `${this.conn.id}.${this.sid}`)
+    this.meta ??= echoEventMeta(this.ns, this.conn.streamId(this.sid))
     return this.ctx.broker.publish(this.topic, writeEchoEvent(this.meta, { kind: raw.kind as Kind, bytes: raw.payload }))
   }
 
@@ -34,7 +35,7 @@ class EchoStream implements ServerStream {
 export const openEcho: OpenHandler<OpenEcho> = (ctx, conn, { sid, ns }) => {
   const stream = new EchoStream(conn, sid, ns)
   const open = (): EchoStream => {
-    conn.opened(sid, { id: `${conn.id}.${sid}` })
+    conn.opened(sid, { id: conn.streamId(sid) })
     return stream
   }
   const subscribed = ctx.hub.subscribe(stream.topic, conn)

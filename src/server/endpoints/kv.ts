@@ -13,7 +13,8 @@ import { writeKvEvent } from '../../protocol/events.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import { FrameType, type OpenKv, type RequestFrame } from '../../protocol/frames.js'
 import { topicOf } from '../brokers/types.js'
-import type { Connection, OpenHandler, ServerContext, ServerStream } from '../connection.js'
+import type { Connection } from '../connection.js'
+import type { OpenHandler, ServerContext, ServerStream } from '../context.js'
 import { PAGE_BYTES, pace } from './pace.js'
 
 /**
@@ -158,7 +159,7 @@ export const openKv: OpenHandler<OpenKv> = async (ctx, conn, { sid, ns, since })
     // Consistent as of the first page (changes since came as EVENTs); if the namespace was emptied
     // meanwhile, its new incarnation came whole as EVENTs, so the replica starts it from seq 0.
     const { epoch, seq } = first.epoch === last.epoch ? first : { epoch: last.epoch, seq: 0 }
-    conn.opened(sid, { id: `${conn.id}.${sid}`, epoch, seq, keys: last.keys })
+    conn.opened(sid, { id: conn.streamId(sid), epoch, seq, keys: last.keys })
   } catch (err) {
     stream.close()
     throw err

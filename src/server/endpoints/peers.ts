@@ -8,29 +8,43 @@
  */
 import { SignalyardError } from '../../protocol/errors.js'
 import type { OpenPeers, PeersRequest } from '../../protocol/frames.js'
-import type { OpenHandler, ServerStream } from '../connection.js'
-import { holdClaim } from './claim.js'
+import type { Connection } from '../connection.js'
+import type { OpenHandler, ServerStream, StreamEnd } from '../context.js'
+import { holdClaim, type HeldClaim } from './claim.js'
 import { PAGE_BYTES, pace } from './pace.js'
 
-export const openPeers: OpenHandler<OpenPeers> = async (ctx, conn, { sid, ns, id, key, meta, metaSize }) => {
-  const { maxMeta } = ctx.limits.peers
-  const tooLarge = (): SignalyardError => new SignalyardError('payload-too-large', `presence meta is limited to ${maxMeta} bytes`)
-  if (metaSize > maxMeta) throw tooLarge()
-  const held = await holdClaim(ctx, conn, { space: 'peers', sid, ns, id, key, meta })
-  const stream: ServerStream = {
-    ns,
-    request: async (frame: PeersRequest) => {
-      if (frame.metaSize > maxMeta) throw tooLarge()
-      await held.claim.update(frame.meta)
-      conn.reply(sid, { req: frame.req })
-    },
-    close: (end = 'closed') => held.close(end)
+/** One peers stream: a claimed presence id whose meta the client may update. */
+class PeersStream implements ServerStream {
+  constructor (
+    private readonly conn: Connection,
+    private readonly sid: number,
+    readonly ns: string,
+    private readonly held: HeldClaim,
+  ) {}
+
+  async request (frame: PeersRequest): Promise<void> {
+    if (frame.metaSize > this.conn.ctx.limits.peers.maxMeta) throw metaTooLarge(this.conn.ctx.limits.peers.maxMeta)
+    await this.held.claim.update(frame.meta)
+    this.conn.reply(this.sid, { req: frame.req })
   }
+
+  close (end: StreamEnd = 'closed'): void {
+    this.held.close(end)
+  }
+}
+
+const metaTooLarge = (maxMeta: number): SignalyardError =>
+  new SignalyardError('payload-too-large', `presence meta is limited to ${maxMeta} bytes`)
+
+export const openPeers: OpenHandler<OpenPeers> = async (ctx, conn, { sid, ns, id, key, meta, metaSize }) => {
+  if (metaSize > ctx.limits.peers.maxMeta) throw metaTooLarge(ctx.limits.peers.maxMeta)
+  const held = await holdClaim(ctx, conn, { space: 'peers', sid, ns, id, key, meta })
+  const stream = new PeersStream(conn, sid, ns, held)
   try {
     // Each page is sent as soon as it is read (its place among the events); the last goes in OPENED.
     for await (const { members, last } of held.claim.members(PAGE_BYTES)) {
       if (last) {
-        held.open({ id: `${conn.id}.${sid}`, peers: members })
+        held.open({ id: conn.streamId(sid), peers: members })
         return stream
       }
       held.page(members)
@@ -41,6 +55,6 @@ export const openPeers: OpenHandler<OpenPeers> = async (ctx, conn, { sid, ns, id
     throw err
   }
   // The claim went stale (its owner claimed the id again elsewhere) before the list was read.
-  held.open({ id: `${conn.id}.${sid}`, peers: [] })
+  held.open({ id: conn.streamId(sid), peers: [] })
   return stream
 }

@@ -19,214 +19,274 @@
  */
 import { rewriteId, writeFrame } from '../../protocol/codec.js'
 import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
-import { FrameType, RELAY_PRE_OPEN_WINDOW, type OpenRelay } from '../../protocol/frames.js'
-import type { RelayLink, RelaySink } from '../brokers/types.js'
-import type { OpenHandler, ServerStream } from '../connection.js'
+import { FrameType, RELAY_PRE_OPEN_WINDOW, type DataFrame, type OpenRelay } from '../../protocol/frames.js'
+import type { RelayLink, RelayOpened, RelaySink } from '../brokers/types.js'
+import type { Connection } from '../connection.js'
+import type { OpenHandler, ServerStream } from '../context.js'
+import type { Limits } from '../limits.js'
 
-export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, remote }) => {
-  const { limits } = ctx
-  const window = Math.max(limits.relay.window, RELAY_PRE_OPEN_WINDOW)
-  // A client that keeps to the window (plus one frame) is never cut off, whatever is configured.
-  const maxInFlight = Math.max(limits.relay.maxInFlight, window + limits.maxFrame)
-  let link: RelayLink | null = null
-  let peerArrived = false
-  let paired = false
-  let ended = false
+type Timer = ReturnType<typeof setTimeout>
+
+/** One relay stream. A class, not closures: an idle server holds thousands of streams. */
+class RelayStream implements ServerStream {
+  /** What the broker calls (the other side's frames, acks, arrival and close). */
+  readonly side: RelaySink = new RelaySide(this)
+  private link: RelayLink | null = null
+  private peerArrived = false
+  private paired = false
+  private ended = false
   /** The broker has not answered relayOpen yet: the stream is not registered, so it cannot end yet. */
-  let opening = true
-  let endReason: SignalyardError | null = null
+  private opening = true
+  private endReason: SignalyardError | null = null
+  /** Unmatched for relay.pendingTimeout: relay-timeout. */
+  private readonly timer: Timer
 
   /** What this side sent before pairing (held here, counted in `held`). */
-  let outbound: Uint8Array[] = []
-  let outboundBytes = 0
+  private outbound: Uint8Array[] = []
+  private outboundBytes = 0
   /** Bytes this client sent on the stream that the other side has not passed on yet. */
-  let inFlight = 0
+  private inFlight = 0
   /** When inFlight last moved forward (or became non-zero), performance.now(). */
-  let progress = 0
-  let stallTimer: ReturnType<typeof setTimeout> | null = null
+  private progress = 0
+  private stallTimer: Timer | null = null
 
   /** Frames from the other side waiting to be written to this socket (counted in `held`). */
-  let inbound: Uint8Array[] = []
-  let waiting = false
+  private inbound: Uint8Array[] = []
+  private waiting = false
   /** Bytes written to this socket and not yet acknowledged to the sender (sent once per tick). */
-  let unacked = 0
-  let ackScheduled = false
+  private unacked = 0
+  private ackScheduled = false
 
   /** Bytes held with conn.relayHold (pre-pair outbound + inbound queue). */
-  let held = 0
-  const hold = (bytes: number): boolean => {
-    if (!conn.relayHold(bytes)) return false
-    held += bytes
+  private held = 0
+
+  constructor (private readonly conn: Connection, private readonly sid: number, readonly ns: string, local: string, remote: string) {
+    const { pendingTimeout } = this.limits.relay
+    this.timer = setTimeout(() => {
+      this.end(new SignalyardError('relay-timeout', `no relay stream paired with ${local} → ${remote} within ${pendingTimeout} ms`))
+    }, pendingTimeout)
+  }
+
+  private get limits (): Limits { return this.conn.ctx.limits }
+
+  /** The bytes a client may keep unacknowledged, announced in OPENED. */
+  private get window (): number { return Math.max(this.limits.relay.window, RELAY_PRE_OPEN_WINDOW) }
+
+  /** A client that keeps to the window (plus one frame) is never cut off, whatever is configured. */
+  private get maxInFlight (): number { return Math.max(this.limits.relay.maxInFlight, this.window + this.limits.maxFrame) }
+
+  /** The broker answered relayOpen: the stream, or the reason it ended meanwhile (thrown). */
+  start (opened: RelayOpened): RelayStream {
+    this.opening = false
+    if (this.endReason !== null) {
+      opened.link.close()
+      throw this.endReason
+    }
+    this.link = opened.link
+    if (opened.paired) this.peerArrived = true
+    this.maybePair()
+    return this
+  }
+
+  /** relayOpen failed: only the pending timeout was set up yet. */
+  abandon (): void {
+    clearTimeout(this.timer)
+  }
+
+  /** DATA from this client: forwarded once paired, held before. */
+  data ({ raw }: DataFrame): void {
+    if (this.ended) return
+    const bytes = raw.bytes.length
+    if (this.paired && this.link !== null) {
+      if (this.inFlight + bytes > this.maxInFlight) {
+        return this.fail(new SignalyardError('relay-overflow', `more than ${this.maxInFlight} bytes sent without waiting for ACKs (window ${this.window})`))
+      }
+      this.sent(bytes)
+      this.link.send(raw.bytes)
+      return
+    }
+    const { prePairBuffer } = this.limits.relay
+    if (this.outboundBytes + bytes > prePairBuffer) {
+      return this.fail(new SignalyardError('payload-too-large', `more than ${prePairBuffer} bytes sent before pairing`))
+    }
+    if (!this.hold(bytes)) return this.fail(this.quota())
+    this.outboundBytes += bytes
+    this.outbound.push(raw.bytes)
+    this.sent(bytes)
+  }
+
+  close (): void {
+    this.ended = true
+    this.cleanup()
+    this.link?.close()
+  }
+
+  /** The other side arrived. */
+  partnerArrived (): void {
+    this.peerArrived = true
+    this.maybePair()
+  }
+
+  /** The other side passed on `bytes` of this client's frames: tell the client (ACK). */
+  acked (bytes: number): void {
+    if (this.ended) return
+    this.inFlight = Math.max(0, this.inFlight - bytes)
+    this.progress = performance.now()
+    this.conn.send(writeFrame(FrameType.Ack, this.sid, { bytes }))
+  }
+
+  /** The other side closed (with its error code, if it ended on one). */
+  partnerClosed (code?: ErrorCode): void {
+    this.link = null
+    this.end(code === undefined ? undefined : new SignalyardError(code, `the other side ended: ${code}`))
+  }
+
+  /** A frame from the other side: written now while the socket keeps up, else queued. */
+  receive (frame: Uint8Array): void {
+    if (this.ended) return
+    if (this.paired && this.inbound.length === 0 && this.conn.drained() === null) return this.write(frame)
+    if (!this.hold(frame.length)) return this.fail(this.quota())
+    this.inbound.push(frame)
+    if (this.paired && !this.waiting) this.flush()
+  }
+
+  /** Acknowledge what was written this tick to the sender's side. */
+  flushAck (): void {
+    this.ackScheduled = false
+    const bytes = this.unacked
+    this.unacked = 0
+    if (!this.ended && bytes > 0) this.link?.ack(bytes)
+  }
+
+  private hold (bytes: number): boolean {
+    if (!this.conn.relayHold(bytes)) return false
+    this.held += bytes
     return true
   }
-  const release = (bytes: number): void => {
-    held -= bytes
-    conn.relayRelease(bytes)
-  }
-  const quota = (): SignalyardError =>
-    new SignalyardError('quota-exceeded', `relay buffers are full (${limits.relay.maxBufferedPerConnection} bytes per connection, or the server's relay budget)`)
-  /** This side found a bound crossed: count the refusal (/metrics) and end the pair with its code. */
-  const fail = (error: SignalyardError): void => {
-    ctx.metrics.refused(error.code)
-    end(error)
+
+  private release (bytes: number): void {
+    this.held -= bytes
+    this.conn.relayRelease(bytes)
   }
 
-  const flushAck = (): void => {
-    ackScheduled = false
-    const bytes = unacked
-    unacked = 0
-    if (!ended && bytes > 0) link?.ack(bytes)
+  private quota (): SignalyardError {
+    return new SignalyardError('quota-exceeded', `relay buffers are full (${this.limits.relay.maxBufferedPerConnection} bytes per connection, or the server's relay budget)`)
   }
-  const write = (frame: Uint8Array): void => {
-    rewriteId(frame, sid)
-    conn.send(frame)
-    unacked += frame.length
-    if (!ackScheduled) {
-      ackScheduled = true
-      setImmediate(flushAck)
+
+  /** This side found a bound crossed: count the refusal (/metrics) and end the pair with its code. */
+  private fail (error: SignalyardError): void {
+    this.conn.ctx.metrics.refused(error.code)
+    this.end(error)
+  }
+
+  private write (frame: Uint8Array): void {
+    rewriteId(frame, this.sid)
+    this.conn.send(frame)
+    this.unacked += frame.length
+    if (!this.ackScheduled) {
+      this.ackScheduled = true
+      setImmediate(flushAck, this)
     }
   }
+
   /** Write queued frames while the socket keeps up; else wait for it to drain. */
-  const flush = (): void => {
-    waiting = false
-    while (!ended && inbound.length > 0) {
-      const behind = conn.drained()
+  private flush (): void {
+    this.waiting = false
+    while (!this.ended && this.inbound.length > 0) {
+      const behind = this.conn.drained()
       if (behind !== null) {
-        waiting = true
-        void behind.then(flush)
+        this.waiting = true
+        void behind.then(() => this.flush())
         return
       }
-      const frame = inbound.shift() as Uint8Array
-      release(frame.length)
-      write(frame)
+      const frame = this.inbound.shift() as Uint8Array
+      this.release(frame.length)
+      this.write(frame)
     }
-  }
-  const receive = (frame: Uint8Array): void => {
-    if (ended) return
-    if (paired && inbound.length === 0 && conn.drained() === null) return write(frame)
-    if (!hold(frame.length)) return fail(quota())
-    inbound.push(frame)
-    if (paired && !waiting) flush()
   }
 
-  const stalled = (): void => {
-    stallTimer = null
-    if (ended || inFlight <= 0) return
-    const idle = performance.now() - progress
-    if (idle < limits.relay.stallTimeout) {
-      stallTimer = setTimeout(stalled, limits.relay.stallTimeout - idle)
+  private stalled (): void {
+    this.stallTimer = null
+    if (this.ended || this.inFlight <= 0) return
+    const { stallTimeout } = this.limits.relay
+    const idle = performance.now() - this.progress
+    if (idle < stallTimeout) {
+      this.stallTimer = setTimeout(() => this.stalled(), stallTimeout - idle)
       return
     }
-    fail(new SignalyardError('relay-stalled', `no byte passed on for ${limits.relay.stallTimeout} ms: the other side does not read`))
+    this.fail(new SignalyardError('relay-stalled', `no byte passed on for ${stallTimeout} ms: the other side does not read`))
   }
+
   /** This client sent `bytes` more (watch for a stall). */
-  const sent = (bytes: number): void => {
-    if (inFlight === 0) progress = performance.now()
-    inFlight += bytes
-    if (stallTimer === null && paired) stallTimer = setTimeout(stalled, limits.relay.stallTimeout)
+  private sent (bytes: number): void {
+    if (this.inFlight === 0) this.progress = performance.now()
+    this.inFlight += bytes
+    if (this.stallTimer === null && this.paired) this.stallTimer = setTimeout(() => this.stalled(), this.limits.relay.stallTimeout)
   }
 
-  const end = (reason?: SignalyardError): void => {
-    if (ended) return
-    ended = true
-    cleanup()
-    if (opening) {
+  private end (reason?: SignalyardError): void {
+    if (this.ended) return
+    this.ended = true
+    this.cleanup()
+    if (this.opening) {
       // The peer closed (or the timeout hit) before the broker answered: refuse the OPEN then.
-      endReason = reason ?? new SignalyardError('stream-closed', 'the other side closed before this one was open')
+      this.endReason = reason ?? new SignalyardError('stream-closed', 'the other side closed before this one was open')
       return
     }
-    link?.close(reason?.code)
-    conn.endStream(sid, reason)
-    conn.relayEnded(sid)
+    this.link?.close(reason?.code)
+    this.conn.endStream(this.sid, reason)
+    this.conn.relayEnded(this.sid)
   }
+
   /** Let go of everything the stream holds (timers, queues, bytes). */
-  const cleanup = (): void => {
-    clearTimeout(timer)
-    if (stallTimer !== null) clearTimeout(stallTimer)
-    stallTimer = null
-    outbound = []
-    inbound = []
-    release(held)
+  private cleanup (): void {
+    clearTimeout(this.timer)
+    if (this.stallTimer !== null) clearTimeout(this.stallTimer)
+    this.stallTimer = null
+    this.outbound = []
+    this.inbound = []
+    this.release(this.held)
   }
-  const maybePair = (): void => {
-    if (paired || ended || link === null || !peerArrived) return
-    paired = true
-    clearTimeout(timer)
-    conn.opened(sid, { id: `${conn.id}.${sid}`, window })
-    const early = outbound
-    outbound = []
-    release(outboundBytes)
-    outboundBytes = 0
+
+  private maybePair (): void {
+    if (this.paired || this.ended || this.link === null || !this.peerArrived) return
+    this.paired = true
+    clearTimeout(this.timer)
+    this.conn.opened(this.sid, { id: this.conn.streamId(this.sid), window: this.window })
+    const early = this.outbound
+    this.outbound = []
+    this.release(this.outboundBytes)
+    this.outboundBytes = 0
     for (const frame of early) {
       // The other side may end while taking them (its buffers are full): stop then.
-      if (ended || link === null) return
-      link.send(frame)
+      if (this.ended || this.link === null) return
+      this.link.send(frame)
     }
-    if (inFlight > 0) stallTimer = setTimeout(stalled, limits.relay.stallTimeout)
-    flush()
+    if (this.inFlight > 0) this.stallTimer = setTimeout(() => this.stalled(), this.limits.relay.stallTimeout)
+    this.flush()
   }
-  const sink: RelaySink = {
-    paired: () => { peerArrived = true; maybePair() },
-    data: receive,
-    acked: (bytes) => {
-      if (ended) return
-      inFlight = Math.max(0, inFlight - bytes)
-      progress = performance.now()
-      conn.send(writeFrame(FrameType.Ack, sid, { bytes }))
-    },
-    closed: (code?: ErrorCode) => {
-      link = null
-      end(code === undefined ? undefined : new SignalyardError(code, `the other side ended: ${code}`))
-    }
-  }
-  const timer = setTimeout(() => {
-    end(new SignalyardError('relay-timeout', `no relay stream paired with ${local} → ${remote} within ${limits.relay.pendingTimeout} ms`))
-  }, limits.relay.pendingTimeout)
+}
 
-  const stream: ServerStream = {
-    ns,
-    data: ({ raw }) => {
-      if (ended) return
-      const bytes = raw.bytes.length
-      if (paired && link !== null) {
-        if (inFlight + bytes > maxInFlight) {
-          return fail(new SignalyardError('relay-overflow', `more than ${maxInFlight} bytes sent without waiting for ACKs (window ${window})`))
-        }
-        sent(bytes)
-        link.send(raw.bytes)
-        return
-      }
-      if (outboundBytes + bytes > limits.relay.prePairBuffer) {
-        return fail(new SignalyardError('payload-too-large', `more than ${limits.relay.prePairBuffer} bytes sent before pairing`))
-      }
-      if (!hold(bytes)) return fail(quota())
-      outboundBytes += bytes
-      outbound.push(raw.bytes)
-      sent(bytes)
-    },
-    close: () => {
-      ended = true
-      cleanup()
-      link?.close()
-    }
-  }
-  const start = (opened: { link: RelayLink, paired: boolean }): ServerStream => {
-    opening = false
-    if (endReason !== null) {
-      opened.link.close()
-      throw endReason
-    }
-    link = opened.link
-    if (opened.paired) peerArrived = true
-    maybePair()
-    return stream
-  }
+/** Shared by every stream (setImmediate passes the stream): no closure per tick. */
+function flushAck (stream: RelayStream): void { stream.flushAck() }
+
+/** A stream's side as the broker sees it: its own object, since the stream's `data` takes the client's frames. */
+class RelaySide implements RelaySink {
+  constructor (private readonly stream: RelayStream) {}
+  paired (): void { this.stream.partnerArrived() }
+  data (frame: Uint8Array): void { this.stream.receive(frame) }
+  acked (bytes: number): void { this.stream.acked(bytes) }
+  closed (code?: ErrorCode): void { this.stream.partnerClosed(code) }
+}
+
+export const openRelay: OpenHandler<OpenRelay> = (ctx, conn, { sid, ns, local, remote }) => {
+  const stream = new RelayStream(conn, sid, ns, local, remote)
   try {
-    const opened = ctx.broker.relayOpen(ns, local, remote, sink)
-    if (opened instanceof Promise) return opened.then(start, (err) => { clearTimeout(timer); throw err })
-    return start(opened)
+    const opened = ctx.broker.relayOpen(ns, local, remote, stream.side)
+    if (opened instanceof Promise) return opened.then((o) => stream.start(o), (err) => { stream.abandon(); throw err })
+    return stream.start(opened)
   } catch (err) {
-    clearTimeout(timer)
+    stream.abandon()
     throw err
   }
 }

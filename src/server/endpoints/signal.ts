@@ -8,30 +8,47 @@
 import { writeFrame, type EncodedPayload } from '../../protocol/codec.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import { FrameType, isName, NAME_MAX, type DataFrame, type OpenSignal } from '../../protocol/frames.js'
-import type { OpenHandler, ServerStream } from '../connection.js'
-import { holdClaim } from './claim.js'
+import type { Connection } from '../connection.js'
+import type { OpenHandler, ServerStream, StreamEnd } from '../context.js'
+import { holdClaim, type HeldClaim } from './claim.js'
+
+/** One signal stream: a claimed id that sends and receives directed messages. */
+class SignalStream implements ServerStream {
+  constructor (
+    private readonly conn: Connection,
+    private readonly sid: number,
+    readonly ns: string,
+    /** The id this stream claimed: the `from` of what it sends. */
+    private readonly id: string,
+    private readonly held: HeldClaim,
+  ) {}
+
+  data ({ raw }: DataFrame): void | Promise<void> {
+    const { conn, ns } = this
+    const { limits, broker } = conn.ctx
+    const to = raw.meta?.to
+    if (!isName(to)) throw new SignalyardError('bad-request', `to must be a string of 1..${NAME_MAX} characters`)
+    if (raw.payload.length > limits.peers.maxSignal) {
+      throw new SignalyardError('payload-too-large', `signal messages are limited to ${limits.peers.maxSignal} bytes`)
+    }
+    const payload = { kind: raw.kind, bytes: raw.payload } as EncodedPayload
+    const delivered = broker.direct(ns, to, writeFrame(FrameType.Data, 0, { from: this.id }, payload))
+    if (delivered instanceof Promise) return delivered.then((ok) => { if (!ok) this.undeliverable(to) })
+    if (!delivered) this.undeliverable(to)
+  }
+
+  private undeliverable (to: string): void {
+    this.conn.error(this.sid, 'unknown-peer', `no client holds ${JSON.stringify(to)} in this namespace`, { to })
+  }
+
+  close (end: StreamEnd = 'closed'): void {
+    this.held.close(end)
+  }
+}
 
 export const openSignal: OpenHandler<OpenSignal> = async (ctx, conn, { sid, ns, id, key }) => {
-  const { limits, broker } = ctx
   const held = await holdClaim(ctx, conn, { space: 'signal', sid, ns, id, key, meta: null })
-  const undeliverable = (to: string): void => {
-    conn.error(sid, 'unknown-peer', `no client holds ${JSON.stringify(to)} in this namespace`, { to })
-  }
-  const stream: ServerStream = {
-    ns,
-    data: ({ raw }: DataFrame) => {
-      const to = raw.meta?.to
-      if (!isName(to)) throw new SignalyardError('bad-request', `to must be a string of 1..${NAME_MAX} characters`)
-      if (raw.payload.length > limits.peers.maxSignal) {
-        throw new SignalyardError('payload-too-large', `signal messages are limited to ${limits.peers.maxSignal} bytes`)
-      }
-      const payload = { kind: raw.kind, bytes: raw.payload } as EncodedPayload
-      const delivered = broker.direct(ns, to, writeFrame(FrameType.Data, 0, { from: id }, payload))
-      if (delivered instanceof Promise) return delivered.then((ok) => { if (!ok) undeliverable(to) })
-      if (!delivered) undeliverable(to)
-    },
-    close: (end = 'closed') => held.close(end)
-  }
-  held.open({ id: `${conn.id}.${sid}` })
+  const stream = new SignalStream(conn, sid, ns, id, held)
+  held.open({ id: conn.streamId(sid) })
   return stream
 }
