@@ -57,8 +57,6 @@ export type OpenOf<E extends Endpoint> = Parsed<ReturnType<typeof WIRES[E]['open
 export type OpenFrame = { [E in Endpoint]: OpenOf<E> }[Endpoint]
 /** Every REQUEST a client may send, whatever its stream's endpoint. */
 export type AnyRequest = { [E in Endpoint]: Parsed<ReturnType<typeof WIRES[E]['requests'][string]>> }[Endpoint]
-/** The requests of a kv stream, under the name src/server/endpoints/kv.ts imports. */
-export type RequestFrame = KvRequest
 
 export interface CloseFrame { type: 'close', sid: number }
 /** Client liveness: the server answers PONG at once. */

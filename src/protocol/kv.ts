@@ -81,7 +81,7 @@ export function readKvKeys (meta: Record<string, unknown> | null): string[] {
 }
 
 /** OPENED of a kv stream: the namespace's epoch and seq as of the snapshot, and the last page's keys. */
-export function kvOpenedMeta (id: string, epoch: string, seq: number, keys: string[]): object {
+export function kvOpenedMeta (id: string, epoch: string, seq: number, keys: string[]): { id: string, epoch: string, seq: number, keys: string[] } {
   return { id, epoch, seq, keys }
 }
 
@@ -91,7 +91,7 @@ export function readKvOpened (meta: Record<string, unknown>): { epoch: string, s
 }
 
 /** REPLY to a set (`ttl` set) or a delete (`seq`/`epoch` null: the key did not exist). */
-export function kvReplyMeta (req: number, seq: number | null, epoch: string | null, ttl?: number): object {
+export function kvReplyMeta (req: number, seq: number | null, epoch: string | null, ttl?: number): { req: number, seq: number | null, epoch: string | null, ttl?: number } {
   return ttl === undefined ? { req, seq, epoch } : { req, seq, epoch, ttl }
 }
 

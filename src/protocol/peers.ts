@@ -63,7 +63,7 @@ export function writePeersPage (sid: number, members: PresenceEntry[]): Uint8Arr
 }
 
 /** OPENED of a peers stream: the last page of the list. */
-export function peersOpenedMeta (id: string, members: PresenceEntry[]): object {
+export function peersOpenedMeta (id: string, members: PresenceEntry[]): { id: string, peers: PresenceEntry[] } {
   return { id, peers: members }
 }
 

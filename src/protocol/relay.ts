@@ -44,7 +44,7 @@ export function readRelayAck (frame: RawFrame): number | null {
 }
 
 /** OPENED of a relay stream. */
-export function relayOpenedMeta (id: string, window: number): object {
+export function relayOpenedMeta (id: string, window: number): { id: string, window: number } {
   return { id, window }
 }
 

@@ -10,6 +10,7 @@
  * in WeakMaps: an idle connection pays for neither.
  */
 import type { WebSocket } from 'ws'
+import { frameId } from '../protocol/codec.js'
 import type { Endpoint } from '../protocol/frames.js'
 import { CloseCode, type ServerContext } from './context.js'
 import type { Broadcast } from './hub.js'
@@ -229,8 +230,3 @@ const RECENTLY_ENDED = 64
  * the server is measured with it, never with the wall clock, which NTP may step back.
  */
 export const now = (): number => Math.floor(performance.now())
-
-/** The stream id of a finished frame (bytes 1..4). */
-function frameId (frame: Uint8Array): number {
-  return frame.length < 5 ? 0 : ((frame[1] << 24) >>> 0) + (frame[2] << 16) + (frame[3] << 8) + frame[4]
-}

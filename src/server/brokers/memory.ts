@@ -6,7 +6,7 @@
  */
 import { KvModel } from '../../kv/model.js'
 import type { Budget } from '../budget.js'
-import { writeKvEvent } from '../../protocol/events.js'
+import { writeKvEvent } from '../../protocol/kv.js'
 import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
 import {
   topicOf, writePeersEvent, writeSignalLeave,

@@ -25,7 +25,7 @@
 import { Redis, ReplyError } from 'ioredis'
 import { nanoid } from 'nanoid'
 import type { KvChange, KvPage, KvSnapshot } from '../../kv/model.js'
-import { writeKvEvent } from '../../protocol/events.js'
+import { writeKvEvent } from '../../protocol/kv.js'
 import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
 import { SCRIPTS, type ScriptName } from './redis-scripts.js'
 import {

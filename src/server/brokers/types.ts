@@ -215,12 +215,6 @@ export type TopicEndpoint = Exclude<Endpoint, 'relay'>
 /** Topic names: one per endpoint and namespace, `<endpoint>:<ns>` (the hub reads the endpoint back for its metrics). */
 export const topicOf = (endpoint: TopicEndpoint, ns: string): string => `${endpoint}:${ns}`
 
-/** The presence EVENT every broker publishes on `topicOf('peers', ns)`. */
-export function writePeersEvent (ns: string, op: 'join' | 'update' | 'leave', member: Member): Uint8Array {
-  return writeFrame(FrameType.Event, 0, { ep: 'peers', ns, op, id: member.id, meta: member.meta })
-}
-
-/** The signal EVENT every broker publishes on `topicOf('signal', ns)` when a signal id is released. */
-export function writeSignalLeave (ns: string, id: string): Uint8Array {
-  return writeFrame(FrameType.Event, 0, { ep: 'signal', ns, op: 'leave', id })
-}
+/** The EVENTs brokers publish for claims (their layout is the endpoints' own: protocol/peers.ts, protocol/signal.ts). */
+export { writePeersEvent } from '../../protocol/peers.js'
+export { writeSignalLeave } from '../../protocol/signal.js'

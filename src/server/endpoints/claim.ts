@@ -4,9 +4,9 @@
  * nothing falls between the claim's answer and the events. The owner reclaiming the id from another
  * stream ends this one (`peer-id-taken`); a socket that went away releases the id after the grace.
  */
-import { rewriteId, writeFrame } from '../../protocol/codec.js'
+import { FrameType, rewriteId } from '../../protocol/codec.js'
 import { SignalyardError } from '../../protocol/errors.js'
-import { FrameType } from '../../protocol/frames.js'
+import { writePeersPage } from '../../protocol/peers.js'
 import { topicOf, type Claim, type ClaimSpace, type Member } from '../brokers/types.js'
 import type { Connection } from '../connection.js'
 import type { ServerContext, StreamEnd } from '../context.js'
@@ -103,7 +103,7 @@ export async function holdClaim (ctx: ServerContext, conn: Connection, { space, 
     claim,
     close,
     page: (members) => {
-      conn.send(writeFrame(FrameType.Data, sid, { peers: members }))
+      conn.send(writePeersPage(sid, members))
       const behind = held ?? []
       held = null
       for (const message of behind) conn.send(asData(message, sid))

@@ -4,9 +4,9 @@
  * the sender's stream id stamped by the server; `self: false` is applied by the client, which
  * knows its own stream ids.
  */
-import { echoEventMeta, writeEchoEvent } from '../../protocol/events.js'
+import { echoEventMeta, writeEchoEvent, type OpenEcho } from '../../protocol/echo.js'
 import type { Kind } from '../../protocol/codec.js'
-import type { DataFrame, OpenEcho } from '../../protocol/frames.js'
+import type { DataFrame } from '../../protocol/frames.js'
 import { topicOf } from '../brokers/types.js'
 import type { Connection } from '../connection.js'
 import type { OpenHandler, ServerContext, ServerStream } from '../context.js'

@@ -8,10 +8,8 @@
  * yard's or the connection's KV bytes (kv.maxBytes, total.kv, kv.maxOwnedBytes).
  */
 import { kvEntryBytes, type KvPage } from '../../kv/model.js'
-import { writeFrame } from '../../protocol/codec.js'
-import { writeKvEvent } from '../../protocol/events.js'
+import { kvOpenedMeta, kvReplyMeta, writeKvEvent, writeKvKeys, type OpenKv, type KvRequest } from '../../protocol/kv.js'
 import { SignalyardError } from '../../protocol/errors.js'
-import { FrameType, type OpenKv, type RequestFrame } from '../../protocol/frames.js'
 import { topicOf } from '../brokers/types.js'
 import type { Connection } from '../connection.js'
 import type { OpenHandler, ServerContext, ServerStream } from '../context.js'
@@ -95,12 +93,12 @@ class KvStream implements ServerStream {
 
   private get ctx (): ServerContext { return this.conn.ctx }
 
-  async request (frame: RequestFrame): Promise<void> {
+  async request (frame: KvRequest): Promise<void> {
     const { ctx: { broker, limits, budgets }, conn, sid, ns } = this
     if (frame.op === 'delete') {
       const change = await broker.kvDelete(ns, frame.key)
       ledgers.get(conn)?.release(ns, frame.key)
-      return conn.reply(sid, { req: frame.req, seq: change?.seq ?? null, epoch: change?.epoch ?? null })
+      return conn.reply(sid, kvReplyMeta(frame.req, change?.seq ?? null, change?.epoch ?? null))
     }
     const { kind, payload } = frame.raw
     if (payload.length > limits.kv.maxValue) {
@@ -131,7 +129,7 @@ class KvStream implements ServerStream {
       ledger.bytes -= growth
     }
     ledger.hold(ns, frame.key, size, start + ttl)
-    conn.reply(sid, { req: frame.req, seq: change.seq, epoch: change.epoch, ttl })
+    conn.reply(sid, kvReplyMeta(frame.req, change.seq, change.epoch, ttl))
   }
 
   close (): void {
@@ -149,7 +147,7 @@ export const openKv: OpenHandler<OpenKv> = async (ctx, conn, { sid, ns, since })
       // The keys of the page before go now; the last page's go in OPENED.
       if (last !== null) {
         if (!await pace(conn)) return stream
-        if (last.keys.length > 0) conn.send(writeFrame(FrameType.Data, sid, { keys: last.keys }))
+        if (last.keys.length > 0) conn.send(writeKvKeys(sid, last.keys))
       }
       first ??= page
       last = page
@@ -159,7 +157,7 @@ export const openKv: OpenHandler<OpenKv> = async (ctx, conn, { sid, ns, since })
     // Consistent as of the first page (changes since came as EVENTs); if the namespace was emptied
     // meanwhile, its new incarnation came whole as EVENTs, so the replica starts it from seq 0.
     const { epoch, seq } = first.epoch === last.epoch ? first : { epoch: last.epoch, seq: 0 }
-    conn.opened(sid, { id: conn.streamId(sid), epoch, seq, keys: last.keys })
+    conn.opened(sid, kvOpenedMeta(conn.streamId(sid), epoch, seq, last.keys))
   } catch (err) {
     stream.close()
     throw err

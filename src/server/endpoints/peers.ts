@@ -7,7 +7,7 @@
  * owner can reconnect and reclaim it without a leave (see claim.ts).
  */
 import { SignalyardError } from '../../protocol/errors.js'
-import type { OpenPeers, PeersRequest } from '../../protocol/frames.js'
+import { peersOpenedMeta, type OpenPeers, type PeersRequest } from '../../protocol/peers.js'
 import type { Connection } from '../connection.js'
 import type { OpenHandler, ServerStream, StreamEnd } from '../context.js'
 import { holdClaim, type HeldClaim } from './claim.js'
@@ -44,7 +44,7 @@ export const openPeers: OpenHandler<OpenPeers> = async (ctx, conn, { sid, ns, id
     // Each page is sent as soon as it is read (its place among the events); the last goes in OPENED.
     for await (const { members, last } of held.claim.members(PAGE_BYTES)) {
       if (last) {
-        held.open({ id: conn.streamId(sid), peers: members })
+        held.open(peersOpenedMeta(conn.streamId(sid), members))
         return stream
       }
       held.page(members)
@@ -55,6 +55,6 @@ export const openPeers: OpenHandler<OpenPeers> = async (ctx, conn, { sid, ns, id
     throw err
   }
   // The claim went stale (its owner claimed the id again elsewhere) before the list was read.
-  held.open({ id: conn.streamId(sid), peers: [] })
+  held.open(peersOpenedMeta(conn.streamId(sid), []))
   return stream
 }

@@ -17,9 +17,10 @@
  *   (`relay-overflow`). Bytes in flight with no acknowledgement for `relay.stallTimeout` close the
  *   pair on both sides (`relay-stalled`): the receiver does not read.
  */
-import { rewriteId, writeFrame } from '../../protocol/codec.js'
+import { rewriteId } from '../../protocol/codec.js'
 import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
-import { FrameType, RELAY_PRE_OPEN_WINDOW, type DataFrame, type OpenRelay } from '../../protocol/frames.js'
+import type { DataFrame } from '../../protocol/frames.js'
+import { RELAY_PRE_OPEN_WINDOW, relayOpenedMeta, writeRelayAck, type OpenRelay } from '../../protocol/relay.js'
 import type { RelayLink, RelayOpened, RelaySink } from '../brokers/types.js'
 import type { Connection } from '../connection.js'
 import type { OpenHandler, ServerStream } from '../context.js'
@@ -132,7 +133,7 @@ class RelayStream implements ServerStream {
     if (this.ended) return
     this.inFlight = Math.max(0, this.inFlight - bytes)
     this.progress = performance.now()
-    this.conn.send(writeFrame(FrameType.Ack, this.sid, { bytes }))
+    this.conn.send(writeRelayAck(this.sid, bytes))
   }
 
   /** The other side closed (with its error code, if it ended on one). */
@@ -252,7 +253,7 @@ class RelayStream implements ServerStream {
     if (this.paired || this.ended || this.link === null || !this.peerArrived) return
     this.paired = true
     clearTimeout(this.timer)
-    this.conn.opened(this.sid, { id: this.conn.streamId(this.sid), window: this.window })
+    this.conn.opened(this.sid, relayOpenedMeta(this.conn.streamId(this.sid), this.window))
     const early = this.outbound
     this.outbound = []
     this.release(this.outboundBytes)

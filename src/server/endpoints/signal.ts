@@ -5,9 +5,9 @@
  * id) and handed to the broker, which gives it to the one stream holding `to`, and to no one else.
  * The connection is subscribed to the namespace's signal events (EVENT leave when an id is released).
  */
-import { writeFrame, type EncodedPayload } from '../../protocol/codec.js'
 import { SignalyardError } from '../../protocol/errors.js'
-import { FrameType, isName, NAME_MAX, type DataFrame, type OpenSignal } from '../../protocol/frames.js'
+import { NAME_MAX, type DataFrame } from '../../protocol/frames.js'
+import { readSignalTo, writeSignalFrom, type OpenSignal } from '../../protocol/signal.js'
 import type { Connection } from '../connection.js'
 import type { OpenHandler, ServerStream, StreamEnd } from '../context.js'
 import { holdClaim, type HeldClaim } from './claim.js'
@@ -26,13 +26,12 @@ class SignalStream implements ServerStream {
   data ({ raw }: DataFrame): void | Promise<void> {
     const { conn, ns } = this
     const { limits, broker } = conn.ctx
-    const to = raw.meta?.to
-    if (!isName(to)) throw new SignalyardError('bad-request', `to must be a string of 1..${NAME_MAX} characters`)
+    const { to, payload } = readSignalTo(raw)
+    if (to === null) throw new SignalyardError('bad-request', `to must be a string of 1..${NAME_MAX} characters`)
     if (raw.payload.length > limits.peers.maxSignal) {
       throw new SignalyardError('payload-too-large', `signal messages are limited to ${limits.peers.maxSignal} bytes`)
     }
-    const payload = { kind: raw.kind, bytes: raw.payload } as EncodedPayload
-    const delivered = broker.direct(ns, to, writeFrame(FrameType.Data, 0, { from: this.id }, payload))
+    const delivered = broker.direct(ns, to, writeSignalFrom(this.id, payload))
     if (delivered instanceof Promise) return delivered.then((ok) => { if (!ok) this.undeliverable(to) })
     if (!delivered) this.undeliverable(to)
   }
