@@ -23,6 +23,7 @@ local function reapClaims(prefix, pid, now, force)
     if held and pidOf(held.token) == pid then
       if force == 1 or held.grace == '' or tonumber(held.grace) <= now then
         redis.call('HDEL', ids, r.id)
+        -- on the space's topic, topicOf(space, ns)
         redis.call('PUBLISH', prefix .. KEY.topic .. r.space .. ':' .. r.ns, held.leave)
       else
         gone = false
@@ -35,6 +36,7 @@ local function reapClaims(prefix, pid, now, force)
 end
 `
 
+/** The claim scripts, by name (KEYS and ARGV of each in its doc). */
 export const CLAIM_SCRIPTS = {
   /**
    * KEYS ids, channel, index · ARGV id, key, token, meta, leaveFrame, joinFrame, maxPeers, ref,

@@ -4,7 +4,7 @@
  * publish the space's events in the same step; the claiming process learns its place among those
  * events from markers on its inbox. Directed frames reach the holder's process through its inbox.
  */
-import { writePeersEvent, writeSignalLeave, type Broker, type Claim, type ClaimSink, type ClaimSpace, type Member, type MemberPage } from '../types.js'
+import { topicOf, writePeersEvent, writeSignalLeave, type Broker, type Claim, type ClaimSink, type ClaimSpace, type Member, type MemberPage } from '../types.js'
 import { coded, ignore, type Context } from './context.js'
 import { CLAIM_SCRIPTS } from './claims.lua.js'
 import type { Inbox } from './inbox.js'
@@ -52,13 +52,14 @@ export class Claims {
   /** Ids held, in their grace period included (for tables()). */
   get size (): number { return this.held.size }
 
+  /** Broker.claim: claim an id for a stream (its token is a new address of this process). */
   claim: Broker['claim'] = async ({ space, ns, id, key, meta, maxPeers }, sink) => {
     const { ctx, run, held, live } = this
     const token = ctx.nextAddr()
     const member: Member = { id, meta: meta ?? {} }
     const leaveFrame = (m: Member): Buffer => toBuffer(space === 'peers' ? writePeersEvent(ns, 'leave', m) : writeSignalLeave(ns, id))
     const ids = ctx.keys.ids(space, ns)
-    const topic = ctx.keys.topic(`${space}:${ns}`)
+    const topic = ctx.keys.topic(topicOf(space, ns))
     const ref = pack(space, ns, id)
     const index = ctx.keys.claimIndex(ctx.pid)
     const inbox = ctx.keys.inbox(ctx.pid)
@@ -121,6 +122,7 @@ export class Claims {
     return { claim: handle }
   }
 
+  /** Broker.direct: a directed frame to the holder of a signal id, here or through its process's inbox. */
   direct: Broker['direct'] = async (ns, to, frame) => {
     const reply = await this.run.syDirect(this.ctx.keys.ids('signal', ns), to, toBuffer(frame), this.ctx.keys.prefix, this.ctx.pid)
     if (Buffer.isBuffer(reply)) {

@@ -16,6 +16,7 @@ end
 `
 const kvScript = (keys: number, body: string): ReturnType<typeof script> => script(keys, body, KV_HELPERS)
 
+/** The KV scripts, by name (KEYS and ARGV of each in its doc). */
 export const KV_SCRIPTS = {
   /**
    * KEYS data, meta, expiry, channel, bytes · ARGV key, kind, value, ttl, maxKeys, epochIfNew,
@@ -93,6 +94,7 @@ for _, member in ipairs(due) do
     local epoch = redis.call('HGET', meta, 'epoch')
     local seq = redis.call('HINCRBY', meta, 'seq', 1)
     if redis.call('HLEN', data) == 0 then redis.call('DEL', meta) else redis.call('HINCRBY', meta, 'bytes', -size) end
+    -- on the namespace's topic, topicOf('kv', ns)
     redis.call('PUBLISH', prefix .. KEY.topic .. 'kv:' .. e.ns, changePack({op = 'expire', epoch = epoch, seq = seq, ttl = '', kind = '', key = e.key, value = ''}))
   end
 end

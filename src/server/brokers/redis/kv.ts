@@ -8,7 +8,7 @@
 import { nanoid } from 'nanoid'
 import type { KvChange, KvPage } from '../../../kv/model.js'
 import { writeKvEvent } from '../../../protocol/events.js'
-import type { Broker, TopicHandler } from '../types.js'
+import { topicOf, type Broker, type TopicHandler } from '../types.js'
 import { coded, ignore, type Context } from './context.js'
 import { KV_SCRIPTS } from './kv.lua.js'
 import { pack, toBuffer, unpack } from './lua.js'
@@ -53,11 +53,12 @@ export class Kv {
   /** A namespace's two KV keys: its entries and its epoch/seq. */
   private kvKeys (ns: string): [string, string] { return [this.ctx.keys.kvData(ns), this.ctx.keys.kvMeta(ns)] }
 
+  /** Broker.kvSet. */
   kvSet: Broker['kvSet'] = async ({ ns, key, kind, value, ttl, maxKeys, maxBytes, maxTotal }) => {
     const { keys } = this.ctx
     let reply: Buffer[]
     try {
-      reply = await this.run.syKvSet(...this.kvKeys(ns), keys.kvExpiry, keys.topic(`kv:${ns}`), keys.kvBytes,
+      reply = await this.run.syKvSet(...this.kvKeys(ns), keys.kvExpiry, keys.topic(topicOf('kv', ns)), keys.kvBytes,
         key, kind, toBuffer(value), ttl, maxKeys, nanoid(12), pack(ns, key), bound(maxBytes), bound(maxTotal)) as Buffer[]
     } catch (err) {
       throw coded(err)
@@ -65,13 +66,15 @@ export class Kv {
     return { op: 'set', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]), kind, value, ttl }
   }
 
+  /** Broker.kvDelete. */
   kvDelete: Broker['kvDelete'] = async (ns, key) => {
     const { keys } = this.ctx
-    const reply = await this.run.syKvDelete(...this.kvKeys(ns), keys.kvExpiry, keys.topic(`kv:${ns}`), keys.kvBytes, key, pack(ns, key)) as Buffer[] | null
+    const reply = await this.run.syKvDelete(...this.kvKeys(ns), keys.kvExpiry, keys.topic(topicOf('kv', ns)), keys.kvBytes, key, pack(ns, key)) as Buffer[] | null
     if (reply === null) return null
     return { op: 'delete', ns, epoch: reply[0].toString(), key, seq: Number(reply[1]) }
   }
 
+  /** Broker.kvSnapshot. */
   kvSnapshot: Broker['kvSnapshot'] = async (ns, since) => {
     // All pages at once, for callers that want the whole state (never one HGETALL reply).
     const byKey = new Map<string, KvChange>()

@@ -21,6 +21,7 @@ local function reap(prefix, pid, now, force)
 end
 `
 
+/** The liveness scripts, by name (KEYS and ARGV of each in its doc). */
 export const LIVENESS_SCRIPTS = {
   /**
    * KEYS procs · ARGV pid, deadAfter → 1 when the process was not listed (first beat, or the others

@@ -66,6 +66,7 @@ export class Liveness {
     })
   }
 
+  /** Broker.watch: be told when the broker goes down and comes back; returns an unwatch. */
   watch (watcher: (up: boolean, reason: string) => void): () => void {
     this.watchers.add(watcher)
     return () => { this.watchers.delete(watcher) }

@@ -37,6 +37,7 @@ local function reapSides(prefix, pid)
 end
 `
 
+/** The relay scripts, by name (KEYS and ARGV of each in its doc). */
 export const RELAY_SCRIPTS = {
   /**
    * KEYS side, mirror, index · ARGV addr, prefix, ourPid → the peer's address ('' while pending).

@@ -55,6 +55,7 @@ export class Relay {
     return side === undefined || side.closed ? undefined : side
   }
 
+  /** Broker.relayOpen: claim the token pair and pair with the mirrored side if it waits. */
   relayOpen: Broker['relayOpen'] = async (ns, local, remote, sink) => {
     const { ctx, run, sides, inbox } = this
     const addr = ctx.nextAddr()
