@@ -53,7 +53,7 @@ const MUTANTS = [
   },
   {
     name: 'Redis: the old holder of a reclaimed id is never told (no taken notice)',
-    file: 'src/server/brokers/redis.ts',
+    file: 'src/server/brokers/redis/claims.ts',
     find: '      sink.taken()\n',
     replace: '      void sink\n',
     tests: ['redis-review']

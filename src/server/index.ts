@@ -9,12 +9,19 @@ export { createServer } from './server.js'
 export type { ServerOptions, Yard, Health } from './server.js'
 export { memoryBroker } from './brokers/memory.js'
 export type { MemoryBrokerOptions } from './brokers/memory.js'
-export { redisBroker } from './brokers/redis.js'
-export type { RedisBrokerOptions } from './brokers/redis.js'
+export { redisBroker } from './brokers/redis/index.js'
+export type { RedisBrokerOptions } from './brokers/redis/index.js'
 export type {
-  Broker, RelayLink, RelaySink, RelayOpened, KvSetRequest, TopicHandler,
-  Claim, ClaimRequest, ClaimSink, ClaimSpace, Claimed, Member, MemberPage
+  Broker, RelayLink, RelaySink, RelayOpened, BrokerKvSet, TopicHandler,
+  Claim, BrokerClaimRequest, ClaimSink, ClaimSpace, Claimed, BrokerMember, MemberPage
 } from './brokers/types.js'
+import type { BrokerClaimRequest, BrokerKvSet, BrokerMember } from './brokers/types.js'
+/** @deprecated the name before 0.2: use `BrokerKvSet`. */
+export type KvSetRequest = BrokerKvSet
+/** @deprecated the name before 0.2: use `BrokerClaimRequest`. */
+export type ClaimRequest = BrokerClaimRequest
+/** @deprecated the name before 0.2: use `BrokerMember`. */
+export type Member = BrokerMember
 export type { KvChange, KvPage, KvSnapshot } from '../kv/model.js'
 export { DEFAULTS } from './limits.js'
 export type { Limits, LimitsOption } from './limits.js'

@@ -7,10 +7,12 @@
 import { KvModel } from '../../kv/model.js'
 import type { Budget } from '../budget.js'
 import { writeKvEvent } from '../../protocol/kv.js'
+import { writePeersEvent } from '../../protocol/peers.js'
+import { writeSignalLeave } from '../../protocol/signal.js'
 import { SignalyardError, type ErrorCode } from '../../protocol/errors.js'
 import {
-  topicOf, writePeersEvent, writeSignalLeave,
-  type Broker, type Claim, type ClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type MemberPage, type RelayLink, type RelayOpened,
+  topicOf,
+  type Broker, type Claim, type BrokerClaimRequest, type ClaimSink, type ClaimSpace, type Claimed, type MemberPage, type RelayLink, type RelayOpened,
   type RelaySink, type TopicHandler
 } from './types.js'
 
@@ -161,7 +163,7 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     return claim
   }
 
-  const claim = ({ space, ns, id, key, meta, maxPeers }: ClaimRequest, sink: ClaimSink): Claimed => {
+  const claim = ({ space, ns, id, key, meta, maxPeers }: BrokerClaimRequest, sink: ClaimSink): Claimed => {
     let ids = claims[space].get(ns)
     let holder = ids?.get(id)
     if (holder !== undefined && holder.key !== key) throw new SignalyardError('peer-id-taken', `${id} is held by another client`)

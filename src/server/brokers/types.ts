@@ -8,9 +8,8 @@
  * Promise; callers handle both.
  */
 import type { KvChange, KvPage, KvSnapshot } from '../../kv/model.js'
-import { writeFrame } from '../../protocol/codec.js'
 import type { ErrorCode } from '../../protocol/errors.js'
-import { FrameType, type Endpoint } from '../../protocol/frames.js'
+import type { Endpoint } from '../../protocol/frames.js'
 
 export type MaybePromise<T> = T | Promise<T>
 
@@ -47,7 +46,7 @@ export interface RelayLink {
 
 export interface RelayOpened { link: RelayLink, paired: boolean }
 
-export interface KvSetRequest {
+export interface BrokerKvSet {
   ns: string
   key: string
   kind: number
@@ -72,10 +71,10 @@ export interface KvSetRequest {
 export type ClaimSpace = Extract<Endpoint, 'peers' | 'signal'>
 
 /** A presence member as listed in OPENED and carried by EVENTs. */
-export interface Member { id: string, meta: object }
+export interface BrokerMember { id: string, meta: object }
 
 /** What a stream asks for when it claims an id. */
-export interface ClaimRequest {
+export interface BrokerClaimRequest {
   space: ClaimSpace
   ns: string
   id: string
@@ -133,7 +132,7 @@ export interface Claim {
 }
 
 /** One page of Claim.members. */
-export interface MemberPage { members: Member[], last: boolean }
+export interface MemberPage { members: BrokerMember[], last: boolean }
 
 /** What a successful claim gives (the members are read with `claim.members`). */
 export interface Claimed {
@@ -149,7 +148,7 @@ export interface Broker {
   publish: (topic: string, message: Uint8Array) => MaybePromise<void>
 
   /** Write a key and publish the change on the namespace's KV topic. Throws `too-many-keys`, `quota-exceeded`. */
-  kvSet: (request: KvSetRequest) => MaybePromise<KvChange>
+  kvSet: (request: BrokerKvSet) => MaybePromise<KvChange>
   /** Delete a key and publish the change; null when it did not exist. */
   kvDelete: (ns: string, key: string) => MaybePromise<KvChange | null>
   /** The state a replica needs to catch up from `since`, at once (for small namespaces and tests; streams use kvScan). */
@@ -178,7 +177,7 @@ export interface Broker {
    * period), `too-many-peers` when the space holds `maxPeers` ids already. A claim with the key
    * that holds the id takes it over at once: the previous stream's sink gets `taken()`.
    */
-  claim: (request: ClaimRequest, sink: ClaimSink) => MaybePromise<Claimed>
+  claim: (request: BrokerClaimRequest, sink: ClaimSink) => MaybePromise<Claimed>
   /**
    * Hand a directed DATA frame to the stream that holds signal id `to` in `ns`. False when nobody
    * holds it; true when it was delivered, or dropped because the id is in its grace period.
@@ -214,7 +213,3 @@ export type TopicEndpoint = Exclude<Endpoint, 'relay'>
 
 /** Topic names: one per endpoint and namespace, `<endpoint>:<ns>` (the hub reads the endpoint back for its metrics). */
 export const topicOf = (endpoint: TopicEndpoint, ns: string): string => `${endpoint}:${ns}`
-
-/** The EVENTs brokers publish for claims (their layout is the endpoints' own: protocol/peers.ts, protocol/signal.ts). */
-export { writePeersEvent } from '../../protocol/peers.js'
-export { writeSignalLeave } from '../../protocol/signal.js'

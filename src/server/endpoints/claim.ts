@@ -7,17 +7,17 @@
 import { FrameType, rewriteId } from '../../protocol/codec.js'
 import { SignalyardError } from '../../protocol/errors.js'
 import { writePeersPage } from '../../protocol/peers.js'
-import { topicOf, type Claim, type ClaimSpace, type Member } from '../brokers/types.js'
+import { topicOf, type Claim, type ClaimSpace, type BrokerMember } from '../brokers/types.js'
 import type { Connection } from '../connection.js'
 import type { ServerContext, StreamEnd } from '../context.js'
 import type { Broadcast, Subscriber } from '../hub.js'
 
-export interface ClaimRequest { space: ClaimSpace, sid: number, ns: string, id: string, key: string, meta: object | null }
+export interface HoldRequest { space: ClaimSpace, sid: number, ns: string, id: string, key: string, meta: object | null }
 
 export interface HeldClaim {
   claim: Claim
   /** Send a page of the member list (DATA `{ peers }`) and the events held behind it. */
-  page: (members: Member[]) => void
+  page: (members: BrokerMember[]) => void
   /** Send OPENED with `meta` (and any directed frames and events that arrived before it). */
   open: (meta: object) => void
   /** Unsubscribe and release: at once on CLOSE, after the grace when the socket went away. */
@@ -38,7 +38,7 @@ function asData (message: Broadcast, sid: number): Uint8Array {
   return frame
 }
 
-export async function holdClaim (ctx: ServerContext, conn: Connection, { space, sid, ns, id, key, meta }: ClaimRequest): Promise<HeldClaim> {
+export async function holdClaim (ctx: ServerContext, conn: Connection, { space, sid, ns, id, key, meta }: HoldRequest): Promise<HeldClaim> {
   const { limits, broker, hub } = ctx
   const topic = topicOf(space, ns)
   let opened = false
