@@ -18,17 +18,19 @@ export interface PeerStreamEvents {
   error: [error: SignalyardError]
 }
 
-/** What a stream needs from its connection. */
+/** What a stream needs from its connection's mux (which alone keeps the stream's byte counts). */
 export interface StreamHost {
+  /** The stream's number on the connection. */
+  readonly id: number
+  /** The connection is open: writes go out now. */
   readonly isOpen: boolean
-  /** Bytes the connection's transport holds (shared by its streams). */
-  readonly pipeBuffered: number
-  write: (stream: PeerStream, data: unknown) => void
-  closeStream: (stream: PeerStream) => void
+  /** This stream's bytes waiting in the connection plus what the transport holds. */
+  readonly bufferedAmount: number
+  /** Queue a message; false when the stream should wait for 'drain'. */
+  write: (data: unknown) => boolean
+  /** CLOSE goes to the peer after what was sent. */
+  close: () => void
 }
-
-/** `send()` returns false from this many buffered bytes on. */
-export const HIGH_WATER_MARK = 1024 * 1024
 
 /**
  * One stream of a peer connection (from `pc.createStream(label)` or the pc's 'connection' event).
@@ -40,25 +42,22 @@ export const HIGH_WATER_MARK = 1024 * 1024
  */
 export class PeerStream extends EventEmitter<PeerStreamEvents> {
   state: 'opening' | 'open' | 'closed'
-  /** Bytes of this stream's messages waiting in the connection (not yet handed to the transport). */
-  queued = 0
-  needDrain = false
-  /** Fragments of the message being received. */
-  parts: Uint8Array[] = []
-  partsBytes = 0
   private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
   private failure: SignalyardError | null = null
 
-  constructor (private readonly host: StreamHost, readonly id: number, readonly label: string) {
+  constructor (private readonly host: StreamHost, readonly label: string) {
     super()
     this.state = host.isOpen ? 'open' : 'opening'
   }
+
+  /** The stream's number on the connection (odd when the initiator made it, even for the acceptor). */
+  get id (): number { return this.host.id }
 
   /**
    * Bytes written and not yet on the wire: this stream's own queue plus what the transport holds
    * for the whole connection.
    */
-  get bufferedAmount (): number { return this.queued + (this.state === 'closed' ? 0 : this.host.pipeBuffered) }
+  get bufferedAmount (): number { return this.host.bufferedAmount }
 
   /**
    * Send any JSON value, a string, or binary. Like `WebSocket.send`, it takes a copy: the buffer
@@ -68,10 +67,7 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
    */
   send (data: unknown): boolean {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', `peer stream "${this.label}" is closed`)
-    this.host.write(this, data)
-    if (this.bufferedAmount < HIGH_WATER_MARK) return true
-    this.needDrain = true
-    return false
+    return this.host.write(data)
   }
 
   /** Resolves when the connection is open; rejects if it closes first. */
@@ -84,7 +80,7 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
   /** Close this stream on both sides (what was sent before is still delivered). */
   close (): void {
     if (this.state === 'closed') return
-    this.host.closeStream(this)
+    this.host.close()
     this.finish()
   }
 
@@ -100,8 +96,6 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
   finish (error?: SignalyardError): void {
     if (this.state === 'closed') return
     this.state = 'closed'
-    this.parts = []
-    this.partsBytes = 0
     this.failure = error ?? new SignalyardError('stream-closed', 'the peer stream closed before the connection opened')
     for (const w of this.waiters.splice(0)) w.reject(this.failure)
     if (error !== undefined) this.emit('error', error)

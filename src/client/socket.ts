@@ -1,16 +1,23 @@
 /**
  * The client's one WebSocket per URL (list) and token: shared by every channel and stream of the
- * realm that uses the same URL and the same token (see socketKey), reconnecting by itself with capped exponential backoff and full jitter, and
- * failing over between URLs. Frames written while the socket is down wait in a bounded queue;
- * when it opens, every live stream re-sends its OPEN first, then the queue is flushed in order.
+ * realm that uses the same URL and the same token (see socketKey), reconnecting by itself with
+ * capped exponential backoff and full jitter, and failing over between URLs. Frames written while
+ * the socket is down wait in a bounded queue (offline-queue.ts); when it opens, every live stream
+ * re-sends its OPEN first, then the queue is flushed in order. The token and HELLO are read in
+ * socket-auth.ts, the dead-server probe lives in liveness.ts.
  *
  * State is an explicit enum with one transition function that emits ('state', to, { from, to, reason }).
  */
 import { EventEmitter } from 'eventemitter3'
-import { readFrame, writeFrame, type RawFrame } from '../protocol/codec.js'
+import { readFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { AUTH_PROTOCOL_PREFIX, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, FrameType, SUBPROTOCOL } from '../protocol/frames.js'
+import { FrameType } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
+import { Liveness, PING } from './liveness.js'
+import { OfflineQueue } from './offline-queue.js'
+import { readHello, refusal, resolveToken, socketKey, subprotocols, type Hello, type TokenOption } from './socket-auth.js'
+
+export type { Hello, TokenOption } from './socket-auth.js'
 
 export type SocketState = 'connecting' | 'open' | 'reconnecting' | 'closed'
 export interface StateChange { from: SocketState, to: SocketState, reason: string }
@@ -46,12 +53,6 @@ export interface StreamHandle {
   refused: (error: SignalyardError) => void
 }
 
-/** The `token` option: a string, or a function (possibly async) asked before every connection. */
-export type TokenOption = string | (() => string | null | Promise<string | null>)
-
-/** What HELLO says about the server. */
-export interface Hello { v: number, conn: string, limits: { maxFrame: number, maxValue: number, maxMeta?: number }, iceServers: unknown[] }
-
 let defaultWebSocket: WebSocketConstructor | undefined
 
 /** Used by the Node entry to make `ws` the default where there is no global WebSocket. */
@@ -60,10 +61,6 @@ export function setDefaultWebSocket (ctor: WebSocketConstructor): void {
 }
 
 const OPEN = 1
-/** The clock of every liveness duration: monotonic, so a wall-clock step (NTP) changes nothing. */
-const monotonic = (): number => performance.now()
-/** The client's liveness probe: always the same bytes. */
-const PING = writeFrame(FrameType.Ping, 0, null)
 
 export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange], hello: [Hello], error: [SignalyardError] }> {
   state: SocketState = 'connecting'
@@ -71,8 +68,8 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private ws: WebSocketLike | null = null
   private readonly streams = new Map<number, StreamHandle>()
   private readonly topics = new Map<string, Set<StreamHandle>>()
-  private queue: Array<{ sid: number, frame: Uint8Array }> = []
-  private queuedBytes = 0
+  /** Data frames written while the socket is down. */
+  private readonly offline: OfflineQueue
   private nextSid = 1
   private users = 0
   private attempt = 0
@@ -80,13 +77,8 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private timer: ReturnType<typeof setTimeout> | null = null
   /** Waiting for the token function. */
   private connecting = false
-  /**
-   * Liveness: when the server last sent anything, when we sent PING (0: none out), the check timer.
-   * Times are `performance.now()` (monotonic): a wall-clock step cannot hide a dead server or fake one.
-   */
-  private lastHeard = 0
-  private pingSent = 0
-  private heartbeat: ReturnType<typeof setInterval> | null = null
+  /** Dead-server detection (PING after silence). */
+  private readonly liveness: Liveness
   private readonly Ctor: WebSocketConstructor
 
   constructor (
@@ -97,6 +89,15 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     const ctor = Ctor ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket ?? defaultWebSocket
     if (ctor === undefined) throw new TypeError('no WebSocket available: pass the WebSocket option (in Node, import from "signalyard" to get ws)')
     this.Ctor = ctor
+    this.offline = new OfflineQueue(tunables)
+    this.liveness = new Liveness(tunables.heartbeat, {
+      ping: () => {
+        if (!this.isOpen) return false
+        ;(this.ws as WebSocketLike).send(PING)
+        return true
+      },
+      dead: (silentMs) => this.dead(silentMs)
+    })
   }
 
   /** A channel starts using the socket; the first one connects it. */
@@ -109,19 +110,23 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   release (): void {
     if (--this.users > 0) return
     registry.delete(this.key)
-    this.stopHeartbeat()
+    this.liveness.stop()
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
-    this.queue = []
-    this.queuedBytes = 0
-    const ws = this.ws
-    this.ws = null
-    if (ws !== null) {
-      ws.onclose = ws.onmessage = ws.onopen = null
-      ws.onerror = () => {}
-      ws.close(1000, 'closed')
-    }
+    this.offline.take()
+    this.letGo(1000, 'closed')
     this.transition('closed', 'closed by the app')
+  }
+
+  /** Close the WebSocket (if any) so that none of its handlers runs again; false when there was none. */
+  private letGo (code: number, reason: string): boolean {
+    const ws = this.ws
+    if (ws === null) return false
+    this.ws = null
+    ws.onopen = ws.onmessage = ws.onclose = null
+    ws.onerror = () => {}
+    try { ws.close(code, reason) } catch {}
+    return true
   }
 
   /** A new stream id, unique on this socket. */
@@ -150,7 +155,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   get maxFrame (): number { return this.hello?.limits.maxFrame ?? this.tunables.maxFrame }
 
   /** Bytes waiting to be sent: the WebSocket's own buffer plus the offline queue. */
-  get bufferedAmount (): number { return (this.ws?.bufferedAmount ?? 0) + this.queuedBytes }
+  get bufferedAmount (): number { return (this.ws?.bufferedAmount ?? 0) + this.offline.bytes }
 
   /** Is the socket open right now (frames go out at once)? */
   get isOpen (): boolean { return this.ws?.readyState === OPEN && this.state === 'open' }
@@ -167,11 +172,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
       (this.ws as WebSocketLike).send(frame)
       return true
     }
-    if (this.queue.length >= this.tunables.maxQueued || this.queuedBytes + frame.length > this.tunables.maxQueuedBytes) {
-      throw new SignalyardError('queue-full', `offline queue holds ${this.queue.length} frames (${this.queuedBytes} bytes) already`)
-    }
-    this.queue.push({ sid, frame })
-    this.queuedBytes += frame.length
+    this.offline.push(sid, frame)
     return false
   }
 
@@ -184,9 +185,8 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private connect (): void {
     this.timer = null
     if (this.token === undefined) return this.open(null)
-    const token = this.token
     this.connecting = true
-    new Promise<string | null>((resolve) => resolve(typeof token === 'function' ? token() : token)).then(
+    resolveToken(this.token).then(
       (value) => { this.connecting = false; if (this.users > 0 && this.state !== 'closed') this.open(value ?? null) },
       (err: unknown) => {
         this.connecting = false
@@ -199,7 +199,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     const url = this.urls[this.urlIndex % this.urls.length]
     let ws: WebSocketLike
     try {
-      ws = new this.Ctor(url, token === null ? SUBPROTOCOL : [SUBPROTOCOL, AUTH_PROTOCOL_PREFIX + base64url(token)])
+      ws = new this.Ctor(url, subprotocols(token))
     } catch (err) {
       this.emit('error', new SignalyardError('connection-closed', `cannot open ${url}: ${(err as Error).message}`))
       this.scheduleReconnect(`cannot open ${url}`)
@@ -217,9 +217,11 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     ws.onclose = (ev) => {
       this.ws = null
       ws.onopen = ws.onmessage = ws.onclose = null
-      this.stopHeartbeat()
-      if (ev.code === CLOSE_UNAUTHORIZED || ev.code === CLOSE_FORBIDDEN) return this.refused(ev.code, ev.reason)
-      this.down(`socket closed (${ev.code}${ev.reason === '' ? '' : ` ${ev.reason}`})`)
+      this.liveness.stop()
+      const why = `${ev.code}${ev.reason === '' ? '' : ` ${ev.reason}`}`
+      const error = refusal(ev.code, ev.reason)
+      if (error !== null) return this.refused(error, why)
+      this.down(`socket closed (${why})`)
     }
   }
 
@@ -230,50 +232,18 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     this.scheduleReconnect(reason)
   }
 
-  /**
-   * Dead-server detection (browsers cannot see WebSocket pings): PING after `interval` ms of
-   * silence; nothing back within `timeout` ms and the socket is dropped without waiting for a
-   * close handshake that would never finish, then the client reconnects.
-   */
-  private startHeartbeat (): void {
-    this.stopHeartbeat()
-    const { interval, timeout } = this.tunables.heartbeat
-    this.lastHeard = monotonic()
-    this.pingSent = 0
-    this.heartbeat = setInterval(() => {
-      const now = monotonic()
-      if (this.pingSent !== 0 && now - this.pingSent >= timeout) return this.dead(now - this.lastHeard)
-      if (this.pingSent === 0 && now - this.lastHeard >= interval && this.isOpen) {
-        this.pingSent = Math.max(now, 1) // 0 means "no PING out"
-        ;(this.ws as WebSocketLike).send(PING)
-      }
-    }, Math.max(10, Math.min(interval, timeout) / 2))
-    ;(this.heartbeat as { unref?: () => void }).unref?.()
-  }
-
-  private stopHeartbeat (): void {
-    if (this.heartbeat !== null) clearInterval(this.heartbeat)
-    this.heartbeat = null
-  }
-
+  /** PING went unanswered: drop the socket without waiting for a close handshake that would never finish, and reconnect. */
   private dead (silentMs: number): void {
-    const ws = this.ws
-    this.stopHeartbeat()
-    if (ws === null) return
-    this.ws = null
-    ws.onopen = ws.onmessage = ws.onclose = null
-    ws.onerror = () => {}
-    try { ws.close(4000, 'server-timeout') } catch {}
+    this.liveness.stop()
+    if (!this.letGo(4000, 'server-timeout')) return
     this.emit('error', new SignalyardError('connection-closed', `the server sent nothing for ${Math.round(silentMs)} ms; reconnecting`))
     this.down(`the server went silent (${Math.round(silentMs)} ms)`)
   }
 
   /** A permanent refusal (4401 / 4403): every stream fails with it and the socket stays closed. */
-  private refused (code: number, reason: string): void {
-    const error = new SignalyardError(code === CLOSE_UNAUTHORIZED ? 'unauthorized' : 'forbidden', reason === '' ? undefined : reason)
-    this.queue = []
-    this.queuedBytes = 0
-    this.transition('closed', `refused by the server (${code}${reason === '' ? '' : ` ${reason}`})`)
+  private refused (error: SignalyardError, why: string): void {
+    this.offline.take()
+    this.transition('closed', `refused by the server (${why})`)
     for (const stream of [...this.streams.values()]) stream.refused(error)
     this.emit('error', error)
   }
@@ -287,8 +257,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   }
 
   private receive (bytes: Uint8Array): void {
-    this.lastHeard = monotonic()
-    this.pingSent = 0
+    this.liveness.heard()
     const frame = readFrame(bytes)
     if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
     switch (frame.type) {
@@ -313,24 +282,13 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
 
   /** HELLO: the server accepted us. Reopen every stream, then flush the offline queue in order. */
   private greeted (meta: Record<string, unknown>): void {
-    const limits = meta.limits as Partial<Hello['limits']> | undefined
-    const maxFrame = typeof limits?.maxFrame === 'number' ? limits.maxFrame : this.tunables.maxFrame
-    const maxValue = typeof limits?.maxValue === 'number' ? limits.maxValue : Infinity
-    const maxMeta = typeof limits?.maxMeta === 'number' ? limits.maxMeta : undefined
-    this.hello = {
-      v: Number(meta.v),
-      conn: String(meta.conn),
-      limits: { maxFrame, maxValue, maxMeta },
-      iceServers: Array.isArray(meta.iceServers) ? meta.iceServers : []
-    }
+    this.hello = readHello(meta, this.tunables.maxFrame)
+    const maxFrame = this.hello.limits.maxFrame
     this.attempt = 0
-    this.startHeartbeat()
+    this.liveness.start()
     this.transition('open', `connected to ${this.urls[this.urlIndex % this.urls.length]}`)
     for (const stream of [...this.streams.values()]) stream.socketOpened()
-    const queue = this.queue
-    this.queue = []
-    this.queuedBytes = 0
-    for (const { sid, frame } of queue) {
+    for (const { sid, frame } of this.offline.take()) {
       if (!this.streams.has(sid) || !this.isOpen) continue
       if (frame.length > maxFrame) {
         this.emit('error', new SignalyardError('payload-too-large', `a queued frame of ${frame.length} bytes is over the server's ${maxFrame}-byte limit; dropped`))
@@ -357,26 +315,6 @@ export function errorFromMeta (meta: Record<string, unknown> | null): Signalyard
 }
 
 const registry = new Map<string, YardSocket>()
-/** Token functions by identity: the same function object is the same identity, another is another. */
-const tokenFunctions = new WeakMap<object, number>()
-let nextTokenFunction = 1
-
-/**
- * The registry key of a socket: its URLs and its token. Channels share a socket only when both
- * match: a token string by value, a token function by identity (the same function object), no
- * token only with no token. One socket, one identity.
- */
-function socketKey (urls: string[], token: TokenOption | undefined): string {
-  let who = '-'
-  if (typeof token === 'string') who = `s${token}`
-  else if (typeof token === 'function') {
-    let n = tokenFunctions.get(token)
-    if (n === undefined) tokenFunctions.set(token, n = nextTokenFunction++)
-    who = `f${n}`
-  }
-  return `${urls.join(' ')}\u0000${who}`
-}
-
 /** The realm's socket for these URLs and this token, created on first use. */
 export function acquireSocket (urls: string[], tunables: ClientTunables = CLIENT_DEFAULTS, Ctor?: WebSocketConstructor, token?: TokenOption): YardSocket {
   const key = socketKey(urls, token)
@@ -387,11 +325,4 @@ export function acquireSocket (urls: string[], tunables: ClientTunables = CLIENT
   }
   socket.retain()
   return socket
-}
-
-/** base64url of a string's UTF-8 bytes (browsers and Node alike). */
-function base64url (text: string): string {
-  let binary = ''
-  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte)
-  return btoa(binary).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '')
 }

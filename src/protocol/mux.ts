@@ -14,6 +14,9 @@ export type MuxOp = typeof MuxOp[keyof typeof MuxOp]
 
 export const MUX_HEADER = 6
 
+/** The `kind` byte of a BYE whose sender's node is leaving (the other side closes with `peer-left`). */
+export const BYE_LEFT = 1
+
 export interface MuxFrame { op: MuxOp, stream: number, kind: number, payload: Uint8Array }
 
 /** Write one mux frame. */

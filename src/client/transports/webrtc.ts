@@ -6,6 +6,7 @@
  * closed, so no RTCPeerConnection outlives its pipe.
  */
 import { SignalyardError } from '../../protocol/errors.js'
+import type { IceCandidate, RtcSignal } from '../../protocol/handshake.js'
 import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
 
 /** The parts of the W3C RTCPeerConnection the pipe uses. */
@@ -40,11 +41,6 @@ export interface RTCDataChannelLike {
 }
 
 export type RTCPeerConnectionConstructor = new (config?: object) => RTCPeerConnectionLike
-
-export interface IceCandidate { candidate?: string, sdpMid?: string | null, sdpMLineIndex?: number | null }
-
-/** A signalling message of the WebRTC part of the handshake. */
-export type RtcSignal = { t: 'sdp', d: { type: string, sdp: string } } | { t: 'ice', d: IceCandidate }
 
 /** Candidates held while the remote description is not set yet. */
 const MAX_EARLY_CANDIDATES = 64

@@ -1,0 +1,271 @@
+/**
+ * The mux of a peer connection: any number of named streams over one pipe (docs/PROTOCOL.md,
+ * "Mux frames"). It owns all stream state: the stream table and numbering (odd for the
+ * initiator, even for the acceptor), the outgoing queue cut into fragments under the pipe's
+ * high-water mark with 'drain' for the streams that waited, and the reassembly of incoming
+ * fragments within the message limits. It never holds a pipe: it writes to whatever pipe its
+ * host says is current, so a connection can hand it from one transport to another.
+ */
+import { decodePayload, encodePayload, Kind } from '../protocol/codec.js'
+import { SignalyardError } from '../protocol/errors.js'
+import { MuxOp, writeMux, type MuxFrame } from '../protocol/mux.js'
+import { PeerStream, type StreamHost } from './peer-stream.js'
+import { PIPE_HIGH_WATER, PIPE_LOW_WATER, type Pipe } from './transports/pipe.js'
+
+/** Largest message a stream sends or accepts, in bytes. */
+export const MAX_MESSAGE = 16 * 1024 * 1024
+/** Bytes a connection holds for its streams before `send()` throws `queue-full`. */
+export const MAX_QUEUED = 32 * 1024 * 1024
+/** Streams the peer may have open on one connection. */
+export const MAX_STREAMS = 1024
+/** A stream's `send()` returns false from this many buffered bytes on. */
+export const HIGH_WATER_MARK = 1024 * 1024
+
+/** What a mux needs from its connection (the way `PipeHandlers` serve a pipe's owner). */
+export interface MuxHost {
+  /** The pipe frames go to now, or null while none is open: frames wait in order meanwhile. */
+  pipe: () => Pipe | null
+  /** Hand one frame to that pipe; false when the pipe broke (the host has dealt with it). */
+  send: (frame: Uint8Array) => boolean
+  /** The peer opened a stream. */
+  accepted: (stream: PeerStream) => void
+  /** The peer went past a limit: the connection ends with this error. */
+  violation: (error: SignalyardError) => void
+  /** Flushing after close (see `flush`), and everything queued is on the pipe now. */
+  flushed: () => void
+}
+
+/**
+ * One stream as the mux sees it: its number, its bytes waiting in the queue, whether it owes a
+ * 'drain', and the fragments of the message coming in. Only the mux writes these; the stream
+ * reads them through `StreamHost`.
+ */
+class Lane implements StreamHost {
+  readonly stream: PeerStream
+  queued = 0
+  needDrain = false
+  parts: Uint8Array[] = []
+  partsBytes = 0
+
+  constructor (private readonly mux: Mux, public id: number, label: string) {
+    this.stream = new PeerStream(this, label)
+  }
+
+  get isOpen (): boolean { return this.mux.isOpen }
+  get bufferedAmount (): number { return this.queued + (this.stream.state === 'closed' ? 0 : this.mux.pipeBuffered) }
+  write (data: unknown): boolean { return this.mux.write(this, data) }
+  close (): void { this.mux.closeStream(this) }
+}
+
+interface Outgoing { lane: Lane, op: MuxOp, kind: number, bytes: Uint8Array, offset: number }
+
+/** The streams of one peer connection and their bytes in both directions. */
+export class Mux {
+  /** waiting: the connection is not open yet (frames are held); flushing: closed, sending what is queued. */
+  private state: 'waiting' | 'open' | 'flushing' | 'closed' = 'waiting'
+  private readonly lanes = new Map<number, Lane>()
+  private nextId: number
+  private queue: Outgoing[] = []
+  private queuedBytes = 0
+  /** Bytes of unfinished incoming messages, all streams together (bounded by MAX_QUEUED). */
+  private partialBytes = 0
+
+  constructor (private readonly host: MuxHost, initiator: boolean) {
+    this.nextId = initiator ? 1 : 2
+  }
+
+  get isOpen (): boolean { return this.state === 'open' }
+  get flushing (): boolean { return this.state === 'flushing' }
+  /** Bytes the current pipe holds (shared by every stream). */
+  get pipeBuffered (): number { return this.host.pipe()?.bufferedAmount ?? 0 }
+
+  /** A new local stream; OPEN goes to the peer ahead of its data. */
+  createStream (label: string): PeerStream {
+    const lane = new Lane(this, this.nextId, label)
+    this.nextId += 2
+    this.lanes.set(lane.id, lane)
+    this.enqueue({ lane, op: MuxOp.Open, kind: Kind.Text, bytes: new TextEncoder().encode(label), offset: 0 })
+    return lane.stream
+  }
+
+  /** The connection opened: streams may send from now on. */
+  open (): void {
+    if (this.state === 'waiting') this.state = 'open'
+  }
+
+  /** After the connection's 'open' event: the streams made before it get theirs, and what waited goes out. */
+  announce (): void {
+    for (const lane of [...this.lanes.values()]) lane.stream.opened()
+    this.pump()
+  }
+
+  /** This side turned out to be the acceptor (glare): its streams take even numbers. */
+  becomeAcceptor (): void {
+    this.nextId = 2
+    const lanes = [...this.lanes.values()]
+    // Frames of streams already closed never reached the peer: drop them rather than send them
+    // under numbers that now belong to the peer's streams.
+    const live = new Set(lanes)
+    this.queue = this.queue.filter((out) => live.has(out.lane))
+    this.queuedBytes = this.queue.reduce((sum, out) => sum + out.bytes.length - out.offset, 0)
+    this.lanes.clear()
+    for (const lane of lanes) {
+      lane.id = this.nextId
+      this.nextId += 2
+      this.lanes.set(lane.id, lane)
+    }
+  }
+
+  /** The connection closed: no stream sends any more, but what is queued still goes, then `host.flushed()`. */
+  flush (): void {
+    this.state = 'flushing'
+    this.pump()
+  }
+
+  /** Forget whatever is still queued; nothing more goes out. */
+  drop (): void {
+    this.state = 'closed'
+    this.queue = []
+    this.queuedBytes = 0
+  }
+
+  /** End every stream here (no frame is sent); `error` says why when not on purpose. */
+  end (error?: SignalyardError): void {
+    if (this.state !== 'flushing') this.state = 'closed'
+    const lanes = [...this.lanes.values()]
+    for (const lane of lanes) this.release(lane)
+    for (const lane of lanes) lane.stream.finish(error)
+  }
+
+  /** Queue a message of `lane`'s stream; false when its stream should wait for 'drain'. */
+  write (lane: Lane, data: unknown): boolean {
+    let payload
+    try {
+      payload = encodePayload(data)
+    } catch (err) {
+      throw new SignalyardError('bad-request', `cannot encode payload: ${(err as Error).message}`)
+    }
+    if (payload.bytes.length > MAX_MESSAGE) throw new SignalyardError('payload-too-large', `a message is at most ${MAX_MESSAGE} bytes`)
+    if (this.queuedBytes + payload.bytes.length > MAX_QUEUED) {
+      throw new SignalyardError('queue-full', `the connection holds ${this.queuedBytes} bytes already; wait for 'drain'`)
+    }
+    // send() copies, like WebSocket and RTCDataChannel: the app may reuse its buffer as soon as
+    // send() returns. Binary goes out without a copy when the pipe takes it whole now; whatever
+    // is still queued after the pump (pipe full, or not open yet) is copied before returning.
+    const out: Outgoing = { lane, op: MuxOp.Data, kind: payload.kind, bytes: payload.bytes, offset: 0 }
+    this.enqueue(out)
+    if (payload.kind === Kind.Binary && this.queue[this.queue.length - 1] === out) out.bytes = out.bytes.slice()
+    if (lane.bufferedAmount < HIGH_WATER_MARK) return true
+    lane.needDrain = true
+    return false
+  }
+
+  /** The app closed `lane`'s stream: CLOSE goes after what it sent. */
+  closeStream (lane: Lane): void {
+    this.release(lane)
+    if (this.state === 'waiting' || this.state === 'open') this.enqueue({ lane, op: MuxOp.Close, kind: 0, bytes: new Uint8Array(0), offset: 0 })
+  }
+
+  /** Hand fragments to the pipe while it is below its high-water mark. */
+  pump (): void {
+    const pipe = this.host.pipe()
+    if (pipe === null || (this.state !== 'open' && this.state !== 'flushing')) return
+    while (this.queue.length > 0 && pipe.bufferedAmount < PIPE_HIGH_WATER) {
+      const out = this.queue[0]
+      if (out.op !== MuxOp.Data) {
+        if (!this.host.send(writeMux(out.op, out.lane.id, out.kind, out.bytes))) return
+        this.queue.shift()
+        this.queuedBytes -= out.bytes.length
+        continue
+      }
+      const end = Math.min(out.offset + pipe.chunk, out.bytes.length)
+      const last = end === out.bytes.length
+      if (!this.host.send(writeMux(last ? MuxOp.Data : MuxOp.More, out.lane.id, out.kind, out.bytes.subarray(out.offset, end)))) return
+      out.lane.queued -= end - out.offset
+      this.queuedBytes -= end - out.offset
+      out.offset = end
+      if (last) this.queue.shift()
+    }
+    for (const lane of this.lanes.values()) {
+      // At or below the pipe's low-water mark: a pipe reports 'drain' when it falls to that mark,
+      // so a strict comparison could miss the only event there will be.
+      if (lane.needDrain && lane.bufferedAmount <= PIPE_LOW_WATER) {
+        lane.needDrain = false
+        lane.stream.emit('drain')
+      }
+    }
+    if (this.queue.length === 0 && this.state === 'flushing') this.host.flushed()
+  }
+
+  /** A stream frame from the peer (OPEN, DATA, MORE, CLOSE). */
+  receive ({ op, stream: n, kind, payload }: MuxFrame): void {
+    switch (op) {
+      case MuxOp.Open: {
+        // The peer's streams have the other parity; a reused number is ignored.
+        if (n % 2 === this.nextId % 2 || this.lanes.has(n)) return
+        if (this.lanes.size >= MAX_STREAMS) {
+          return this.host.violation(new SignalyardError('too-many-streams', `the peer opened more than ${MAX_STREAMS} streams`))
+        }
+        const lane = new Lane(this, n, new TextDecoder().decode(payload))
+        this.lanes.set(n, lane)
+        return this.host.accepted(lane.stream)
+      }
+      case MuxOp.Close: {
+        const lane = this.lanes.get(n)
+        if (lane === undefined) return
+        this.release(lane)
+        return lane.stream.finish()
+      }
+      case MuxOp.More:
+      case MuxOp.Data: {
+        const lane = this.lanes.get(n)
+        if (lane !== undefined) this.fragment(lane, op === MuxOp.Data, kind, payload)
+      }
+    }
+  }
+
+  private fragment (lane: Lane, last: boolean, kind: number, payload: Uint8Array): void {
+    if (lane.partsBytes + payload.length > MAX_MESSAGE || this.partialBytes + payload.length > MAX_QUEUED) {
+      return this.host.violation(new SignalyardError('payload-too-large', `the peer sent over ${MAX_MESSAGE} bytes in one message, or ${MAX_QUEUED} in unfinished ones`))
+    }
+    if (!last) {
+      lane.parts.push(payload.slice())
+      lane.partsBytes += payload.length
+      this.partialBytes += payload.length
+      return
+    }
+    this.partialBytes -= lane.partsBytes
+    const whole = lane.parts.length === 0 ? payload : join([...lane.parts, payload], lane.partsBytes + payload.length)
+    lane.parts = []
+    lane.partsBytes = 0
+    let value: unknown
+    try {
+      value = decodePayload(kind, whole)
+    } catch {
+      return void lane.stream.emit('error', new SignalyardError('bad-frame', 'the peer sent a payload that does not decode'))
+    }
+    lane.stream.emit('data', value)
+  }
+
+  private enqueue (out: Outgoing): void {
+    this.queue.push(out)
+    this.queuedBytes += out.bytes.length
+    if (out.op === MuxOp.Data) out.lane.queued += out.bytes.length
+    if (this.state === 'open') this.pump()
+  }
+
+  /** Take a stream out of the table with its unfinished message. */
+  private release (lane: Lane): void {
+    this.partialBytes -= lane.partsBytes
+    lane.parts = []
+    lane.partsBytes = 0
+    this.lanes.delete(lane.id)
+  }
+}
+
+function join (parts: Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total)
+  let at = 0
+  for (const p of parts) { out.set(p, at); at += p.length }
+  return out
+}

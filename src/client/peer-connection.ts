@@ -1,0 +1,345 @@
+/**
+ * A peer connection between two nodes of a namespace: the handshake over directed signalling
+ * (docs/PROTOCOL.md, "Peer connections"; messages in protocol/handshake.ts), the choice of
+ * transport (WebRTC, or the server relay when either side lacks WebRTC or ICE does not connect
+ * within `connectTimeout`), the current pipe and the timers. The streams and their bytes live in
+ * the connection's Mux (mux.ts), which writes to whatever pipe is current here.
+ */
+import { EventEmitter } from 'eventemitter3'
+import { SignalyardError } from '../protocol/errors.js'
+import type { HandshakeMessage, Transport } from '../protocol/handshake.js'
+import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
+import { Mux } from './mux.js'
+import type { PeerStream } from './peer-stream.js'
+import type { Pipe } from './transports/pipe.js'
+import { RelayPipe, type OpenRelay } from './transports/relay.js'
+import { PipeSlot } from './transports/slot.js'
+import { WebRtcPipe, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
+
+export type { Transport } from '../protocol/handshake.js'
+export type TransportOption = 'auto' | Transport
+
+/** What a connection needs from its node. */
+export interface PeerHost {
+  readonly transport: TransportOption
+  readonly connectTimeout: number
+  /** The WebRTC constructor and configuration, or null when this node cannot or may not use WebRTC. */
+  rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
+  signal: (to: string, msg: HandshakeMessage) => void
+  openRelay: OpenRelay
+  forget: (pc: PeerConnection) => void
+}
+
+export interface PeerConnectionEvents {
+  /** The connection is open; `pc.transport` says over what. */
+  open: []
+  /** The other side created a stream. */
+  connection: [stream: PeerStream]
+  /** The connection ended; `error` says why when it was not closed on purpose. */
+  close: [error?: SignalyardError]
+  error: [error: SignalyardError]
+}
+
+/** How long a closing connection waits for its transport to flush. */
+const LINGER_MS = 2000
+
+/**
+ * A connection to one peer (from `node.connect(id)`, or the node's 'connection' event).
+ *
+ * @example
+ * const pc = node.connect('bob')
+ * pc.on('open', () => console.log('over', pc.transport))   // 'webrtc' or 'relay'
+ * const chat = pc.createStream('chat')
+ * chat.send('hi')                                           // held until open
+ * pc.on('connection', (stream) => stream.on('data', console.log))
+ */
+export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
+  state: 'connecting' | 'open' | 'closed' = 'connecting'
+  /** The transport in use once open. */
+  transport: Transport | null = null
+  private readonly slot: PipeSlot
+  private readonly mux: Mux
+  private timer: ReturnType<typeof setTimeout> | null = null
+  private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
+  private failure: SignalyardError | null = null
+  /** This side closes because its node is leaving: the BYE says so. */
+  private leaving = false
+
+  constructor (
+    private readonly host: PeerHost, readonly peerId: string,
+    /** This side connected (true) or was connected to. */
+    public initiator: boolean, public cid: string
+  ) {
+    super()
+    this.slot = new PipeSlot({
+      open: () => this.pipeOpened(),
+      message: (bytes) => this.received(bytes),
+      drain: () => this.mux.pump(),
+      close: (error) => this.pipeClosed(error)
+    })
+    this.mux = new Mux({
+      pipe: () => this.slot.open,
+      send: (frame) => this.sendRaw(frame),
+      accepted: (stream) => this.emit('connection', stream),
+      violation: (error) => this.end(error, true),
+      flushed: () => this.flushed()
+    }, initiator)
+  }
+
+  /** The current pipe (open or still opening), or null. */
+  private get pipe (): Pipe | null { return this.slot.current }
+
+  /** Resolves once the connection is open; rejects with the coded reason if it closes first. */
+  ready (): Promise<void> {
+    if (this.state === 'open') return Promise.resolve()
+    if (this.failure !== null) return Promise.reject(this.failure)
+    return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }))
+  }
+
+  /** A new stream; the other side gets 'connection'(stream) with the same label. */
+  createStream (label = 'default'): PeerStream {
+    if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
+    if (typeof label !== 'string') throw new SignalyardError('bad-request', 'a stream label is a string')
+    return this.mux.createStream(label)
+  }
+
+  /** Close the connection and every stream on both sides; what was sent is flushed first. */
+  close (): void {
+    this.end(undefined, true)
+  }
+
+  /** Close because this node is leaving (node.close(), channel.close()): the peer sees `peer-left`. */
+  leave (): void {
+    this.leaving = true
+    this.end(undefined, true)
+  }
+
+  /** Initiator: ask the peer for a connection. */
+  start (): void {
+    this.host.signal(this.peerId, { t: 'hello', c: this.cid, rtc: this.host.rtc() !== null })
+    this.arm(this.host.connectTimeout, 'the peer did not answer')
+  }
+
+  /** Acceptor (also a glare loser adopting the peer's connection id): decide the transport. */
+  accept (cid: string, remoteRtc: boolean): void {
+    this.initiator = false
+    this.cid = cid
+    this.mux.becomeAcceptor()
+    const rtc = this.host.rtc() !== null
+    if (this.host.transport === 'webrtc' && !(rtc && remoteRtc)) {
+      this.host.signal(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'WebRTC is required here' })
+      return this.end(new SignalyardError('webrtc-unavailable', 'WebRTC was required but one side has no RTCPeerConnection'), false)
+    }
+    // The RTCPeerConnection is made before answering: if it cannot be, this pair uses the relay.
+    const webrtc = rtc && remoteRtc && this.useWebRtc()
+    if (!webrtc && this.host.transport === 'webrtc') {
+      this.host.signal(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'cannot create an RTCPeerConnection' })
+      return this.end(new SignalyardError('webrtc-unavailable', 'cannot create an RTCPeerConnection'), false)
+    }
+    this.host.signal(this.peerId, { t: 'accept', c: cid, tr: webrtc ? 'webrtc' : 'relay' })
+    if (!webrtc) return this.useRelay()
+    // The initiator decides: READY over the channel, or 'fallback'. Give it two timeouts.
+    this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
+  }
+
+  /** A handshake message for this connection id. */
+  handle (msg: HandshakeMessage): void {
+    if (this.state === 'closed') return
+    switch (msg.t) {
+      case 'accept':
+        if (!this.initiator || this.pipe !== null) return
+        if (msg.tr === 'webrtc' && this.host.rtc() !== null) {
+          if (!this.useWebRtc()) return this.fallback()
+          return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.fallback())
+        }
+        if (this.host.transport === 'webrtc') {
+          return this.end(new SignalyardError('webrtc-unavailable', 'the peer cannot use WebRTC'), true)
+        }
+        return this.useRelay()
+      case 'refuse':
+        return this.end(new SignalyardError(msg.code, msg.message ?? 'the peer refused the connection'), false)
+      case 'fallback':
+        if (this.initiator || this.state === 'open') return
+        return this.useRelay()
+      case 'bye':
+        return this.end(msg.left === true ? peerLeft(this.peerId) : undefined, false)
+      case 'sdp':
+      case 'ice':
+        if (this.pipe instanceof WebRtcPipe) this.pipe.receive(msg)
+    }
+  }
+
+  /** The node lost the peer (it left the namespace, or nobody holds its id). */
+  lost (error: SignalyardError): void {
+    this.end(error, false)
+  }
+
+  /** Start the WebRTC pipe; false when the RTCPeerConnection cannot be made (e.g. a bad rtcConfig). */
+  private useWebRtc (): boolean {
+    const rtc = this.host.rtc()
+    if (rtc === null) return false
+    try {
+      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, this.initiator, (m) => this.host.signal(this.peerId, { ...m, c: this.cid }), on))
+      return true
+    } catch (err) {
+      this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
+      return false
+    }
+  }
+
+  private useRelay (): void {
+    this.disarm()
+    this.slot.use((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on))
+  }
+
+  /** Close the current pipe (if any); once closed, nothing is left to wait for. */
+  private dropPipe (): void {
+    if (this.state === 'closed') this.disarm()
+    this.slot.drop()
+  }
+
+  /** Initiator, WebRTC did not open in time or failed: tell the peer and use the relay. */
+  private fallback (): void {
+    if (this.state !== 'connecting') return
+    this.dropPipe()
+    if (this.host.transport === 'webrtc') {
+      return this.end(new SignalyardError('connect-timeout', `WebRTC did not connect within ${this.host.connectTimeout} ms`), true)
+    }
+    this.host.signal(this.peerId, { t: 'fallback', c: this.cid })
+    this.useRelay()
+  }
+
+  private pipeOpened (): void {
+    if (this.state === 'closed') return
+    if ((this.pipe as Pipe).transport === 'webrtc') {
+      // The acceptor waits for READY: the initiator alone decides between this channel and the relay.
+      // READY may have come first (the channel's 'open' event can trail its first message): then
+      // what waited for this pipe goes now.
+      if (!this.initiator) return this.mux.pump()
+      if (!this.sendRaw(writeMux(MuxOp.Ready, 0))) return
+    }
+    this.opened()
+  }
+
+  private pipeClosed (error?: SignalyardError): void {
+    if (this.state === 'closed') { // the peer closed after our BYE, or the pipe died while we flushed
+      this.mux.drop()
+      return this.dropPipe()
+    }
+    const webrtc = this.pipe?.transport === 'webrtc'
+    this.dropPipe()
+    // ICE failed before opening: the initiator falls back at once; the acceptor waits for its word.
+    if (this.state === 'connecting' && webrtc) {
+      if (this.initiator) this.fallback()
+      return
+    }
+    // The pipe is gone: tell the peer over signalling, in case its side did not notice.
+    this.end(error ?? new SignalyardError('connection-closed', 'the transport closed'), true)
+  }
+
+  private opened (): void {
+    if (this.state !== 'connecting') return
+    this.disarm()
+    this.state = 'open'
+    this.transport = (this.pipe as Pipe).transport
+    this.mux.open()
+    for (const w of this.waiters.splice(0)) w.resolve()
+    this.emit('open')
+    this.mux.announce()
+  }
+
+  private sendRaw (bytes: Uint8Array): boolean {
+    try {
+      (this.pipe as Pipe).send(bytes)
+      return true
+    } catch (err) {
+      this.pipeClosed(err instanceof SignalyardError ? err : new SignalyardError('connection-closed', String(err)))
+      return false
+    }
+  }
+
+  /** A message on the pipe: READY and BYE are the connection's, the rest the streams'. */
+  private received (bytes: Uint8Array): void {
+    // Closed and lingering after our BYE: the peer's own BYE means it is done too.
+    if (this.state === 'closed') return bytes[0] === MuxOp.Bye ? this.dropPipe() : undefined
+    const frame = readMux(bytes)
+    if (frame === null) return void this.emit('error', new SignalyardError('bad-frame', 'the peer sent a malformed mux frame'))
+    if (frame.op === MuxOp.Ready) return this.initiator ? undefined : this.opened()
+    if (frame.op === MuxOp.Bye) return this.end(frame.kind === BYE_LEFT ? peerLeft(this.peerId) : undefined, false)
+    this.mux.receive(frame)
+  }
+
+  /** One connection timer at a time: on expiry, `onTimeout`, else a connection still connecting fails. */
+  private arm (ms: number, message: string, onTimeout?: () => void): void {
+    this.disarm()
+    this.timer = setTimeout(() => {
+      this.timer = null
+      if (onTimeout !== undefined) return onTimeout()
+      if (this.state === 'connecting') this.end(new SignalyardError('connect-timeout', message), true)
+    }, ms)
+  }
+
+  private disarm (): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+  }
+
+  /**
+   * Close here; `notify` tells the peer (BYE after what is queued, or `bye` over signalling when
+   * no transport is open). An open transport lingers until it has flushed, then closes.
+   */
+  private end (error: SignalyardError | undefined, notify: boolean): void {
+    if (this.state === 'closed') return
+    const wasOpen = this.state === 'open'
+    this.state = 'closed'
+    this.disarm()
+    this.failure = error ?? new SignalyardError('stream-closed', 'the peer connection closed before it opened')
+    for (const w of this.waiters.splice(0)) w.reject(this.failure)
+    if (notify && wasOpen && this.slot.open !== null) {
+      this.timer = setTimeout(() => this.flushed(), LINGER_MS)
+      this.mux.flush()
+    } else if (notify && !this.initiator && this.pipe?.transport === 'webrtc') {
+      // An acceptor not open yet (no READY seen) whose initiator may be open already (its end of
+      // the channel can open first): closing the RTCPeerConnection now would reach the initiator
+      // before the signalled bye and read as a transport failure. Say bye (over the channel too
+      // when it is open here) and let the peer close the pipe; it is dropped after the linger
+      // time at the latest.
+      this.host.signal(this.peerId, this.byeSignal())
+      if (this.slot.open !== null) this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0))
+      this.mux.drop()
+      if (this.pipe !== null) this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
+    } else {
+      if (notify) this.host.signal(this.peerId, this.byeSignal())
+      this.dropPipe()
+      this.mux.drop()
+    }
+    this.mux.end(error)
+    this.host.forget(this)
+    if (error !== undefined) this.emit('error', error)
+    this.emit('close', error)
+  }
+
+  private byeSignal (): HandshakeMessage {
+    return this.leaving ? { t: 'bye', c: this.cid, left: true } : { t: 'bye', c: this.cid }
+  }
+
+  /**
+   * Lingering close: everything queued went out (or time is up). Say BYE. The relay keeps frame
+   * order through the server, so it closes at once; a data channel waits for the peer to close
+   * (it does when BYE arrives), bounded by the linger time.
+   */
+  private flushed (): void {
+    if (!this.mux.flushing) return
+    this.disarm()
+    this.mux.drop()
+    const pipe = this.pipe
+    if (pipe === null) return
+    if (!this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0)) || pipe.transport === 'relay') return this.dropPipe()
+    this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
+  }
+}
+
+function peerLeft (id: string): SignalyardError {
+  return new SignalyardError('peer-left', `peer ${id} left`)
+}
+

@@ -1,0 +1,97 @@
+/**
+ * The peer handshake: how two nodes agree on a connection and its transport before any mux frame
+ * flows (docs/PROTOCOL.md, "Handshake"). Each message is a JSON object, the payload of one signal
+ * DATA frame addressed to the peer (`meta.to`; the server stamps `meta.from`). Every message names
+ * its connection `c`: the random id (8..64 of `[A-Za-z0-9_-]`) chosen by the side that connects,
+ * also the secret half of the relay tokens.
+ *
+ *   { t: 'hello', c, rtc }        initiator → acceptor: wants a connection; `rtc` (boolean): it can
+ *                                 and may use WebRTC
+ *   { t: 'accept', c, tr }        acceptor → initiator: `tr` is 'webrtc' or 'relay', the acceptor's
+ *                                 choice of transport
+ *   { t: 'refuse', c, code, message? }  acceptor → initiator: no connection; `code` is an error code
+ *                                 ('webrtc-unavailable', 'connect-timeout'; anything else reads as
+ *                                 'connection-closed'), `message` a human text (cut to 200 chars)
+ *   { t: 'fallback', c }          initiator → acceptor: WebRTC did not connect in time or failed;
+ *                                 both switch to the relay
+ *   { t: 'bye', c, left? }        either side: the connection is closed; `left: true` when the
+ *                                 sender's node is leaving (the receiver closes with `peer-left`)
+ *   { t: 'sdp', c, d: { type, sdp } }  either side: the offer (initiator) or answer (acceptor);
+ *                                 `type` is 'offer' or 'answer', `sdp` the description text
+ *   { t: 'ice', c, d: { candidate, sdpMid, sdpMLineIndex } }  either side: one trickled ICE
+ *                                 candidate (`sdpMid` string or null, `sdpMLineIndex` number or null)
+ *
+ * Written with `writeHandshake`, read with `readHandshake`: untrusted input becomes one of these
+ * typed messages or null, never an exception.
+ */
+import { encodePayload, type EncodedPayload } from './codec.js'
+
+/** A peer connection's transport. */
+export type Transport = 'webrtc' | 'relay'
+
+/** The codes a `refuse` carries, as read. */
+export type RefuseCode = 'webrtc-unavailable' | 'connect-timeout' | 'connection-closed'
+
+/** An ICE candidate as the W3C API and the `ice` message carry it. */
+export interface IceCandidate { candidate?: string, sdpMid?: string | null, sdpMLineIndex?: number | null }
+
+/** The WebRTC part of the handshake (what a WebRTC pipe sends and receives), without `c`. */
+export type RtcSignal = { t: 'sdp', d: { type: string, sdp: string } } | { t: 'ice', d: IceCandidate }
+
+/** One handshake message. */
+export type HandshakeMessage =
+  | { t: 'hello', c: string, rtc: boolean }
+  | { t: 'accept', c: string, tr: Transport }
+  | { t: 'refuse', c: string, code: RefuseCode, message?: string }
+  | { t: 'fallback', c: string }
+  | { t: 'bye', c: string, left?: boolean }
+  | ({ c: string } & RtcSignal)
+
+/** The connection id's alphabet and length. */
+const CID = /^[\w-]{8,64}$/
+/** A refusal's text is cut to this many characters. */
+const MAX_REFUSE_MESSAGE = 200
+
+/** The payload of the signal DATA frame that carries `msg`. */
+export function writeHandshake (msg: HandshakeMessage): EncodedPayload {
+  return encodePayload(msg)
+}
+
+/** Read a decoded signal payload from a peer: a handshake message, or null for anything else. */
+export function readHandshake (value: unknown): HandshakeMessage | null {
+  if (typeof value !== 'object' || value === null) return null
+  const m = value as Record<string, unknown>
+  const c = m.c
+  if (typeof c !== 'string' || !CID.test(c)) return null
+  switch (m.t) {
+    case 'hello': return { t: 'hello', c, rtc: m.rtc === true }
+    case 'accept': return m.tr === 'webrtc' || m.tr === 'relay' ? { t: 'accept', c, tr: m.tr } : null
+    case 'refuse': return {
+      t: 'refuse',
+      c,
+      code: m.code === 'webrtc-unavailable' || m.code === 'connect-timeout' ? m.code : 'connection-closed',
+      message: typeof m.message === 'string' ? m.message.slice(0, MAX_REFUSE_MESSAGE) : undefined
+    }
+    case 'fallback': return { t: 'fallback', c }
+    case 'bye': return m.left === true ? { t: 'bye', c, left: true } : { t: 'bye', c }
+    case 'sdp': {
+      const d = m.d as Record<string, unknown> | null
+      if (typeof d !== 'object' || d === null || (d.type !== 'offer' && d.type !== 'answer') || typeof d.sdp !== 'string') return null
+      return { t: 'sdp', c, d: { type: d.type, sdp: d.sdp } }
+    }
+    case 'ice': {
+      const d = m.d as Record<string, unknown> | null
+      if (typeof d !== 'object' || d === null || typeof d.candidate !== 'string') return null
+      return {
+        t: 'ice',
+        c,
+        d: {
+          candidate: d.candidate,
+          sdpMid: typeof d.sdpMid === 'string' ? d.sdpMid : null,
+          sdpMLineIndex: typeof d.sdpMLineIndex === 'number' ? d.sdpMLineIndex : null
+        }
+      }
+    }
+    default: return null
+  }
+}
