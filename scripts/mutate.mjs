@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url'
 const MUTANTS = [
   {
     name: 'glare: the higher id keeps its attempt',
-    file: 'src/client/node.ts',
+    file: 'src/client/peer-node.ts',
     find: "if ((this.id ?? '') < from) return",
     replace: "if ((this.id ?? '') > from) return",
     tests: ['=test/node.test.ts'],
@@ -37,7 +37,7 @@ const MUTANTS = [
   },
   {
     name: 'peer-left: a remote peer leaving reports another code',
-    file: 'src/client/node.ts',
+    file: 'src/client/peer-node.ts',
     find: "this.node.peerGone(m.id, new SignalyardError('peer-left', `peer ${m.id} left`))",
     replace: "this.node.peerGone(m.id, new SignalyardError('stream-closed', `peer ${m.id} left`))",
     tests: ['=test/node.test.ts'],
@@ -45,7 +45,7 @@ const MUTANTS = [
   },
   {
     name: '16 MiB message cap raised to 256 MiB',
-    file: 'src/client/peer.ts',
+    file: 'src/client/mux.ts',
     find: 'export const MAX_MESSAGE = 16 * 1024 * 1024',
     replace: 'export const MAX_MESSAGE = 256 * 1024 * 1024',
     tests: ['=test/node.test.ts'],
@@ -74,9 +74,9 @@ const MUTANTS = [
   },
   {
     name: 'the server refuses every connection (429)',
-    file: 'src/server/server.ts',
-    find: 'if ((perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {',
-    replace: 'if (true || (perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {',
+    file: 'src/server/gate.ts',
+    find: 'if ((this.perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {',
+    replace: 'if (true || (this.perIp.get(ip) ?? 0) >= limits.maxConnectionsPerIp) {',
     tests: ['=test/memory.test.ts']
   },
   {
@@ -116,21 +116,21 @@ const MUTANTS = [
   },
   {
     name: "peer stream send() keeps the caller's buffer for a tail the pipe did not take",
-    file: 'src/client/peer.ts',
+    file: 'src/client/mux.ts',
     find: '    if (payload.kind === Kind.Binary && this.queue[this.queue.length - 1] === out) out.bytes = out.bytes.slice()',
     replace: '    void out',
     tests: ['=test/integrity.test.ts']
   },
   {
     name: "an acceptor whose channel's 'open' trails READY never sends what waited",
-    file: 'src/client/peer.ts',
-    find: '      if (!this.initiator) return this.pump()',
+    file: 'src/client/peer-connection.ts',
+    find: '      if (!this.initiator) return this.mux.pump()',
     replace: '      if (!this.initiator) return',
     tests: ['=test/integrity.test.ts']
   },
   {
     name: 'client heartbeat on the wall clock',
-    file: 'src/client/socket.ts',
+    file: 'src/client/liveness.ts',
     find: 'const monotonic = (): number => performance.now()',
     replace: 'const monotonic = (): number => Date.now()',
     tests: ['=test/socket.test.ts']
