@@ -38,8 +38,8 @@ const MUTANTS = [
   {
     name: 'peer-left: a remote peer leaving reports another code',
     file: 'src/client/peer-node.ts',
-    find: "this.node.peerGone(m.id, new SignalyardError('peer-left', `peer ${m.id} left`))",
-    replace: "this.node.peerGone(m.id, new SignalyardError('stream-closed', `peer ${m.id} left`))",
+    find: "this.node.peerGone(id, new SignalyardError('peer-left', `peer ${id} left`))",
+    replace: "this.node.peerGone(id, new SignalyardError('stream-closed', `peer ${id} left`))",
     tests: ['=test/node.test.ts'],
     by: 'test/node.test.ts peer-left test (client part of issue 10)'
   },

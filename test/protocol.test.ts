@@ -384,7 +384,7 @@ function serverFrame (bytes: Uint8Array): NonNullable<ReturnType<typeof parseSer
   return parsed as NonNullable<ReturnType<typeof parseServerFrame>>
 }
 
-test('parseServerFrame: every server frame type, typed; malformed or client-only types → null', () => {
+test('parseServerFrame: every server frame type, typed; unknown types → unknown (ignored), malformed → null', () => {
   assert.equal(serverFrame(writeFrame(FrameType.Hello, 0, { v: 1, conn: 'c' })), { type: 'hello', meta: { v: 1, conn: 'c' } })
   assert.equal(serverFrame(writeFrame(FrameType.Pong, 0, null)), { type: 'pong' })
   const names = { [FrameType.Opened]: 'opened', [FrameType.Closed]: 'closed', [FrameType.Reply]: 'reply', [FrameType.Error]: 'error', [FrameType.Ack]: 'ack', [FrameType.Data]: 'data' }
@@ -395,9 +395,9 @@ test('parseServerFrame: every server frame type, typed; malformed or client-only
   }
   const event = serverFrame(writeFrame(FrameType.Event, 0, { ep: 'kv', ns: 'room' }))
   assert.ok(event.type === 'event' && event.topic === 'kv:room')
-  assert.is(parseServerFrame(writeFrame(FrameType.Open, 1, { ep: 'echo', ns: 'n' })), null)
+  assert.equal(parseServerFrame(writeFrame(FrameType.Open, 1, { ep: 'echo', ns: 'n' })), { type: 'unknown', frameType: FrameType.Open })
+  assert.equal(parseServerFrame(writeFrame(0x7f, 3, null)), { type: 'unknown', frameType: 0x7f })
   assert.is(parseServerFrame(new Uint8Array([0x11, 0, 0])), null)
-  assert.is(parseServerFrame(writeFrame(0x7f, 0, null)), null)
 })
 
 test('the endpoint table: every endpoint has its request ops, each op belongs to one endpoint', () => {

@@ -25,7 +25,8 @@ export interface PeerHost {
   readonly connectTimeout: number
   /** The WebRTC constructor and configuration, or null when this node cannot or may not use WebRTC. */
   rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
-  signal: (to: string, msg: HandshakeMessage) => void
+  /** Send a handshake message to peer `to` (DATA on the node's signal stream). */
+  handshake: (to: string, msg: HandshakeMessage) => void
   openRelay: OpenRelay
   forget: (pc: PeerConnection) => void
 }
@@ -116,7 +117,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** Initiator: ask the peer for a connection. */
   start (): void {
-    this.host.signal(this.peerId, { t: 'hello', c: this.cid, rtc: this.host.rtc() !== null })
+    this.host.handshake(this.peerId, { t: 'hello', c: this.cid, rtc: this.host.rtc() !== null })
     this.arm(this.host.connectTimeout, 'the peer did not answer')
   }
 
@@ -127,16 +128,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.mux.becomeAcceptor()
     const rtc = this.host.rtc() !== null
     if (this.host.transport === 'webrtc' && !(rtc && remoteRtc)) {
-      this.host.signal(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'WebRTC is required here' })
+      this.host.handshake(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'WebRTC is required here' })
       return this.end(new SignalyardError('webrtc-unavailable', 'WebRTC was required but one side has no RTCPeerConnection'), false)
     }
     // The RTCPeerConnection is made before answering: if it cannot be, this pair uses the relay.
     const webrtc = rtc && remoteRtc && this.useWebRtc()
     if (!webrtc && this.host.transport === 'webrtc') {
-      this.host.signal(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'cannot create an RTCPeerConnection' })
+      this.host.handshake(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'cannot create an RTCPeerConnection' })
       return this.end(new SignalyardError('webrtc-unavailable', 'cannot create an RTCPeerConnection'), false)
     }
-    this.host.signal(this.peerId, { t: 'accept', c: cid, tr: webrtc ? 'webrtc' : 'relay' })
+    this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: webrtc ? 'webrtc' : 'relay' })
     if (!webrtc) return this.useRelay()
     // The initiator decides: READY over the channel, or 'fallback'. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
@@ -179,7 +180,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const rtc = this.host.rtc()
     if (rtc === null) return false
     try {
-      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, this.initiator, (m) => this.host.signal(this.peerId, { ...m, c: this.cid }), on))
+      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, this.initiator, (m) => this.host.handshake(this.peerId, { ...m, c: this.cid }), on))
       return true
     } catch (err) {
       this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
@@ -205,7 +206,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.host.transport === 'webrtc') {
       return this.end(new SignalyardError('connect-timeout', `WebRTC did not connect within ${this.host.connectTimeout} ms`), true)
     }
-    this.host.signal(this.peerId, { t: 'fallback', c: this.cid })
+    this.host.handshake(this.peerId, { t: 'fallback', c: this.cid })
     this.useRelay()
   }
 
@@ -304,12 +305,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       // before the signalled bye and read as a transport failure. Say bye (over the channel too
       // when it is open here) and let the peer close the pipe; it is dropped after the linger
       // time at the latest.
-      this.host.signal(this.peerId, this.byeSignal())
+      this.host.handshake(this.peerId, this.byeMessage())
       if (this.slot.open !== null) this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0))
       this.mux.drop()
       if (this.pipe !== null) this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
     } else {
-      if (notify) this.host.signal(this.peerId, this.byeSignal())
+      if (notify) this.host.handshake(this.peerId, this.byeMessage())
       this.dropPipe()
       this.mux.drop()
     }
@@ -319,7 +320,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.emit('close', error)
   }
 
-  private byeSignal (): HandshakeMessage {
+  private byeMessage (): HandshakeMessage {
     return this.leaving ? { t: 'bye', c: this.cid, left: true } : { t: 'bye', c: this.cid }
   }
 

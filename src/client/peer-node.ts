@@ -6,10 +6,11 @@
  */
 import { EventEmitter } from 'eventemitter3'
 import { nanoid } from 'nanoid'
-import { writeFrame, type RawFrame } from '../protocol/codec.js'
+import type { RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, NAME_MAX } from '../protocol/frames.js'
+import { NAME_MAX } from '../protocol/frames.js'
 import { readHandshake, writeHandshake, type HandshakeMessage } from '../protocol/handshake.js'
+import { readSignalFrom, readSignalLeave, writeSignalTo } from '../protocol/signal.js'
 import { PeerConnection, type PeerHost, type TransportOption } from './peer-connection.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
@@ -62,7 +63,7 @@ class SignalStream extends Stream<StreamEvents> {
   sendTo (to: string, msg: HandshakeMessage): void {
     if (this.state === 'closed') return
     try {
-      this.socket.send(this.sid, writeFrame(FrameType.Data, this.sid, { to }, writeHandshake(msg)))
+      this.socket.send(this.sid, writeSignalTo(this.sid, to, writeHandshake(msg)))
     } catch (err) {
       // Offline queue full: the handshake times out and says so.
       this.emitError(err as SignalyardError)
@@ -70,15 +71,15 @@ class SignalStream extends Stream<StreamEvents> {
   }
 
   protected override data (frame: RawFrame): void {
-    const from = frame.meta?.from
-    if (!isId(from)) return
+    const from = readSignalFrom(frame)
+    if (from === null || !isId(from)) return
     const decoded = this.decode(frame.kind, frame.payload)
     if (decoded.ok) this.node.received(from, decoded.value)
   }
 
   override event (frame: RawFrame): void {
-    const m = frame.meta ?? {}
-    if (m.op === 'leave' && isId(m.id)) this.node.peerGone(m.id, new SignalyardError('peer-left', `peer ${m.id} left`))
+    const id = readSignalLeave(frame)
+    if (id !== null && isId(id)) this.node.peerGone(id, new SignalyardError('peer-left', `peer ${id} left`))
   }
 
   protected override failedRequest (meta: Record<string, unknown>): void {
@@ -122,7 +123,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
       rtc: () => transport === 'relay' || Ctor === undefined
         ? null
         : { Ctor, config: { iceServers: ctx.socket.hello?.iceServers ?? [], ...ctx.rtcConfig, ...options.rtcConfig } },
-      signal: (to, msg) => this.stream?.sendTo(to, msg),
+      handshake: (to, msg) => this.stream?.sendTo(to, msg),
       openRelay: ctx.openRelay,
       forget: (pc) => { if (this.pcs.get(pc.peerId) === pc) this.pcs.delete(pc.peerId) }
     }

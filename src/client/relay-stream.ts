@@ -12,7 +12,7 @@
 import { encodePayload, writeFrame, type RawFrame } from '../protocol/codec.js'
 import { readRelayAck, readRelayWindow } from '../protocol/relay.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, RELAY_PRE_OPEN_WINDOW } from '../protocol/frames.js'
+import { FrameType, RELAY_PRE_OPEN_WINDOW, type ServerStreamFrame } from '../protocol/frames.js'
 import { Stream, type StreamEvents } from './stream.js'
 import type { YardSocket } from './socket.js'
 
@@ -136,9 +136,9 @@ export class RelayStream extends Stream<RelayEvents> {
     }
   }
 
-  override frame (frame: RawFrame): void {
-    if (frame.type !== FrameType.Ack) return super.frame(frame)
-    const bytes = readRelayAck(frame)
+  override frame (frame: ServerStreamFrame): void {
+    if (frame.type !== 'ack') return super.frame(frame)
+    const bytes = readRelayAck(frame.raw)
     if (bytes === null) return
     this.unacked = Math.max(0, this.unacked - bytes)
     this.pump()

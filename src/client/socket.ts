@@ -9,9 +9,9 @@
  * State is an explicit enum with one transition function that emits ('state', to, { from, to, reason }).
  */
 import { EventEmitter } from 'eventemitter3'
-import { readFrame, type RawFrame } from '../protocol/codec.js'
+import type { RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType } from '../protocol/frames.js'
+import { parseServerFrame, type ServerStreamFrame } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
 import { Liveness, PING } from './liveness.js'
 import { OfflineQueue } from './offline-queue.js'
@@ -46,7 +46,7 @@ export interface StreamHandle {
   /** The socket went down; it will reconnect unless it was closed. */
   socketDown: () => void
   /** A frame addressed to this stream id. */
-  frame: (frame: RawFrame) => void
+  frame: (frame: ServerStreamFrame) => void
   /** An EVENT frame for this stream's topic. */
   event: (frame: RawFrame) => void
   /** The server refused the connection for good (unauthorized / forbidden): end with that error. */
@@ -258,25 +258,25 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
 
   private receive (bytes: Uint8Array): void {
     this.liveness.heard()
-    const frame = readFrame(bytes)
+    const frame = parseServerFrame(bytes)
     if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
     switch (frame.type) {
-      case FrameType.Hello:
-        return this.greeted(frame.meta ?? {})
-      case FrameType.Pong:
+      case 'hello':
+        return this.greeted(frame.meta)
+      case 'pong':
+      case 'unknown':
         return
-      case FrameType.Event: {
-        const topic = `${String(frame.meta?.ep)}:${String(frame.meta?.ns)}`
-        const set = this.topics.get(topic)
-        if (set !== undefined) for (const stream of [...set]) stream.event(frame)
+      case 'event': {
+        const set = this.topics.get(frame.topic)
+        if (set !== undefined) for (const stream of [...set]) stream.event(frame.raw)
         return
       }
       default:
-        if (frame.id === 0) {
-          if (frame.type === FrameType.Error) this.emit('error', errorFromMeta(frame.meta))
+        if (frame.sid === 0) {
+          if (frame.type === 'error') this.emit('error', errorFromMeta(frame.meta))
           return
         }
-        this.streams.get(frame.id)?.frame(frame)
+        this.streams.get(frame.sid)?.frame(frame)
     }
   }
 

@@ -6,7 +6,7 @@
 import { EventEmitter } from 'eventemitter3'
 import { decodePayload, encodePayload, writeFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { FrameType, type Endpoint } from '../protocol/frames.js'
+import { FrameType, type Endpoint, type ServerStreamFrame } from '../protocol/frames.js'
 import { errorFromMeta, type StreamHandle, type YardSocket } from './socket.js'
 
 export type StreamState = 'opening' | 'open' | 'closed'
@@ -82,13 +82,13 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
     if (this.state === 'open') this.state = 'opening'
   }
 
-  frame (frame: RawFrame): void {
+  frame (frame: ServerStreamFrame): void {
     switch (frame.type) {
-      case FrameType.Opened: return this.opened(frame.meta ?? {})
-      case FrameType.Closed: return this.finish(typeof frame.meta?.code === 'string' ? errorFromMeta(frame.meta) : undefined)
-      case FrameType.Error: return this.failedRequest(frame.meta ?? {})
-      case FrameType.Data: return this.data(frame)
-      case FrameType.Reply: return this.reply(frame.meta ?? {})
+      case 'opened': return this.opened(frame.meta)
+      case 'closed': return this.finish(typeof frame.meta.code === 'string' ? errorFromMeta(frame.meta) : undefined)
+      case 'error': return this.failedRequest(frame.meta)
+      case 'data': return this.data(frame.raw)
+      case 'reply': return this.reply(frame.meta)
     }
   }
 

@@ -124,7 +124,9 @@ export interface StreamFrame<T extends 'opened' | 'closed' | 'reply' | 'error' |
 /** EVENT: a broadcast, addressed by endpoint and namespace (`topic` is `ep:ns`), not by stream. */
 export interface EventFrame { type: 'event', topic: string, raw: RawFrame }
 export interface PongFrame { type: 'pong' }
-export type ServerFrame = HelloFrame | PongFrame | EventFrame |
+/** A frame type this client does not know (a newer server's): ignored, not an error. */
+export interface UnknownFrame { type: 'unknown', frameType: number }
+export type ServerFrame = HelloFrame | PongFrame | EventFrame | UnknownFrame |
   StreamFrame<'opened'> | StreamFrame<'closed'> | StreamFrame<'reply'> | StreamFrame<'error'> | StreamFrame<'ack'> | StreamFrame<'data'>
 export type ServerStreamFrame = Extract<ServerFrame, { sid: number }>
 
@@ -143,11 +145,10 @@ const serverParsers: Record<number, (f: RawFrame) => ServerFrame> = {
   [FrameType.Data]: streamFrame('data')
 }
 
-/**
- * Parse bytes the server sent into a typed frame; null for anything malformed or of a type this
- * client does not know (ignored: a newer server may add frames).
- */
+/** Parse bytes the server sent into a typed frame; null for anything malformed. */
 export function parseServerFrame (bytes: Uint8Array): ServerFrame | null {
   const raw = readFrame(bytes)
-  return raw === null ? null : serverParsers[raw.type]?.(raw) ?? null
+  if (raw === null) return null
+  const parser = serverParsers[raw.type]
+  return parser === undefined ? { type: 'unknown', frameType: raw.type } : parser(raw)
 }
