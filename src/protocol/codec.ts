@@ -143,9 +143,13 @@ export function jsonDepth (bytes: Uint8Array, start: number, end: number): numbe
   return deepest
 }
 
-/** Overwrite the stream id of an encoded frame in place (relay forwarding: no copy). */
-export function rewriteId (frame: Uint8Array, id: number): void {
+/**
+ * Overwrite the stream id of an encoded frame in place (relay forwarding: no copy), and its type
+ * when given (a broadcast EVENT handed to one stream as DATA).
+ */
+export function rewriteId (frame: Uint8Array, id: number, type?: number): void {
   new DataView(frame.buffer, frame.byteOffset, frame.byteLength).setUint32(1, id >>> 0)
+  if (type !== undefined) frame[0] = type
 }
 
 /** The payload kind and bytes of an encoded frame, without decoding its meta. */

@@ -33,8 +33,7 @@ const takenError = (id: string): SignalyardError =>
  */
 function asData (message: Broadcast, sid: number): Uint8Array {
   const frame = new Uint8Array(message.frame)
-  frame[0] = FrameType.Data
-  rewriteId(frame, sid)
+  rewriteId(frame, sid, FrameType.Data)
   return frame
 }
 
