@@ -18,7 +18,7 @@ import { readKvEvent, readKvKeys, readKvOpened, readKvReply } from '../protocol/
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
-import { Stream, type StreamEvents } from './stream.js'
+import { Requests, Stream, type StreamEvents, type Waiting } from './stream.js'
 
 export type DeleteReason = 'deleted' | 'expired'
 
@@ -32,7 +32,7 @@ export interface KvEvents extends StreamEvents {
 }
 
 interface Entry { value: unknown, seq: number, epoch: string, deadline: number }
-interface Pending { resolve: () => void, reject: (err: SignalyardError) => void, frame: Uint8Array, sent: boolean, key: string, value?: unknown }
+interface Pending extends Waiting { frame: Uint8Array, sent: boolean, key: string, value?: unknown }
 
 /** Grace, in ms, for telling an expiry from a delete by the replica's own clock at resync. */
 const EXPIRY_SLACK = 1000
@@ -52,8 +52,7 @@ export class KvStream extends Stream<KvEvents> {
   private readonly entries = new Map<string, Entry>()
   private epoch = ''
   private seq = 0
-  private nextReq = 1
-  private readonly pending = new Map<number, Pending>()
+  private readonly pending = new Requests<Pending>()
   /** While opening: the live keys the snapshot's pages listed so far. */
   private listed = new Set<string>()
   /** While opening: deletes seen for keys the replica did not hold (newer than any snapshot entry of theirs). */
@@ -95,7 +94,7 @@ export class KvStream extends Stream<KvEvents> {
     if (!isName(key)) {
       return Promise.reject(new SignalyardError('bad-request', `key must be a well-formed string of 1..${NAME_MAX} characters`))
     }
-    const req = this.nextReq++
+    const req = this.pending.number()
     let frame: Uint8Array
     try {
       frame = writeFrame(FrameType.Request, this.sid, { ...meta, req }, withValue ? encodePayload(value) : undefined)
@@ -110,7 +109,7 @@ export class KvStream extends Stream<KvEvents> {
         reject(err as SignalyardError)
         return
       }
-      this.pending.set(req, pending)
+      this.pending.add(req, pending)
     })
   }
 
@@ -166,9 +165,8 @@ export class KvStream extends Stream<KvEvents> {
   }
 
   protected override reply (meta: Record<string, unknown>): void {
-    const p = this.pending.get(Number(meta.req))
+    const p = this.pending.take(meta)
     if (p === undefined) return
-    this.pending.delete(Number(meta.req))
     // The broadcast of our own write may come after the reply (a broker across processes):
     // apply it now so the replica shows the write when set() resolves.
     const change = readKvReply(meta)
@@ -180,15 +178,13 @@ export class KvStream extends Stream<KvEvents> {
   }
 
   protected override failedRequest (meta: Record<string, unknown>): void {
-    const p = typeof meta.req === 'number' ? this.pending.get(meta.req) : undefined
+    const p = this.pending.take(meta)
     if (p === undefined) return super.failedRequest(meta)
-    this.pending.delete(meta.req as number)
     p.reject(errorFromMeta(meta))
   }
 
   protected override finish (error?: SignalyardError): void {
-    const pending = [...this.pending.values()]
-    this.pending.clear()
+    const pending = this.pending.drain()
     super.finish(error)
     for (const p of pending) p.reject(error ?? new SignalyardError('stream-closed', 'kv stream closed before the server answered'))
   }

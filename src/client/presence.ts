@@ -15,7 +15,7 @@ import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { readPresenceChange, readPresencePage, type PresenceMember } from '../protocol/peers.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
-import { Stream, type StreamEvents } from './stream.js'
+import { Requests, Stream, type StreamEvents, type Waiting } from './stream.js'
 
 /** A member's presence record: its id and whatever meta it joined with. */
 export type PeerMeta = { id: string } & Record<string, unknown>
@@ -39,8 +39,7 @@ interface KnownPeer { meta: PeerMeta, json: string }
  * update rolls `wanted` back, so a later reconnect never re-sends a meta the server refused.
  */
 class PresenceStream extends Stream<StreamEvents> {
-  private nextReq = 1
-  private readonly requests = new Map<number, { meta: Meta, resolve: () => void, reject: (err: SignalyardError) => void }>()
+  private readonly requests = new Requests<Waiting & { meta: Meta }>()
   private wanted: Meta
   /** The meta the last OPEN carried. */
   private sent: Meta | null = null
@@ -119,9 +118,9 @@ class PresenceStream extends Stream<StreamEvents> {
 
   private request (meta: Meta): Promise<void> {
     if (this.state === 'closed') return Promise.reject(new SignalyardError('stream-closed', 'left before the update was sent'))
-    const req = this.nextReq++
+    const req = this.requests.number()
     return new Promise((resolve, reject) => {
-      this.requests.set(req, { meta, resolve, reject })
+      this.requests.add(req, { meta, resolve, reject })
       this.socket.control(writeFrame(FrameType.Request, this.sid, { op: 'update', req, meta: meta.value }))
     })
   }
@@ -129,30 +128,25 @@ class PresenceStream extends Stream<StreamEvents> {
   override socketDown (): void {
     super.socketDown()
     // The next OPEN carries `wanted`: its OPENED answers these requests.
-    const requests = [...this.requests.values()]
-    this.requests.clear()
-    for (const r of requests) this.nextOpen().then(r.resolve, r.reject)
+    for (const r of this.requests.drain()) this.nextOpen().then(r.resolve, r.reject)
   }
 
   protected override reply (meta: Record<string, unknown>): void {
-    const r = this.requests.get(Number(meta.req))
+    const r = this.requests.take(meta)
     if (r === undefined) return
-    this.requests.delete(Number(meta.req))
     this.meta = r.meta
     r.resolve()
   }
 
   protected override failedRequest (meta: Record<string, unknown>): void {
-    const r = typeof meta.req === 'number' ? this.requests.get(meta.req) : undefined
+    const r = this.requests.take(meta)
     if (r === undefined) return super.failedRequest(meta)
-    this.requests.delete(meta.req as number)
     if (this.wanted === r.meta) this.wanted = this.meta
     r.reject(errorFromMeta(meta))
   }
 
   protected override finish (error?: SignalyardError): void {
-    const requests = [...this.requests.values()]
-    this.requests.clear()
+    const requests = this.requests.drain()
     super.finish(error)
     for (const r of requests) r.reject(error ?? new SignalyardError('stream-closed', 'left before the server answered'))
   }

@@ -156,3 +156,37 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
     (this as unknown as EventEmitter).emit(event, ...args)
   }
 }
+
+/** A request waiting for its REPLY or ERROR. */
+export interface Waiting { resolve: () => void, reject: (err: SignalyardError) => void }
+
+/**
+ * The REQUESTs of one stream waiting for their answer, by `req` (numbered from 1 per stream):
+ * what kv and presence streams share.
+ */
+export class Requests<T extends Waiting> {
+  private next = 1
+  private readonly table = new Map<number, T>()
+
+  /** Number the next request. */
+  number (): number { return this.next++ }
+
+  add (req: number, entry: T): void { this.table.set(req, entry) }
+
+  /** The request a REPLY's or ERROR's meta names (`req`), no longer waiting; undefined when none. */
+  take (meta: Record<string, unknown>): T | undefined {
+    const req = meta.req
+    const entry = typeof req === 'number' ? this.table.get(req) : undefined
+    if (entry !== undefined) this.table.delete(req as number)
+    return entry
+  }
+
+  values (): IterableIterator<T> { return this.table.values() }
+
+  /** Every waiting request, no longer waiting. */
+  drain (): T[] {
+    const all = [...this.table.values()]
+    this.table.clear()
+    return all
+  }
+}
