@@ -57,7 +57,7 @@ export const DATA_CHANNEL_LABEL = 'signalyard'
  * How long an initiator holds its frames for the acceptor's READY: acceptors older than it never
  * send one (their first frame, if any, releases the frames too).
  */
-export const ATTACH_GRACE_MS = 1000
+const ATTACH_GRACE_MS = 1000
 
 export class WebRtcPipe implements Pipe {
   readonly transport = 'webrtc'
@@ -227,6 +227,7 @@ export class WebRtcPipe implements Pipe {
       if (bytes === null) return
       if (this.initiator) {
         if (this.accepted !== 'taken') this.taken() // the acceptor sent this after it took its channel
+        if (this.closed) return
         if (bytes.length === MUX_HEADER && bytes[0] === MuxOp.Ready) return // the acceptor's READY is the pipe's
       }
       this.on.message(bytes)
