@@ -20,6 +20,7 @@ export interface Pipe {
   readonly chunk: number
   /** Bytes handed to the pipe and not yet on the wire. */
   readonly bufferedAmount: number
+  /** Send one frame; the pipe may keep `bytes` for a while, so nothing may change them afterwards. */
   send: (bytes: Uint8Array) => void
   /** Release everything; no handler is called afterwards. */
   close: () => void

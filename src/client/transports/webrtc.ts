@@ -4,9 +4,17 @@
  * channel and the offer; candidates trickle both ways through directed signalling. Nothing here
  * throws or leaves a promise unhandled: a failure becomes `close(error)` and the connection is
  * closed, so no RTCPeerConnection outlives its pipe.
+ *
+ * Order on the accepted channel: node-datachannel (libdatachannel 0.24) hands an accepted
+ * channel's early messages to JS from two native threads at once when they arrived before the JS
+ * side took the channel (its `onMessage` flushes the queue on the JS thread while the SCTP thread
+ * flushes new arrivals), and two messages can swap: a fragment lands in the wrong message. So the
+ * acceptor says when its channel is taken (a READY frame of its own, which an initiator of any
+ * version ignores), and the initiator sends nothing after its own READY until it hears it.
  */
 import { SignalyardError } from '../../protocol/errors.js'
 import type { IceCandidate, RtcSignal } from '../../protocol/handshake.js'
+import { MUX_HEADER, MuxOp, writeMux } from '../../protocol/mux.js'
 import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
 
 /** The parts of the W3C RTCPeerConnection the pipe uses. */
@@ -45,6 +53,11 @@ export type RTCPeerConnectionConstructor = new (config?: object) => RTCPeerConne
 /** Candidates held while the remote description is not set yet. */
 const MAX_EARLY_CANDIDATES = 64
 export const DATA_CHANNEL_LABEL = 'signalyard'
+/**
+ * How long an initiator holds its frames for the acceptor's READY: acceptors older than it never
+ * send one (their first frame, if any, releases the frames too).
+ */
+const ATTACH_GRACE_MS = 1000
 
 export class WebRtcPipe implements Pipe {
   readonly transport = 'webrtc'
@@ -58,6 +71,17 @@ export class WebRtcPipe implements Pipe {
   private remoteSet = false
   private remoteSetting = false
   private closed = false
+  /**
+   * Initiator, whether the acceptor has taken its channel (see the header): 'first' until READY
+   * went out, then 'holding' (frames wait in `unsent`) until the acceptor's READY or any frame of
+   * its own, or `ATTACH_GRACE_MS`; 'taken' from then on.
+   */
+  private accepted: 'first' | 'holding' | 'taken' = 'first'
+  private unsent: Uint8Array[] = []
+  private unsentBytes = 0
+  private graceTimer: ReturnType<typeof setTimeout> | null = null
+  /** Acceptor: its READY went out. */
+  private announced = false
 
   constructor (
     Ctor: RTCPeerConnectionConstructor, config: object, private readonly initiator: boolean,
@@ -103,11 +127,48 @@ export class WebRtcPipe implements Pipe {
     }
   }
 
-  get bufferedAmount (): number { return this.channel?.bufferedAmount ?? 0 }
+  get bufferedAmount (): number { return (this.channel?.bufferedAmount ?? 0) + this.unsentBytes }
 
   send (bytes: Uint8Array): void {
     if (this.channel?.readyState !== 'open') throw new SignalyardError('stream-closed', 'the data channel is not open')
+    if (this.initiator && this.accepted === 'holding') {
+      this.unsent.push(bytes) // frames are the pipe's once sent: no copy
+      this.unsentBytes += bytes.length
+      return
+    }
     this.channel.send(bytes)
+    // The first frame is READY: alone, it cannot swap with another message; the next ones could.
+    if (this.initiator && this.accepted === 'first') {
+      this.accepted = 'holding'
+      this.graceTimer = setTimeout(() => this.taken(), ATTACH_GRACE_MS)
+    }
+  }
+
+  /** Initiator: the acceptor has its channel (or is too old to say so): what was held goes out, in order. */
+  private taken (): void {
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer)
+    this.graceTimer = null
+    const wasHolding = this.accepted === 'holding'
+    this.accepted = 'taken'
+    if (!wasHolding || this.closed) return
+    const unsent = this.unsent
+    this.unsent = []
+    this.unsentBytes = 0
+    try {
+      for (const bytes of unsent) (this.channel as RTCDataChannelLike).send(bytes)
+    } catch (err) {
+      return this.fail(`cannot send on the data channel: ${String(err)}`)
+    }
+    if (this.bufferedAmount <= PIPE_LOW_WATER) this.on.drain()
+  }
+
+  /** Acceptor: tell the initiator that this channel is taken (once, as soon as it is open). */
+  private announce (): void {
+    if (this.initiator || this.announced || this.channel?.readyState !== 'open') return
+    this.announced = true
+    try {
+      this.channel.send(writeMux(MuxOp.Ready, 0))
+    } catch {} // a channel that cannot send closes, and says so
   }
 
   /** Apply an sdp or ice message from the peer. Stale or duplicate ones are ignored. */
@@ -155,15 +216,26 @@ export class WebRtcPipe implements Pipe {
     this.channel = channel
     channel.binaryType = 'arraybuffer'
     channel.bufferedAmountLowThreshold = PIPE_LOW_WATER
-    channel.onopen = () => { if (!this.closed) this.on.open() }
+    channel.onopen = () => {
+      if (this.closed) return
+      this.announce()
+      this.on.open()
+    }
     channel.onmessage = (ev) => {
       if (this.closed) return
       const bytes = toBytes(ev.data)
-      if (bytes !== null) this.on.message(bytes)
+      if (bytes === null) return
+      if (this.initiator) {
+        if (this.accepted !== 'taken') this.taken() // the acceptor sent this after it took its channel
+        if (this.closed) return
+        if (bytes.length === MUX_HEADER && bytes[0] === MuxOp.Ready) return // the acceptor's READY is the pipe's
+      }
+      this.on.message(bytes)
     }
     channel.onbufferedamountlow = () => { if (!this.closed) this.on.drain() }
     channel.onclose = () => this.fail('the data channel closed')
     channel.onerror = () => {}
+    this.announce() // an accepted channel is usually open already
   }
 
   private fail (message: string): void {
@@ -176,6 +248,10 @@ export class WebRtcPipe implements Pipe {
     if (this.closed) return
     this.closed = true
     this.early = []
+    if (this.graceTimer !== null) clearTimeout(this.graceTimer)
+    this.graceTimer = null
+    this.unsent = []
+    this.unsentBytes = 0
     const channel = this.channel
     if (channel !== null) {
       channel.onopen = channel.onmessage = channel.onbufferedamountlow = channel.onclose = null
