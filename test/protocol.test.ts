@@ -9,6 +9,7 @@ import {
 import { echoEventMeta, readEchoEvent, writeEchoEvent } from '../src/protocol/echo.js'
 import { readKvEvent, readKvKeys, readKvReply, writeKvEvent, writeKvKeys, kvReplyMeta } from '../src/protocol/kv.js'
 import { readPresenceChange, readPresencePage, writePeersEvent, writePeersPage } from '../src/protocol/peers.js'
+import { readHandshake } from '../src/protocol/handshake.js'
 import { readRelayAck, readRelayWindow, RELAY_PRE_OPEN_WINDOW, writeRelayAck } from '../src/protocol/relay.js'
 import { readSignalFrom, readSignalLeave, readSignalTo, writeSignalFrom, writeSignalLeave, writeSignalTo } from '../src/protocol/signal.js'
 import { ENDPOINTS, FrameType, NAME_MAX, REQUEST_OPS, isFrameError, parseClientFrame, parseServerFrame, type FrameError } from '../src/protocol/frames.js'
@@ -459,6 +460,14 @@ test('relay, peers and signal: what the server writes, the client reads back', (
   const leave = serverFrame(writeSignalLeave('n', 'alice'))
   assert.ok(leave.type === 'event' && leave.topic === 'signal:n')
   assert.is(readSignalLeave(leave.raw), 'alice')
+})
+
+test('handshake accept: `rd: true` (the acceptor will send READY) is read; anything else is not', () => {
+  const c = 'abcdefghijklmnopqrstu'
+  assert.equal(readHandshake({ t: 'accept', c, tr: 'webrtc', rd: true }), { t: 'accept', c, tr: 'webrtc', rd: true })
+  assert.equal(readHandshake({ t: 'accept', c, tr: 'webrtc' }), { t: 'accept', c, tr: 'webrtc' })
+  assert.equal(readHandshake({ t: 'accept', c, tr: 'webrtc', rd: 'yes' }), { t: 'accept', c, tr: 'webrtc' })
+  assert.is(readHandshake({ t: 'accept', c, tr: 'carrier-pigeon', rd: true }), null)
 })
 
 /** A RawFrame with `meta` and no payload. */

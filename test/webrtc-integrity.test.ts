@@ -20,7 +20,9 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import nodeDataChannel from 'node-datachannel'
 import { RTCPeerConnection as PolyfillPC } from 'node-datachannel/polyfill'
-import { SignalChannel, type Channel, type PeerStream, type RTCPeerConnectionConstructor } from 'signalyard'
+import WebSocket from 'ws'
+import { SignalChannel, type Channel, type PeerStream, type RTCPeerConnectionConstructor, type WebSocketConstructor } from 'signalyard'
+import { FrameType, decodePayload, encodePayload, readFrame, writeFrame } from '../src/protocol/codec.js'
 import { startYard, within } from './helpers.js'
 
 const WebRTC = PolyfillPC as unknown as RTCPeerConnectionConstructor
@@ -129,6 +131,24 @@ test(`webrtc: the first megabytes reach an acceptor that takes its channel late,
   }
 })
 
+/**
+ * The socket of an acceptor of a version before the hold: its `accept` does not announce READY
+ * (no `rd`), as older acceptors wrote it.
+ */
+class OldAcceptorSocket extends WebSocket {
+  override send (data: Uint8Array): void {
+    const frame = readFrame(data)
+    if (frame?.type === FrameType.Data && typeof frame.meta?.to === 'string') {
+      const msg = decodePayload(frame.kind, frame.payload) as { t?: string, rd?: true }
+      if (msg?.t === 'accept' && msg.rd === true) {
+        delete msg.rd
+        return super.send(writeFrame(FrameType.Data, frame.id, frame.meta, encodePayload(msg)))
+      }
+    }
+    super.send(data)
+  }
+}
+
 /** An acceptor of a version before the hold: its channel never sends READY. */
 class SilentAcceptorPC extends (PolyfillPC as unknown as new (config?: object) => object) {
   constructor (config?: object) {
@@ -150,15 +170,15 @@ test('webrtc: an acceptor that never says it took its channel still gets everyth
   const yard = await startYard()
   const channels: Channel[] = []
   try {
-    const node = async (id: string, Ctor: RTCPeerConnectionConstructor) => {
-      const channel = SignalChannel('webrtc integrity silent', { url: `${yard.url}?c=${id}`, rtcConfig: LOOPBACK, RTCPeerConnection: Ctor })
+    const node = async (id: string, Ctor: RTCPeerConnectionConstructor, Socket?: WebSocketConstructor) => {
+      const channel = SignalChannel('webrtc integrity silent', { url: `${yard.url}?c=${id}`, rtcConfig: LOOPBACK, RTCPeerConnection: Ctor, WebSocket: Socket })
       channels.push(channel)
       const n = channel.createNode(undefined, { transport: 'webrtc' })
       await within(n.listen(id), 2000, `listen(${id})`)
       return n
     }
     const a = await node('alice', WebRTC)
-    const b = await node('bob', SilentAcceptorPC as unknown as RTCPeerConnectionConstructor)
+    const b = await node('bob', SilentAcceptorPC as unknown as RTCPeerConnectionConstructor, OldAcceptorSocket as unknown as WebSocketConstructor)
     b.on('connection', (pc) => pc.on('connection', (s) => s.on('data', (d) => s.send(d))))
     const pa = a.connect('bob')
     const s = pa.createStream('echo')

@@ -137,7 +137,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.host.handshake(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'cannot create an RTCPeerConnection' })
       return this.end(new SignalyardError('webrtc-unavailable', 'cannot create an RTCPeerConnection'), false)
     }
-    this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: webrtc ? 'webrtc' : 'relay' })
+    this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay' })
     if (!webrtc) return this.useRelay()
     // The initiator decides: READY over the channel, or 'fallback'. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
@@ -150,7 +150,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       case 'accept':
         if (!this.initiator || this.pipe !== null) return
         if (msg.tr === 'webrtc' && this.host.rtc() !== null) {
-          if (!this.useWebRtc()) return this.fallback()
+          if (!this.useWebRtc(msg.rd === true)) return this.fallback()
           return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.fallback())
         }
         if (this.host.transport === 'webrtc') {
@@ -175,12 +175,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.end(error, false)
   }
 
-  /** Start the WebRTC pipe; false when the RTCPeerConnection cannot be made (e.g. a bad rtcConfig). */
-  private useWebRtc (): boolean {
+  /**
+   * Start the WebRTC pipe; false when the RTCPeerConnection cannot be made (e.g. a bad rtcConfig).
+   * `announced`: (initiator) the acceptor said it sends READY once it has taken its channel.
+   */
+  private useWebRtc (announced = false): boolean {
     const rtc = this.host.rtc()
     if (rtc === null) return false
     try {
-      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, this.initiator, (m) => this.host.handshake(this.peerId, { ...m, c: this.cid }), on))
+      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, this.initiator, (m) => this.host.handshake(this.peerId, { ...m, c: this.cid }), on, announced))
       return true
     } catch (err) {
       this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))

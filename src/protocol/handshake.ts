@@ -7,8 +7,10 @@
  *
  *   { t: 'hello', c, rtc }        initiator → acceptor: wants a connection; `rtc` (boolean): it can
  *                                 and may use WebRTC
- *   { t: 'accept', c, tr }        acceptor → initiator: `tr` is 'webrtc' or 'relay', the acceptor's
- *                                 choice of transport
+ *   { t: 'accept', c, tr, rd? }   acceptor → initiator: `tr` is 'webrtc' or 'relay', the acceptor's
+ *                                 choice of transport; `rd: true`: it will send READY on the data
+ *                                 channel once it has taken it (the initiator waits for that READY
+ *                                 before sending anything after its own; see transports/webrtc.ts)
  *   { t: 'refuse', c, code, message? }  acceptor → initiator: no connection; `code` is an error code
  *                                 ('webrtc-unavailable', 'connect-timeout'; anything else reads as
  *                                 'connection-closed'), `message` a human text (cut to 200 chars)
@@ -41,7 +43,7 @@ export type RtcSignal = { t: 'sdp', d: { type: string, sdp: string } } | { t: 'i
 /** One handshake message. */
 export type HandshakeMessage =
   | { t: 'hello', c: string, rtc: boolean }
-  | { t: 'accept', c: string, tr: Transport }
+  | { t: 'accept', c: string, tr: Transport, rd?: true }
   | { t: 'refuse', c: string, code: RefuseCode, message?: string }
   | { t: 'fallback', c: string }
   | { t: 'bye', c: string, left?: boolean }
@@ -65,7 +67,9 @@ export function readHandshake (value: unknown): HandshakeMessage | null {
   if (typeof c !== 'string' || !CID.test(c)) return null
   switch (m.t) {
     case 'hello': return { t: 'hello', c, rtc: m.rtc === true }
-    case 'accept': return m.tr === 'webrtc' || m.tr === 'relay' ? { t: 'accept', c, tr: m.tr } : null
+    case 'accept':
+      if (m.tr !== 'webrtc' && m.tr !== 'relay') return null
+      return m.rd === true ? { t: 'accept', c, tr: m.tr, rd: true } : { t: 'accept', c, tr: m.tr }
     case 'refuse': return {
       t: 'refuse',
       c,

@@ -54,8 +54,9 @@ export type RTCPeerConnectionConstructor = new (config?: object) => RTCPeerConne
 const MAX_EARLY_CANDIDATES = 64
 export const DATA_CHANNEL_LABEL = 'signalyard'
 /**
- * How long an initiator holds its frames for the acceptor's READY: acceptors older than it never
- * send one (their first frame, if any, releases the frames too).
+ * How long an initiator holds its frames for the READY of an acceptor that did not announce one
+ * (`accept` without `rd`: an older acceptor, which never sends it; its first frame, if any,
+ * releases the frames too). An acceptor that announced READY is waited for without a limit.
  */
 const ATTACH_GRACE_MS = 1000
 
@@ -81,11 +82,13 @@ export class WebRtcPipe implements Pipe {
   private unsentBytes = 0
   private graceTimer: ReturnType<typeof setTimeout> | null = null
   /** Acceptor: its READY went out. */
-  private announced = false
+  private readySent = false
 
   constructor (
     Ctor: RTCPeerConnectionConstructor, config: object, private readonly initiator: boolean,
-    private readonly signal: (msg: RtcSignal) => void, private readonly on: PipeHandlers
+    private readonly signal: (msg: RtcSignal) => void, private readonly on: PipeHandlers,
+    /** Initiator: the acceptor announced its READY (`accept` with `rd`): hold for it without a time limit. */
+    private readonly announced = false
   ) {
     this.pc = new Ctor(config)
     try {
@@ -140,7 +143,7 @@ export class WebRtcPipe implements Pipe {
     // The first frame is READY: alone, it cannot swap with another message; the next ones could.
     if (this.initiator && this.accepted === 'first') {
       this.accepted = 'holding'
-      this.graceTimer = setTimeout(() => this.taken(), ATTACH_GRACE_MS)
+      if (!this.announced) this.graceTimer = setTimeout(() => this.taken(), ATTACH_GRACE_MS)
     }
   }
 
@@ -164,8 +167,8 @@ export class WebRtcPipe implements Pipe {
 
   /** Acceptor: tell the initiator that this channel is taken (once, as soon as it is open). */
   private announce (): void {
-    if (this.initiator || this.announced || this.channel?.readyState !== 'open') return
-    this.announced = true
+    if (this.initiator || this.readySent || this.channel?.readyState !== 'open') return
+    this.readySent = true
     try {
       this.channel.send(writeMux(MuxOp.Ready, 0))
     } catch {} // a channel that cannot send closes, and says so
