@@ -2,7 +2,7 @@
  * echo: namespace broadcast. What one stream sends reaches every echo stream of the namespace
  * subscribed when it arrives, the sender's own included unless `self: false`.
  */
-import { readEchoEvent } from '../protocol/echo.js'
+import { readEchoFrom } from '../protocol/echo.js'
 import type { RawFrame } from '../protocol/codec.js'
 import { Stream, type StreamEvents } from './stream.js'
 import type { YardSocket } from './socket.js'
@@ -41,7 +41,7 @@ export class EchoStream extends Stream<EchoEvents> {
 
   override event (frame: RawFrame): void {
     if (this.state !== 'open') return
-    const { from } = readEchoEvent(frame)
+    const from = readEchoFrom(frame)
     if (!this.self && from === this.id) return
     const decoded = this.decode(frame.kind, frame.payload)
     if (decoded.ok) this.emit('data', decoded.value, { from })

@@ -157,7 +157,7 @@ export class KvStream extends Stream<KvEvents> {
     const change = readKvEvent(frame)
     if (change === null) return
     if (change.op === 'set') {
-      const decoded = this.decode(change.payload.kind, change.payload.bytes)
+      const decoded = this.decode(frame.kind, frame.payload)
       if (decoded.ok) this.applySet(change.key, decoded.value, change.seq, change.epoch, change.ttl)
     } else {
       this.applyDelete(change.key, change.seq, change.epoch, change.op === 'expire' ? 'expired' : 'deleted')

@@ -12,7 +12,7 @@ import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { Mux } from './mux.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
-import { RelayPipe, type OpenRelay } from './transports/relay.js'
+import { RelayPipe, type RelayOpener } from './transports/relay.js'
 import { PipeSlot } from './transports/slot.js'
 import { WebRtcPipe, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
@@ -27,7 +27,7 @@ export interface PeerHost {
   rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
   /** Send a handshake message to peer `to` (DATA on the node's signal stream). */
   handshake: (to: string, msg: HandshakeMessage) => void
-  openRelay: OpenRelay
+  openRelay: RelayOpener
   forget: (pc: PeerConnection) => void
 }
 

@@ -14,7 +14,7 @@ import { readSignalFrom, readSignalLeave, writeSignalTo } from '../protocol/sign
 import { PeerConnection, type PeerHost, type TransportOption } from './peer-connection.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
-import type { OpenRelay } from './transports/relay.js'
+import type { RelayOpener } from './transports/relay.js'
 import type { RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
 export interface NodeOptions {
@@ -43,7 +43,7 @@ export const NODE_DEFAULTS = Object.freeze({ transport: 'auto' as TransportOptio
 export interface NodeContext {
   socket: YardSocket
   namespace: string
-  openRelay: OpenRelay
+  openRelay: RelayOpener
   RTCPeerConnection?: RTCPeerConnectionConstructor
   rtcConfig?: object
 }

@@ -4,7 +4,7 @@
  * Every WebSocket message is one binary frame:
  *
  *   offset  size  field
- *   0       1     type      frame type (FrameType in frames.ts)
+ *   0       1     type      frame type (FrameType below)
  *   1       4     id        u32 big-endian: the stream id, or 0 for connection-level frames
  *   5       1     kind      payload kind: 0 none, 1 JSON text, 2 binary, 3 UTF-8 string
  *   6       4     metaLen   u32 big-endian: length of the meta section

@@ -34,7 +34,7 @@ export function writeEchoEvent (meta: Uint8Array, payload: EncodedPayload): Uint
   return writeFrameWith(FrameType.Event, 0, meta, payload)
 }
 
-/** The sender of an echo EVENT (`from`, as a string whatever came). */
-export function readEchoEvent (frame: RawFrame): { from: string } {
-  return { from: String(frame.meta?.from) }
+/** The sender of an echo EVENT (`from`, as a string whatever came); the payload is the frame's. */
+export function readEchoFrom (frame: RawFrame): string {
+  return String(frame.meta?.from)
 }

@@ -49,7 +49,9 @@ const WIRES = { echo: echoWire, kv: kvWire, relay: relayWire, peers: peersWire, 
 
 /** The endpoints a stream can open. */
 export type Endpoint = keyof typeof WIRES
-export const ENDPOINTS = Object.keys(WIRES) as Endpoint[]
+// The tables below are built by calls marked pure, so a bundle that never parses client frames (a
+// browser) drops them and the parsers with them.
+export const ENDPOINTS: readonly Endpoint[] = /* @__PURE__ */ Object.freeze(/* @__PURE__ */ Object.keys(WIRES) as Endpoint[])
 
 type Parsed<T> = Exclude<T, FrameError>
 /** A checked OPEN of endpoint E. */
@@ -68,11 +70,11 @@ export type ClientFrame = OpenFrame | CloseFrame | DataFrame | AnyRequest | Ping
  * The request ops each endpoint takes. A REQUEST whose op is not its stream's gets ERROR
  * `bad-request` with its `req`; the stream's handler only ever sees its own ops.
  */
-export const REQUEST_OPS = Object.fromEntries(ENDPOINTS.map((ep) => [ep, Object.keys(WIRES[ep].requests)])) as unknown as
+export const REQUEST_OPS = /* @__PURE__ */ (() => Object.fromEntries(ENDPOINTS.map((ep) => [ep, Object.keys(WIRES[ep].requests)])))() as unknown as
   { readonly [E in Endpoint]: ReadonlyArray<AnyRequest['op']> }
 
 /** Request parsers of every endpoint, by op (a Map: an op named like an Object.prototype member is unknown). */
-const requestParsers = new Map(ENDPOINTS.flatMap((ep) => Object.entries(WIRES[ep].requests)))
+const requestParsers = /* @__PURE__ */ (() => new Map(ENDPOINTS.flatMap((ep) => Object.entries(WIRES[ep].requests))))()
 
 const isEndpoint = (ep: unknown): ep is Endpoint => typeof ep === 'string' && Object.prototype.hasOwnProperty.call(WIRES, ep)
 
@@ -96,13 +98,13 @@ function parseRequest (f: RawFrame): AnyRequest | FrameError {
 }
 
 /** Client frame parsers, keyed by frame type. */
-const clientParsers: Record<number, (f: RawFrame) => ClientFrame | FrameError> = {
+const clientParsers: Record<number, (f: RawFrame) => ClientFrame | FrameError> = /* @__PURE__ */ (() => ({
   [FrameType.Open]: parseOpen,
-  [FrameType.Close]: (f) => ({ type: 'close', sid: f.id }),
-  [FrameType.Data]: (f) => ({ type: 'data', sid: f.id, raw: f }),
+  [FrameType.Close]: (f: RawFrame): CloseFrame => ({ type: 'close', sid: f.id }),
+  [FrameType.Data]: (f: RawFrame): DataFrame => ({ type: 'data', sid: f.id, raw: f }),
   [FrameType.Request]: parseRequest,
-  [FrameType.Ping]: () => ({ type: 'ping', sid: 0 })
-}
+  [FrameType.Ping]: (): PingFrame => ({ type: 'ping', sid: 0 })
+}))()
 
 /** Parse bytes a client sent into a typed frame, or a FrameError saying why not. */
 export function parseClientFrame (bytes: Uint8Array): ClientFrame | FrameError {
@@ -130,11 +132,14 @@ export type ServerFrame = HelloFrame | PongFrame | EventFrame | UnknownFrame |
   StreamFrame<'opened'> | StreamFrame<'closed'> | StreamFrame<'reply'> | StreamFrame<'error'> | StreamFrame<'ack'> | StreamFrame<'data'>
 export type ServerStreamFrame = Extract<ServerFrame, { sid: number }>
 
-const streamFrame = <T extends ServerStreamFrame['type']>(type: T) => (f: RawFrame): StreamFrame<T> => ({ type, sid: f.id, meta: f.meta ?? {}, raw: f })
+/** The meta of a frame that has none (DATA and ACK often): one shared, frozen object, not one per frame. */
+const NO_META: JsonObject = Object.freeze({})
+
+const streamFrame = <T extends ServerStreamFrame['type']>(type: T) => (f: RawFrame): StreamFrame<T> => ({ type, sid: f.id, meta: f.meta ?? NO_META, raw: f })
 
 /** Server frame parsers, keyed by frame type. */
 const serverParsers: Record<number, (f: RawFrame) => ServerFrame> = {
-  [FrameType.Hello]: (f) => ({ type: 'hello', meta: f.meta ?? {} }),
+  [FrameType.Hello]: (f) => ({ type: 'hello', meta: f.meta ?? NO_META }),
   [FrameType.Pong]: () => ({ type: 'pong' }),
   [FrameType.Event]: (f) => ({ type: 'event', topic: `${String(f.meta?.ep)}:${String(f.meta?.ns)}`, raw: f }),
   [FrameType.Opened]: streamFrame('opened'),

@@ -38,7 +38,7 @@ export type RefuseCode = 'webrtc-unavailable' | 'connect-timeout' | 'connection-
 export interface IceCandidate { candidate?: string, sdpMid?: string | null, sdpMLineIndex?: number | null }
 
 /** The WebRTC part of the handshake (what a WebRTC pipe sends and receives), without `c`. */
-export type RtcSignal = { t: 'sdp', d: { type: string, sdp: string } } | { t: 'ice', d: IceCandidate }
+export type RtcMessage = { t: 'sdp', d: { type: string, sdp: string } } | { t: 'ice', d: IceCandidate }
 
 /** One handshake message. */
 export type HandshakeMessage =
@@ -47,7 +47,7 @@ export type HandshakeMessage =
   | { t: 'refuse', c: string, code: RefuseCode, message?: string }
   | { t: 'fallback', c: string }
   | { t: 'bye', c: string, left?: boolean }
-  | ({ c: string } & RtcSignal)
+  | ({ c: string } & RtcMessage)
 
 /** The connection id's alphabet and length. */
 const CID = /^[\w-]{8,64}$/

@@ -14,7 +14,7 @@
  * `seq` orders a namespace's changes; `epoch` names its incarnation; `ttl` is the time a key has
  * left in ms (replicas keep deadlines on their own clock).
  */
-import { FrameType, writeFrame, type EncodedPayload, type Kind, type RawFrame } from './codec.js'
+import { FrameType, writeFrame, type Kind, type RawFrame } from './codec.js'
 import { bad, badName, isName, isUint, type EndpointWire } from './check.js'
 
 /** OPEN of a kv stream; `since` is the state the client holds (null: send everything). */
@@ -55,16 +55,16 @@ export function writeKvEvent (change: KvChange): Uint8Array {
   return writeFrame(FrameType.Event, 0, { ep: 'kv', ns, op, key, seq, epoch }, undefined)
 }
 
-/** A kv EVENT as a replica reads it (the value still encoded); null when malformed. */
+/** A kv EVENT as a replica reads it (a set's value is the frame's payload, still encoded); null when malformed. */
 export type KvEventIn =
-  | { op: 'set', key: string, seq: number, epoch: string, ttl: number, payload: EncodedPayload }
+  | { op: 'set', key: string, seq: number, epoch: string, ttl: number }
   | { op: 'delete' | 'expire', key: string, seq: number, epoch: string }
 
 export function readKvEvent (frame: RawFrame): KvEventIn | null {
   const m = frame.meta ?? {}
   const { key, seq, epoch, op } = m
   if (typeof key !== 'string' || typeof seq !== 'number' || typeof epoch !== 'string') return null
-  if (op === 'set') return { op, key, seq, epoch, ttl: Number(m.ttl), payload: { kind: frame.kind as Kind, bytes: frame.payload } }
+  if (op === 'set') return { op, key, seq, epoch, ttl: Number(m.ttl) }
   if (op === 'delete' || op === 'expire') return { op, key, seq, epoch }
   return null
 }

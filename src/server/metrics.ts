@@ -11,11 +11,11 @@ import type { Budget } from './budget.js'
 /** The label frames and bytes are counted under: their stream's endpoint, or `connection`. */
 export type MetricEndpoint = Endpoint | 'connection'
 
-interface Flow { frames: number, bytes: number }
+interface Traffic { frames: number, bytes: number }
 
 export class Metrics {
-  readonly in = new Map<MetricEndpoint, Flow>()
-  readonly out = new Map<MetricEndpoint, Flow>()
+  readonly in = new Map<MetricEndpoint, Traffic>()
+  readonly out = new Map<MetricEndpoint, Traffic>()
   /** Refusals and coded closes, by code (error codes, plus close reasons such as `slow-consumer`). */
   readonly refusals = new Map<string, number>()
 
@@ -51,7 +51,7 @@ export class Metrics {
       lines.push('# HELP signalyard_budget_limit Server-wide budget sizes (limits.total).', '# TYPE signalyard_budget_limit gauge')
       for (const b of list) lines.push(`signalyard_budget_limit{budget="${b.name}"} ${b.limit}`)
     }
-    const flows = (name: string, help: string, map: Map<MetricEndpoint, Flow>, field: keyof Flow): void => {
+    const flows = (name: string, help: string, map: Map<MetricEndpoint, Traffic>, field: keyof Traffic): void => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} counter`)
       for (const [ep, flow] of [...map].sort(([a], [b]) => a.localeCompare(b))) lines.push(`${name}{endpoint="${ep}"} ${flow[field]}`)
     }
@@ -65,7 +65,7 @@ export class Metrics {
   }
 }
 
-function add (map: Map<MetricEndpoint, Flow>, ep: MetricEndpoint, bytes: number): void {
+function add (map: Map<MetricEndpoint, Traffic>, ep: MetricEndpoint, bytes: number): void {
   const flow = map.get(ep)
   if (flow === undefined) map.set(ep, { frames: 1, bytes })
   else { flow.frames++; flow.bytes += bytes }

@@ -10,7 +10,7 @@ import type { RelayStream } from '../relay-stream.js'
 import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
 
 /** Opens a relay stream on the node's channel. */
-export type OpenRelay = (local: string, remote: string) => RelayStream
+export type RelayOpener = (local: string, remote: string) => RelayStream
 
 const DRAIN_POLL_MS = 5
 
@@ -22,7 +22,7 @@ export class RelayPipe implements Pipe {
   private closed = false
   private drainTimer: ReturnType<typeof setTimeout> | null = null
 
-  constructor (open: OpenRelay, cid: string, initiator: boolean, private readonly on: PipeHandlers) {
+  constructor (open: RelayOpener, cid: string, initiator: boolean, private readonly on: PipeHandlers) {
     const [local, remote] = initiator ? ['i', 'a'] : ['a', 'i']
     this.stream = open(`${cid}/${local}`, `${cid}/${remote}`)
     this.stream.on('open', () => {

@@ -13,7 +13,7 @@
  * version ignores), and the initiator sends nothing after its own READY until it hears it.
  */
 import { SignalyardError } from '../../protocol/errors.js'
-import type { IceCandidate, RtcSignal } from '../../protocol/handshake.js'
+import type { IceCandidate, RtcMessage } from '../../protocol/handshake.js'
 import { MUX_HEADER, MuxOp, writeMux } from '../../protocol/mux.js'
 import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
 
@@ -86,7 +86,7 @@ export class WebRtcPipe implements Pipe {
 
   constructor (
     Ctor: RTCPeerConnectionConstructor, config: object, private readonly initiator: boolean,
-    private readonly signal: (msg: RtcSignal) => void, private readonly on: PipeHandlers,
+    private readonly sendRtc: (msg: RtcMessage) => void, private readonly on: PipeHandlers,
     /** Initiator: the acceptor announced its READY (`accept` with `rd`): hold for it without a time limit. */
     private readonly announced = false
   ) {
@@ -107,7 +107,7 @@ export class WebRtcPipe implements Pipe {
       // The initiator holds its candidates until the answer is applied: an acceptor that started
       // its checks before the initiator could answer them waits for a retransmission (about 1 s).
       if (this.initiator && !this.remoteSet) this.held.push(candidate)
-      else this.signal({ t: 'ice', d: candidate })
+      else this.sendRtc({ t: 'ice', d: candidate })
     }
     this.pc.onconnectionstatechange = () => {
       if (this.pc.connectionState === 'failed') this.fail('the WebRTC connection failed')
@@ -119,7 +119,7 @@ export class WebRtcPipe implements Pipe {
           await this.pc.setLocalDescription(offer)
           const local = this.pc.localDescription ?? offer
           // Candidates travel by trickle only (see `held`), not inside the offer.
-          if (!this.closed) this.signal({ t: 'sdp', d: { type: local.type, sdp: withoutCandidates(local.sdp ?? '') } })
+          if (!this.closed) this.sendRtc({ t: 'sdp', d: { type: local.type, sdp: withoutCandidates(local.sdp ?? '') } })
         })
         .catch((err: unknown) => this.fail(`cannot create an offer: ${String(err)}`))
     } else {
@@ -175,7 +175,7 @@ export class WebRtcPipe implements Pipe {
   }
 
   /** Apply an sdp or ice message from the peer. Stale or duplicate ones are ignored. */
-  receive (msg: RtcSignal): void {
+  receive (msg: RtcMessage): void {
     if (this.closed) return
     if (msg.t === 'sdp') return this.description(msg.d)
     if (!this.remoteSet) {
@@ -202,7 +202,7 @@ export class WebRtcPipe implements Pipe {
         this.remoteSet = true
         const held = this.held
         this.held = []
-        for (const c of held) this.signal({ t: 'ice', d: c })
+        for (const c of held) this.sendRtc({ t: 'ice', d: c })
         const early = this.early
         this.early = []
         for (const c of early) await this.pc.addIceCandidate(c).catch(() => {})
@@ -210,7 +210,7 @@ export class WebRtcPipe implements Pipe {
         const answer = await this.pc.createAnswer()
         await this.pc.setLocalDescription(answer)
         const local = this.pc.localDescription ?? answer
-        if (!this.closed) this.signal({ t: 'sdp', d: { type: local.type, sdp: local.sdp ?? '' } })
+        if (!this.closed) this.sendRtc({ t: 'sdp', d: { type: local.type, sdp: local.sdp ?? '' } })
       })
       .catch((err: unknown) => this.fail(`cannot apply the remote description: ${String(err)}`))
   }

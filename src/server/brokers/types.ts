@@ -212,4 +212,6 @@ export interface Broker {
 export type TopicEndpoint = Exclude<Endpoint, 'relay'>
 
 /** Topic names: one per endpoint and namespace, `<endpoint>:<ns>` (the hub reads the endpoint back for its metrics). */
-export const topicOf = (endpoint: TopicEndpoint, ns: string): string => `${endpoint}:${ns}`
+export const topicOf = (endpoint: TopicEndpoint, ns: string): string => `${endpoint}${TOPIC_SEPARATOR}${ns}`
+/** Between a topic's endpoint and namespace (the Redis broker's Lua builds topics with it too). */
+export const TOPIC_SEPARATOR = ':'

@@ -60,21 +60,22 @@ class RelayStream implements ServerStream {
 
   /** Bytes held with conn.relayHold (pre-pair outbound + inbound queue). */
   private held = 0
+  /** The bytes a client may keep unacknowledged, announced in OPENED. */
+  private readonly window: number
+  /** A client that keeps to the window (plus one frame) is never cut off, whatever is configured. */
+  private readonly maxInFlight: number
 
   constructor (private readonly conn: Connection, private readonly sid: number, readonly ns: string, local: string, remote: string) {
-    const { pendingTimeout } = this.limits.relay
+    const { limits } = this
+    const { pendingTimeout } = limits.relay
+    this.window = Math.max(limits.relay.window, RELAY_PRE_OPEN_WINDOW)
+    this.maxInFlight = Math.max(limits.relay.maxInFlight, this.window + limits.maxFrame)
     this.timer = setTimeout(() => {
       this.end(new SignalyardError('relay-timeout', `no relay stream paired with ${local} → ${remote} within ${pendingTimeout} ms`))
     }, pendingTimeout)
   }
 
   private get limits (): Limits { return this.conn.ctx.limits }
-
-  /** The bytes a client may keep unacknowledged, announced in OPENED. */
-  private get window (): number { return Math.max(this.limits.relay.window, RELAY_PRE_OPEN_WINDOW) }
-
-  /** A client that keeps to the window (plus one frame) is never cut off, whatever is configured. */
-  private get maxInFlight (): number { return Math.max(this.limits.relay.maxInFlight, this.window + this.limits.maxFrame) }
 
   /** The broker answered relayOpen: the stream, or the reason it ended meanwhile (thrown). */
   start (opened: RelayOpened): RelayStream {

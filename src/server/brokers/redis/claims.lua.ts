@@ -23,8 +23,7 @@ local function reapClaims(prefix, pid, now, force)
     if held and pidOf(held.token) == pid then
       if force == 1 or held.grace == '' or tonumber(held.grace) <= now then
         redis.call('HDEL', ids, r.id)
-        -- on the space's topic, topicOf(space, ns)
-        redis.call('PUBLISH', prefix .. KEY.topic .. r.space .. ':' .. r.ns, held.leave)
+        redis.call('PUBLISH', prefix .. KEY.topic .. topicOf(r.space, r.ns), held.leave)
       else
         gone = false
         done = 0

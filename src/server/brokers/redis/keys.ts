@@ -9,7 +9,7 @@
  * channel is `<prefix>i:<pid>`) and a number local to it. The README lists the keys too
  * ("Running several servers").
  */
-import type { ClaimSpace } from '../types.js'
+import { TOPIC_SEPARATOR, type ClaimSpace } from '../types.js'
 
 /** Every key and channel, as the part after the yard's prefix, with what it holds. */
 export const KEY = {
@@ -104,22 +104,27 @@ export class Keys {
 const luaTable = (table: Record<string, string>): string =>
   `{${Object.entries(table).map(([name, value]) => `${name} = ${JSON.stringify(value)}`).join(', ')}}`
 
+/** A named piece of Lua a script may need: lua.ts puts in front of each script only the ones it uses. */
+export interface LuaChunk { name: string, code: string }
+
 /**
- * Per RECORD, a decoder `<name>Record(rec)` → a table of named fields (nil for a missing record,
- * false or nil) and an encoder `<name>Pack(r)` → the record of such a table.
+ * KEY and INBOX as Lua tables; per RECORD, a decoder `<name>Record(rec)` → a table of named
+ * fields (nil for a missing record, false or nil) and an encoder `<name>Pack(r)` → the record of
+ * such a table (they need `pack` and `fields`, which lua.ts defines before them).
  */
-const luaRecords = Object.entries(RECORD).map(([name, fields]) => `local function ${name}Record(rec)
+export const LUA_TABLES: LuaChunk[] = [
+  { name: 'KEY', code: `local KEY = ${luaTable(KEY)}` },
+  { name: 'topicOf', code: `local function topicOf(ep, ns)\n  return ep .. ${JSON.stringify(TOPIC_SEPARATOR)} .. ns\nend` },
+  { name: 'INBOX', code: `local INBOX = ${luaTable(INBOX)}` },
+  ...Object.entries(RECORD).flatMap(([name, fields]) => [
+    {
+      name: `${name}Record`,
+      code: `local function ${name}Record(rec)
   if not rec then return nil end
   local f = fields(rec)
   return {${fields.map((field, i) => `${field} = f[${i + 1}]`).join(', ')}}
-end
-local function ${name}Pack(r)
-  return pack(${fields.map((field) => `r.${field}`).join(', ')})
-end`).join('\n')
-
-/** KEY and INBOX as Lua tables, and the records' decoders and encoders (they need `pack` and `fields` from the prelude). */
-export const LUA_TABLES = `
-local KEY = ${luaTable(KEY)}
-local INBOX = ${luaTable(INBOX)}
-${luaRecords}
-`
+end`
+    },
+    { name: `${name}Pack`, code: `local function ${name}Pack(r)\n  return pack(${fields.map((field) => `r.${field}`).join(', ')})\nend` }
+  ])
+]

@@ -95,7 +95,7 @@ for _, member in ipairs(due) do
     local seq = redis.call('HINCRBY', meta, 'seq', 1)
     if redis.call('HLEN', data) == 0 then redis.call('DEL', meta) else redis.call('HINCRBY', meta, 'bytes', -size) end
     -- on the namespace's topic, topicOf('kv', ns)
-    redis.call('PUBLISH', prefix .. KEY.topic .. 'kv:' .. e.ns, changePack({op = 'expire', epoch = epoch, seq = seq, ttl = '', kind = '', key = e.key, value = ''}))
+    redis.call('PUBLISH', prefix .. KEY.topic .. topicOf('kv', e.ns), changePack({op = 'expire', epoch = epoch, seq = seq, ttl = '', kind = '', key = e.key, value = ''}))
   end
 end
 return #due

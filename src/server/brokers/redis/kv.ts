@@ -13,6 +13,9 @@ import { coded, ignore, type Context } from './context.js'
 import { KV_SCRIPTS } from './kv.lua.js'
 import { pack, toBuffer, unpack } from './lua.js'
 
+/** What every kv topic starts with (`kv:<ns>`). */
+const KV_TOPICS = topicOf('kv', '')
+
 /** Expiries handled per sweep script run (a run that hits it goes again at once). */
 const SWEEP_BATCH = 1000
 /** Bytes per page when kvSnapshot reads a whole namespace. */
@@ -47,7 +50,7 @@ export class Kv {
 
   /** A topic handler for `kv:<ns>` topics: the scripts publish changes as records, sockets get KV events. */
   static deliver (topic: string, handler: TopicHandler): (message: Buffer) => void {
-    return topic.startsWith('kv:') ? (message) => handler(writeKvEvent(kvChangeOf(topic.slice(3), message))) : handler
+    return topic.startsWith(KV_TOPICS) ? (message) => handler(writeKvEvent(kvChangeOf(topic.slice(KV_TOPICS.length), message))) : handler
   }
 
   /** A namespace's two KV keys: its entries and its epoch/seq. */

@@ -9,7 +9,7 @@
  * (`*.lua.ts`); every script names its KEYS and ARGV in its first lines.
  */
 import type { Redis } from 'ioredis'
-import { LUA_TABLES } from './keys.js'
+import { LUA_TABLES, type LuaChunk } from './keys.js'
 
 /** A Uint8Array as a Buffer over the same memory. */
 export function toBuffer (bytes: Uint8Array): Buffer {
@@ -42,12 +42,16 @@ export function unpack (record: Buffer): Buffer[] {
 }
 
 /**
- * The Lua helpers of every script: pack and fields (the record format), the KEY, INBOX and RECORD
- * tables of keys.ts (`<record>Record(rec)` decoders, `<record>Pack(r)` encoders), the Redis clock, and the two steps several
- * scripts take (tell a process through its inbox; read a page of a hash).
+ * The Lua helpers scripts share, in dependency order: pack and fields (the record format), the
+ * KEY, INBOX and RECORD tables of keys.ts (`<record>Record(rec)` decoders, `<record>Pack(r)`
+ * encoders), the Redis clock, and the two steps several scripts take (tell a process through its
+ * inbox; read a page of a hash). A script gets only those it uses (Redis builds every local
+ * function of a script on each call).
  */
-const PRELUDE = `
-local function pack(...)
+const HELPERS: LuaChunk[] = [
+  {
+    name: 'pack',
+    code: `local function pack(...)
   local out = {}
   for i = 1, select('#', ...) do
     local v = select(i, ...)
@@ -55,8 +59,11 @@ local function pack(...)
     out[#out + 1] = #v .. ':' .. v
   end
   return table.concat(out)
-end
-local function fields(s)
+end`
+  },
+  {
+    name: 'fields',
+    code: `local function fields(s)
   local out, pos = {}, 1
   while pos <= #s do
     local c = string.find(s, ':', pos, true)
@@ -65,20 +72,32 @@ local function fields(s)
     pos = c + n + 1
   end
   return out
-end
-${LUA_TABLES}
-local function clock()
+end`
+  },
+  ...LUA_TABLES,
+  {
+    name: 'clock',
+    code: `local function clock()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function pidOf(addr)
+end`
+  },
+  {
+    name: 'pidOf',
+    code: `local function pidOf(addr)
   return string.match(addr, '^([^/]*)/')
-end
--- publish an inbox message (RECORD.inbox) to the process that addr belongs to
+end`
+  },
+  {
+    name: 'tell',
+    code: `-- publish an inbox message (RECORD.inbox) to the process that addr belongs to
 local function tell(prefix, addr, kind, body)
   redis.call('PUBLISH', prefix .. KEY.inbox .. pidOf(addr), inboxPack({kind = kind, addr = addr, body = body}))
-end
--- one page of a hash from cursor: HSCAN COUNT 2 steps until about pageBytes were read; appends
+end`
+  },
+  {
+    name: 'scanPage',
+    code: `-- one page of a hash from cursor: HSCAN COUNT 2 steps until about pageBytes were read; appends
 -- each field and each(field, value) to out; returns the cursor to go on from ('0' when done)
 local function scanPage(hash, cursor, pageBytes, out, each)
   local bytes = 0
@@ -94,14 +113,31 @@ local function scanPage(hash, cursor, pageBytes, out, each)
     end
   until cursor == '0' or bytes >= pageBytes
   return cursor
-end
-`
+end`
+  }
+]
+
+/** The helpers `lua` uses, directly or through another helper, in HELPERS order. */
+function prelude (lua: string): string {
+  const used = new Set<LuaChunk>()
+  let text = lua
+  for (let grew = true; grew;) {
+    grew = false
+    for (const helper of HELPERS) {
+      if (used.has(helper) || !new RegExp(`\\b${helper.name}\\b`).test(text)) continue
+      used.add(helper)
+      text += helper.code
+      grew = true
+    }
+  }
+  return HELPERS.filter((helper) => used.has(helper)).map((helper) => helper.code + '\n').join('')
+}
 
 /** A script: its Lua and how many of its arguments are keys. */
 export interface ScriptSource { keys: number, lua: string }
 
-/** A script with the prelude in front of `body` (and of `helpers`, Lua functions only it needs). */
-export const script = (keys: number, body: string, helpers = ''): ScriptSource => ({ keys, lua: PRELUDE + helpers + body })
+/** A script with the helpers it uses in front of `body` (and of `helpers`, Lua functions only it needs). */
+export const script = (keys: number, body: string, helpers = ''): ScriptSource => ({ keys, lua: prelude(helpers + body) + helpers + body })
 
 /** Runs a script: KEYS then ARGV; replies come as Buffers. */
 export type ScriptFn = (...args: Array<string | Buffer | number>) => Promise<unknown>
