@@ -12,7 +12,9 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import nodeDataChannel from 'node-datachannel'
 import { RTCPeerConnection as PolyfillPC } from 'node-datachannel/polyfill'
-import { SignalChannel, type Channel, type PeerConnection, type PeerNode, type PeerStream, type RTCPeerConnectionConstructor } from 'signalyard'
+import WebSocket from 'ws'
+import { SignalChannel, type Channel, type PeerConnection, type PeerNode, type PeerStream, type RTCPeerConnectionConstructor, type WebSocketConstructor } from 'signalyard'
+import { FrameType, decodePayload, encodePayload, readFrame, writeFrame } from '../src/protocol/codec.js'
 import { createServer, redisBroker, type Yard } from 'signalyard/server'
 import { seededRandom, startYard, TEST_BROKER, within } from './helpers.js'
 import { startRedis } from './redis.js'
@@ -258,35 +260,81 @@ function openLate (channel: object): void {
   })
 }
 
-test("webrtc: an accepted channel whose 'open' comes after its first messages still carries everything both ways", async () => {
+/**
+ * alice (a regular node) connects to bob, whose RTCPeerConnection (and socket) misbehave as
+ * given, sends `sent` before the pc is open, and gets everything echoed back, in order.
+ */
+async function echoesThroughOddAcceptor (bobPC: RTCPeerConnectionConstructor, sent: unknown[], bobSocket?: WebSocketConstructor): Promise<void> {
   const yard = await startYard()
   const channels: Channel[] = []
   try {
-    const node = async (id: string, Ctor: RTCPeerConnectionConstructor): Promise<PeerNode> => {
-      const channel = SignalChannel('integrity', { url: `${yard.url}?c=${id}`, rtcConfig: LOOPBACK, RTCPeerConnection: Ctor })
+    const node = async (id: string, Ctor: RTCPeerConnectionConstructor, Socket?: WebSocketConstructor): Promise<PeerNode> => {
+      const channel = SignalChannel('integrity', { url: `${yard.url}?c=${id}`, rtcConfig: LOOPBACK, RTCPeerConnection: Ctor, WebSocket: Socket })
       channels.push(channel)
       const n = channel.createNode(undefined, { transport: 'webrtc' })
       await within(n.listen(id), 2000, `listen(${id})`)
       return n
     }
     const a = await node('alice', WebRTC)
-    const b = await node('bob', LateOpenPC as unknown as RTCPeerConnectionConstructor)
+    const b = await node('bob', bobPC, bobSocket)
     b.on('connection', echoBack)
     const pa = a.connect('bob')
     const s = pa.createStream('early')
     const back: unknown[] = []
     s.on('data', (d) => back.push(d))
-    const sent = ['first', { second: 2 }, new Uint8Array([3, 3, 3])]
     for (const m of sent) s.send(m)
     await within(pa.ready(), 5000, 'pc open')
-    const deadline = performance.now() + 3000
+    assert.is(pa.transport, 'webrtc')
+    const deadline = performance.now() + 5000
     while (back.length < sent.length && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
     assert.equal(back, sent, 'the acceptor echoed everything')
   } finally {
     for (const c of channels) c.close()
     await yard.close()
   }
-})
+}
+
+test("webrtc: an accepted channel whose 'open' comes after its first messages still carries everything both ways", () =>
+  echoesThroughOddAcceptor(LateOpenPC as unknown as RTCPeerConnectionConstructor, ['first', { second: 2 }, new Uint8Array([3, 3, 3])]))
+
+/**
+ * The socket of an acceptor of a version before the READY hold: its `accept` does not announce
+ * READY (no `rd`), as older acceptors wrote it.
+ */
+class OldAcceptorSocket extends WebSocket {
+  override send (data: Uint8Array): void {
+    const frame = readFrame(data)
+    if (frame?.type === FrameType.Data && typeof frame.meta?.to === 'string') {
+      const msg = decodePayload(frame.kind, frame.payload) as { t?: string, rd?: true }
+      if (msg?.t === 'accept' && msg.rd === true) {
+        delete msg.rd
+        return super.send(writeFrame(FrameType.Data, frame.id, frame.meta, encodePayload(msg)))
+      }
+    }
+    super.send(data)
+  }
+}
+
+/** An acceptor of a version before the READY hold: its channel never sends READY. */
+class SilentAcceptorPC extends (PolyfillPC as unknown as new (config?: object) => object) {
+  constructor (config?: object) {
+    super(config)
+    let handler: ((ev: { channel: { send: (b: Uint8Array) => void } }) => void) | null = null
+    Object.defineProperty(this, 'ondatachannel', {
+      configurable: true,
+      get: () => handler === null ? null : (ev: { channel: { send: (b: Uint8Array) => void } }) => {
+        const send = ev.channel.send.bind(ev.channel)
+        ev.channel.send = (b) => { if (!(b.length === 6 && b[0] === 5)) send(b) } // drop READY (op 5, stream 0)
+        handler?.(ev)
+      },
+      set: (fn: typeof handler) => { handler = fn }
+    })
+  }
+}
+
+test('webrtc: an older acceptor (no READY announced, none sent) still gets everything, after the grace time', () =>
+  echoesThroughOddAcceptor(SilentAcceptorPC as unknown as RTCPeerConnectionConstructor, ['first', { second: 2 }, new Uint8Array(7 * 1024).fill(7)],
+    OldAcceptorSocket as unknown as WebSocketConstructor))
 
 // node-datachannel's native threads hold the event loop until its cleanup() runs.
 test.after(() => { nodeDataChannel.cleanup() })

@@ -12,17 +12,14 @@
 //   100 ms when its RTCPeerConnection connects, so the initiator's first megabyte is on its way
 //   before the acceptor's 'datachannel' runs. Every word of message n is n: the acceptor reports
 //   any message of the wrong length or content. Without the hold, about 1 round in 3 failed here.
-// - An acceptor that never says it took its channel (versions before the hold) still gets
-//   everything, after the grace time.
+// (An older acceptor, which never says it took its channel: test/integrity.test.ts.)
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import nodeDataChannel from 'node-datachannel'
 import { RTCPeerConnection as PolyfillPC } from 'node-datachannel/polyfill'
-import WebSocket from 'ws'
-import { SignalChannel, type Channel, type PeerStream, type RTCPeerConnectionConstructor, type WebSocketConstructor } from 'signalyard'
-import { FrameType, decodePayload, encodePayload, readFrame, writeFrame } from '../src/protocol/codec.js'
+import { SignalChannel, type Channel, type PeerStream, type RTCPeerConnectionConstructor } from 'signalyard'
 import { startYard, within } from './helpers.js'
 
 const WebRTC = PolyfillPC as unknown as RTCPeerConnectionConstructor
@@ -127,72 +124,6 @@ test(`webrtc: the first megabytes reach an acceptor that takes its channel late,
     }
     assert.equal(failed, [], `rounds with wrong messages:\n${failed.join('\n')}`)
   } finally {
-    await yard.close()
-  }
-})
-
-/**
- * The socket of an acceptor of a version before the hold: its `accept` does not announce READY
- * (no `rd`), as older acceptors wrote it.
- */
-class OldAcceptorSocket extends WebSocket {
-  override send (data: Uint8Array): void {
-    const frame = readFrame(data)
-    if (frame?.type === FrameType.Data && typeof frame.meta?.to === 'string') {
-      const msg = decodePayload(frame.kind, frame.payload) as { t?: string, rd?: true }
-      if (msg?.t === 'accept' && msg.rd === true) {
-        delete msg.rd
-        return super.send(writeFrame(FrameType.Data, frame.id, frame.meta, encodePayload(msg)))
-      }
-    }
-    super.send(data)
-  }
-}
-
-/** An acceptor of a version before the hold: its channel never sends READY. */
-class SilentAcceptorPC extends (PolyfillPC as unknown as new (config?: object) => object) {
-  constructor (config?: object) {
-    super(config)
-    let handler: ((ev: { channel: { send: (b: Uint8Array) => void } }) => void) | null = null
-    Object.defineProperty(this, 'ondatachannel', {
-      configurable: true,
-      get: () => handler === null ? null : (ev: { channel: { send: (b: Uint8Array) => void } }) => {
-        const send = ev.channel.send.bind(ev.channel)
-        ev.channel.send = (b) => { if (!(b.length === 6 && b[0] === 5)) send(b) } // drop READY (op 5, stream 0)
-        handler?.(ev)
-      },
-      set: (fn: typeof handler) => { handler = fn }
-    })
-  }
-}
-
-test('webrtc: an acceptor that never says it took its channel still gets everything, after the grace time', async () => {
-  const yard = await startYard()
-  const channels: Channel[] = []
-  try {
-    const node = async (id: string, Ctor: RTCPeerConnectionConstructor, Socket?: WebSocketConstructor) => {
-      const channel = SignalChannel('webrtc integrity silent', { url: `${yard.url}?c=${id}`, rtcConfig: LOOPBACK, RTCPeerConnection: Ctor, WebSocket: Socket })
-      channels.push(channel)
-      const n = channel.createNode(undefined, { transport: 'webrtc' })
-      await within(n.listen(id), 2000, `listen(${id})`)
-      return n
-    }
-    const a = await node('alice', WebRTC)
-    const b = await node('bob', SilentAcceptorPC as unknown as RTCPeerConnectionConstructor, OldAcceptorSocket as unknown as WebSocketConstructor)
-    b.on('connection', (pc) => pc.on('connection', (s) => s.on('data', (d) => s.send(d))))
-    const pa = a.connect('bob')
-    const s = pa.createStream('echo')
-    const back: unknown[] = []
-    s.on('data', (d) => back.push(d))
-    const sent = ['first', { second: 2 }, message(7)]
-    for (const m of sent) s.send(m)
-    await within(pa.ready(), 5000, 'pc open')
-    assert.is(pa.transport, 'webrtc')
-    const deadline = performance.now() + 5000
-    while (back.length < sent.length && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 10))
-    assert.equal(back, sent, 'the acceptor echoed everything')
-  } finally {
-    for (const c of channels) c.close()
     await yard.close()
   }
 })
