@@ -2,14 +2,15 @@
  * The `signalyard` command: runs a server until SIGINT/SIGTERM.
  *
  *   signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
+ *              [--turn-url URL]... [--turn-secret S] [--turn-ttl SECONDS] [--public-host H]
  *
  * Flags win over the environment (PORT, HOST, REDIS_URL, METRICS_PORT, METRICS_HOST,
- * METRICS_TOKEN). Prints one line: the URL to reach it from this machine and the address it is
+ * METRICS_TOKEN, TURN_URL (comma-separated), TURN_SECRET, TURN_TTL, PUBLIC_HOST). Prints one line: the URL to reach it from this machine and the address it is
  * bound to (all interfaces unless --host). Exit codes: 0 after a graceful stop, 1 when the server cannot start (busy port), 2 on a bad
  * flag.
  */
 import { parseArgs } from 'node:util'
-import { createServer, redisBroker, type Yard } from './server/index.js'
+import { createServer, redisBroker, type TurnOptions, type Yard } from './server/index.js'
 import { parsePort } from './server/server.js'
 
 const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
@@ -21,6 +22,12 @@ const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL] 
   --metrics-port N  serve /metrics on this port only, not on the client port (env METRICS_PORT)
   --metrics-host H  interface of the metrics port (env METRICS_HOST, default 127.0.0.1)
                 env METRICS_TOKEN: /metrics answers only 'Authorization: Bearer <token>'
+  --turn-url URL    a TURN server URL handed to clients (repeatable; env TURN_URL, comma-separated),
+                e.g. turn:turn.example.org:3478?transport=udp
+  --turn-secret S   coturn's static-auth-secret: clients get TURN REST credentials (env TURN_SECRET;
+                prefer the environment: flags show in process lists)
+  --turn-ttl N      lifetime of a TURN credential in seconds (env TURN_TTL, default 86400)
+  --public-host H   host name clients use for the yard's STUN (env PUBLIC_HOST; default: the one they connected to)
   --help        print this help`
 
 function usageError (message: string): never {
@@ -33,7 +40,10 @@ function portOption (value: string, from: string): number {
 }
 
 async function main (): Promise<void> {
-  let values: { port?: string, host?: string, path?: string, redis?: string, 'metrics-port'?: string, 'metrics-host'?: string, help?: boolean }
+  let values: {
+    port?: string, host?: string, path?: string, redis?: string, 'metrics-port'?: string, 'metrics-host'?: string,
+    'turn-url'?: string[], 'turn-secret'?: string, 'turn-ttl'?: string, 'public-host'?: string, help?: boolean
+  }
   try {
     ({ values } = parseArgs({
       options: {
@@ -43,6 +53,10 @@ async function main (): Promise<void> {
         redis: { type: 'string' },
         'metrics-port': { type: 'string' },
         'metrics-host': { type: 'string' },
+        'turn-url': { type: 'string', multiple: true },
+        'turn-secret': { type: 'string' },
+        'turn-ttl': { type: 'string' },
+        'public-host': { type: 'string' },
         help: { type: 'boolean', short: 'h' }
       },
       strict: true,
@@ -68,10 +82,13 @@ async function main (): Promise<void> {
     host: values['metrics-host'] ?? env('METRICS_HOST'),
     token: env('METRICS_TOKEN')
   }
+  const turn = turnOption(values['turn-url'] ?? env('TURN_URL')?.split(',').map((u) => u.trim()).filter((u) => u !== ''),
+    values['turn-secret'] ?? env('TURN_SECRET'), values['turn-ttl'] ?? env('TURN_TTL'))
+  const publicHost = values['public-host'] ?? env('PUBLIC_HOST')
 
   let yard: Yard
   try {
-    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker, metrics })
+    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker, metrics, turn, publicHost })
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     const where = `${host ?? 'all interfaces'} port ${port}`
@@ -96,6 +113,17 @@ async function main (): Promise<void> {
   }
   process.on('SIGINT', () => stop('SIGINT'))
   process.on('SIGTERM', () => stop('SIGTERM'))
+}
+
+/** TURN from flags/environment: URLs and a secret together, or neither. */
+function turnOption (urls: string[] | undefined, secret: string | undefined, ttlText: string | undefined): TurnOptions | undefined {
+  if ((urls?.length ?? 0) === 0 && secret === undefined) return undefined
+  if (urls === undefined || urls.length === 0) usageError('--turn-secret needs at least one --turn-url')
+  if (secret === undefined) usageError('--turn-url needs --turn-secret (or TURN_SECRET)')
+  for (const url of urls) if (!/^turns?:/.test(url)) usageError(`--turn-url must start with turn: or turns:, got ${JSON.stringify(url)}`)
+  const ttl = ttlText === undefined ? undefined : Number(ttlText)
+  if (ttl !== undefined && !(Number.isInteger(ttl) && ttl >= 60)) usageError(`--turn-ttl must be a whole number of seconds, at least 60, got ${JSON.stringify(ttlText)}`)
+  return { urls, secret, ttl }
 }
 
 const consoleLogger = {

@@ -263,6 +263,10 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     switch (frame.type) {
       case 'hello':
         return this.greeted(frame.meta)
+      case 'ice':
+        // Fresh TURN credentials: peer connections made from now on (and ICE restarts) use them.
+        if (this.hello !== null && Array.isArray(frame.meta.iceServers)) this.hello = { ...this.hello, iceServers: frame.meta.iceServers }
+        return
       case 'pong':
       case 'unknown':
         return

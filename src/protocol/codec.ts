@@ -32,7 +32,9 @@ export const FrameType = {
   Error: 0x16,
   Pong: 0x17,
   /** Relay flow control: `{ bytes }` of the stream's DATA the server has passed on. */
-  Ack: 0x18
+  Ack: 0x18,
+  /** Fresh `{ iceServers }` for the connection (TURN credentials renewed before they expire). */
+  Ice: 0x19
 } as const
 
 /**

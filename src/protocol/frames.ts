@@ -8,7 +8,7 @@
  * (echo.ts, kv.ts, relay.ts, peers.ts, signal.ts); field by field: docs/PROTOCOL.md. Parsers
  * return a typed frame or a `{ error }` naming the code to answer with; they never throw.
  */
-import { FrameType, readFrame, type RawFrame } from './codec.js'
+import { FrameType, readFrame, writeFrame, type RawFrame } from './codec.js'
 import { bad, isName, isUint, NAME_MAX, quote, type FrameError, type JsonObject } from './check.js'
 import { echoWire, type OpenEcho } from './echo.js'
 import { kvWire, type KvRequest, type OpenKv } from './kv.js'
@@ -126,9 +126,11 @@ export interface StreamFrame<T extends 'opened' | 'closed' | 'reply' | 'error' |
 /** EVENT: a broadcast, addressed by endpoint and namespace (`topic` is `ep:ns`), not by stream. */
 export interface EventFrame { type: 'event', topic: string, raw: RawFrame }
 export interface PongFrame { type: 'pong' }
+/** ICE: the connection's iceServers anew (fresh TURN credentials); read like HELLO's. */
+export interface IceFrame { type: 'ice', meta: JsonObject }
 /** A frame type this client does not know (a newer server's): ignored, not an error. */
 export interface UnknownFrame { type: 'unknown', frameType: number }
-export type ServerFrame = HelloFrame | PongFrame | EventFrame | UnknownFrame |
+export type ServerFrame = HelloFrame | PongFrame | IceFrame | EventFrame | UnknownFrame |
   StreamFrame<'opened'> | StreamFrame<'closed'> | StreamFrame<'reply'> | StreamFrame<'error'> | StreamFrame<'ack'> | StreamFrame<'data'>
 export type ServerStreamFrame = Extract<ServerFrame, { sid: number }>
 
@@ -141,6 +143,7 @@ const streamFrame = <T extends ServerStreamFrame['type']>(type: T) => (f: RawFra
 const serverParsers: Record<number, (f: RawFrame) => ServerFrame> = {
   [FrameType.Hello]: (f) => ({ type: 'hello', meta: f.meta ?? NO_META }),
   [FrameType.Pong]: () => ({ type: 'pong' }),
+  [FrameType.Ice]: (f) => ({ type: 'ice', meta: f.meta ?? NO_META }),
   [FrameType.Event]: (f) => ({ type: 'event', topic: `${String(f.meta?.ep)}:${String(f.meta?.ns)}`, raw: f }),
   [FrameType.Opened]: streamFrame('opened'),
   [FrameType.Closed]: streamFrame('closed'),
@@ -156,4 +159,9 @@ export function parseServerFrame (bytes: Uint8Array): ServerFrame | null {
   if (raw === null) return null
   const parser = serverParsers[raw.type]
   return parser === undefined ? { type: 'unknown', frameType: raw.type } : parser(raw)
+}
+
+/** An ICE frame: the connection's iceServers anew. */
+export function writeIce (iceServers: object[]): Uint8Array {
+  return writeFrame(FrameType.Ice, 0, { iceServers })
 }

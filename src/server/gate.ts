@@ -66,11 +66,11 @@ export class Gate {
   admit (
     conn: Connection, socket: Duplex, req: IncomingMessage,
     authenticate: ServerOptions['authenticate'],
-    welcome: () => void,
+    welcome: (identity: unknown) => void,
   ): void {
     const admit = (identity: unknown): void => {
       this.admitted(socket)
-      welcome()
+      welcome(identity)
       conn.admit(identity)
     }
     if (authenticate === undefined) return admit(null)

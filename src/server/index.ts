@@ -7,6 +7,8 @@
  */
 export { createServer } from './server.js'
 export type { ServerOptions, Yard, Health } from './server.js'
+export { turnCredential } from './ice.js'
+export type { IceServer, TurnOptions } from './ice.js'
 export { memoryBroker } from './brokers/memory.js'
 export type { MemoryBrokerOptions } from './brokers/memory.js'
 export { redisBroker } from './brokers/redis/index.js'

@@ -18,6 +18,10 @@ export class Metrics {
   readonly out = new Map<MetricEndpoint, Traffic>()
   /** Refusals and coded closes, by code (error codes, plus close reasons such as `slow-consumer`). */
   readonly refusals = new Map<string, number>()
+  /** TURN credentials minted (HELLO and refreshes). */
+  turnCredentials = 0
+
+  minted (): void { this.turnCredentials++ }
 
   received (ep: MetricEndpoint, bytes: number): void { add(this.in, ep, bytes) }
   sent (ep: MetricEndpoint, bytes: number): void { add(this.out, ep, bytes) }
@@ -59,6 +63,7 @@ export class Metrics {
     flows('signalyard_bytes_in_total', 'Bytes received, by endpoint.', this.in, 'bytes')
     flows('signalyard_frames_out_total', 'Frames sent (a broadcast counts once per receiving connection), by endpoint.', this.out, 'frames')
     flows('signalyard_bytes_out_total', 'Bytes sent, by endpoint.', this.out, 'bytes')
+    lines.push('# HELP signalyard_turn_credentials_total TURN credentials minted (HELLO and refreshes).', '# TYPE signalyard_turn_credentials_total counter', `signalyard_turn_credentials_total ${this.turnCredentials}`)
     lines.push('# HELP signalyard_refusals_total Refused frames, streams and connections, by code.', '# TYPE signalyard_refusals_total counter')
     for (const [code, n] of [...this.refusals].sort(([a], [b]) => a.localeCompare(b))) lines.push(`signalyard_refusals_total{code="${code}"} ${n}`)
     return lines.join('\n') + '\n'

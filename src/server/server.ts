@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
 import { nanoid } from 'nanoid'
 import { writeFrame } from '../protocol/codec.js'
-import { FrameType, SUBPROTOCOL, type Endpoint } from '../protocol/frames.js'
+import { FrameType, SUBPROTOCOL, writeIce, type Endpoint } from '../protocol/frames.js'
 import { memoryBroker } from './brokers/memory.js'
 import type { Broker } from './brokers/types.js'
 import { Connection } from './connection.js'
@@ -21,6 +21,7 @@ import { CloseCode, type ServerContext } from './context.js'
 import { makeBudgets } from './budget.js'
 import { Gate, refuseUpgrade } from './gate.js'
 import { Hub } from './hub.js'
+import { hostOf, Ice, IceRefresher, type IceServer, type TurnOptions } from './ice.js'
 import { listen, listenMetrics, normalisePath, opsRoutes, portFromEnv, urlHost, yardRoutes } from './http.js'
 import { Metrics } from './metrics.js'
 import { resolveLimits, type Limits, type LimitsOption } from './limits.js'
@@ -42,8 +43,15 @@ export interface ServerOptions {
   broker?: Broker
   /** Limits over DEFAULTS (see README, "Server options"). */
   limits?: LimitsOption
-  /** ICE servers handed to clients for WebRTC (createNode). */
-  iceServers?: Array<{ urls: string | string[], username?: string, credential?: string }>
+  /** ICE servers handed to clients for WebRTC (createNode), before the yard's own STUN and TURN. */
+  iceServers?: IceServer[]
+  /**
+   * TURN (coturn with `use-auth-secret`): every connection gets credentials for `urls`, minted from
+   * `secret` and valid `ttl` seconds (default 86400), renewed at half their life (docs/TURN.md).
+   */
+  turn?: TurnOptions
+  /** Host name clients are told to use for the yard's STUN (default: the Host they connected to). */
+  publicHost?: string
   /** Structured logs: a function (level, message, fields) or a console-like object. Silent by default. */
   logger?: LoggerOption
   /**
@@ -123,13 +131,18 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const metrics = new Metrics()
   const ctx: ServerContext = {
     broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, authorize: options.authorize, namespaces: new Map(),
-    forget: (conn) => { connections.delete(conn) }
+    forget: (conn) => {
+      connections.delete(conn)
+      refresher?.forget(conn)
+    }
   }
   const path = normalisePath(options.path ?? '/')
   const connections = new Set<Connection>()
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
   const sockets = new Set<WebSocket>()
-  const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue, maxMeta: limits.peers.maxMeta }, iceServers: options.iceServers ?? [] }
+  const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue, maxMeta: limits.peers.maxMeta } }
+  const ice = new Ice({ iceServers: options.iceServers, publicHost: options.publicHost, turn: options.turn }, () => metrics.minted())
+  const refresher = ice.refreshes ? new IceRefresher<Connection>(ice, writeIce) : null
   const wss = new WebSocketServer({
     noServer: true,
     maxPayload: limits.maxFrame,
@@ -192,7 +205,11 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       // Frames that arrive while authenticate() runs wait in the connection's backlog.
       const conn = new Connection(nanoid(10), ws, ctx)
       connections.add(conn)
-      gate.admit(conn, socket, req, options.authenticate, () => conn.send(encodeHello(conn.id, hello)))
+      gate.admit(conn, socket, req, options.authenticate, (identity) => {
+        const host = hostOf(req.headers.host)
+        conn.send(writeFrame(FrameType.Hello, 0, { ...hello, iceServers: ice.for(host, identity, conn.id), conn: conn.id }))
+        refresher?.add(conn, host, identity)
+      })
     })
   }
 
@@ -224,6 +241,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   /** Stop the timers and listeners started above (on close, or when listening failed). */
   const stop = (): void => {
     clearInterval(heartbeat)
+    refresher?.close()
     gate.close()
     unwatch?.()
     server.off('upgrade', onUpgrade)
@@ -292,6 +310,3 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   }
 }
 
-function encodeHello (conn: string, hello: object): Uint8Array {
-  return writeFrame(FrameType.Hello, 0, { ...hello, conn })
-}

@@ -1,0 +1,148 @@
+// test/turn.test.ts — TURN REST credentials (SPEC §8): every connection gets them in HELLO
+// (`<expiry>:<identity or connection id>`, base64 HMAC-SHA1 of the secret, as coturn's
+// use-auth-secret checks), renewed by an ICE frame at half their life, picked up by the client for
+// the next peer connection; the secret shows up nowhere (logs, metrics, frames).
+import { test } from 'uvu'
+import * as assert from 'uvu/assert'
+import { createHmac } from 'node:crypto'
+import { SignalChannel, type Channel, type RTCPeerConnectionConstructor } from 'signalyard'
+import { turnCredential } from 'signalyard/server'
+import { FrameType } from '../src/protocol/frames.js'
+import { rawClient, type RawClient } from './raw-client.js'
+import { fetchText, startYard, until } from './helpers.js'
+
+/**
+ * An RTCPeerConnection that records the configuration it is made with and then refuses to exist:
+ * the pair falls back to the server relay, and the test sees what iceServers a new pc got.
+ */
+const configs: Array<{ iceServers?: Ice[] }> = []
+const RecordingPC = class { constructor (config: { iceServers?: Ice[] }) { configs.push(config); throw new Error('recorded') } } as unknown as RTCPeerConnectionConstructor
+
+const SECRET = 'turn-secret-that-must-never-leak-0123456789'
+const URLS = ['turn:127.0.0.1:9?transport=udp', 'turn:127.0.0.1:9?transport=tcp']
+const STATIC = { urls: 'stun:stun.example.org:3478' }
+
+interface Ice { urls: string | string[], username?: string, credential?: string }
+const turnOf = (servers: unknown): Ice => {
+  const found = (servers as Ice[]).find((s) => Array.isArray(s.urls) && s.urls[0].startsWith('turn:'))
+  assert.ok(found !== undefined, `a TURN entry in ${JSON.stringify(servers)}`)
+  return found as Ice
+}
+/** What coturn computes for a username (use-auth-secret): checked independently of the server's code. */
+const expected = (username: string): string => createHmac('sha1', SECRET).update(username).digest('base64')
+
+test('HELLO carries TURN REST credentials for the connection, after the static iceServers', async () => {
+  const lines: string[] = []
+  const yard = await startYard({ iceServers: [STATIC], turn: { urls: URLS, secret: SECRET, ttl: 600 }, logger: (level, message, fields) => { lines.push(`${level} ${message} ${JSON.stringify(fields)}`) } })
+  const clients: RawClient[] = []
+  try {
+    const before = Math.floor(Date.now() / 1000)
+    const c = await rawClient(yard, clients)
+    const servers = c.hello.meta?.iceServers as Ice[]
+    assert.equal(servers[0], STATIC)
+    const turn = turnOf(servers)
+    assert.equal(turn.urls, URLS)
+    const [expiry, who] = String(turn.username).split(':')
+    assert.is(who, c.hello.meta?.conn, 'the connection id names an anonymous connection')
+    assert.ok(Number(expiry) >= before + 600 && Number(expiry) <= Math.floor(Date.now() / 1000) + 600, `expiry ${expiry}`)
+    assert.is(turn.credential, expected(String(turn.username)))
+    assert.is(turnCredential(SECRET, String(turn.username)), turn.credential)
+    const metrics = await fetchText(yard.url.replace('ws:', 'http:') + 'metrics')
+    assert.match(metrics.body, /^signalyard_turn_credentials_total 1$/m)
+    for (const text of [metrics.body, ...lines, JSON.stringify(c.hello.meta)]) assert.not.ok(text.includes(SECRET), 'the secret leaked')
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    await yard.close()
+  }
+})
+
+test('an authenticated identity (a string) names the credentials of the pcs it makes', async () => {
+  const yard = await startYard({
+    turn: { urls: URLS, secret: SECRET },
+    authenticate: (_req, token) => {
+      if (token !== 'good') throw new Error(`bad token ${String(token)}`)
+      return 'alice'
+    }
+  })
+  const channels: Channel[] = []
+  try {
+    configs.length = 0
+    const node = async (id: string): Promise<ReturnType<Channel['createNode']>> => {
+      const channel = SignalChannel('turn', { url: `${yard.url}?c=${id}`, token: 'good', RTCPeerConnection: RecordingPC })
+      channels.push(channel)
+      const n = channel.createNode()
+      await n.listen(id)
+      return n
+    }
+    const a = await node('a')
+    await node('b')
+    await a.connect('b').ready()
+    const turn = turnOf(configs[0].iceServers)
+    assert.match(String(turn.username), /^\d+:alice$/)
+    assert.is(turn.credential, expected(String(turn.username)))
+  } finally {
+    for (const c of channels) c.close()
+    await yard.close()
+  }
+})
+
+test('credentials are renewed at half their life by an ICE frame, and new pcs use the fresh ones', async () => {
+  const yard = await startYard({ turn: { urls: URLS, secret: SECRET, ttl: 2 } })
+  const clients: RawClient[] = []
+  const channels: Channel[] = []
+  try {
+    const c = await rawClient(yard, clients)
+    const first = turnOf(c.hello.meta?.iceServers)
+    const t0 = performance.now()
+    const ice = await c.take((f) => f.type === FrameType.Ice, 3000, 'an ICE frame')
+    const elapsed = performance.now() - t0
+    assert.ok(elapsed >= 700 && elapsed < 2000, `renewed after ${Math.round(elapsed)} ms (half of 2 s, swept every 250 ms)`)
+    const fresh = turnOf(ice.meta?.iceServers)
+    assert.is(fresh.credential, expected(String(fresh.username)))
+    assert.is(String(fresh.username).split(':')[1], String(first.username).split(':')[1])
+
+    // bob's socket is renewed while it waits; the pc a later caller makes with it uses the new ones
+    configs.length = 0
+    const node = async (id: string): Promise<ReturnType<Channel['createNode']>> => {
+      const channel = SignalChannel('turn', { url: `${yard.url}?c=${id}`, RTCPeerConnection: RecordingPC })
+      channels.push(channel)
+      const n = channel.createNode()
+      await n.listen(id)
+      return n
+    }
+    await node('bob')
+    await (await node('carol')).connect('bob').ready()
+    assert.is(configs.length, 1, "bob's pc (the acceptor makes its pc first; it refuses, so carol never makes one)")
+    const greeted = turnOf(configs[0].iceServers)
+    await new Promise((resolve) => setTimeout(resolve, 1300))
+    configs.length = 0
+    await (await node('dave')).connect('bob').ready()
+    assert.is(configs.length, 1)
+    const renewed = turnOf(configs[0].iceServers)
+    assert.is(renewed.credential, expected(String(renewed.username)))
+    const [greetedExpiry, bobConn] = String(greeted.username).split(':')
+    const [renewedExpiry, sameConn] = String(renewed.username).split(':')
+    assert.is(sameConn, bobConn)
+    assert.ok(Number(renewedExpiry) > Number(greetedExpiry), `bob's new pc uses renewed credentials (${String(renewed.username)} after ${String(greeted.username)})`)
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    for (const c of channels) c.close()
+    await yard.close()
+  }
+})
+
+test('without TURN: no credentials, no ICE frames, HELLO as before', async () => {
+  const yard = await startYard({ iceServers: [STATIC] })
+  const clients: RawClient[] = []
+  try {
+    const c = await rawClient(yard, clients)
+    assert.equal(c.hello.meta?.iceServers, [STATIC])
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    assert.not.ok(c.frames.some((f) => f.type === FrameType.Ice))
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    await yard.close()
+  }
+})
+
+test.run()
