@@ -4,12 +4,16 @@
 // the next peer connection; the secret shows up nowhere (logs, metrics, frames).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { execFile, spawn, spawnSync } from 'node:child_process'
 import { createHmac } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { SignalChannel, type Channel, type RTCPeerConnectionConstructor } from 'signalyard'
 import { turnCredential } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
 import { rawClient, type RawClient } from './raw-client.js'
-import { fetchText, startYard, until } from './helpers.js'
+import { fetchText, freePort, startYard } from './helpers.js'
 
 /**
  * An RTCPeerConnection that records the configuration it is made with and then refuses to exist:
@@ -142,6 +146,50 @@ test('without TURN: no credentials, no ICE frames, HELLO as before', async () =>
   } finally {
     for (const c of clients) c.ws.terminate()
     await yard.close()
+  }
+})
+
+/** turnutils_uclient against coturn with `username`/`credential`: whether the allocation worked. */
+function allocate (port: number, username: string, credential: string): Promise<{ ok: boolean, output: string }> {
+  return new Promise((resolve) => {
+    execFile('turnutils_uclient', ['-y', '-u', username, '-w', credential, '-p', String(port), '-n', '2', '-m', '1', '127.0.0.1'], { timeout: 10_000 }, (_err, stdout, stderr) => {
+      const output = `${stdout}${stderr}`
+      resolve({ ok: /Total lost packets 0 /.test(output) && !/Cannot complete Allocation/.test(output), output })
+    })
+  })
+}
+
+const HAVE_COTURN = spawnSync('sh', ['-c', 'command -v turnserver && command -v turnutils_uclient']).status === 0
+
+test('a real coturn (use-auth-secret) allocates with the credentials from HELLO, and refuses altered ones', async () => {
+  if (!HAVE_COTURN) {
+    if (process.env.CI === 'true') assert.unreachable('coturn is missing (.ci/run installs it)')
+    console.log('  skipped: coturn (turnserver, turnutils_uclient) is not installed here')
+    return
+  }
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'signalyard-turn-'))
+  const turnserver = spawn('turnserver', ['-n', '--use-auth-secret', `--static-auth-secret=${SECRET}`, '--realm=signalyard.test',
+    '--listening-ip=127.0.0.1', '--relay-ip=127.0.0.1', `--listening-port=${port}`, '--allow-loopback-peers',
+    '--no-cli', '--no-tls', '--no-dtls', '--fingerprint', `--db=${join(dir, 'turndb')}`, '--log-file=stdout'], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let log = ''
+  turnserver.stdout.on('data', (d: Buffer) => { log += d.toString() })
+  const yard = await startYard({ turn: { urls: [`turn:127.0.0.1:${port}?transport=udp`], secret: SECRET, ttl: 600 } })
+  const clients: RawClient[] = []
+  try {
+    const deadline = performance.now() + 5000
+    while (!/listener opened|Total General servers/.test(log) && performance.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50))
+    const c = await rawClient(yard, clients)
+    const turn = turnOf(c.hello.meta?.iceServers)
+    const good = await allocate(port, String(turn.username), String(turn.credential))
+    assert.ok(good.ok, `coturn allocated with HELLO's credentials:\n${good.output.slice(-600)}`)
+    const altered = await allocate(port, String(turn.username).replace(/^\d+/, (e) => String(Number(e) + 1)), String(turn.credential))
+    assert.not.ok(altered.ok, 'coturn refused a username whose expiry was changed')
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    await yard.close()
+    turnserver.kill('SIGKILL')
+    rmSync(dir, { recursive: true, force: true })
   }
 })
 
