@@ -2,7 +2,9 @@
 // `npm start`) in a child process. What it prints, the flags and env it reads, /healthz on the
 // same port, graceful stop on SIGINT/SIGTERM (clients see 1001), and its exit codes: 0 after a
 // graceful stop or --help, 1 when the port is busy, 2 on a bad flag. `npm test` builds dist first.
+import { createHmac } from 'node:crypto'
 import { test } from 'uvu'
+import { readFrame } from '../src/protocol/codec.js'
 import * as assert from 'uvu/assert'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
@@ -283,6 +285,43 @@ test('bad PORT in the environment: exit 2 naming PORT', async () => {
     assert.match(run.stderr(), /eighty/)
   } finally {
     kill(run)
+  }
+})
+
+test('--turn-url with TURN_SECRET from the environment: HELLO carries TURN credentials; the secret is in no output', async () => {
+  const secret = 'cli-turn-secret-0123456789abcdef'
+  const run = spawnCli(['--port', '0', '--host', '127.0.0.1', '--turn-url', 'turn:127.0.0.1:9?transport=udp', '--turn-url', 'turn:127.0.0.1:9?transport=tcp'], cliEnv({ TURN_SECRET: secret }))
+  try {
+    const { url } = await listening(run)
+    const ws = new WebSocket(url, 'signalyard.2')
+    ws.binaryType = 'nodebuffer'
+    const [data] = await next(ws as any, 'message')
+    const hello = readFrame(new Uint8Array(data as Buffer))
+    const servers = hello?.meta?.iceServers as Array<{ urls: string[], username: string, credential: string }>
+    assert.equal(servers[0].urls, ['turn:127.0.0.1:9?transport=udp', 'turn:127.0.0.1:9?transport=tcp'])
+    assert.is(servers[0].credential, createHmac('sha1', secret).update(servers[0].username).digest('base64'))
+    ws.close()
+    assert.not.ok(run.stdout().includes(secret) || run.stderr().includes(secret), 'the secret is not printed')
+  } finally {
+    kill(run)
+  }
+})
+
+test('TURN flags that do not go together: exit 2 with a message', async () => {
+  for (const [args, env, says] of [
+    [['--turn-url', 'turn:127.0.0.1:9'], {}, /--turn-secret/],
+    [['--turn-secret', 'x'], {}, /--turn-url/],
+    [['--turn-url', 'http://example.org', '--turn-secret', 'x'], {}, /turn: or turns:/],
+    [['--turn-url', 'turn:127.0.0.1:9', '--turn-ttl', '5'], { TURN_SECRET: 'x' }, /--turn-ttl/]
+  ] as Array<[string[], Record<string, string>, RegExp]>) {
+    const run = spawnCli(['--port', '0', ...args], cliEnv(env))
+    try {
+      const { code } = await exitWithin(run, 5000)
+      assert.is(code, 2, args.join(' '))
+      assert.match(run.stderr(), says)
+    } finally {
+      kill(run)
+    }
   }
 })
 
