@@ -71,6 +71,7 @@ function xorMapped (value: Buffer, txid: Buffer): { address: string, port: numbe
 /** A client socket bound on `host`, collecting what it receives. */
 async function client (host = '127.0.0.1'): Promise<{ socket: Socket, received: Buffer[], next: (ms?: number) => Promise<Buffer> }> {
   const socket = createSocket(host.includes(':') ? 'udp6' : 'udp4')
+  opened.push(async () => { try { socket.close() } catch {} })
   await new Promise<void>((resolve) => socket.bind(0, host, resolve))
   const received: Buffer[] = []
   const waiters: Array<(b: Buffer) => void> = []
@@ -91,6 +92,9 @@ const send = async (socket: Socket, msg: Buffer, port: number, host = '127.0.0.1
 
 let stun: StunServer
 let answered = 0
+/** What the running test opened; closed after it, passed or failed (a hanging handle is a bug). */
+const opened: Array<() => Promise<void>> = []
+test.after.each(async () => { for (const close of opened.splice(0)) await close() })
 test.before(async () => { stun = await startStun({ port: 0, host: '127.0.0.1', onAnswered: () => answered++ }) })
 test.after(async () => { await stun.close() })
 
@@ -106,7 +110,6 @@ test('a Binding request gets a success response that maps the client address (RF
   assert.ok(mapped !== undefined, 'XOR-MAPPED-ADDRESS present')
   assert.equal(xorMapped(mapped, txid), { address: '127.0.0.1', port: c.socket.address().port })
   assert.is(answered, before + 1, 'onAnswered once per answer')
-  c.socket.close()
 })
 
 test('optional attributes, credentials we ignore and a valid FINGERPRINT are answered', async () => {
@@ -116,7 +119,6 @@ test('optional attributes, credentials we ignore and a valid FINGERPRINT are ans
   const res = parse(await c.next())
   assert.is(res.type, 0x0101)
   assert.equal(res.txid, txid)
-  c.socket.close()
 })
 
 test('an unknown comprehension-required attribute gets 420 with UNKNOWN-ATTRIBUTES (RFC 8489 §7.3.1)', async () => {
@@ -133,7 +135,6 @@ test('an unknown comprehension-required attribute gets 420 with UNKNOWN-ATTRIBUT
   assert.is(err[2] * 100 + err[3], 420)
   assert.equal([...(res.attrs.get(0x000a) ?? [])], [0x00, 0x03, 0x77, 0x77])
   assert.ok(raw.length <= req.length * 3, `small answer (${raw.length} bytes for ${req.length})`)
-  c.socket.close()
 })
 
 test('garbage gets no answer, and the responder still answers a good request after it', async () => {
@@ -162,7 +163,6 @@ test('garbage gets no answer, and the responder still answers a good request aft
   assert.equal(res.txid, good.subarray(8, 20), 'the first answer is the good request\'s: every garbage datagram was dropped')
   assert.is(c.received.length, 0)
   assert.is(answered, before + 1)
-  c.socket.close()
 })
 
 test('respond() never throws and answers only well-formed Binding requests (fuzz)', () => {
@@ -188,25 +188,24 @@ test('respond() never throws and answers only well-formed Binding requests (fuzz
 
 test('IPv6: a udp6 responder maps an IPv6 client (skipped without ::1)', async () => {
   let v6: StunServer
-  try { v6 = await startStun({ port: 0, host: '::1' }) } catch (err) { console.log(`  skipped: cannot bind ::1 (${(err as Error).message})`); return }
+  try { v6 = await startStun({ port: 0, host: '::1' }); opened.push(v6.close) } catch (err) { console.log(`  skipped: cannot bind ::1 (${(err as Error).message})`); return }
   const c = await client('::1')
   const txid = randomBytes(12)
   await send(c.socket, bindingRequest(txid), v6.port, '::1')
   const res = parse(await c.next())
   assert.equal(xorMapped(res.attrs.get(0x0020) as Buffer, txid), { address: '::1', port: c.socket.address().port })
-  c.socket.close()
-  await v6.close()
 })
 
 test('close() releases the port (twice is fine); a port in use rejects', async () => {
   const s = await startStun({ port: 0, host: '127.0.0.1' })
+  opened.push(s.close)
   const clash = await startStun({ port: s.port, host: '127.0.0.1' }).then(() => null, (err: NodeJS.ErrnoException) => err.code)
   assert.is(clash, 'EADDRINUSE')
   await s.close()
   await s.close()
   const again = await startStun({ port: s.port, host: '127.0.0.1' })
+  opened.push(again.close)
   assert.is(again.port, s.port)
-  await again.close()
 })
 
 test('a real STUN client binary (stunclient / turnutils_stunclient) gets its mapped address', async () => {
