@@ -147,13 +147,19 @@ test('garbage gets no answer, and the responder still answers a good request aft
   const lengthTooLong = bindingRequest(); lengthTooLong.writeUInt16BE(4, 2)
   const lengthOdd = bindingRequest(randomBytes(12), [[0x8022, Buffer.from('abcd')]]); lengthOdd.writeUInt16BE(6, 2)
   const attrOverrun = bindingRequest(randomBytes(12), [[0x8022, Buffer.from('abcd')]]); attrOverrun.writeUInt16BE(9, 22)
+  const trailing = Buffer.concat([bindingRequest(), Buffer.alloc(4)])
+  const fingerprintNotLast = Buffer.concat([bindingRequest(), Buffer.alloc(8), Buffer.from([0x80, 0x22, 0, 0])]) // FINGERPRINT, then SOFTWARE
+  fingerprintNotLast.writeUInt16BE(12, 2)
+  fingerprintNotLast.writeUInt32BE(0x80280004, 20)
+  fingerprintNotLast.writeUInt32BE((crc32(fingerprintNotLast.subarray(0, 20)) ^ 0x5354554e) >>> 0, 24) // a valid CRC, in the wrong place
   const huge = bindingRequest(randomBytes(12), [[0x8022, Buffer.alloc(65_000 - 24)]])
   const justOver = bindingRequest(randomBytes(12), [[0x8022, Buffer.alloc(MAX_DATAGRAM + 4 - 24)]])
   const garbage: Array<[string, Buffer]> = [
     ['random bytes', randomBytes(64)], ['random 20 bytes', randomBytes(20)], ['empty', Buffer.alloc(0)],
     ['Binding success response', message(0x0101, randomBytes(12))], ['Binding error response', message(0x0111, randomBytes(12))],
     ['Binding indication', message(0x0011, randomBytes(12))], ['Allocate request', message(0x0003, randomBytes(12))],
-    ['wrong cookie', wrongCookie], ['truncated header', good.subarray(0, 12)], ['length mismatch', lengthTooLong],
+    ['wrong cookie', wrongCookie], ['truncated header', good.subarray(0, 12)], ['length past the datagram', lengthTooLong],
+    ['bytes past the length', trailing], ['FINGERPRINT not last', fingerprintNotLast],
     ['length not a multiple of 4', lengthOdd], ['attribute overruns message', attrOverrun], ['bad FINGERPRINT', withBadFingerprint],
     ['64 KiB datagram', huge], [`${justOver.length} bytes (over ${MAX_DATAGRAM})`, justOver], ['HTTP', Buffer.from('GET / HTTP/1.1\r\n\r\n')]
   ]
