@@ -3,7 +3,8 @@
 // with its transaction id, an XOR-MAPPED-ADDRESS that decodes to the client socket's own address
 // and port, and a valid FINGERPRINT; an unknown comprehension-required attribute gets 420; garbage
 // gets nothing and the responder keeps answering; close() releases the port; respond() never
-// throws on random or mutated input; a real STUN client binary, when the machine has one.
+// throws on random or mutated input; a real WebRTC stack (node-datachannel, in its own process) gets
+// its srflx candidate from us, and a real STUN client binary does too when the machine has one.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { execFile, execFileSync } from 'node:child_process'
@@ -214,13 +215,32 @@ test('close() releases the port (twice is fine); a port in use rejects', async (
   assert.is(again.port, s.port)
 })
 
+test('a real WebRTC stack (node-datachannel / libjuice, own process) gathers its srflx candidate from us', async () => {
+  const before = answered
+  const code = `import nd from 'node-datachannel'
+    const pc = new nd.PeerConnection('p', { iceServers: ['stun:127.0.0.1:${stun.port}'] })
+    pc.onLocalCandidate((c) => console.log(c))
+    pc.onGatheringStateChange((s) => { if (s === 'complete') { pc.close(); process.exit(0) } })
+    pc.createDataChannel('x')`
+  // Its own process, killed on a deadline: node-datachannel can freeze its process (MACHINE.md).
+  const out = await new Promise<string>((resolve) => execFile(process.execPath, ['--input-type=module', '-e', code], { timeout: 3000, killSignal: 'SIGKILL' }, (_e, stdout) => resolve(stdout)))
+  const srflx = /candidate:\S+ 1 UDP \d+ (\S+) (\d+) typ srflx/.exec(out)
+  assert.ok(srflx !== null, `a srflx candidate:\n${out}`)
+  const host = new RegExp(`UDP \\d+ \\S+ ${srflx[2]} typ host`).exec(out)
+  assert.is(srflx[1], '127.0.0.1')
+  assert.ok(host !== null, `srflx port ${srflx[2]} is the agent's own (host candidate) port:\n${out}`)
+  assert.ok(answered > before)
+})
+
 test('a real STUN client binary (stunclient / turnutils_stunclient) gets its mapped address', async () => {
   const which = (bin: string): string | null => { try { return execFileSync('which', [bin], { encoding: 'utf8' }).trim() } catch { return null } }
   const bin = which('turnutils_stunclient') ?? which('stunclient')
+  const before = answered
   if (bin === null) { console.log('  skipped: neither turnutils_stunclient (coturn) nor stunclient (stuntman) is installed'); return }
   const args = bin.endsWith('turnutils_stunclient') ? ['-p', String(stun.port), '127.0.0.1'] : ['--mode', 'basic', '127.0.0.1', String(stun.port)]
   const out = await new Promise<string>((resolve) => execFile(bin, args, { timeout: 1500 }, (_e, stdout, stderr) => resolve(stdout + stderr)))
-  assert.match(out, /127\.0\.0\.1/, `${bin} saw its mapped address:\n${out}`)
+  assert.match(out, /(reflexive addr|Mapped address): 127\.0\.0\.1:\d+/, `${bin} saw its mapped address:\n${out}`)
+  assert.ok(answered > before)
 })
 
 test.run()
