@@ -25,8 +25,8 @@
  * one of at least 84 (16 of them), so the factor stays under 2.7 (2.6 for a bare request). Only requests are
  * answered, so two STUN servers cannot be made to bounce datagrams at each other.
  *
- * No package: `stun` on npm (a full client/server with its own dependencies and TURN-oriented
- * API) and `node-stun` were considered; ~200 lines of our own avoid a new runtime dependency.
+ * No package: `stun` on npm (a general STUN library, far more than a Binding responder needs) was
+ * considered; ~230 lines of our own keep the server free of a new runtime dependency.
  *
  * @example
  *   const stun = await startStun({ port: 3478, onAnswered: () => metrics.stunAnswered++ })
