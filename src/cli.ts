@@ -2,10 +2,10 @@
  * The `signalyard` command: runs a server until SIGINT/SIGTERM.
  *
  *   signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
- *              [--turn-url URL]... [--turn-secret S] [--turn-ttl SECONDS] [--public-host H]
+ *              [--stun-port N] [--turn-url URL]... [--turn-secret S] [--turn-ttl SECONDS] [--public-host H]
  *
  * Flags win over the environment (PORT, HOST, REDIS_URL, METRICS_PORT, METRICS_HOST,
- * METRICS_TOKEN, TURN_URL (comma-separated), TURN_SECRET, TURN_TTL, PUBLIC_HOST). Prints one line: the URL to reach it from this machine and the address it is
+ * METRICS_TOKEN, STUN_PORT, TURN_URL (comma-separated), TURN_SECRET, TURN_TTL, PUBLIC_HOST). Prints one line: the URL to reach it from this machine and the address it is
  * bound to (all interfaces unless --host). Exit codes: 0 after a graceful stop, 1 when the server cannot start (busy port), 2 on a bad
  * flag.
  */
@@ -22,6 +22,7 @@ const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL] 
   --metrics-port N  serve /metrics on this port only, not on the client port (env METRICS_PORT)
   --metrics-host H  interface of the metrics port (env METRICS_HOST, default 127.0.0.1)
                 env METRICS_TOKEN: /metrics answers only 'Authorization: Bearer <token>'
+  --stun-port N     answer STUN Binding requests on this UDP port (env STUN_PORT; usually 3478; off by default)
   --turn-url URL    a TURN server URL handed to clients (repeatable; env TURN_URL, comma-separated),
                 e.g. turn:turn.example.org:3478?transport=udp
   --turn-secret S   coturn's static-auth-secret: clients get TURN REST credentials (env TURN_SECRET;
@@ -42,7 +43,7 @@ function portOption (value: string, from: string): number {
 async function main (): Promise<void> {
   let values: {
     port?: string, host?: string, path?: string, redis?: string, 'metrics-port'?: string, 'metrics-host'?: string,
-    'turn-url'?: string[], 'turn-secret'?: string, 'turn-ttl'?: string, 'public-host'?: string, help?: boolean
+    'stun-port'?: string, 'turn-url'?: string[], 'turn-secret'?: string, 'turn-ttl'?: string, 'public-host'?: string, help?: boolean
   }
   try {
     ({ values } = parseArgs({
@@ -53,6 +54,7 @@ async function main (): Promise<void> {
         redis: { type: 'string' },
         'metrics-port': { type: 'string' },
         'metrics-host': { type: 'string' },
+        'stun-port': { type: 'string' },
         'turn-url': { type: 'string', multiple: true },
         'turn-secret': { type: 'string' },
         'turn-ttl': { type: 'string' },
@@ -85,21 +87,24 @@ async function main (): Promise<void> {
   const turn = turnOption(values['turn-url'] ?? env('TURN_URL')?.split(',').map((u) => u.trim()).filter((u) => u !== ''),
     values['turn-secret'] ?? env('TURN_SECRET'), values['turn-ttl'] ?? env('TURN_TTL'))
   const publicHost = values['public-host'] ?? env('PUBLIC_HOST')
+  const stunPortText = values['stun-port'] ?? env('STUN_PORT')
+  const stun = stunPortText === undefined ? undefined : { port: portOption(stunPortText, values['stun-port'] !== undefined ? '--stun-port' : 'STUN_PORT') }
 
   let yard: Yard
   try {
-    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker, metrics, turn, publicHost })
+    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker, metrics, turn, publicHost, stun })
   } catch (err) {
     const e = err as NodeJS.ErrnoException
-    const where = `${host ?? 'all interfaces'} port ${port}`
+    // dgram reports its bind (the STUN port), net its listen (the client port).
+    const where = e.syscall === 'bind' && stun !== undefined ? `UDP port ${stun.port} (STUN)` : `${host ?? 'all interfaces'} port ${port}`
     if (broker !== undefined) await broker.close()
-    if (e.code === 'EADDRINUSE') process.stderr.write(`signalyard: ${where} is already in use; pick another with --port or PORT\n`)
+    if (e.code === 'EADDRINUSE') process.stderr.write(`signalyard: ${where} is already in use; pick another with ${e.syscall === 'bind' ? '--stun-port or STUN_PORT' : '--port or PORT'}\n`)
     else if (e.code === 'EACCES') process.stderr.write(`signalyard: not allowed to listen on ${where}\n`)
     else process.stderr.write(`signalyard: cannot start: ${e.message}\n`)
     process.exit(1)
   }
   const bound = host === undefined ? `${yard.address}, all interfaces` : yard.address
-  const metricsAt = yard.metricsUrl === null ? '' : `; metrics on ${yard.metricsUrl}`
+  const metricsAt = (yard.metricsUrl === null ? '' : `; metrics on ${yard.metricsUrl}`) + (yard.stunPort === null ? '' : `; STUN on UDP port ${yard.stunPort}`)
   process.stdout.write(`signalyard listening on ${yard.url} (bound to ${bound}${metricsAt})\n`)
 
   let stopping = false

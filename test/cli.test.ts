@@ -2,7 +2,8 @@
 // `npm start`) in a child process. What it prints, the flags and env it reads, /healthz on the
 // same port, graceful stop on SIGINT/SIGTERM (clients see 1001), and its exit codes: 0 after a
 // graceful stop or --help, 1 when the port is busy, 2 on a bad flag. `npm test` builds dist first.
-import { createHmac } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
+import { createSocket as createUdpSocket } from 'node:dgram'
 import { test } from 'uvu'
 import { readFrame } from '../src/protocol/codec.js'
 import * as assert from 'uvu/assert'
@@ -12,10 +13,10 @@ import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { SignalChannel, type Channel } from 'signalyard'
 import { startRedis } from './redis.js'
-import { fetchText, freePort, next, until } from './helpers.js'
+import { fetchText, freePort, next, until, within } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const LISTENING = /^signalyard listening on (ws:\/\/127\.0\.0\.1:(\d+)(\/\S*)) \(bound to \S+(, all interfaces)?\)$/
+const LISTENING = /^signalyard listening on (ws:\/\/127\.0\.0\.1:(\d+)(\/\S*)) \(bound to [^\s,;)]+(, all interfaces)?(; [^)]+)?\)$/
 
 /** The test's environment without the variables the CLI reads, plus `extra`. */
 function cliEnv (extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -302,6 +303,30 @@ test('--turn-url with TURN_SECRET from the environment: HELLO carries TURN crede
     assert.is(servers[0].credential, createHmac('sha1', secret).update(servers[0].username).digest('base64'))
     ws.close()
     assert.not.ok(run.stdout().includes(secret) || run.stderr().includes(secret), 'the secret is not printed')
+  } finally {
+    kill(run)
+  }
+})
+
+test('--stun-port: the listening line names the STUN port, and it answers a Binding request', async () => {
+  const stunPort = await freePort()
+  const run = spawnCli(['--port', '0', '--host', '127.0.0.1', '--stun-port', String(stunPort)])
+  try {
+    await listening(run)
+    assert.match(run.stdout(), new RegExp(`STUN on UDP port ${stunPort}`))
+    const socket = createUdpSocket('udp4')
+    try {
+      const request = Buffer.alloc(20)
+      request.writeUInt16BE(0x0001, 0)
+      request.writeUInt32BE(0x2112a442, 4)
+      randomBytes(12).copy(request, 8)
+      const answer = new Promise<Buffer>((resolve) => socket.once('message', resolve))
+      socket.send(request, stunPort, '127.0.0.1')
+      const res = await within(answer, 2000, 'a STUN answer')
+      assert.is(res.readUInt16BE(0), 0x0101)
+    } finally {
+      socket.close()
+    }
   } finally {
     kill(run)
   }

@@ -12,6 +12,8 @@ import { randomBytes } from 'node:crypto'
 import { createSocket, type Socket } from 'node:dgram'
 import { crc32 } from 'node:zlib'
 import { MAX_DATAGRAM, respond, startStun, type StunServer } from '../src/server/stun.js'
+import { rawClient, type RawClient } from './raw-client.js'
+import { fetchText, startYard } from './helpers.js'
 
 const COOKIE = 0x2112a442
 
@@ -241,6 +243,42 @@ test('a real STUN client binary (stunclient / turnutils_stunclient) gets its map
   const out = await new Promise<string>((resolve) => execFile(bin, args, { timeout: 1500 }, (_e, stdout, stderr) => resolve(stdout + stderr)))
   assert.match(out, /(reflexive addr|Mapped address): 127\.0\.0\.1:\d+/, `${bin} saw its mapped address:\n${out}`)
   assert.ok(answered > before)
+})
+
+test('a yard with stun: its HELLO names stun:<the host the client used>:<port>, the port answers, /metrics counts it, close() frees it', async () => {
+  const yard = await startYard({ host: '127.0.0.1', stun: { port: 0 }, iceServers: [{ urls: 'stun:stun.example.org:3478' }] })
+  const clients: RawClient[] = []
+  try {
+    const port = yard.stunPort
+    assert.ok(port !== null && port > 0)
+    const raw = await rawClient(yard, clients)
+    assert.equal(raw.hello.meta?.iceServers, [{ urls: 'stun:stun.example.org:3478' }, { urls: `stun:127.0.0.1:${port}` }])
+    const c = await client()
+    const txid = randomBytes(12)
+    await send(c.socket, bindingRequest(txid), port)
+    const res = parse(await c.next())
+    assert.equal(xorMapped(res.attrs.get(0x0020) as Buffer, txid), { address: '127.0.0.1', port: c.socket.address().port })
+    const metrics = await fetchText(yard.url.replace('ws:', 'http:') + 'metrics')
+    assert.match(metrics.body, /^signalyard_stun_answered_total 1$/m)
+    await yard.close()
+    const again = await startStun({ port, host: '127.0.0.1' })
+    await again.close()
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    await yard.close()
+  }
+})
+
+test('publicHost replaces the host in the stun: URL', async () => {
+  const yard = await startYard({ host: '127.0.0.1', stun: { port: 0 }, publicHost: 'stun.yard.example' })
+  const clients: RawClient[] = []
+  try {
+    const raw = await rawClient(yard, clients)
+    assert.equal(raw.hello.meta?.iceServers, [{ urls: `stun:stun.yard.example:${String(yard.stunPort)}` }])
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    await yard.close()
+  }
 })
 
 test.run()

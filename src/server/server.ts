@@ -22,6 +22,7 @@ import { makeBudgets } from './budget.js'
 import { Gate, refuseUpgrade } from './gate.js'
 import { Hub } from './hub.js'
 import { hostOf, Ice, IceRefresher, type IceServer, type TurnOptions } from './ice.js'
+import { startStun } from './stun.js'
 import { listen, listenMetrics, normalisePath, opsRoutes, portFromEnv, urlHost, yardRoutes } from './http.js'
 import { Metrics } from './metrics.js'
 import { resolveLimits, type Limits, type LimitsOption } from './limits.js'
@@ -52,6 +53,11 @@ export interface ServerOptions {
   turn?: TurnOptions
   /** Host name clients are told to use for the yard's STUN (default: the Host they connected to). */
   publicHost?: string
+  /**
+   * Answer STUN Binding requests on this UDP port (3478 is the usual one; 0 picks a free port,
+   * see `yard.stunPort`) and on `host` (default: the yard's `host`, else all interfaces).
+   */
+  stun?: { port: number, host?: string }
   /** Structured logs: a function (level, message, fields) or a console-like object. Silent by default. */
   logger?: LoggerOption
   /**
@@ -84,6 +90,8 @@ export interface Yard {
   readonly address: string
   /** The URL of the separate metrics server (the `metrics.port` option), else null. */
   readonly metricsUrl: string | null
+  /** The UDP port of its STUN responder; null when it has none. */
+  readonly stunPort: number | null
   /** The port it listens on. */
   readonly port: number
   /** The HTTP server (its own or the one it was attached to). */
@@ -129,6 +137,13 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     throw err
   }
   const metrics = new Metrics()
+  const stun = options.stun === undefined
+    ? null
+    : await startStun({ port: options.stun.port, host: options.stun.host ?? options.host, onAnswered: () => metrics.stunAnswered++ })
+      .catch(async (err: unknown) => {
+        if (options.broker === undefined) await broker.close()
+        throw err
+      })
   const ctx: ServerContext = {
     broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, authorize: options.authorize, namespaces: new Map(),
     forget: (conn) => {
@@ -141,7 +156,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
   const sockets = new Set<WebSocket>()
   const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue, maxMeta: limits.peers.maxMeta } }
-  const ice = new Ice({ iceServers: options.iceServers, publicHost: options.publicHost, turn: options.turn }, () => metrics.minted())
+  const ice = new Ice({ iceServers: options.iceServers, stunPort: stun?.port, publicHost: options.publicHost, turn: options.turn }, () => metrics.minted())
   const refresher = ice.refreshes ? new IceRefresher<Connection>(ice, writeIce) : null
   const wss = new WebSocketServer({
     noServer: true,
@@ -242,6 +257,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const stop = (): void => {
     clearInterval(heartbeat)
     refresher?.close()
+    void stun?.close()
     gate.close()
     unwatch?.()
     server.off('upgrade', onUpgrade)
@@ -280,6 +296,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       const a = address()
       return a === null ? '' : `${a.address.includes(':') ? `[${a.address}]` : a.address}:${a.port}`
     },
+    get stunPort () { return stun?.port ?? null },
     get metricsUrl () {
       const a = metricsServer?.address()
       return a !== null && a !== undefined && typeof a === 'object' ? `http://${urlHost(a.address)}:${a.port}/metrics` : null
@@ -304,6 +321,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
         : Promise.resolve()
       await closeSockets(sockets, CLOSE_GRACE)
       await stopped
+      await stun?.close()
       wss.close()
       if (options.broker === undefined) await broker.close()
     })()
