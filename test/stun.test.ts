@@ -12,6 +12,8 @@ import { randomBytes } from 'node:crypto'
 import { createSocket, type Socket } from 'node:dgram'
 import { crc32 } from 'node:zlib'
 import { MAX_DATAGRAM, respond, startStun, type StunServer } from '../src/server/stun.js'
+import WebSocket from 'ws'
+import { readFrame } from '../src/protocol/codec.js'
 import { rawClient, type RawClient } from './raw-client.js'
 import { fetchText, startYard } from './helpers.js'
 
@@ -245,6 +247,25 @@ test('a real STUN client binary (stunclient / turnutils_stunclient) gets its map
   assert.ok(answered > before)
 })
 
+test('a flood gets no more than the budget of answers (server-wide, monotonic), and answers resume after it refills', async () => {
+  let answered = 0
+  let dropped = 0
+  const small = await startStun({ port: 0, host: '127.0.0.1', answersPerSecond: 50, onAnswered: () => answered++, onDropped: () => dropped++ })
+  opened.push(() => small.close())
+  const c = await client()
+  // 400 requests as fast as they go (the kernel may drop some of them on the way in: UDP)
+  for (let i = 0; i < 400; i++) await send(c.socket, bindingRequest(), small.port)
+  await new Promise((resolve) => setTimeout(resolve, 300))
+  assert.ok(answered >= 40 && answered <= 75, `${answered} answers to a burst of 400 (a bucket of 50, refilled 50/s)`)
+  assert.ok(dropped >= 100, `${dropped} requests left unanswered and counted`)
+  assert.is(c.received.length, answered)
+  await new Promise((resolve) => setTimeout(resolve, 1000))
+  c.received.length = 0
+  const txid = randomBytes(12)
+  await send(c.socket, bindingRequest(txid), small.port)
+  assert.equal(parse(await c.next()).txid, txid)
+})
+
 test('a yard with stun: its HELLO names stun:<the host the client used>:<port>, the port answers, /metrics counts it, close() frees it', async () => {
   const yard = await startYard({ host: '127.0.0.1', stun: { port: 0 }, iceServers: [{ urls: 'stun:stun.example.org:3478' }] })
   const clients: RawClient[] = []
@@ -265,6 +286,25 @@ test('a yard with stun: its HELLO names stun:<the host the client used>:<port>, 
     await again.close()
   } finally {
     for (const c of clients) c.ws.terminate()
+    await yard.close()
+  }
+})
+
+test('a Host header that is not a plausible host name gets no stun: entry (it is the client\'s own, and is not kept)', async () => {
+  const yard = await startYard({ host: '127.0.0.1', stun: { port: 0 } })
+  const sockets: WebSocket[] = []
+  try {
+    for (const host of ['x'.repeat(4000), 'a b<script>', '[::1', 'yard.example.org:1:2:3']) {
+      const ws = new WebSocket(yard.url, 'signalyard.2', { headers: { host } })
+      sockets.push(ws)
+      ws.binaryType = 'nodebuffer'
+      const [data] = await new Promise<[Buffer]>((resolve, reject) => { ws.once('message', (d: Buffer) => resolve([d])); ws.once('error', reject) })
+      const servers = readFrame(new Uint8Array(data))?.meta?.iceServers as Array<{ urls: string }>
+      const expected = host.startsWith('yard.example.org') ? [{ urls: `stun:yard.example.org:${String(yard.stunPort)}` }] : []
+      assert.equal(servers, expected, JSON.stringify(host.slice(0, 30)))
+    }
+  } finally {
+    for (const ws of sockets) ws.terminate()
     await yard.close()
   }
 })

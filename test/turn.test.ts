@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { SignalChannel, type Channel, type RTCPeerConnectionConstructor } from 'signalyard'
-import { turnCredential } from 'signalyard/server'
+import { createServer, turnCredential } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
 import { rawClient, type RawClient } from './raw-client.js'
 import { fetchText, freePort, startYard } from './helpers.js'
@@ -132,6 +132,26 @@ test('credentials are renewed at half their life by an ICE frame, and new pcs us
     for (const c of clients) c.ws.terminate()
     for (const c of channels) c.close()
     await yard.close()
+  }
+})
+
+test('a TURN option that cannot work is refused when the yard starts', async () => {
+  for (const turn of [
+    { urls: [], secret: SECRET },
+    { urls: ['http://turn.example.org'], secret: SECRET },
+    { urls: URLS, secret: '' },
+    { urls: URLS, secret: SECRET, ttl: 0 },
+    { urls: URLS, secret: SECRET, ttl: 0.5 }
+  ]) {
+    let error: unknown = null
+    try {
+      const yard = await createServer({ port: 0, host: '127.0.0.1', turn })
+      await yard.close()
+    } catch (err) {
+      error = err
+    }
+    assert.instance(error, TypeError, JSON.stringify({ ...turn, secret: turn.secret === '' ? '' : '…' }))
+    assert.not.ok(String(error).includes(SECRET), 'the message does not quote the secret')
   }
 })
 

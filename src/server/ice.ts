@@ -49,15 +49,16 @@ export function turnCredential (secret: string, username: string): string {
   return createHmac('sha1', secret).update(username).digest('base64')
 }
 
-/** The host part of a Host header (`name:port`, `[v6]:port`), without the port; null when absent. */
+/**
+ * The host part of a Host header (`name:port`, `[v6]:port`), without the port; null when absent
+ * or not a plausible host (a DNS name or IPv4 address of at most 253 characters, or a bracketed
+ * IPv6 address): the client chose it, and it goes into a URL (and, with TURN, is kept for the
+ * connection's life), so nothing else is taken from it.
+ */
 export function hostOf (header: string | undefined): string | null {
-  if (header === undefined || header === '') return null
-  if (header.startsWith('[')) {
-    const end = header.indexOf(']')
-    return end > 0 ? header.slice(0, end + 1) : null
-  }
-  const colon = header.indexOf(':')
-  return colon < 0 ? header : header.slice(0, colon)
+  if (header === undefined) return null
+  const host = header.startsWith('[') ? header.slice(0, header.indexOf(']') + 1) : header.split(':')[0]
+  return host.length <= 253 && (/^[A-Za-z0-9.-]+$/.test(host) || /^\[[0-9A-Fa-f:.]+\]$/.test(host)) ? host : null
 }
 
 /** What a yard knows about ICE servers, and how it mints what each connection gets. */
@@ -96,6 +97,16 @@ export class Ice {
     }
     return out
   }
+}
+
+/** A TURN option that cannot work is refused when the yard starts, not discovered by its users. */
+export function checkTurn ({ urls, secret, ttl }: TurnOptions): void {
+  if (!Array.isArray(urls) || urls.length === 0 || !urls.every((u) => typeof u === 'string' && /^turns?:/.test(u))) {
+    throw new TypeError('turn.urls must be a non-empty list of turn: or turns: URLs')
+  }
+  if (typeof secret !== 'string' || secret === '') throw new TypeError('turn.secret must be a non-empty string')
+  // At least a second: renewals come every ttl / 2 to every connection.
+  if (ttl !== undefined && !(Number.isInteger(ttl) && ttl >= 1)) throw new TypeError('turn.ttl must be a whole number of seconds, at least 1')
 }
 
 /** What the refresher needs of a connection. */

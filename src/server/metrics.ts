@@ -20,8 +20,9 @@ export class Metrics {
   readonly refusals = new Map<string, number>()
   /** TURN credentials minted (HELLO and refreshes). */
   turnCredentials = 0
-  /** STUN Binding requests answered. */
+  /** STUN Binding requests answered, and left unanswered past the responder's budget. */
   stunAnswered = 0
+  stunDropped = 0
 
   minted (): void { this.turnCredentials++ }
 
@@ -66,6 +67,7 @@ export class Metrics {
     flows('signalyard_frames_out_total', 'Frames sent (a broadcast counts once per receiving connection), by endpoint.', this.out, 'frames')
     flows('signalyard_bytes_out_total', 'Bytes sent, by endpoint.', this.out, 'bytes')
     lines.push('# HELP signalyard_stun_answered_total STUN Binding requests answered.', '# TYPE signalyard_stun_answered_total counter', `signalyard_stun_answered_total ${this.stunAnswered}`)
+    lines.push('# HELP signalyard_stun_dropped_total STUN Binding requests left unanswered (answer budget or send queue full).', '# TYPE signalyard_stun_dropped_total counter', `signalyard_stun_dropped_total ${this.stunDropped}`)
     lines.push('# HELP signalyard_turn_credentials_total TURN credentials minted (HELLO and refreshes).', '# TYPE signalyard_turn_credentials_total counter', `signalyard_turn_credentials_total ${this.turnCredentials}`)
     lines.push('# HELP signalyard_refusals_total Refused frames, streams and connections, by code.', '# TYPE signalyard_refusals_total counter')
     for (const [code, n] of [...this.refusals].sort(([a], [b]) => a.localeCompare(b))) lines.push(`signalyard_refusals_total{code="${code}"} ${n}`)

@@ -21,7 +21,7 @@ import { CloseCode, type ServerContext } from './context.js'
 import { makeBudgets } from './budget.js'
 import { Gate, refuseUpgrade } from './gate.js'
 import { Hub } from './hub.js'
-import { hostOf, Ice, IceRefresher, type IceServer, type TurnOptions } from './ice.js'
+import { checkTurn, hostOf, Ice, IceRefresher, type IceServer, type TurnOptions } from './ice.js'
 import { startStun } from './stun.js'
 import { listen, listenMetrics, normalisePath, opsRoutes, portFromEnv, urlHost, yardRoutes } from './http.js'
 import { Metrics } from './metrics.js'
@@ -127,6 +127,7 @@ const CLOSE_GRACE = 1000
  */
 export async function createServer (options: ServerOptions = {}): Promise<Yard> {
   const limits = resolveLimits(options.limits)
+  if (options.turn !== undefined) checkTurn(options.turn)
   const log = toLogger(options.logger)
   const budgets = makeBudgets(limits.total)
   const broker = options.broker ?? memoryBroker({ sweepInterval: limits.kv.sweepInterval, kvBudget: budgets.kv })
@@ -139,7 +140,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const metrics = new Metrics()
   const stun = options.stun === undefined
     ? null
-    : await startStun({ port: options.stun.port, host: options.stun.host ?? options.host, onAnswered: () => metrics.stunAnswered++ })
+    : await startStun({ port: options.stun.port, host: options.stun.host ?? options.host, onAnswered: () => metrics.stunAnswered++, onDropped: () => metrics.stunDropped++ })
       .catch(async (err: unknown) => {
         if (options.broker === undefined) await broker.close()
         throw err

@@ -20,6 +20,11 @@
  * any method but Binding, and senders with port 0. There is no per-sender state (nothing for a
  * flood to exhaust): each datagram is parsed, answered and forgotten.
  *
+ * Budget: answers are bounded for the whole responder, never per sender (a sender's address may
+ * be spoofed, and per-sender state is what a flood exhausts): a token bucket of
+ * `answersPerSecond` (2,000 by default) and a send queue of at most 256 KiB; past either a
+ * request goes unanswered (onDropped).
+ *
  * Amplification: a success response is 40 bytes (IPv4) or 52 (IPv6) for a request of at least
  * 20; a 420 is 64 bytes for a request of at least 24 (one unknown attribute) and at most 92 for
  * one of at least 84 (16 of them), so the factor stays under 2.7 (2.6 for a bare request). Only requests are
@@ -52,7 +57,19 @@ export interface StunOptions {
   host?: string
   /** Called once per response sent (success or 420), e.g. for a metrics counter. */
   onAnswered?: () => void
+  /**
+   * Answers per second for the whole responder, in a token bucket of one second's worth (default
+   * ANSWERS_PER_SECOND): a flood, spoofed senders included, gets no more out of the yard than this.
+   */
+  answersPerSecond?: number
+  /** Called once per request left unanswered because of that budget or a full send queue. */
+  onDropped?: () => void
 }
+
+/** Default budget of answers per second (a busy public STUN server sees a few hundred). */
+export const ANSWERS_PER_SECOND = 2000
+/** Bytes of answers waiting in the socket's send queue past which requests go unanswered. */
+export const MAX_SEND_QUEUE = 256 * 1024
 
 /** Largest datagram looked at (RFC 8489 §6.2.1); larger ones are dropped unread. */
 export const MAX_DATAGRAM = 548
@@ -79,7 +96,11 @@ const UNDERSTOOD = new Set([0x0006 /* USERNAME */, 0x0008 /* MESSAGE-INTEGRITY *
  */
 export async function startStun (options: StunOptions): Promise<StunServer> {
   const socket = createSocket(options.host !== undefined && isIPv6(options.host) ? 'udp6' : 'udp4')
-  const onAnswered = options.onAnswered
+  const { onAnswered, onDropped } = options
+  const rate = options.answersPerSecond ?? ANSWERS_PER_SECOND
+  // Token bucket on the monotonic clock (a wall-clock step neither starves nor floods it).
+  let tokens = rate
+  let refilled = performance.now()
   await new Promise<void>((resolve, reject) => {
     socket.once('error', (err) => { socket.close(); reject(err) })
     socket.bind(options.port, options.host, () => { socket.removeAllListeners('error'); resolve() })
@@ -90,6 +111,11 @@ export async function startStun (options: StunOptions): Promise<StunServer> {
     try {
       const answer = respond(msg, rinfo)
       if (answer === null) return
+      const t = performance.now()
+      tokens = Math.min(rate, tokens + Math.max(0, t - refilled) * rate / 1000)
+      refilled = t
+      if (tokens < 1 || socket.getSendQueueSize() > MAX_SEND_QUEUE) return onDropped?.()
+      tokens -= 1
       socket.send(answer, rinfo.port, rinfo.address, () => {})
       onAnswered?.()
     } catch {
