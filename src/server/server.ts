@@ -55,9 +55,10 @@ export interface ServerOptions {
   publicHost?: string
   /**
    * Answer STUN Binding requests on this UDP port (3478 is the usual one; 0 picks a free port,
-   * see `yard.stunPort`) and on `host` (default: the yard's `host`, else all interfaces).
+   * see `yard.stunPort`) and on `host` (default: the yard's `host`, else all interfaces), at most
+   * `answersPerSecond` answers per second in all (default 2,000).
    */
-  stun?: { port: number, host?: string }
+  stun?: { port: number, host?: string, answersPerSecond?: number }
   /** Structured logs: a function (level, message, fields) or a console-like object. Silent by default. */
   logger?: LoggerOption
   /**
@@ -140,7 +141,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const metrics = new Metrics()
   const stun = options.stun === undefined
     ? null
-    : await startStun({ port: options.stun.port, host: options.stun.host ?? options.host, onAnswered: () => metrics.stunAnswered++, onDropped: () => metrics.stunDropped++ })
+    : await startStun({ port: options.stun.port, host: options.stun.host ?? options.host, answersPerSecond: options.stun.answersPerSecond, onAnswered: () => metrics.stunAnswered++, onDropped: () => metrics.stunDropped++ })
       .catch(async (err: unknown) => {
         if (options.broker === undefined) await broker.close()
         throw err
