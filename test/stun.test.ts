@@ -259,6 +259,10 @@ test('a flood gets no more than the budget of answers (server-wide, monotonic), 
   assert.ok(answered >= 40 && answered <= 75, `${answered} answers to a burst of 400 (a bucket of 50, refilled 50/s)`)
   assert.ok(dropped >= 100, `${dropped} requests left unanswered and counted`)
   assert.is(c.received.length, answered)
+  for (const bad of [0, -1, Number.NaN, Infinity]) {
+    const refused = await startStun({ port: 0, host: '127.0.0.1', answersPerSecond: bad }).then(async (s) => { await s.close(); return null }, (err: unknown) => err)
+    assert.instance(refused, TypeError, `answersPerSecond ${bad} is refused`)
+  }
   await new Promise((resolve) => setTimeout(resolve, 1000))
   c.received.length = 0
   const txid = randomBytes(12)

@@ -95,9 +95,10 @@ const UNDERSTOOD = new Set([0x0006 /* USERNAME */, 0x0008 /* MESSAGE-INTEGRITY *
  *   console.log(`stun:127.0.0.1:${stun.port}`)
  */
 export async function startStun (options: StunOptions): Promise<StunServer> {
+  const rate = options.answersPerSecond ?? ANSWERS_PER_SECOND
+  if (!(Number.isFinite(rate) && rate > 0)) throw new TypeError('answersPerSecond must be a positive number')
   const socket = createSocket(options.host !== undefined && isIPv6(options.host) ? 'udp6' : 'udp4')
   const { onAnswered, onDropped } = options
-  const rate = options.answersPerSecond ?? ANSWERS_PER_SECOND
   // Token bucket on the monotonic clock (a wall-clock step neither starves nor floods it).
   let tokens = rate
   let refilled = performance.now()
