@@ -59,6 +59,8 @@ export const DATA_CHANNEL_LABEL = 'signalyard'
  * releases the frames too). An acceptor that announced READY is waited for without a limit.
  */
 const ATTACH_GRACE_MS = 1000
+/** How long a closing pipe waits for its data channel's close before closing the connection. */
+const CLOSE_GRACE_MS = 1000
 
 export class WebRtcPipe implements Pipe {
   readonly transport = 'webrtc'
@@ -257,11 +259,22 @@ export class WebRtcPipe implements Pipe {
     this.unsentBytes = 0
     const channel = this.channel
     if (channel !== null) {
-      channel.onopen = channel.onmessage = channel.onbufferedamountlow = channel.onclose = null
+      channel.onopen = channel.onmessage = channel.onbufferedamountlow = null
       try { channel.close() } catch {}
     }
     this.pc.onicecandidate = this.pc.ondatachannel = this.pc.onconnectionstatechange = null
-    try { this.pc.close() } catch {}
+    // The connection is closed after its channel has closed (or CLOSE_GRACE_MS): node-datachannel's
+    // polyfill closes a channel natively on a later turn, and a channel whose connection closed first
+    // (natively, on another thread) can miss its own close and then hold the Node process open for
+    // ever (about 1 run in 100 of examples/star under load). Browsers do not mind either order.
+    const pc = this.pc
+    if (channel === null) {
+      try { pc.close() } catch {}
+      return
+    }
+    const closePc = (): void => { clearTimeout(timer); channel.onclose = null; try { pc.close() } catch {} }
+    const timer = setTimeout(closePc, CLOSE_GRACE_MS)
+    channel.onclose = closePc
   }
 }
 
