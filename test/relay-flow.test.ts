@@ -418,3 +418,39 @@ test('a stream closed on one side releases what the other side queued for its so
 }))
 
 test.run()
+
+test('the rate limit never opens a gap in a relay stream: a reference client paces itself to HELLO\'s rate (6,000 tiny messages at 2,000 frames/s, all in order, none refused); a raw client past it gets the stream closed with rate-limited on both sides', () => withYard(async (yard, raws, open) => {
+  const hello = (await rawClient(yard, raws)).hello
+  assert.is(hello.meta?.limits?.messagesPerSecond, 2000, 'HELLO announces the rate')
+  assert.is(hello.meta?.limits?.messageBurst, 500)
+  // the reference client: far more frames than the burst, as fast as it may
+  const a = open('room', 'a').relay({ local: 'p', remote: 'q' })
+  const b = open('room', 'b').relay({ local: 'q', remote: 'p' })
+  const got: number[] = []
+  b.on('data', (d) => { got.push(new DataView((d as Uint8Array).buffer, (d as Uint8Array).byteOffset).getUint32(0)) })
+  const closes: unknown[] = []
+  a.on('close', (e) => closes.push(e))
+  await readyAll([a, b])
+  const N = 6000
+  for (let i = 0; i < N; i++) {
+    const msg = new Uint8Array(4)
+    new DataView(msg.buffer).setUint32(0, i)
+    if (!a.send(msg)) await next(a, 'drain', 10_000)
+  }
+  await until(() => got.length === N, 10_000, `${N} messages (got ${got.length})`)
+  assert.equal(got, Array.from({ length: N }, (_, i) => i), 'every message, in order')
+  assert.equal(closes, [])
+  assert.not.match(await yard.metrics(), /signalyard_refusals_total\{code="rate-limited"\}/, 'the server refused nothing')
+  // a raw client that ignores the rate: its stream ends, it is not left with a hole
+  const sender = await rawClient(yard, raws)
+  const receiver = await rawClient(yard, raws)
+  sender.send(FrameType.Open, 1, relayOpen('room', 's', 'r'))
+  await receiver.open(1, relayOpen('room', 'r', 's'))
+  await sender.take((f) => f.type === FrameType.Opened && f.id === 1, 2000, 'OPENED (sender)')
+  for (let i = 0; i < 1500; i++) sender.sendRaw(dataFrame(1, new Uint8Array([i & 255])))
+  assert.is((await sender.take(isClosed(1), 3000, 'CLOSED (sender)')).meta?.code, 'rate-limited')
+  assert.is((await receiver.take(isClosed(1), 3000, 'CLOSED (receiver)')).meta?.code, 'rate-limited')
+  const delivered = receiver.frames.filter((f) => f.type === FrameType.Data && f.id === 1).map((f) => f.payload[0])
+  assert.ok(delivered.length >= 400 && delivered.length < 1500, `${delivered.length} delivered before the close`)
+  assert.equal(delivered, Array.from({ length: delivered.length }, (_, i) => i & 255), 'what arrived is the prefix, in order')
+}, { messagesPerSecond: 2000, messageBurst: 500 }))
