@@ -90,7 +90,9 @@ export class WebRtcPipe implements Pipe {
     Ctor: RTCPeerConnectionConstructor, config: object, private readonly initiator: boolean,
     private readonly sendRtc: (msg: RtcMessage) => void, private readonly on: PipeHandlers,
     /** Initiator: the acceptor announced its READY (`accept` with `rd`): hold for it without a time limit. */
-    private readonly announced = false
+    private readonly announced = false,
+    /** ICE `disconnected` counts as a failure (a connection that can move back to the relay at once). */
+    private readonly fragile = false
   ) {
     this.pc = new Ctor(config)
     try {
@@ -112,7 +114,8 @@ export class WebRtcPipe implements Pipe {
       else this.sendRtc({ t: 'ice', d: candidate })
     }
     this.pc.onconnectionstatechange = () => {
-      if (this.pc.connectionState === 'failed') this.fail('the WebRTC connection failed')
+      const state = this.pc.connectionState
+      if (state === 'failed' || (this.fragile && state === 'disconnected')) this.fail(`the WebRTC connection ${state === 'failed' ? 'failed' : 'was interrupted'}`)
     }
     if (this.initiator) {
       this.attach(this.pc.createDataChannel(DATA_CHANNEL_LABEL, { ordered: true }))
