@@ -197,8 +197,9 @@ export class Mover {
     const relay = this.host.relay()
     if (relay === null || this.slot.open === null) return
     this.out = 'moving'
+    // No timer: MOVE may wait behind a long relay backlog. If the peer's side of this attempt
+    // never opens, its own attempt timer gives the attempt up (RESUME); if the path dies, its close does.
     this.sendOn(relay, writeControl(MuxOp.Move, this.gen))
-    this.arm(() => this.giveUp('the peer did not take the WebRTC path in time'))
   }
 
   /** The peer's RESUME arrived after this side's: frames go on the relay, and up again when WebRTC is back. */
@@ -246,7 +247,7 @@ export class Mover {
     } catch {} // a pipe that cannot send reports its close
   }
 
-  /** The one timer of an attempt or a move up; the stall check stops with it. */
+  /** The one timer of an attempt; the stall check stops with it. */
   private arm (onTimeout: () => void): void {
     this.disarm()
     this.timer = setTimeout(() => { this.timer = null; onTimeout() }, this.host.connectTimeout)
