@@ -8,42 +8,19 @@
  */
 import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
-import type { HandshakeMessage, Transport } from '../protocol/handshake.js'
+import { chooseTransport, type HandshakeMessage, type Transport } from '../protocol/handshake.js'
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { Mover } from './mover.js'
 import { Mux } from './mux.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
-import { RelayPipe, type RelayOpener } from './transports/relay.js'
+import { RelayPipe } from './transports/relay.js'
 import { PipeSlot } from './transports/slot.js'
-import { WebRtcPipe, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
+import { WebRtcPipe } from './transports/webrtc.js'
+import type { PeerConnectionEvents, PeerHost } from './peer-host.js'
 
 export type { Transport } from '../protocol/handshake.js'
-export type TransportOption = 'auto' | Transport
-
-/** What a connection needs from its node. */
-export interface PeerHost {
-  readonly transport: TransportOption
-  readonly connectTimeout: number
-  /** The WebRTC constructor and configuration, or null when this node cannot or may not use WebRTC. */
-  rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
-  /** Send a handshake message to peer `to` (DATA on the node's signal stream). */
-  handshake: (to: string, msg: HandshakeMessage) => void
-  openRelay: RelayOpener
-  forget: (pc: PeerConnection) => void
-}
-
-export interface PeerConnectionEvents {
-  /** The connection is open; `pc.transport` says over what. */
-  open: []
-  /** `pc.transport` changed: the connection moved to WebRTC, or back to the relay. */
-  transport: [transport: Transport]
-  /** The other side created a stream. */
-  connection: [stream: PeerStream]
-  /** The connection ended; `error` says why when it was not closed on purpose. */
-  close: [error?: SignalyardError]
-  error: [error: SignalyardError]
-}
+export type { PeerConnectionEvents, PeerHost, TransportOption } from './peer-host.js'
 
 /** How long a closing connection waits for its transport to flush. */
 const LINGER_MS = 2000
@@ -139,28 +116,27 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.initiator = false
     this.cid = cid
     this.mux.becomeAcceptor()
-    const rtc = this.host.rtc() !== null
-    const forced = this.host.transport === 'webrtc'
-    if (forced && !(rtc && remoteRtc)) {
-      this.host.handshake(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'WebRTC is required here' })
-      return this.end(new SignalyardError('webrtc-unavailable', 'WebRTC was required but one side has no RTCPeerConnection'), false)
-    }
-    if (rtc && remoteRtc && remoteMv && !forced) {
+    const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, remoteRtc, remoteMv)
+    if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
+    if (choice === 'move') {
       // The first RTCPeerConnection is made before answering: if it cannot be, this pair stays on the relay.
       const moves = this.movable() && (this.mover as Mover).prepare()
       if (!moves) this.unmovable()
       this.host.handshake(this.peerId, moves ? { t: 'accept', c: cid, tr: 'relay', mv: true } : { t: 'accept', c: cid, tr: 'relay' })
       return this.useRelay()
     }
-    const webrtc = rtc && remoteRtc && this.useWebRtc()
-    if (!webrtc && forced) {
-      this.host.handshake(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'cannot create an RTCPeerConnection' })
-      return this.end(new SignalyardError('webrtc-unavailable', 'cannot create an RTCPeerConnection'), false)
-    }
+    const webrtc = choice === 'webrtc' && this.useWebRtc()
+    if (!webrtc && this.host.transport === 'webrtc') return this.refuse('cannot create an RTCPeerConnection', 'cannot create an RTCPeerConnection')
     this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay' })
     if (!webrtc) return this.useRelay()
     // The initiator decides: READY over the channel, or a bye. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
+  }
+
+  /** Acceptor: no connection without WebRTC here; say why to the peer (`told`) and to the app. */
+  private refuse (told: string, why: string): void {
+    this.host.handshake(this.peerId, { t: 'refuse', c: this.cid, code: 'webrtc-unavailable', message: told })
+    this.end(new SignalyardError('webrtc-unavailable', why), false)
   }
 
   /** A handshake message for this connection id. */

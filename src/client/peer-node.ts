@@ -15,7 +15,7 @@ import { PeerConnection, type PeerHost, type TransportOption } from './peer-conn
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
 import type { RelayOpener } from './transports/relay.js'
-import type { RTCPeerConnectionConstructor } from './transports/webrtc.js'
+import { iceServersFor, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
 export interface NodeOptions {
   /** 'auto' (default): WebRTC when both sides have it, else (or when ICE fails) the relay. */
@@ -122,7 +122,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
       connectTimeout,
       rtc: () => transport === 'relay' || Ctor === undefined
         ? null
-        : { Ctor, config: { iceServers: ctx.socket.hello?.iceServers ?? [], ...ctx.rtcConfig, ...options.rtcConfig } },
+        : { Ctor, config: { iceServers: iceServersFor(Ctor, ctx.socket.hello?.iceServers ?? []), ...ctx.rtcConfig, ...options.rtcConfig } },
       handshake: (to, msg) => this.stream?.sendTo(to, msg),
       openRelay: ctx.openRelay,
       forget: (pc) => { if (this.pcs.get(pc.peerId) === pc) this.pcs.delete(pc.peerId) }

@@ -50,6 +50,19 @@ export type HandshakeMessage =
   | { t: 'bye', c: string, left?: boolean }
   | ({ c: string, g?: number } & RtcMessage)
 
+/**
+ * The acceptor's choice of transport (docs/PROTOCOL.md, "Handshake"), from its own transport
+ * option and WebRTC (`rtc`) and the initiator's hello: 'move' (both 'auto' with WebRTC: the relay
+ * now, WebRTC live), 'webrtc' alone (both have it and either forces it), 'relay', or 'refuse'
+ * (this side forces WebRTC and one side has none).
+ */
+export function chooseTransport (option: 'auto' | Transport, rtc: boolean, remoteRtc: boolean, remoteMv: boolean): 'move' | 'webrtc' | 'relay' | 'refuse' {
+  const both = rtc && remoteRtc
+  if (option === 'webrtc') return both ? 'webrtc' : 'refuse'
+  if (!both) return 'relay'
+  return remoteMv && option === 'auto' ? 'move' : 'webrtc'
+}
+
 /** The connection id's alphabet and length. */
 const CID = /^[\w-]{8,64}$/
 /** A refusal's text is cut to this many characters. */

@@ -281,6 +281,23 @@ export class WebRtcPipe implements Pipe {
   }
 }
 
+/**
+ * The server's iceServers as `Ctor` needs them. node-datachannel's polyfill (recognised by its
+ * non-standard `selectedCandidatePair`) turns a TURN entry into `turn:<username>:<credential>@host`,
+ * so the `:` in a TURN REST username (`<expiry>:<user>`) and any `@`, `/` or `:` in the base64
+ * credential would break the URL: it gets them URI-encoded. Every other implementation (browsers,
+ * @roamhq/wrtc) takes them as they are.
+ */
+export function iceServersFor (Ctor: RTCPeerConnectionConstructor, servers: unknown[]): unknown[] {
+  const proto = (Ctor as { prototype?: { selectedCandidatePair?: unknown } }).prototype
+  if (typeof proto?.selectedCandidatePair !== 'function') return servers
+  return servers.map((server) => {
+    const s = server as { username?: unknown, credential?: unknown }
+    if (typeof s !== 'object' || s === null || typeof s.username !== 'string' || typeof s.credential !== 'string') return server
+    return { ...s, username: encodeURIComponent(s.username), credential: encodeURIComponent(s.credential) }
+  })
+}
+
 function withoutCandidates (sdp: string): string {
   return sdp.split('\r\n').filter((line) => !line.startsWith('a=candidate:') && line !== 'a=end-of-candidates').join('\r\n')
 }
