@@ -213,8 +213,9 @@ async function twoPagesTalk (defer: Defer, expected: 'webrtc' | 'relay', bobInit
   const pcA = await call<number>(a, 'connect', na, 'bob')
   const chatA = await call<number>(a, 'createStream', pcA, 'chat')   // made while connecting: held until open
   await call(a, 'send', chatA, str('hello bob'))
-  const ready = await callWithin<{ transport: string, state: string }>(CONNECT_TIMEOUT + 4000, a, 'pcReady', pcA)
-  assert.is(ready.transport, 'relay', "'auto' opens on the relay at once")
+  await callWithin(CONNECT_TIMEOUT + 4000, a, 'pcReady', pcA)
+  const openedOn = (await call<LogEntry[]>(a, 'log', pcA)).find((e) => e.event === 'open')?.args[0]?.v
+  assert.is(openedOn, 'relay', "'auto' opens on the relay at once")
   const pcB = await incoming(b, nb, 'alice', 3000)
   await call(b, 'pcReady', pcB)
   // ... and moves to WebRTC live when ICE connects (with WebRTC available here)
@@ -223,8 +224,12 @@ async function twoPagesTalk (defer: Defer, expected: 'webrtc' | 'relay', bobInit
   assert.is(infoA.transport, expected, `A's connection is on ${expected}`)
   assert.is(infoB.transport, expected, `B's connection is on ${expected}`)
   assert.is(infoB.peerId, 'alice')
-  const opened = openTime(await call<LogEntry[]>(a, 'log', pcA))
-  console.log(`timing: page ↔ page open over ${expected} in ${opened} ms (connect() to 'open' in page A)`)
+  const logA = await call<LogEntry[]>(a, 'log', pcA)
+  const opened = openTime(logA)
+  const created = logA.find((e) => e.event === 'created')?.at ?? NaN
+  const moved = logA.find((e) => e.event === 'transport' && e.args[0]?.v === 'webrtc')?.at
+  console.log(`timing: page ↔ page open on the relay in ${opened} ms (connect() to 'open' in page A)` +
+    (moved === undefined ? '' : `, on WebRTC ${moved - created} ms after connect()`))
 
   if (expected === 'webrtc') {
     const [sa] = await Promise.all([assertLoopbackIce(a, 'page A'), assertLoopbackIce(b, 'page B')])
