@@ -224,10 +224,10 @@ async function twoPagesTalk (defer: Defer, expected: 'webrtc' | 'relay', bobInit
   assert.is(infoA.transport, expected, `A's connection is on ${expected}`)
   assert.is(infoB.transport, expected, `B's connection is on ${expected}`)
   assert.is(infoB.peerId, 'alice')
-  const logA = await call<LogEntry[]>(a, 'log', pcA)
-  const opened = openTime(logA)
-  const created = logA.find((e) => e.event === 'created')?.at ?? NaN
-  const moved = logA.find((e) => e.event === 'transport' && e.args[0]?.v === 'webrtc')?.at
+  const pcLogA = await call<LogEntry[]>(a, 'log', pcA)
+  const opened = openTime(pcLogA)
+  const created = pcLogA.find((e) => e.event === 'created')?.at ?? NaN
+  const moved = pcLogA.find((e) => e.event === 'transport' && e.args[0]?.v === 'webrtc')?.at
   console.log(`timing: page ↔ page open on the relay in ${opened} ms (connect() to 'open' in page A)` +
     (moved === undefined ? '' : `, on WebRTC ${moved - created} ms after connect()`))
 
