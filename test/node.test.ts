@@ -516,9 +516,12 @@ test('the remote peer going away closes the pc on this side: clean close at once
   for (const transport of ['relay', 'webrtc'] as const) {
     const a = await node(`a-dead-${transport}`)
     let victim: any = null
+    // A dead process does not come back: once its socket is destroyed, no new one opens (the
+    // reconnect delay is random from 0, so a reconnect inside the grace would reclaim the id).
+    let dead = false
     const b = channel(`b-dead-${transport}`, {
       RTCPeerConnection: WebRTC,
-      WebSocket: class extends WebSocket { constructor (u: string, p?: string | string[]) { super(u, p); victim = this } } as unknown as WebSocketConstructor,
+      WebSocket: class extends WebSocket { constructor (u: string, p?: string | string[]) { if (dead) throw new Error('this process is dead'); super(u, p); victim = this } } as unknown as WebSocketConstructor,
       reconnect: { minDelay: 60_000, maxDelay: 60_000 }
     }).createNode(echoBack, { transport })
     await b.listen(`b-dead-${transport}`)
@@ -527,6 +530,7 @@ test('the remote peer going away closes the pc on this side: clean close at once
     assert.is(pc.transport, transport)
     const started = Date.now()
     const closed = next(pc, 'close', 3000)
+    dead = true
     victim._socket.destroy() // the TCP connection dies without a WebSocket close handshake
     const [err] = await closed
     assert.ok(err instanceof SignalyardError, `closed with a coded error (${String(err)})`)
