@@ -9,15 +9,18 @@ import { RTCPeerConnection as PolyfillPC } from 'node-datachannel/polyfill'
 import { SignalChannel, type Channel, type PeerConnection, type PeerStream, type RTCPeerConnectionConstructor } from 'signalyard'
 import { next, startYard, until, within } from './helpers.js'
 
-/** Every RTCPeerConnection made here, so a test can cut one from under its pc. */
-const made: Array<{ close: () => void, connectionState?: string }> = []
-class TrackedPC extends (PolyfillPC as unknown as new (config?: object) => { close: () => void }) {
-  constructor (config?: object) {
-    super(config)
-    made.push(this)
-  }
+/** An RTCPeerConnection class that keeps every instance in `list`, so a test can cut one from under its pc. */
+function tracked (list: Array<{ close: () => void }>): RTCPeerConnectionConstructor {
+  return class extends (PolyfillPC as unknown as new (config?: object) => { close: () => void }) {
+    constructor (config?: object) {
+      super(config)
+      list.push(this)
+    }
+  } as unknown as RTCPeerConnectionConstructor
 }
-const WebRTC = TrackedPC as unknown as RTCPeerConnectionConstructor
+/** The RTCPeerConnections of side a (the initiator) and side b, in the order they were made. */
+const madeA: Array<{ close: () => void }> = []
+const madeB: Array<{ close: () => void }> = []
 const LOOPBACK = { bindAddress: '127.0.0.1' }
 
 /** Numbered messages on one stream: what arrived, and whether it was 0, 1, 2, … without a gap or repeat. */
@@ -41,8 +44,8 @@ async function sendNumbered (stream: PeerStream, n: number): Promise<void> {
 async function pair (): Promise<{ a: PeerConnection, b: () => PeerConnection, close: () => Promise<void> }> {
   const yard = await startYard()
   const channels: Channel[] = []
-  const open = (who: string): Channel => {
-    const c = SignalChannel('move', { url: `${yard.url}?c=${who}`, RTCPeerConnection: WebRTC, rtcConfig: LOOPBACK })
+  const open = (who: 'a' | 'b'): Channel => {
+    const c = SignalChannel('move', { url: `${yard.url}?c=${who}`, RTCPeerConnection: tracked(who === 'a' ? madeA : madeB), rtcConfig: LOOPBACK })
     channels.push(c)
     return c
   }
@@ -88,7 +91,7 @@ test('auto: the pc opens on the relay and moves to WebRTC while 3 streams carry 
   }
 })
 
-test('auto: the WebRTC path dies mid-transfer → the pc goes back to the relay at once and then to WebRTC again; not a message lost or reordered', async () => {
+test('auto: the WebRTC path dies mid-transfer, cut on one side then on the other → the pc goes back to the relay at once and then to WebRTC again, twice; not a message lost or reordered', async () => {
   const { a, b, close } = await pair()
   try {
     const moves: string[] = []
@@ -98,17 +101,23 @@ test('auto: the WebRTC path dies mid-transfer → the pc goes back to the relay 
     const there: Array<{ got: () => number, ok: () => boolean }> = []
     b().on('connection', (rs) => there.push(counter(rs)))
     const s = a.createStream('bulk')
-    const sending = sendNumbered(s, 60_000)
-    await until(() => (there[0]?.got() ?? 0) > 10_000, 10_000, 'the transfer under way')
-    const before = made.length
-    for (const pc of made.slice(0, before)) pc.close() // every RTCPeerConnection so far: the path dies under both sides
-    await until(() => a.transport === 'relay', 5000, 'back on the relay')
+    const total = 90_000
+    const sending = sendNumbered(s, total)
+    for (const [side, made, at] of [['the acceptor', madeB, 10_000], ['the initiator', madeA, 40_000]] as const) {
+      await until(() => (there[0]?.got() ?? 0) > at, 15_000, `the transfer past ${at}`)
+      const before = madeA.length + madeB.length
+      made[made.length - 1].close() // this side's current RTCPeerConnection: the path dies under it
+      const t0 = performance.now()
+      await until(() => a.transport === 'relay', 5000, `back on the relay (${side} cut)`)
+      const back = performance.now() - t0
+      await until(() => a.transport === 'webrtc', 10_000, `on WebRTC again after the retry (${side} cut)`)
+      assert.ok(madeA.length + madeB.length > before, 'fresh RTCPeerConnections')
+      console.log(`move: ${side}'s path cut at message ~${at}: on the relay after ${Math.round(back)} ms, on WebRTC again after ${Math.round(performance.now() - t0)} ms`)
+    }
     await sending
-    await until(() => there[0].got() === 60_000, 20_000, `every message (${there[0].got()})`)
+    await until(() => there[0].got() === total, 20_000, `every message (${there[0].got()})`)
     assert.ok(there[0].ok(), 'in order, no gap, no repeat')
-    await until(() => a.transport === 'webrtc', 10_000, 'on WebRTC again after the retry')
-    assert.ok(made.length > before, 'a fresh RTCPeerConnection')
-    assert.equal(moves, ['webrtc', 'relay', 'webrtc'])
+    assert.equal(moves, ['webrtc', 'relay', 'webrtc', 'relay', 'webrtc'])
     const after = a.createStream('after')
     const echoed = next(after, 'data', 3000)
     b().once('connection', (rs) => rs.on('data', (d) => rs.send(d)))

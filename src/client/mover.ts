@@ -146,8 +146,10 @@ export class Mover {
         return this.host.pump()
       case MuxOp.Resume:
         if (a > this.peerResumed) this.peerResumed = a
-        if (a === this.gen) this.giveUp('the peer gave up the WebRTC path')
+        // What the peer lost is queued first: giving up below lets frames flow again, and new
+        // ones must not overtake it (the peer would see a gap).
         this.host.ledger.resendAfter(b)
+        if (a === this.gen) this.giveUp('the peer gave up the WebRTC path')
         if (this.out === 'resuming' && this.peerResumed >= this.resumed) this.resume()
         return this.host.pump()
     }
