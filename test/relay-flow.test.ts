@@ -7,7 +7,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash, randomBytes } from 'node:crypto'
-import { SignalChannel, type Channel, type RelayStream, type SignalyardError } from 'signalyard'
+import { SignalChannel, SignalyardError as SignalyardErrorClass, type Channel, type RelayStream, type SignalyardError } from 'signalyard'
 import { DEFAULTS, createServer, redisBroker, type Broker, type ServerOptions, type Yard } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
 import { HEADER_SIZE, Kind, writeFrame } from '../src/protocol/codec.js'
@@ -478,5 +478,31 @@ test('paced frames wait per stream and take turns: a relay stream\'s backlog doe
   await until(() => closedAfter >= 0, 10_000, 'the relay stream closed on the other side')
   assert.is(closedAfter, N, 'every frame arrived before the close')
 }, { limits: { messagesPerSecond: 2000, messageBurst: 500 } }))
+
+test('what waits for the rate limit is bounded: an app that publishes far faster than the server takes gets queue-full at 32 MiB waiting, and the socket keeps working', () => withYard(async (_yard, _raws, open) => {
+  const channel = open('room', 'flood')
+  const echo = channel.echo()
+  const listener = open('room', 'ear').echo()
+  await readyAll(echo, listener)
+  const chunk = new Uint8Array(512 * 1024)
+  let thrown: unknown = null
+  let sent = 0
+  try {
+    for (; sent < 200; sent++) echo.send(chunk) // 100 MiB at 8 frames/s
+  } catch (err) {
+    thrown = err
+  }
+  assert.ok(thrown instanceof SignalyardErrorClass && thrown.code === 'queue-full', `queue-full (${String(thrown)})`)
+  // half the burst (5) goes at once, then about 62 wait: 32 MiB of 512 KiB frames
+  assert.ok(sent >= 64 && sent <= 70, `${sent} messages of 512 KiB were taken before the bound (32 MiB)`)
+  const heard = next(listener, 'data', 3000)
+  channel.close() // what waits is dropped with the socket
+  const small = open('room', 'other').echo()
+  await small.ready()
+  small.send('still served')
+  let got = await heard
+  while (got[0] instanceof Uint8Array) got = await next(listener, 'data', 3000)
+  assert.equal(got[0], 'still served')
+}, { limits: { messagesPerSecond: 10, messageBurst: 10 } }))
 
 test.run()

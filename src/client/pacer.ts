@@ -10,6 +10,7 @@
  * they never overtake it; OPEN, PING and the control frames of streams with nothing waiting go at
  * once and only spend a token.
  */
+import { SignalyardError } from '../protocol/errors.js'
 import type { QueuedFrame } from './offline-queue.js'
 
 /**
@@ -18,6 +19,11 @@ import type { QueuedFrame } from './offline-queue.js'
  */
 const RATE_SHARE = 0.8
 const BURST_SHARE = 0.5
+/**
+ * Bytes of data frames that may wait here; past it `send` throws `queue-full` (a stream's own
+ * flow control keeps well below it: a relay stream's window, a peer connection's high-water mark).
+ */
+export const MAX_PACED_BYTES = 32 * 1024 * 1024
 /** A waiting queue is written in batches: at least this long between two writes. */
 const MIN_WAIT_MS = 4
 
@@ -57,9 +63,12 @@ export class Pacer {
     this.write(frame)
   }
 
-  /** Write data frame `frame` of stream `sid` now if the bucket allows and nothing waits, else queue it. */
+  /** Write data frame `frame` of stream `sid` now if the bucket allows and nothing waits, else queue it (`queue-full` past MAX_PACED_BYTES). */
   send (sid: number, frame: Uint8Array): void {
     if (this.size === 0 && this.take()) return this.write(frame)
+    if (this.size + frame.length > MAX_PACED_BYTES) {
+      throw new SignalyardError('queue-full', `${this.size} bytes already wait for the server's rate limit; wait for 'drain' or send less often`)
+    }
     this.queue(sid, frame)
   }
 
