@@ -26,6 +26,7 @@ const BURST_SHARE = 0.5
 export const MAX_PACED_BYTES = 32 * 1024 * 1024
 /** A waiting queue is written in batches: at least this long between two writes. */
 const MIN_WAIT_MS = 4
+const MAX_WAIT_MS = 60_000
 
 /** One stream's frames waiting, oldest first from `head`. */
 interface Lane { frames: Uint8Array[], head: number }
@@ -113,7 +114,8 @@ export class Pacer {
 
   private schedule (): void {
     if (this.timer !== null) return
-    const wait = Math.max(MIN_WAIT_MS, Math.ceil((1 - this.tokens) / this.rate))
+    // Bounded: a server announcing a near-zero rate must not overflow the timer (Node fires those at once).
+    const wait = Math.min(MAX_WAIT_MS, Math.max(MIN_WAIT_MS, Math.ceil((1 - this.tokens) / this.rate)))
     this.timer = setTimeout(() => this.flush(), wait)
   }
 
