@@ -9,7 +9,7 @@
  * State is an explicit enum with one transition function that emits ('state', to, { from, to, reason }).
  */
 import { EventEmitter } from 'eventemitter3'
-import type { RawFrame } from '../protocol/codec.js'
+import { frameId, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { parseServerFrame, type ServerStreamFrame } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
@@ -71,7 +71,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private readonly topics = new Map<string, Set<StreamHandle>>()
   /** Data frames written while the socket is down. */
   private readonly offline: OfflineQueue
-  /** Data frames kept within the server's announced rate (pacer.ts). */
+  /** Frames kept within the server's announced rate, per stream in turn (pacer.ts). */
   private readonly pacer = new Pacer((frame) => this.ws?.send(frame))
   private nextSid = 1
   private users = 0
@@ -96,8 +96,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     this.liveness = new Liveness(tunables.heartbeat, {
       ping: () => {
         if (!this.isOpen) return false
-        this.pacer.spend()
-        ;(this.ws as WebSocketLike).send(PING)
+        this.pacer.control(0, PING)
         return true
       },
       dead: (silentMs) => this.dead(silentMs)
@@ -183,9 +182,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
 
   /** Send a control frame (OPEN, CLOSE) only if the socket is open; offline, OPEN is re-sent on open. */
   control (frame: Uint8Array): void {
-    if (!this.isOpen) return
-    this.pacer.spend()
-    ;(this.ws as WebSocketLike).send(frame)
+    if (this.isOpen) this.pacer.control(frameId(frame), frame) // a CLOSE waits behind its stream's data
   }
 
   /** Resolve the token (it may be an async function, asked again before every connection), then connect. */

@@ -57,7 +57,8 @@ export class Connection extends Flow implements Subscriber, SocketOwner {
       // A relay stream is reliable: one that lost a frame ends, on both sides, rather than carry on with a gap.
       const bytes = isBinary ? toBytes(data) : null
       const sid = bytes !== null && bytes[0] === FrameType.Data ? frameId(bytes) : 0
-      if (sid !== 0 && this.streams.get(sid)?.ep === 'relay') this.endStream(sid, new SignalyardError('rate-limited', message))
+      const stream = sid === 0 ? undefined : this.streams.get(sid)
+      if (stream?.abort !== undefined) stream.abort(new SignalyardError('rate-limited', message))
       else this.error(0, 'rate-limited', message)
       return countBad(this)
     }
