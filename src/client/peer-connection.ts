@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
-import { chooseTransport, type HandshakeMessage, type Transport } from '../protocol/handshake.js'
+import { chooseTransport, type HandshakeMessage, type HelloMessage, type Transport } from '../protocol/handshake.js'
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { Mover } from './mover.js'
 import { Mux } from './mux.js'
@@ -50,6 +50,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private failure: SignalyardError | null = null
   /** This side closes because its node is leaving: the BYE says so. */
   private leaving = false
+  /** Both sides read batched relay messages (`bt` in the handshake). */
+  private batch = false
 
   constructor (
     private readonly host: PeerHost, readonly peerId: string,
@@ -104,7 +106,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Initiator: ask the peer for a connection. */
   start (): void {
     const rtc = this.host.rtc() !== null
-    this.host.handshake(this.peerId, rtc && this.host.transport === 'auto' ? { t: 'hello', c: this.cid, rtc, mv: true } : { t: 'hello', c: this.cid, rtc })
+    this.host.handshake(this.peerId, rtc && this.host.transport === 'auto' ? { t: 'hello', c: this.cid, rtc, mv: true, bt: true } : { t: 'hello', c: this.cid, rtc, bt: true })
     this.arm(this.host.connectTimeout, 'the peer did not answer')
   }
 
@@ -112,22 +114,24 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * Acceptor (also a glare loser adopting the peer's connection id): decide the transport. Both
    * 'auto' with WebRTC: the relay now and the live move; WebRTC alone when either side forces it.
    */
-  accept (cid: string, remoteRtc: boolean, remoteMv = false): void {
+  accept (hello: HelloMessage): void {
+    const cid = hello.c
     this.initiator = false
     this.cid = cid
+    this.batch = hello.bt === true
     this.mux.becomeAcceptor()
-    const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, remoteRtc, remoteMv)
+    const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, hello.rtc, hello.mv === true)
     if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
     if (choice === 'move') {
       // The first RTCPeerConnection is made before answering: if it cannot be, this pair stays on the relay.
       const moves = this.movable() && (this.mover as Mover).prepare()
       if (!moves) this.unmovable()
-      this.host.handshake(this.peerId, moves ? { t: 'accept', c: cid, tr: 'relay', mv: true } : { t: 'accept', c: cid, tr: 'relay' })
+      this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: 'relay', ...(moves ? { mv: true } : {}), ...(this.batch ? { bt: true } : {}) })
       return this.useRelay()
     }
     const webrtc = choice === 'webrtc' && this.useWebRtc()
     if (!webrtc && this.host.transport === 'webrtc') return this.refuse('cannot create an RTCPeerConnection', 'cannot create an RTCPeerConnection')
-    this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay' })
+    this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay', ...(this.batch ? { bt: true } : {}) })
     if (!webrtc) return this.useRelay()
     // The initiator decides: READY over the channel, or a bye. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
@@ -152,6 +156,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         if (this.host.transport === 'webrtc') {
           return this.end(new SignalyardError('webrtc-unavailable', 'the peer cannot use WebRTC'), true)
         }
+        this.batch = msg.bt === true
         if (msg.mv === true && this.movable()) (this.mover as Mover).attempt()
         return this.useRelay()
       case 'refuse':
@@ -188,7 +193,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   private useRelay (): void {
     this.disarm()
-    this.slot.use((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on))
+    this.slot.use((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on, this.batch))
   }
 
   /** Both sides move: number the mux frames and make the mover (true when this side has WebRTC). */

@@ -208,7 +208,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
       if (pc.initiator && pc.state === 'connecting') {
         // Glare: the lower id keeps its attempt; the higher one adopts the peer's.
         if ((this.id ?? '') < from) return
-        return pc.accept(msg.c, msg.rtc, msg.mv === true)
+        return pc.accept(msg)
       }
       // The peer started over (it restarted, or lost our connection): replace ours.
       pc.lost(new SignalyardError('peer-left', `peer ${from} reconnected`))
@@ -216,7 +216,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     const incoming = new PeerConnection(this.host, from, false, msg.c)
     this.pcs.set(from, incoming)
     this.emit('connection', incoming)
-    if (incoming.state === 'connecting') incoming.accept(msg.c, msg.rtc, msg.mv === true)
+    if (incoming.state === 'connecting') incoming.accept(msg)
   }
 
   /** The server said nobody holds `id`: connections still trying to reach it fail. */
