@@ -88,6 +88,9 @@ export class Mover {
     return this.out === 'relay' ? this.host.relay() : null
   }
 
+  /** The open WebRTC pipe, if any. */
+  get webrtc (): Pipe | null { return this.slot.open }
+
   /** A pipe for control frames: the WebRTC pipe when it is open, else the relay. */
   get controlPipe (): Pipe | null { return this.slot.open ?? this.host.relay() }
 

@@ -12,6 +12,7 @@ import { chooseTransport, type HandshakeMessage, type HelloMessage, type Transpo
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { Mover } from './mover.js'
 import { Mux } from './mux.js'
+import { PathWatch, type PeerPath } from './path.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
 import { RelayPipe } from './transports/relay.js'
@@ -52,6 +53,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private leaving = false
   /** Both sides read batched relay messages (`bt` in the handshake). */
   private batch = false
+  private readonly watch = new PathWatch(
+    () => this.state === 'open' && this.transport !== null ? { transport: this.transport, rtc: this.transport === 'webrtc' ? this.webrtc()?.rtc ?? null : null } : null,
+    (path) => this.emit('path', path)
+  )
 
   constructor (
     private readonly host: PeerHost, readonly peerId: string,
@@ -77,6 +82,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** The current pipe (open or still opening), or null. */
   private get pipe (): Pipe | null { return this.slot.current }
+
+  /**
+   * Which path carries this connection: `{ transport }` on the relay; on WebRTC also the selected
+   * candidate pair (`local`/`remote` candidate types, `protocol`, `rtt` in ms). Null until open;
+   * `'path'` fires when it changes (the RTT alone does not fire it).
+   * @example
+   * pc.on('path', (p) => console.log(p.transport, p.local, p.remote, p.protocol)) // 'webrtc' 'srflx' 'srflx' 'udp'
+   */
+  get path (): PeerPath | null { return this.state === 'closed' ? null : this.watch.path }
 
   /** Resolves once the connection is open; rejects with the coded reason if it closes first. */
   ready (): Promise<void> {
@@ -229,6 +243,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.state !== 'open' || transport === this.transport) return
     this.transport = transport
     this.emit('transport', transport)
+    this.watch.update()
+  }
+
+  /** The open WebRTC pipe carrying this side's frames, if any. */
+  private webrtc (): WebRtcPipe | null {
+    const pipe = this.mover !== null ? this.mover.webrtc : this.slot.open
+    return pipe instanceof WebRtcPipe ? pipe : null
   }
 
   /** Close the pipes (if any); once closed, nothing is left to wait for. */
@@ -282,6 +303,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.mux.open()
     for (const w of this.waiters.splice(0)) w.resolve()
     this.emit('open')
+    this.watch.update()
     this.mux.announce()
     this.mover?.relayOpened()
   }
@@ -336,6 +358,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.state = 'closed'
     this.disarm()
     this.mover?.stop(true)
+    this.watch.stop()
     this.failure = error ?? new SignalyardError('stream-closed', 'the peer connection closed before it opened')
     for (const w of this.waiters.splice(0)) w.reject(this.failure)
     if (notify && wasOpen && (this.mover?.controlPipe ?? this.slot.open) !== null) {
