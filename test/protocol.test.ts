@@ -405,7 +405,7 @@ test('parseServerFrame: every server frame type, typed; unknown types → unknow
 
 test('the endpoint table: every endpoint has its request ops, each op belongs to one endpoint', () => {
   assert.equal(ENDPOINTS, ['echo', 'kv', 'relay', 'peers', 'signal'])
-  assert.equal(REQUEST_OPS, { echo: [], kv: ['set', 'delete'], relay: [], peers: ['update'], signal: [] })
+  assert.equal(REQUEST_OPS, { echo: [], kv: ['set', 'delete'], relay: [], peers: ['update'], signal: ['settled'] })
 })
 
 test('echo and kv: what the server writes, the client reads back', () => {

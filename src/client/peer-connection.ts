@@ -53,6 +53,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private leaving = false
   /** Both sides read batched relay messages (`bt` in the handshake). */
   private batch = false
+  /** The transport this connection settled on was reported. */
+  private reported = false
   private readonly watch = new PathWatch(
     () => this.state === 'open' && this.transport !== null ? { transport: this.transport, rtc: this.transport === 'webrtc' ? this.webrtc()?.rtc ?? null : null } : null,
     (path) => this.emit('path', path)
@@ -224,6 +226,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       message: (bytes) => this.received(bytes),
       pump: () => this.mux.pump(),
       changed: () => this.moved(),
+      neverOpened: () => this.settled('relay'),
       lost: (error) => this.end(error, true),
       error: (error) => this.emit('error', error)
     })
@@ -244,6 +247,14 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.transport = transport
     this.emit('transport', transport)
     this.watch.update()
+    if (transport === 'webrtc') this.settled('webrtc')
+  }
+
+  /** Once per connection, by its initiator: the transport it settled on, for the server's metrics. */
+  private settled (transport: Transport): void {
+    if (this.reported || !this.initiator) return
+    this.reported = true
+    this.host.settled(transport)
   }
 
   /** The open WebRTC pipe carrying this side's frames, if any. */
@@ -304,6 +315,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     for (const w of this.waiters.splice(0)) w.resolve()
     this.emit('open')
     this.watch.update()
+    if (this.mover === null) this.settled(this.transport)
     this.mux.announce()
     this.mover?.relayOpened()
   }

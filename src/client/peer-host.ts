@@ -21,6 +21,8 @@ export interface PeerHost {
   /** Send a handshake message to peer `to` (DATA on the node's signal stream). */
   handshake: (to: string, msg: HandshakeMessage) => void
   openRelay: RelayOpener
+  /** The connection (started here) settled on `transport`: tell the server, for its metrics. */
+  settled: (transport: Transport) => void
   forget: (pc: PeerConnection) => void
 }
 

@@ -9,8 +9,8 @@ import { nanoid } from 'nanoid'
 import type { RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { NAME_MAX } from '../protocol/frames.js'
-import { readHandshake, writeHandshake, type HandshakeMessage } from '../protocol/handshake.js'
-import { readSignalFrom, readSignalLeave, writeSignalTo } from '../protocol/signal.js'
+import { readHandshake, writeHandshake, type HandshakeMessage, type Transport } from '../protocol/handshake.js'
+import { readSignalFrom, readSignalLeave, writeSignalSettled, writeSignalTo } from '../protocol/signal.js'
 import { PeerConnection, type PeerHost, type TransportOption } from './peer-connection.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
@@ -70,6 +70,14 @@ class SignalStream extends Stream<StreamEvents> {
     }
   }
 
+  /** Tell the server (for /metrics) that a pc this node started settled on `transport`; dropped when not open. */
+  settled (transport: Transport): void {
+    if (this.state !== 'open') return
+    this.socket.control(writeSignalSettled(this.sid, this.settledReq++, transport))
+  }
+
+  private settledReq = 1
+
   protected override data (frame: RawFrame): void {
     const from = readSignalFrom(frame)
     if (from === null || !isId(from)) return
@@ -124,6 +132,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
         ? null
         : { Ctor, config: { iceServers: iceServersFor(Ctor, ctx.socket.hello?.iceServers ?? []), ...ctx.rtcConfig, ...options.rtcConfig } },
       handshake: (to, msg) => this.stream?.sendTo(to, msg),
+      settled: (transport) => this.stream?.settled(transport),
       openRelay: ctx.openRelay,
       forget: (pc) => { if (this.pcs.get(pc.peerId) === pc) this.pcs.delete(pc.peerId) }
     }
