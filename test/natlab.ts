@@ -1,0 +1,514 @@
+/**
+ * The NAT lab (SPEC §8 "Proof", issue 12): network namespaces joined by veth pairs that model the
+ * networks real users sit behind, built and torn down by the test that uses it.
+ *
+ *                       ┌──────────── public (203.0.113.0/24, bridge br0) ────────────┐
+ *                       │ 203.0.113.1: signalyard (WebSocket + STUN) and coturn (TURN)  │
+ *                       │ default route → a black-hole veth (coturn's sends to private  │
+ *                       │ addresses fail quietly instead of ending its allocation)       │
+ *                       └──┬──────────────┬───────────────┬──────────────┬─────────────┘
+ *        open peer a .21 ──┘   router a .11               router b .12   └── open peer b .22
+ *                              (iptables NAT)             (iptables NAT)
+ *                              LAN 10.0.1.0/24            LAN 10.0.2.0/24
+ *                              peer a 10.0.1.2            peer b 10.0.2.2
+ *
+ * A router's mode says what NAT it does (`open` means the side's peer is the open one, on the
+ * public segment): `cone` (MASQUERADE, unsolicited WAN input dropped: endpoint-independent
+ * mapping, port-restricted filtering), `symmetric` (MASQUERADE --random-fully: a new port per
+ * destination), `udp-blocked` (as cone, and UDP from the LAN is dropped: only TCP leaves).
+ *
+ * Every link is created directly inside the lab's namespaces (never in the machine's own), all
+ * addresses are documentation or private ranges, IPv6 is off everywhere. Names carry this
+ * process's pid and a random suffix, so parallel and aborted runs never collide; teardown kills
+ * the processes the lab started (and anything left inside its namespaces) and deletes exactly
+ * the namespaces it made, also on SIGINT/SIGTERM and uncaught errors. A later lab reaps the
+ * namespaces of a lab whose process died without tearing down (SIGKILL).
+ *
+ * Every step that fails throws with the command and its stderr.
+ */
+import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export type NatMode = 'open' | 'cone' | 'symmetric' | 'udp-blocked'
+export type Side = 'a' | 'b'
+
+/** The public segment's addresses. */
+export const PUBLIC_IP = '203.0.113.1'
+const PUBLIC_PREFIX = '203.0.113'
+const ROUTER_WAN: Record<Side, string> = { a: `${PUBLIC_PREFIX}.11`, b: `${PUBLIC_PREFIX}.12` }
+const OPEN_PEER: Record<Side, string> = { a: `${PUBLIC_PREFIX}.21`, b: `${PUBLIC_PREFIX}.22` }
+const LAN: Record<Side, string> = { a: '10.0.1', b: '10.0.2' }
+const BLACK_HOLE = { local: '192.0.2.1', gateway: '192.0.2.2', mac: '02:00:00:00:00:02' }
+const NAME = /^sylab-(\d+)-[0-9a-f]+-/
+/**
+ * iptables on nf_tables (Debian's default `iptables`). Both backends work inside a fresh
+ * namespace here (MASQUERADE, --random-fully, conntrack matches); nft is the kernel's native
+ * path and needs no legacy x_tables modules loaded into the machine's kernel.
+ */
+const IPTABLES_RESTORE = 'iptables-nft-restore'
+const IPTABLES = 'iptables-nft'
+const COMMAND_TIMEOUT = 10_000
+
+/** Run a command; throws with the command line, exit status and stderr when it fails. */
+export function run (cmd: string, args: string[], input?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = execFile(cmd, args, { timeout: COMMAND_TIMEOUT, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (err === null) return resolve(stdout)
+      const status = err.killed ? `killed after ${COMMAND_TIMEOUT} ms` : `exit ${String(err.code ?? err.signal)}`
+      reject(new Error(`\`${[cmd, ...args].join(' ')}\` failed (${status}): ${stderr.trim() || err.message}`))
+    })
+    if (input !== undefined) child.stdin?.end(input)
+  })
+}
+
+/** A namespace command: `ip netns exec <ns> <cmd> …`. */
+const inNs = (ns: string, cmd: string, args: string[], input?: string): Promise<string> =>
+  run('ip', ['netns', 'exec', ns, cmd, ...args], input)
+
+/** The namespace's sysctls: one `sh -c` writing into its /proc/sys (paths with dots as slashes). */
+async function sysctls (ns: string, values: Record<string, string | number>, optional: string[] = []): Promise<void> {
+  const lines = Object.entries(values).map(([key, value]) => {
+    const path = `/proc/sys/${key.replaceAll('.', '/')}`
+    return optional.includes(key) ? `if [ -e ${path} ]; then echo ${value} > ${path}; fi` : `echo ${value} > ${path}`
+  })
+  await inNs(ns, 'sh', ['-ec', lines.join('\n')])
+}
+
+/**
+ * Why the lab cannot be built on this machine, or null when it can: it needs root, `ip netns`,
+ * iptables (nft), conntrack and coturn's turnserver.
+ */
+export function labUnavailable (): string | null {
+  if (process.platform !== 'linux') return `network namespaces need Linux (this is ${process.platform})`
+  if (process.getuid?.() !== 0) return 'network namespaces need root (ip netns add)'
+  for (const cmd of ['ip', IPTABLES, IPTABLES_RESTORE, 'conntrack', 'turnserver']) {
+    if (spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status !== 0) return `\`${cmd}\` is not installed (.ci/run installs iproute2, iptables, conntrack, coturn)`
+  }
+  const probe = `sylab-${process.pid}-probe${randomBytes(2).toString('hex')}`
+  const made = spawnSync('ip', ['netns', 'add', probe], { encoding: 'utf8' })
+  if (made.status !== 0) return `\`ip netns add\` failed: ${(made.stderr ?? '').trim()}`
+  spawnSync('ip', ['netns', 'del', probe])
+  return null
+}
+
+/** A process the lab started inside one of its namespaces. */
+export interface LabProcess {
+  readonly child: ChildProcess
+  readonly ns: string
+  /** Everything it printed so far (stdout and stderr, interleaved). */
+  output: () => string
+  /** Resolves with the exit code (or the signal's name) once it exited. */
+  readonly exited: Promise<number | string>
+}
+
+/** A signalyard server in the public namespace. */
+export interface LabYard { url: string, process: LabProcess }
+
+export interface Lab {
+  readonly id: string
+  readonly publicIp: string
+  /** Every namespace the lab made, by role. */
+  readonly ns: { public: string, router: Record<Side, string>, lan: Record<Side, string>, open: Record<Side, string> }
+  /** The routers' current modes. */
+  readonly modes: Record<Side, NatMode>
+  /** Set the routers' NAT (flushes their conntrack tables): cone, symmetric, udp-blocked, or open. */
+  setModes: (a: NatMode, b?: NatMode) => Promise<void>
+  /** The namespace a peer of `side` runs in for the current mode (the open one in `open`). */
+  peerNs: (side: Side) => string
+  /** The address a peer of `side` has in the current mode. */
+  peerIp: (side: Side) => string
+  /** Forget every NAT mapping and tracked flow on both routers (between trials). */
+  flushConntrack: () => Promise<void>
+  /**
+   * Drop forwarded packets on `side`'s router that match `match` (iptables arguments, e.g.
+   * `['-p', 'udp']`), at once and ahead of every other rule; the returned function lifts it.
+   */
+  dropOnRouter: (side: Side, match: string[]) => Promise<() => Promise<void>>
+  /** Start `cmd args` inside `ns`; it is killed at teardown if still running. */
+  spawn: (ns: string, cmd: string, args: string[], options?: SpawnOptions) => LabProcess
+  /** Start coturn on the public IP (UDP and TCP), REST credentials with `secret`. */
+  startCoturn: (options: { port: number, secret: string }) => Promise<LabProcess>
+  /** Start `node dist/cli.js` on the public IP with the given extra CLI arguments and environment. */
+  startYard: (options: { port: number, args: string[], env?: Record<string, string> }) => Promise<LabYard>
+  /** Kill everything the lab started and delete its namespaces. Safe to call twice. */
+  teardown: () => void
+}
+
+const live = new Set<Lab>()
+let hooked = false
+
+/** Tear every live lab down when the process ends in any way but SIGKILL. */
+function hookExit (): void {
+  if (hooked) return
+  hooked = true
+  const all = (): void => { for (const lab of [...live]) lab.teardown() }
+  process.on('exit', all)
+  process.on('uncaughtExceptionMonitor', all)
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      all()
+      process.exit(128 + ({ SIGHUP: 1, SIGINT: 2, SIGTERM: 15 })[signal])
+    })
+  }
+}
+
+/** Whether a process with this pid exists. */
+function alive (pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** SIGKILL whatever still runs inside `ns`, then delete it; returns an error message or null. */
+function removeNamespace (ns: string): string | null {
+  const pids = spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' })
+  for (const pid of (pids.stdout ?? '').split(/\s+/).filter(Boolean)) {
+    try { process.kill(Number(pid), 'SIGKILL') } catch { /* gone already */ }
+  }
+  const del = spawnSync('ip', ['netns', 'del', ns], { encoding: 'utf8' })
+  return del.status === 0 ? null : `\`ip netns del ${ns}\` failed: ${(del.stderr ?? '').trim()}`
+}
+
+/** Delete the namespaces of labs whose process died without tearing them down (it was SIGKILLed). */
+function reapStale (): void {
+  const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+  for (const line of (list.stdout ?? '').split('\n')) {
+    const ns = line.split(' ')[0]
+    const m = NAME.exec(ns)
+    if (m === null || alive(Number(m[1]))) continue
+    const problem = removeNamespace(ns)
+    console.log(`natlab: reaped ${ns}, left by a dead process ${m[1]}${problem !== null ? ` (${problem})` : ''}`)
+  }
+}
+
+/** The iptables-restore input for a router in `mode` (empty tables for `open`). */
+function rules (mode: NatMode): string {
+  const masquerade = mode === 'symmetric' ? '-j MASQUERADE --random-fully' : '-j MASQUERADE'
+  const nat = mode === 'open' ? [] : [`-A POSTROUTING -o wan ${masquerade}`]
+  const filter = mode === 'open'
+    ? []
+    : [
+        // Unsolicited WAN input is dropped before conntrack confirms it: without this a probe
+        // that arrives first claims the mapping's port and MASQUERADE moves the LAN flow elsewhere.
+        '-A INPUT -i wan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
+        '-A INPUT -i wan -j DROP',
+        '-A FORWARD -i wan -o lan -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT',
+        '-A FORWARD -i wan -j DROP',
+        ...(mode === 'udp-blocked' ? ['-A FORWARD -i lan -p udp -j DROP'] : [])
+      ]
+  return [
+    '*nat', ':PREROUTING ACCEPT [0:0]', ':INPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ':POSTROUTING ACCEPT [0:0]', ...nat, 'COMMIT',
+    '*filter', ':INPUT ACCEPT [0:0]', ':FORWARD ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]', ...filter, 'COMMIT', ''
+  ].join('\n')
+}
+
+/**
+ * Build a lab: the public namespace with its bridge and black hole, two routers (mode `open`
+ * until `setModes`), their LAN peers and the two open peers. Throws (after removing what it made)
+ * when a step fails. Call `teardown()` when done; exit hooks call it too.
+ */
+export async function createLab (): Promise<Lab> {
+  hookExit()
+  reapStale()
+  const id = `sylab-${process.pid}-${randomBytes(3).toString('hex')}`
+  const ns = {
+    public: `${id}-pub`,
+    router: { a: `${id}-ra`, b: `${id}-rb` },
+    lan: { a: `${id}-la`, b: `${id}-lb` },
+    open: { a: `${id}-oa`, b: `${id}-ob` }
+  }
+  const made: string[] = []
+  const processes = new Set<LabProcess>()
+  const dirs: string[] = []
+  const modes: Record<Side, NatMode> = { a: 'open', b: 'open' }
+  let down = false
+
+  const teardown = (): void => {
+    if (down) return
+    down = true
+    live.delete(lab)
+    for (const p of processes) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL')
+    const problems = made.map(removeNamespace).filter((p): p is string => p !== null)
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+    if (problems.length > 0) throw new Error(`natlab teardown: ${problems.join('; ')}`)
+  }
+
+  const ip = (n: string, args: string[]): Promise<string> => run('ip', ['-n', n, ...args])
+  const veth = async (a: string, aName: string, b: string, bName: string): Promise<void> => {
+    await run('ip', ['link', 'add', aName, 'netns', a, 'type', 'veth', 'peer', 'name', bName, 'netns', b])
+  }
+  const up = async (n: string, dev: string, address?: string): Promise<void> => {
+    if (address !== undefined) await ip(n, ['addr', 'add', address, 'dev', dev])
+    await ip(n, ['link', 'set', dev, 'up'])
+  }
+
+  const spawnIn = (n: string, cmd: string, args: string[], options: SpawnOptions = {}): LabProcess => {
+    if (down) throw new Error('natlab: the lab is torn down')
+    const child = spawn('ip', ['netns', 'exec', n, cmd, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...options })
+    let out = ''
+    child.stdout?.on('data', (d: Buffer) => { out += d.toString() })
+    child.stderr?.on('data', (d: Buffer) => { out += d.toString() })
+    const exited = new Promise<number | string>((resolve) => {
+      child.on('error', (err) => { out += `\n[natlab] cannot run ${cmd}: ${err.message}\n`; resolve(-1) })
+      child.on('exit', (code, signal) => resolve(code ?? signal ?? -1))
+    })
+    const p: LabProcess = { child, ns: n, output: () => out, exited }
+    processes.add(p)
+    void exited.then(() => processes.delete(p))
+    return p
+  }
+
+  /** Resolve once `test` holds for the output, reject when the process exits first or after `ms`. */
+  const await_ = async (p: LabProcess, what: string, test: () => boolean | Promise<boolean>, ms = 5000): Promise<void> => {
+    const deadline = Date.now() + ms
+    let gone = false
+    void p.exited.then(() => { gone = true })
+    while (!(await test())) {
+      if (gone) throw new Error(`natlab: ${what} exited (${String(await p.exited)}) before it was ready:\n${p.output().slice(-2000)}`)
+      if (Date.now() > deadline) throw new Error(`natlab: ${what} not ready within ${ms} ms:\n${p.output().slice(-2000)}`)
+      await new Promise((resolve) => setTimeout(resolve, 25))
+    }
+  }
+
+  const lab: Lab = {
+    id,
+    publicIp: PUBLIC_IP,
+    ns,
+    modes,
+    async setModes (a, b = a) {
+      for (const [side, mode] of [['a', a], ['b', b]] as Array<[Side, NatMode]>) {
+        await inNs(ns.router[side], IPTABLES_RESTORE, [], rules(mode))
+        modes[side] = mode
+      }
+      await lab.flushConntrack()
+    },
+    peerNs: (side) => modes[side] === 'open' ? ns.open[side] : ns.lan[side],
+    peerIp: (side) => modes[side] === 'open' ? OPEN_PEER[side] : `${LAN[side]}.2`,
+    async flushConntrack () {
+      for (const side of ['a', 'b'] as const) await inNs(ns.router[side], 'conntrack', ['-F'])
+    },
+    async dropOnRouter (side, match) {
+      const rule = ['FORWARD', ...match, '-j', 'DROP']
+      await inNs(ns.router[side], IPTABLES, ['-I', ...rule.slice(0, 1), '1', ...rule.slice(1)])
+      let lifted = false
+      return async () => {
+        if (lifted) return
+        lifted = true
+        await inNs(ns.router[side], IPTABLES, ['-D', ...rule])
+      }
+    },
+    spawn: spawnIn,
+    async startCoturn ({ port, secret }) {
+      const dir = mkdtempSync(join(tmpdir(), `${id}-coturn-`))
+      dirs.push(dir)
+      const p = spawnIn(ns.public, 'turnserver', [
+        '-n', '--use-auth-secret', `--static-auth-secret=${secret}`, '--realm=natlab.signalyard.test',
+        `--listening-ip=${PUBLIC_IP}`, `--relay-ip=${PUBLIC_IP}`, `--listening-port=${port}`,
+        '--min-port=49152', '--max-port=65535', '--no-cli', '--no-tls', '--no-dtls', '--fingerprint',
+        `--db=${join(dir, 'turndb')}`, '--log-file=stdout', '--simple-log'
+      ])
+      // ready when it listens on both transports
+      await await_(p, 'turnserver', async () => {
+        const [tcp, udp] = await Promise.all([
+          inNs(ns.public, 'ss', ['-Hltn', `sport = :${port}`]), inNs(ns.public, 'ss', ['-Hlun', `sport = :${port}`])
+        ])
+        return tcp.trim() !== '' && udp.trim() !== ''
+      })
+      return p
+    },
+    async startYard ({ port, args, env = {} }) {
+      const cli = new URL('../dist/cli.js', import.meta.url).pathname
+      const p = spawnIn(ns.public, process.execPath, [cli, '--port', String(port), '--host', PUBLIC_IP, ...args], {
+        env: { ...process.env, ...env }
+      })
+      await await_(p, 'signalyard', () => p.output().includes('signalyard listening on'))
+      return { url: `ws://${PUBLIC_IP}:${port}/`, process: p }
+    },
+    teardown
+  }
+  live.add(lab)
+
+  try {
+    for (const n of [ns.public, ns.router.a, ns.router.b, ns.lan.a, ns.lan.b, ns.open.a, ns.open.b]) {
+      await run('ip', ['netns', 'add', n])
+      made.push(n)
+      // before any link exists, so every interface made later inherits `default`
+      await sysctls(n, {
+        'net.ipv6.conf.all.disable_ipv6': 1,
+        'net.ipv6.conf.default.disable_ipv6': 1,
+        'net.ipv4.conf.all.rp_filter': 0,
+        'net.ipv4.conf.default.rp_filter': 0,
+        'net.ipv4.ip_forward': n === ns.router.a || n === ns.router.b ? 1 : 0,
+        // br_netfilter may be loaded on the machine: bridged frames must not go through iptables
+        'net.bridge.bridge-nf-call-iptables': 0
+      }, ['net.bridge.bridge-nf-call-iptables'])
+      await up(n, 'lo')
+    }
+
+    // the public segment: a bridge holding the servers' address
+    await ip(ns.public, ['link', 'add', 'br0', 'type', 'bridge'])
+    await up(ns.public, 'br0', `${PUBLIC_IP}/24`)
+    // the black hole: a default route to a neighbour that never answers (permanent, so no ARP)
+    await veth(ns.public, 'bh0', ns.public, 'bh1')
+    await up(ns.public, 'bh0', `${BLACK_HOLE.local}/30`)
+    await up(ns.public, 'bh1')
+    await ip(ns.public, ['neigh', 'replace', BLACK_HOLE.gateway, 'lladdr', BLACK_HOLE.mac, 'dev', 'bh0', 'nud', 'permanent'])
+    await ip(ns.public, ['route', 'add', 'default', 'via', BLACK_HOLE.gateway, 'dev', 'bh0'])
+
+    for (const side of ['a', 'b'] as const) {
+      // router: wan on the bridge, lan to its peer
+      await veth(ns.router[side], 'wan', ns.public, `r${side}`)
+      await ip(ns.public, ['link', 'set', `r${side}`, 'master', 'br0'])
+      await up(ns.public, `r${side}`)
+      await up(ns.router[side], 'wan', `${ROUTER_WAN[side]}/24`)
+      await ip(ns.router[side], ['route', 'add', 'default', 'via', PUBLIC_IP])
+      await veth(ns.router[side], 'lan', ns.lan[side], 'eth0')
+      await up(ns.router[side], 'lan', `${LAN[side]}.1/24`)
+      await up(ns.lan[side], 'eth0', `${LAN[side]}.2/24`)
+      await ip(ns.lan[side], ['route', 'add', 'default', 'via', `${LAN[side]}.1`])
+      // open peer: straight on the bridge
+      await veth(ns.open[side], 'eth0', ns.public, `o${side}`)
+      await ip(ns.public, ['link', 'set', `o${side}`, 'master', 'br0'])
+      await up(ns.public, `o${side}`)
+      await up(ns.open[side], 'eth0', `${OPEN_PEER[side]}/24`)
+      await ip(ns.open[side], ['route', 'add', 'default', 'via', PUBLIC_IP])
+    }
+    await lab.setModes('open')
+  } catch (err) {
+    try { teardown() } catch { /* the build error says more */ }
+    throw err
+  }
+  return lab
+}
+
+// ── peers: one process per peer (test/fixtures/nat-peer.mjs), its JSON lines, a pair run ──
+
+export type Stack = 'node-datachannel' | 'wrtc'
+export type Transport = 'auto' | 'webrtc' | 'relay'
+/** Where a pc's bytes go: SPEC §8's pc.path, as the fixture reads it from the selected candidate pair. */
+export interface Path { transport: string | null, local: string | null, remote: string | null, protocol: string | null, rtt: number | null, note?: string }
+/** One JSON line a peer printed. */
+export interface Line { ev: string, [key: string]: any }
+
+const FIXTURE = fileURLToPath(new URL('./fixtures/nat-peer.mjs', import.meta.url))
+
+/** One peer process and the JSON lines it printed. */
+export class Peer {
+  readonly lines: Line[] = []
+  private buffer = ''
+  private waiters: Array<() => void> = []
+
+  constructor (readonly name: string, readonly stack: Stack, readonly proc: LabProcess) {
+    proc.child.stdout?.on('data', (d: Buffer) => {
+      this.buffer += d.toString()
+      let nl: number
+      while ((nl = this.buffer.indexOf('\n')) >= 0) {
+        const text = this.buffer.slice(0, nl)
+        this.buffer = this.buffer.slice(nl + 1)
+        try { this.lines.push(JSON.parse(text)) } catch { /* a stray line from a native library */ }
+        for (const w of this.waiters.splice(0)) w()
+      }
+    })
+    void proc.exited.then(() => { for (const w of this.waiters.splice(0)) w() })
+  }
+
+  first (ev: string): Line | undefined { return this.lines.find((l) => l.ev === ev) }
+
+  /** The first `ev` line, or a rejection once `deadline` (performance.now()) passed or the process exited. */
+  async wait (ev: string, deadline: number): Promise<Line> {
+    for (;;) {
+      const line = this.first(ev)
+      if (line !== undefined) return line
+      const left = deadline - performance.now()
+      if (left <= 0 || this.proc.child.exitCode !== null || this.proc.child.signalCode !== null) {
+        throw new Error(`${this.name} (${this.stack}): no '${ev}' line ${left <= 0 ? 'by the deadline' : 'before it exited'}; it printed:\n${this.describe()}`)
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left)
+        this.waiters.push(() => { clearTimeout(timer); resolve() })
+      })
+    }
+  }
+
+  describe (): string {
+    const text = this.proc.output().split('\n').filter((l) => !l.includes('"ev":"candidate"')).join('\n')
+    return text.slice(-3000)
+  }
+
+  /** Ask it to quit; SIGKILL after 2 s. Resolves whether it had to be killed. */
+  async stop (): Promise<boolean> {
+    if (this.proc.child.exitCode !== null || this.proc.child.signalCode !== null) return false
+    this.proc.child.stdin?.end('quit\n')
+    const timer = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 2000))
+    const how = await Promise.race([this.proc.exited.then(() => 'exited' as const), timer])
+    if (how === 'exited') return false
+    this.proc.child.kill('SIGKILL')
+    await this.proc.exited
+    return true
+  }
+}
+
+export interface PairOptions {
+  yard: LabYard
+  stacks: [Stack, Stack]
+  transport: Transport
+  connectTimeout: number
+  /** Messages each side sends, and their size in bytes. */
+  count: number
+  size: number
+  /** The data starts once the pair is on WebRTC or this long after connect(): where it ends. */
+  settleMs?: number
+  /**
+   * When both sides' final path is read: this long after a's 'open' (or once both are done, if
+   * later). An ICE agent may start on a lower pair and switch: libjuice uses its first succeeded
+   * pair at once and nominates a better one for up to 2 s (NOMINATION_TIMEOUT).
+   */
+  finalAfterOpen?: number
+  /** A pair that has not exchanged everything by then (ms after both listen) fails; 15 s if not given. */
+  deadline?: number
+}
+/** A pair's lines: a's 'open', both 'done' lines, and both 'final' lines (the path it ended on). */
+export interface PairResult { a: Peer, b: Peer, open: Line, done: { a: Line, b: Line }, final: { a: Line, b: Line } }
+
+/**
+ * One pair through the lab in its current modes: b listens (in its side's namespace), a connects;
+ * both run the numbered messages; both are stopped after. Several may run at once (each has its
+ * own signalling namespace); flush conntrack before starting them, not while one runs.
+ */
+export async function runPair (l: Lab, options: PairOptions): Promise<PairResult> {
+  const namespace = `nat-lab-${randomBytes(6).toString('hex')}`
+  const spawnPeer = (side: 'a' | 'b', stack: Stack, peer: string | null): Peer => {
+    const config = {
+      url: options.yard.url, namespace, id: side, peer, stack, transport: options.transport,
+      connectTimeout: options.connectTimeout, count: options.count, size: options.size, settleMs: options.settleMs ?? 0
+    }
+    return new Peer(side, stack, l.spawn(l.peerNs(side), process.execPath, [FIXTURE, JSON.stringify(config)]))
+  }
+  const b = spawnPeer('b', options.stacks[1], null)
+  let a: Peer | null = null
+  try {
+    await b.wait('listening', performance.now() + 5000)
+    a = spawnPeer('a', options.stacks[0], 'b')
+    await a.wait('listening', performance.now() + 5000)
+    const deadline = performance.now() + (options.deadline ?? 15_000)
+    const open = await a.wait('open', deadline)
+    const openedAt = performance.now()
+    const done = { a: await a.wait('done', deadline), b: await b.wait('done', deadline) }
+    const finalAt = openedAt + (options.finalAfterOpen ?? 0)
+    if (finalAt > performance.now()) await new Promise((resolve) => setTimeout(resolve, finalAt - performance.now()))
+    for (const p of [a, b]) p.proc.child.stdin?.write('path\n')
+    const final = { a: await a.wait('final', deadline + 5000), b: await b.wait('final', deadline + 5000) }
+    return { a, b, done, final, open }
+  } finally {
+    const killed = await Promise.all([a?.stop(), b.stop()])
+    if (killed.some(Boolean)) console.log(`  note: ${['a', 'b'].filter((_, i) => killed[i]).join(' and ')} did not exit within 2 s of "quit" and was killed`)
+  }
+}
+
