@@ -59,6 +59,9 @@ function theLab (): Promise<{ lab: Lab, full: LabYard, stunOnly: LabYard }> {
   return building
 }
 
+/** The IP of an 'ip:port' address ('' when unknown). */
+const ipOf = (address: string | undefined): string => address === undefined ? '' : address.slice(0, address.lastIndexOf(':'))
+
 const show = (p: Path): string => p.transport === 'webrtc'
   ? `${String(p.local)}→${String(p.remote)} ${String(p.protocol)}${p.rtt !== null ? ` rtt ${p.rtt} ms` : ''}`
   : String(p.transport)
@@ -125,20 +128,28 @@ if (unavailable !== null) {
     await runCase('1 open', 'open', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
       assert.is(r.open.transport, 'webrtc')
       assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
-      for (const p of [pa, pb]) assert.equal([p.transport, p.local, p.remote, p.protocol], ['webrtc', 'host', 'host', 'udp'], JSON.stringify(p))
+      for (const [side, p, other] of [['a', pa, 'b'], ['b', pb, 'a']] as const) {
+        assert.equal([p.transport, p.local, p.protocol], ['webrtc', 'host', 'udp'], JSON.stringify(p))
+        assert.is(ipOf(p.localAddress), lab?.peerIp(side), `${side} sends from its own address`)
+        // a host address can show as prflx when a check from it came before its candidate did
+        assert.ok(p.remote === 'host' || p.remote === 'prflx', `remote host: ${JSON.stringify(p)}`)
+        const remoteIp = ipOf(p.remoteAddress)
+        if (remoteIp !== '') assert.is(remoteIp, lab?.peerIp(other), `${side} sends to the peer's own address`)
+      }
     })
   })
 
-  test('2. cone NAT on both sides + STUN: hole punching (srflx/prflx), never a relay candidate though TURN is offered', async () => {
+  test('2. cone NAT on both sides + STUN: hole punching (srflx/prflx) at the end, never a relay candidate though TURN is offered', async () => {
     await runCase('2 cone+STUN', 'cone', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
       assert.is(r.open.transport, 'webrtc')
       assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
-      for (const p of [pa, pb]) {
-        assert.is(p.transport, 'webrtc')
+      for (const [side, p, other] of [['a', pa, 'b'], ['b', pb, 'a']] as const) {
+        assert.equal([p.transport, p.protocol], ['webrtc', 'udp'], JSON.stringify(p))
         assert.ok(p.local !== 'relay' && p.remote !== 'relay', `no relay candidate: ${JSON.stringify(p)}`)
         // the peer's host address (10.0.x.2) is unreachable: the remote side is its NAT's mapping
         assert.ok(p.remote === 'srflx' || p.remote === 'prflx', `remote reflexive: ${JSON.stringify(p)}`)
-        assert.is(p.protocol, 'udp')
+        const remoteIp = ipOf(p.remoteAddress)
+        if (remoteIp !== '') assert.is(remoteIp, lab?.publicIpOf(other), `${side} sends to the peer's router`)
       }
     })
   })
@@ -155,10 +166,11 @@ if (unavailable !== null) {
     await runCase('4 symmetric+TURN', 'symmetric', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
       assert.is(r.open.transport, 'webrtc')
       assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
+      // the pair goes through coturn: one side (at least) sends from its relay candidate
+      assert.ok(pa.local === 'relay' || pb.local === 'relay', `a relay candidate: a ${JSON.stringify(pa)}, b ${JSON.stringify(pb)}`)
       for (const p of [pa, pb]) {
-        assert.is(p.transport, 'webrtc')
-        assert.ok(p.local === 'relay' || p.remote === 'relay', `a relay candidate: ${JSON.stringify(p)}`)
-        assert.is(p.protocol, 'udp')
+        assert.equal([p.transport, p.protocol], ['webrtc', 'udp'], JSON.stringify(p))
+        if (p.local === 'relay') assert.is(ipOf(p.localAddress), lab?.publicIp, 'a relay candidate is on coturn')
       }
     })
   })
@@ -167,7 +179,10 @@ if (unavailable !== null) {
     await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
       assert.is(r.open.transport, 'webrtc')
       assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
-      for (const p of [pa, pb]) assert.equal([p.transport, p.local, p.remote, p.protocol], ['webrtc', 'relay', 'relay', 'tcp'], JSON.stringify(p))
+      for (const p of [pa, pb]) {
+        assert.equal([p.transport, p.local, p.remote, p.protocol], ['webrtc', 'relay', 'relay', 'tcp'], JSON.stringify(p))
+        assert.is(ipOf(p.localAddress), lab?.publicIp, 'a relay candidate is on coturn')
+      }
     })
   })
 

@@ -121,6 +121,8 @@ export interface Lab {
   peerNs: (side: Side) => string
   /** The address a peer of `side` has in the current mode. */
   peerIp: (side: Side) => string
+  /** The address a peer of `side` appears from on the public segment (its router's, behind NAT). */
+  publicIpOf: (side: Side) => string
   /** Forget every NAT mapping and tracked flow on both routers (between trials). */
   flushConntrack: () => Promise<void>
   /**
@@ -291,6 +293,7 @@ export async function createLab (): Promise<Lab> {
     },
     peerNs: (side) => modes[side] === 'open' ? ns.open[side] : ns.lan[side],
     peerIp: (side) => modes[side] === 'open' ? OPEN_PEER[side] : `${LAN[side]}.2`,
+    publicIpOf: (side) => modes[side] === 'open' ? OPEN_PEER[side] : ROUTER_WAN[side],
     async flushConntrack () {
       for (const side of ['a', 'b'] as const) await inNs(ns.router[side], 'conntrack', ['-F'])
     },
@@ -393,7 +396,17 @@ export async function createLab (): Promise<Lab> {
 export type Stack = 'node-datachannel' | 'wrtc'
 export type Transport = 'auto' | 'webrtc' | 'relay'
 /** Where a pc's bytes go: SPEC §8's pc.path, as the fixture reads it from the selected candidate pair. */
-export interface Path { transport: string | null, local: string | null, remote: string | null, protocol: string | null, rtt: number | null, note?: string }
+export interface Path {
+  transport: string | null
+  local: string | null
+  remote: string | null
+  protocol: string | null
+  rtt: number | null
+  /** The pair's addresses, 'ip:port' (not in pc.path; a remote prflx shows no ip in @roamhq/wrtc). */
+  localAddress?: string
+  remoteAddress?: string
+  note?: string
+}
 /** One JSON line a peer printed. */
 export interface Line { ev: string, [key: string]: any }
 
