@@ -434,14 +434,20 @@ export class Peer {
 
   first (ev: string): Line | undefined { return this.lines.find((l) => l.ev === ev) }
 
-  /** The first `ev` line, or a rejection once `deadline` (performance.now()) passed or the process exited. */
+  /**
+   * The first `ev` line, or a rejection once `deadline` (performance.now()) passed, the process
+   * exited, or (for 'open' and 'done') its pc closed.
+   */
   async wait (ev: string, deadline: number): Promise<Line> {
     for (;;) {
       const line = this.first(ev)
       if (line !== undefined) return line
       const left = deadline - performance.now()
-      if (left <= 0 || this.proc.child.exitCode !== null || this.proc.child.signalCode !== null) {
-        throw new Error(`${this.name} (${this.stack}): no '${ev}' line ${left <= 0 ? 'by the deadline' : 'before it exited'}; it printed:\n${this.describe()}`)
+      // a pc that closed never opens nor finishes its data
+      const closed = (ev === 'open' || ev === 'done') && this.first('close') !== undefined
+      if (left <= 0 || closed || this.proc.child.exitCode !== null || this.proc.child.signalCode !== null) {
+        const why = closed ? 'its pc closed first' : left <= 0 ? 'by the deadline' : 'before it exited'
+        throw new Error(`${this.name} (${this.stack}): no '${ev}' line: ${why}; it printed:\n${this.describe()}`)
       }
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, left)
@@ -450,9 +456,12 @@ export class Peer {
     }
   }
 
+  /** What it printed, candidates summarised (types and protocols), the last 3000 characters. */
   describe (): string {
-    const text = this.proc.output().split('\n').filter((l) => !l.includes('"ev":"candidate"')).join('\n')
-    return text.slice(-3000)
+    const lines = this.proc.output().split('\n')
+    const candidates = this.lines.filter((l) => l.ev === 'candidate').map((l) => `${String(l.type)}/${String(l.protocol)}`)
+    const text = lines.filter((l) => !l.includes('"ev":"candidate"')).join('\n')
+    return `[candidates gathered: ${candidates.join(' ') || 'none'}]\n${text.slice(-3000)}`
   }
 
   /** Ask it to quit; SIGKILL after 2 s. Resolves whether it had to be killed. */
@@ -506,6 +515,13 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
   }
   const b = spawnPeer('b', options.stacks[1], null)
   let a: Peer | null = null
+  /** Stop both (once); the peers that had to be killed. */
+  let stopped: Promise<Peer[]> | null = null
+  const stopAll = (): Promise<Peer[]> => stopped ??= (async () => {
+    const peers = [a, b].filter((p): p is Peer => p !== null)
+    const killed = await Promise.all(peers.map(async (p) => await p.stop()))
+    return peers.filter((_, i) => killed[i])
+  })()
   try {
     await b.wait('listening', performance.now() + 5000)
     a = spawnPeer('a', options.stacks[0], 'b')
@@ -519,9 +535,23 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     for (const p of [a, b]) p.proc.child.stdin?.write('path\n')
     const final = { a: await a.wait('final', deadline + 5000), b: await b.wait('final', deadline + 5000) }
     return { a, b, done, final, open }
+  } catch (err) {
+    const error = err as Error
+    // the other side's story too: a failure on one side often starts on the other
+    const other = error.message.startsWith('a ') ? b : a
+    if (other !== null) error.message += `\n${other.name} (${other.stack}) printed:\n${other.describe()}`
+    const frozen = (await stopAll()).filter((p) => p.stack === 'node-datachannel')
+    for (const p of frozen) {
+      const iceUp = p.lines.some((l) => l.ev === 'state' && (l.ice === 'connected' || l.ice === 'completed'))
+      error.message += `\n${p.name} (node-datachannel) froze: it did not exit within 2 s of "quit" and was killed.` + (iceUp && p.first('open') === undefined
+        ? ' Its ICE connected and it never opened: libdatachannel\'s DTLS start deadlock on TURN-relayed connections ' +
+          '(upstream PR #1630, not in node-datachannel 0.33.4), after which the whole process blocks once anything touches the connection.'
+        : '')
+    }
+    throw error
   } finally {
-    const killed = await Promise.all([a?.stop(), b.stop()])
-    if (killed.some(Boolean)) console.log(`  note: ${['a', 'b'].filter((_, i) => killed[i]).join(' and ')} did not exit within 2 s of "quit" and was killed`)
+    const killed = await stopAll()
+    if (killed.length > 0) console.log(`  note: ${killed.map((p) => `${p.name} (${p.stack})`).join(' and ')} did not exit within 2 s of "quit" and was killed`)
   }
 }
 
