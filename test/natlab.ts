@@ -28,10 +28,12 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
+import { chromium, type Browser } from 'playwright-core'
 
 export type NatMode = 'open' | 'cone' | 'symmetric' | 'udp-blocked'
 export type Side = 'a' | 'b'
@@ -52,6 +54,16 @@ const NAME = /^sylab-(\d+)-[0-9a-f]+-/
 const IPTABLES_RESTORE = 'iptables-nft-restore'
 const IPTABLES = 'iptables-nft'
 const COMMAND_TIMEOUT = 10_000
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
+/**
+ * shared/MACHINE.md's flags, less the loopback ones: every candidate here is on a lab interface.
+ * mDNS host names are off so that host candidates show their addresses.
+ */
+const CHROMIUM_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  `--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1 , EXCLUDE ${PUBLIC_IP}`, '--disable-features=WebRtcHideLocalIpsWithMdns'
+]
 
 /** Run a command; throws with the command line, exit status and stderr when it fails. */
 export function run (cmd: string, args: string[], input?: string): Promise<string> {
@@ -136,6 +148,11 @@ export interface Lab {
   startCoturn: (options: { port: number, secret: string }) => Promise<LabProcess>
   /** Start `node dist/cli.js` on the public IP with the given extra CLI arguments and environment. */
   startYard: (options: { port: number, args: string[], env?: Record<string, string> }) => Promise<LabYard>
+  /**
+   * Chromium (Debian's, through playwright-core) running inside `ns`, launched on first use and
+   * reused; its processes die with the lab.
+   */
+  browser: (ns: string) => Promise<Browser>
   /** Kill everything the lab started and delete its namespaces. Safe to call twice. */
   teardown: () => void
 }
@@ -229,6 +246,7 @@ export async function createLab (): Promise<Lab> {
   const made: string[] = []
   const processes = new Set<LabProcess>()
   const dirs: string[] = []
+  const browsers = new Map<string, Promise<Browser>>()
   const modes: Record<Side, NatMode> = { a: 'open', b: 'open' }
   let down = false
 
@@ -334,6 +352,25 @@ export async function createLab (): Promise<Lab> {
       await await_(p, 'signalyard', () => p.output().includes('signalyard listening on'))
       return { url: `ws://${PUBLIC_IP}:${port}/`, process: p }
     },
+    browser (n) {
+      const known = browsers.get(n)
+      if (known !== undefined) return known
+      const launching = (async () => {
+        // playwright starts the executable it is given: a script that starts Chromium inside `n`
+        const dir = mkdtempSync(join(tmpdir(), `${id}-chromium-`))
+        dirs.push(dir)
+        const wrapper = join(dir, 'chromium.sh')
+        writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec '${n}' '${CHROMIUM}' "$@"\n`)
+        chmodSync(wrapper, 0o755)
+        try {
+          return await chromium.launch({ executablePath: wrapper, args: CHROMIUM_ARGS, timeout: 15_000 })
+        } catch (err) {
+          throw new Error(`natlab: Chromium (${CHROMIUM}) did not launch in ${n}: ${(err as Error).message}`)
+        }
+      })()
+      browsers.set(n, launching)
+      return launching
+    },
     teardown
   }
   live.add(lab)
@@ -391,9 +428,9 @@ export async function createLab (): Promise<Lab> {
   return lab
 }
 
-// ── peers: one process per peer (test/fixtures/nat-peer.mjs), its JSON lines, a pair run ──
+// ── peers: a Node process or a Chromium page each (test/fixtures/nat-peer.mjs), their JSON lines, a pair run ──
 
-export type Stack = 'node-datachannel' | 'wrtc'
+export type Stack = 'node-datachannel' | 'wrtc' | 'chromium'
 export type Transport = 'auto' | 'webrtc' | 'relay'
 /** Where a pc's bytes go: SPEC §8's pc.path, as the fixture reads it from the selected candidate pair. */
 export interface Path {
@@ -402,7 +439,7 @@ export interface Path {
   remote: string | null
   protocol: string | null
   rtt: number | null
-  /** The pair's addresses, 'ip:port' (not in pc.path; a remote prflx shows no ip in @roamhq/wrtc). */
+  /** The pair's addresses, 'ip:port' (not in pc.path; libwebrtc shows no ip for a remote prflx). */
   localAddress?: string
   remoteAddress?: string
   note?: string
@@ -411,32 +448,43 @@ export interface Path {
 export interface Line { ev: string, [key: string]: any }
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/nat-peer.mjs', import.meta.url))
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
 
-/** One peer process and the JSON lines it printed. */
+/** Where a peer runs: what the Peer needs from a process or a page. */
+interface PeerHost {
+  /** Everything it printed, for failure messages. */
+  output: () => string
+  /** Resolves once it is gone. */
+  readonly gone: Promise<unknown>
+  isGone: () => boolean
+  /** Ask for a 'final' line. */
+  final: () => void
+  /** Ask it to quit; resolves whether it had to be killed (it did not go within 2 s). */
+  stop: () => Promise<boolean>
+}
+
+/** One peer and the JSON lines it printed. */
 export class Peer {
   readonly lines: Line[] = []
-  private buffer = ''
   private waiters: Array<() => void> = []
 
-  constructor (readonly name: string, readonly stack: Stack, readonly proc: LabProcess) {
-    proc.child.stdout?.on('data', (d: Buffer) => {
-      this.buffer += d.toString()
-      let nl: number
-      while ((nl = this.buffer.indexOf('\n')) >= 0) {
-        const text = this.buffer.slice(0, nl)
-        this.buffer = this.buffer.slice(nl + 1)
-        try { this.lines.push(JSON.parse(text)) } catch { /* a stray line from a native library */ }
-        for (const w of this.waiters.splice(0)) w()
-      }
-    })
-    void proc.exited.then(() => { for (const w of this.waiters.splice(0)) w() })
+  constructor (readonly name: string, readonly stack: Stack, readonly host: PeerHost) {
+    void host.gone.then(() => this.wake())
   }
+
+  /** A line arrived. */
+  push (line: Line): void {
+    this.lines.push(line)
+    this.wake()
+  }
+
+  private wake (): void { for (const w of this.waiters.splice(0)) w() }
 
   first (ev: string): Line | undefined { return this.lines.find((l) => l.ev === ev) }
 
   /**
-   * The first `ev` line, or a rejection once `deadline` (performance.now()) passed, the process
-   * exited, or (for 'open' and 'done') its pc closed.
+   * The first `ev` line, or a rejection once `deadline` (performance.now()) passed, the peer is
+   * gone, or (for 'open' and 'done') its pc closed.
    */
   async wait (ev: string, deadline: number): Promise<Line> {
     for (;;) {
@@ -445,12 +493,12 @@ export class Peer {
       const left = deadline - performance.now()
       // a pc that closed never opens nor finishes its data
       const closed = (ev === 'open' || ev === 'done') && this.first('close') !== undefined
-      if (left <= 0 || closed || this.proc.child.exitCode !== null || this.proc.child.signalCode !== null) {
-        const why = closed ? 'its pc closed first' : left <= 0 ? 'by the deadline' : 'before it exited'
+      if (left <= 0 || closed || this.host.isGone()) {
+        const why = closed ? 'its pc closed first' : left <= 0 ? 'by the deadline' : 'before it was gone'
         throw new Error(`${this.name} (${this.stack}): no '${ev}' line: ${why}; it printed:\n${this.describe()}`)
       }
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, left)
+        const timer = setTimeout(resolve, Math.min(left, 100))
         this.waiters.push(() => { clearTimeout(timer); resolve() })
       })
     }
@@ -458,23 +506,123 @@ export class Peer {
 
   /** What it printed, candidates summarised (types and protocols), the last 3000 characters. */
   describe (): string {
-    const lines = this.proc.output().split('\n')
     const candidates = this.lines.filter((l) => l.ev === 'candidate').map((l) => `${String(l.type)}/${String(l.protocol)}`)
-    const text = lines.filter((l) => !l.includes('"ev":"candidate"')).join('\n')
+    const text = this.host.output().split('\n').filter((l) => !l.includes('"ev":"candidate"')).join('\n')
     return `[candidates gathered: ${candidates.join(' ') || 'none'}]\n${text.slice(-3000)}`
   }
 
-  /** Ask it to quit; SIGKILL after 2 s. Resolves whether it had to be killed. */
-  async stop (): Promise<boolean> {
-    if (this.proc.child.exitCode !== null || this.proc.child.signalCode !== null) return false
-    this.proc.child.stdin?.end('quit\n')
-    const timer = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 2000))
-    const how = await Promise.race([this.proc.exited.then(() => 'exited' as const), timer])
-    if (how === 'exited') return false
-    this.proc.child.kill('SIGKILL')
-    await this.proc.exited
-    return true
+  stop (): Promise<boolean> { return this.host.stop() }
+}
+
+/** A Node peer: `node nat-peer.mjs '<config>'` inside `ns`, lines from its stdout. */
+function processPeer (l: Lab, ns: string, name: string, stack: Stack, config: object): Peer {
+  const proc = l.spawn(ns, process.execPath, [FIXTURE, JSON.stringify(config)])
+  const isGone = (): boolean => proc.child.exitCode !== null || proc.child.signalCode !== null
+  const peer = new Peer(name, stack, {
+    output: proc.output,
+    gone: proc.exited,
+    isGone,
+    final: () => { proc.child.stdin?.write('path\n') },
+    stop: async () => {
+      if (isGone()) return false
+      proc.child.stdin?.end('quit\n')
+      const late = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 2000))
+      if (await Promise.race([proc.exited.then(() => 'gone' as const), late]) === 'gone') return false
+      proc.child.kill('SIGKILL')
+      await proc.exited
+      return true
+    }
+  })
+  let buffer = ''
+  proc.child.stdout?.on('data', (d: Buffer) => {
+    buffer += d.toString()
+    let nl: number
+    while ((nl = buffer.indexOf('\n')) >= 0) {
+      const text = buffer.slice(0, nl)
+      buffer = buffer.slice(nl + 1)
+      try { peer.push(JSON.parse(text)) } catch { /* a stray line from a native library */ }
+    }
+  })
+  return peer
+}
+
+/**
+ * The page's origin. Playwright answers its requests itself (page.route), so no web server runs;
+ * the page's WebSocket and WebRTC traffic goes through the lab.
+ */
+const PAGE_ORIGIN = `http://${PUBLIC_IP}:8080`
+const PAGE_FILES: Record<string, [string, string]> = {
+  '/': ['', 'text/html; charset=utf-8'],
+  '/signalyard.js': ['dist/browser/signalyard.js', 'text/javascript'],
+  '/nat-peer.mjs': ['test/fixtures/nat-peer.mjs', 'text/javascript']
+}
+const PAGE_HTML = '<!doctype html><meta charset="utf-8"><title>NAT lab peer</title>' +
+  '<script type="importmap">{"imports":{"signalyard":"/signalyard.js"}}</script>'
+
+/** A Chromium peer: a page in a fresh context of the lab's browser for `ns`, lines polled from the page. */
+async function pagePeer (l: Lab, ns: string, name: string, config: object): Promise<Peer> {
+  const context = await (await l.browser(ns)).newContext()
+  const page = await context.newPage()
+  let out = ''
+  let gone = false
+  let markGone = (): void => {}
+  const goneP = new Promise<void>((resolve) => { markGone = resolve })
+  const close = async (): Promise<void> => {
+    if (gone) return
+    gone = true
+    markGone()
+    await context.close().catch(() => {})
   }
+  page.on('pageerror', (err) => { out += `page error: ${err.message}\n` })
+  page.on('console', (msg) => { out += `console.${msg.type()}: ${msg.text()}\n` })
+  page.on('crash', () => { out += 'page crashed\n'; void close() })
+  await page.route(`${PAGE_ORIGIN}/**`, async (route) => {
+    const entry = PAGE_FILES[new URL(route.request().url()).pathname]
+    if (entry === undefined) return await route.fulfill({ status: 404, body: 'not found' })
+    const body = entry[0] === '' ? PAGE_HTML : await readFile(join(ROOT, entry[0]))
+    await route.fulfill({ status: 200, contentType: entry[1], body })
+  })
+  await page.goto(`${PAGE_ORIGIN}/`)
+  const peer = new Peer(name, 'chromium', {
+    output: () => out,
+    gone: goneP,
+    isGone: () => gone,
+    final: () => { void page.evaluate(() => (window as any).natPeer?.final()).catch(() => {}) },
+    stop: async () => {
+      if (gone) return false
+      const quit = page.evaluate(() => (window as any).natPeer?.quit()).catch(() => {})
+      const late = new Promise<'late'>((resolve) => setTimeout(() => resolve('late'), 2000))
+      const how = await Promise.race([quit.then(() => 'quit' as const), late])
+      await close()
+      return how === 'late'
+    }
+  })
+  // the page's lines, polled
+  let taken = 0
+  const poll = async (): Promise<void> => {
+    while (!gone) {
+      try {
+        const lines = await page.evaluate((from) => ((window as any).natLines ?? []).slice(from), taken) as Line[]
+        taken += lines.length
+        for (const line of lines) {
+          out += JSON.stringify(line) + '\n'
+          peer.push(line)
+        }
+      } catch (err) {
+        if (!gone) out += `[natlab] reading the page: ${(err as Error).message}\n`
+        break
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+  void poll()
+  // a string, not a function: tsx would wrap a function's inner arrows in a helper the page lacks
+  void page.evaluate(`(async () => {
+    window.natLines = []
+    const { startPeer } = await import('/nat-peer.mjs')
+    window.natPeer = await startPeer(${JSON.stringify(config)}, { RTCPeerConnection, print: (line) => { window.natLines.push(line) } })
+  })()`).catch((err: Error) => { out += `[natlab] the page peer did not start: ${err.message}\n` })
+  return peer
 }
 
 export interface PairOptions {
@@ -496,6 +644,7 @@ export interface PairOptions {
   /** A pair that has not exchanged everything by then (ms after both listen) fails; 15 s if not given. */
   deadline?: number
 }
+
 /** A pair's lines: a's 'open', both 'done' lines, and both 'final' lines (the path it ended on). */
 export interface PairResult { a: Peer, b: Peer, open: Line, done: { a: Line, b: Line }, final: { a: Line, b: Line } }
 
@@ -506,14 +655,14 @@ export interface PairResult { a: Peer, b: Peer, open: Line, done: { a: Line, b: 
  */
 export async function runPair (l: Lab, options: PairOptions): Promise<PairResult> {
   const namespace = `nat-lab-${randomBytes(6).toString('hex')}`
-  const spawnPeer = (side: 'a' | 'b', stack: Stack, peer: string | null): Peer => {
+  const spawnPeer = async (side: 'a' | 'b', stack: Stack, peer: string | null): Promise<Peer> => {
     const config = {
       url: options.yard.url, namespace, id: side, peer, stack, transport: options.transport,
       connectTimeout: options.connectTimeout, count: options.count, size: options.size, settleMs: options.settleMs ?? 0
     }
-    return new Peer(side, stack, l.spawn(l.peerNs(side), process.execPath, [FIXTURE, JSON.stringify(config)]))
+    return stack === 'chromium' ? await pagePeer(l, l.peerNs(side), side, config) : processPeer(l, l.peerNs(side), side, stack, config)
   }
-  const b = spawnPeer('b', options.stacks[1], null)
+  const b = await spawnPeer('b', options.stacks[1], null)
   let a: Peer | null = null
   /** Stop both (once); the peers that had to be killed. */
   let stopped: Promise<Peer[]> | null = null
@@ -524,7 +673,7 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
   })()
   try {
     await b.wait('listening', performance.now() + 5000)
-    a = spawnPeer('a', options.stacks[0], 'b')
+    a = await spawnPeer('a', options.stacks[0], 'b')
     await a.wait('listening', performance.now() + 5000)
     const deadline = performance.now() + (options.deadline ?? 15_000)
     const open = await a.wait('open', deadline)
@@ -532,7 +681,7 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     const done = { a: await a.wait('done', deadline), b: await b.wait('done', deadline) }
     const finalAt = openedAt + (options.finalAfterOpen ?? 0)
     if (finalAt > performance.now()) await new Promise((resolve) => setTimeout(resolve, finalAt - performance.now()))
-    for (const p of [a, b]) p.proc.child.stdin?.write('path\n')
+    for (const p of [a, b]) p.host.final()
     const final = { a: await a.wait('final', deadline + 5000), b: await b.wait('final', deadline + 5000) }
     return { a, b, done, final, open }
   } catch (err) {
