@@ -1,6 +1,7 @@
-// test/nat-lab.test.ts — the NAT lab (SPEC §8 "Proof", issue 12) for Node peers: real network
-// namespaces, iptables NAT, a real coturn and the signalyard CLI (test/natlab.ts), and two peer
-// processes per pair (test/fixtures/nat-peer.mjs) on node-datachannel or @roamhq/wrtc. Each case
+// test/nat-lab.test.ts — the NAT lab (SPEC §8 "Proof", issue 12): real network namespaces,
+// iptables NAT, a real coturn and the signalyard CLI (test/natlab.ts), and two peers per pair
+// (test/fixtures/nat-peer.mjs): Node processes on node-datachannel or @roamhq/wrtc, or Chromium
+// pages (a browser inside each peer namespace). Each case
 // asserts the path the pair ENDS on, read from the real RTCPeerConnection's selected candidate pair
 // (and the library's pc.path beside it once it exists), and that numbered messages cross it both
 // ways complete and in order:
@@ -8,8 +9,9 @@
 //   2. cone NAT both sides + STUN (+TURN) → srflx/prflx, never a relay candidate
 //   3. symmetric NAT both sides, STUN only → WebRTC cannot connect; 'auto' ends on the WebSocket relay
 //   4. symmetric NAT both sides + TURN    → relay candidates through coturn
-//   5. UDP blocked by both routers + TURN over TCP → @roamhq/wrtc on relay candidates over TCP; any
+//   5. UDP blocked by both routers + TURN over TCP → @roamhq/wrtc and Chromium on relay candidates over TCP; any
 //      pair with a node-datachannel side (libjuice has no TURN/TCP) ends on the WebSocket relay
+// Chromium pages run in cases 2, 4 and 5 (case 6 waits for the library's live move).
 // Where the machine cannot build the lab (not root, no `ip netns`, iptables, conntrack or coturn
 // missing) the file is skipped with the reason; under CI=true that is a failure instead.
 import { test } from 'uvu'
@@ -83,7 +85,8 @@ function checkData (r: PairResult): void {
 
 /** A side's path changes before the final one, e.g. "relay→srflx udp (at 330 ms), " (empty when it never changed). */
 function history (r: PairResult, side: 'a' | 'b'): string {
-  const paths = r[side].lines.filter((l) => l.ev === 'path' && (l.path as Path).transport !== null)
+  // leave out a moment on WebRTC before the stack names a pair
+  const paths = r[side].lines.filter((l) => l.ev === 'path' && (l.path as Path).transport !== null && !((l.path as Path).transport === 'webrtc' && (l.path as Path).local === null))
   return paths.slice(0, -1).map((l) => `${show(l.path as Path)} (at ${String(l.ms)} ms), then `).join('')
 }
 
@@ -122,7 +125,10 @@ if (unavailable !== null) {
     test.skip('NAT lab')
   }
 } else {
-  test.after(() => { lab?.teardown() })
+  test.after(async () => {
+    await lab?.closeBrowsers()
+    lab?.teardown()
+  })
 
   test('1. open (no NAT): the pair ends on host candidates on both sides', async () => {
     await runCase('1 open', 'open', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
@@ -140,7 +146,7 @@ if (unavailable !== null) {
   })
 
   test('2. cone NAT on both sides + STUN: hole punching (srflx/prflx) at the end, never a relay candidate though TURN is offered', async () => {
-    await runCase('2 cone+STUN', 'cone', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
+    await runCase('2 cone+STUN', 'cone', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc'], ['chromium', 'chromium']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
       assert.is(r.open.transport, 'webrtc')
       assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
       for (const [side, p, other] of [['a', pa, 'b'], ['b', pb, 'a']] as const) {
@@ -163,7 +169,7 @@ if (unavailable !== null) {
   })
 
   test('4. symmetric NAT on both sides + TURN: relay candidates through coturn', async () => {
-    await runCase('4 symmetric+TURN', 'symmetric', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
+    await runCase('4 symmetric+TURN', 'symmetric', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc'], ['chromium', 'chromium']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
       assert.is(r.open.transport, 'webrtc')
       assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
       // the pair goes through coturn: one side (at least) sends from its relay candidate
@@ -175,8 +181,8 @@ if (unavailable !== null) {
     })
   })
 
-  test('5a. UDP blocked + TURN over TCP: @roamhq/wrtc on relay candidates over TCP', async () => {
-    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['wrtc', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
+  test('5a. UDP blocked + TURN over TCP: @roamhq/wrtc and Chromium on relay candidates over TCP', async () => {
+    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['wrtc', 'wrtc'], ['chromium', 'chromium'], ['chromium', 'wrtc']], { yard: 'full', transport: 'webrtc' }, (r, pa, pb) => {
       assert.is(r.open.transport, 'webrtc')
       assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
       for (const p of [pa, pb]) {
@@ -187,7 +193,7 @@ if (unavailable !== null) {
   })
 
   test('5b. UDP blocked + TURN over TCP: a pair with a node-datachannel side (no TURN/TCP in libjuice) ends on the WebSocket relay', async () => {
-    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['node-datachannel', 'node-datachannel'], ['node-datachannel', 'wrtc']],
+    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['node-datachannel', 'node-datachannel'], ['node-datachannel', 'wrtc'], ['chromium', 'node-datachannel']],
       { yard: 'full', transport: 'auto', settleMs: CONNECT_TIMEOUT + 500 }, (r, pa, pb) => {
         assert.ok(r.open.ms <= CONNECT_TIMEOUT + 1000, `open in ${String(r.open.ms)} ms`)
         for (const p of [pa, pb]) assert.is(p.transport, 'relay', JSON.stringify(p))

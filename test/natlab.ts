@@ -153,6 +153,8 @@ export interface Lab {
    * reused; its processes die with the lab.
    */
   browser: (ns: string) => Promise<Browser>
+  /** Close the browsers (each within 5 s; teardown kills whatever is left). */
+  closeBrowsers: () => Promise<void>
   /** Kill everything the lab started and delete its namespaces. Safe to call twice. */
   teardown: () => void
 }
@@ -370,6 +372,14 @@ export async function createLab (): Promise<Lab> {
       })()
       browsers.set(n, launching)
       return launching
+    },
+    async closeBrowsers () {
+      const all = [...browsers.values()]
+      browsers.clear()
+      await Promise.all(all.map(async (launching) => {
+        const b = await launching.catch(() => null)
+        if (b !== null) await Promise.race([b.close().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 5000))])
+      }))
     },
     teardown
   }
