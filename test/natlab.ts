@@ -653,6 +653,8 @@ export interface PairOptions {
   finalAfterOpen?: number
   /** A pair that has not exchanged everything by then (ms after both listen) fails; 15 s if not given. */
   deadline?: number
+  /** Runs once a opened, while the data flows (e.g. to break the path when a tenth has arrived). */
+  during?: (a: Peer, b: Peer) => Promise<void>
 }
 
 /** A pair's lines: a's 'open', both 'done' lines, and both 'final' lines (the path it ended on). */
@@ -688,6 +690,7 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     const deadline = performance.now() + (options.deadline ?? 15_000)
     const open = await a.wait('open', deadline)
     const openedAt = performance.now()
+    await options.during?.(a, b)
     const done = { a: await a.wait('done', deadline), b: await b.wait('done', deadline) }
     const finalAt = openedAt + (options.finalAfterOpen ?? 0)
     if (finalAt > performance.now()) await new Promise((resolve) => setTimeout(resolve, finalAt - performance.now()))
