@@ -1,19 +1,19 @@
 // test/nat-lab.test.ts — the NAT lab (SPEC §8 "Proof", issue 12): real network namespaces,
 // iptables NAT, a real coturn and the signalyard CLI (test/natlab.ts), and two peers per pair
 // (test/fixtures/nat-peer.mjs): Node processes on node-datachannel or @roamhq/wrtc, or Chromium
-// pages (a browser inside each peer namespace). Each case
-// asserts the path the pair ENDS on, read from the real RTCPeerConnection's selected candidate pair
-// (and the library's pc.path beside it once it exists), and that numbered messages cross it both
-// ways complete and in order:
-//   1. open (no NAT)                      → host ↔ host
-//   2. cone NAT both sides + STUN (+TURN) → srflx/prflx, never a relay candidate
+// pages (a browser inside each peer namespace). Each case asserts the path the pair ENDS on, read
+// from the real RTCPeerConnection's selected candidate pair (and the library's pc.path beside it
+// once it exists), and that numbered messages cross it both ways complete and in order:
+//   1. open (no NAT)                       → host ↔ host
+//   2. cone NAT both sides + STUN (+TURN)  → srflx/prflx, never a relay candidate
 //   3. symmetric NAT both sides, STUN only → WebRTC cannot connect; 'auto' ends on the WebSocket relay
-//   4. symmetric NAT both sides + TURN    → relay candidates through coturn
-//   5. UDP blocked by both routers + TURN over TCP → @roamhq/wrtc and Chromium on relay candidates over TCP; any
-//      pair with a node-datachannel side (libjuice has no TURN/TCP) ends on the WebSocket relay
-// Chromium pages run in cases 2, 4 and 5 (case 6 waits for the library's live move).
-// Where the machine cannot build the lab (not root, no `ip netns`, iptables, conntrack or coturn
-// missing) the file is skipped with the reason; under CI=true that is a failure instead.
+//   4. symmetric NAT both sides + TURN     → relay candidates through coturn
+//   5. UDP blocked by both routers + TURN over TCP → @roamhq/wrtc and Chromium on relay candidates
+//      over TCP; any pair with a node-datachannel side (libjuice has no TURN/TCP) ends on the
+//      WebSocket relay
+// Chromium pages run in cases 2, 4 and 5; case 6 (the path dies mid-transfer) waits for the
+// library's live move. Where the machine cannot build the lab (not root, no `ip netns`, iptables,
+// conntrack or coturn missing) the file is skipped with the reason; under CI=true that fails.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'

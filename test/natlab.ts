@@ -28,7 +28,7 @@
  */
 import { execFile, spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -193,12 +193,24 @@ function removeNamespace (ns: string): string | null {
   for (const pid of (pids.stdout ?? '').split(/\s+/).filter(Boolean)) {
     try { process.kill(Number(pid), 'SIGKILL') } catch { /* gone already */ }
   }
-  const del = spawnSync('ip', ['netns', 'del', ns], { encoding: 'utf8' })
+  // processes killed a moment ago may still hold it: try again a few times
+  let del = spawnSync('ip', ['netns', 'del', ns], { encoding: 'utf8' })
+  for (let i = 0; i < 5 && del.status !== 0; i++) {
+    spawnSync('sleep', ['0.1'])
+    del = spawnSync('ip', ['netns', 'del', ns], { encoding: 'utf8' })
+  }
   return del.status === 0 ? null : `\`ip netns del ${ns}\` failed: ${(del.stderr ?? '').trim()}`
 }
 
-/** Delete the namespaces of labs whose process died without tearing them down (it was SIGKILLed). */
+/**
+ * Delete the namespaces (and temporary directories) of labs whose process died without tearing
+ * them down (it was SIGKILLed).
+ */
 function reapStale (): void {
+  for (const entry of readdirSync(tmpdir())) {
+    const m = NAME.exec(entry)
+    if (m !== null && !alive(Number(m[1]))) rmSync(join(tmpdir(), entry), { recursive: true, force: true })
+  }
   const list = spawnSync('ip', ['netns', 'list'], { encoding: 'utf8' })
   for (const line of (list.stdout ?? '').split('\n')) {
     const ns = line.split(' ')[0]
