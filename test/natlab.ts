@@ -716,10 +716,10 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     if (other !== null) error.message += `\n${other.name} (${other.stack}) printed:\n${other.describe()}`
     const frozen = (await stopAll()).filter((p) => p.stack === 'node-datachannel')
     for (const p of frozen) {
-      const iceUp = p.lines.some((l) => l.ev === 'state' && (l.ice === 'connected' || l.ice === 'completed'))
-      error.message += `\n${p.name} (node-datachannel) froze: it did not exit within 2 s of "quit" and was killed.` + (iceUp && p.first('open') === undefined
-        ? ' Its ICE connected and it never opened: libdatachannel\'s DTLS start deadlock on TURN-relayed connections ' +
-          '(upstream PR #1630, not in node-datachannel 0.33.4), after which the whole process blocks once anything touches the connection.'
+      error.message += `\n${p.name} (node-datachannel) froze: it did not exit within 2 s of "quit" and was killed.` + (p.first('open') === undefined
+        ? ' Never opened, then frozen: the signature of libdatachannel\'s DTLS start deadlock on TURN-relayed connections ' +
+          '(upstream PR #1630, not in node-datachannel 0.33.4; NAT_PEER_LOG=Debug shows ICE connected and DTLS started, never finished), ' +
+          'after which the whole process blocks once anything touches the connection.'
         : '')
     }
     throw error
