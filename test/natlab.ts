@@ -22,7 +22,11 @@
  * process's pid and a random suffix, so parallel and aborted runs never collide; teardown kills
  * the processes the lab started (and anything left inside its namespaces) and deletes exactly
  * the namespaces it made, also on SIGINT/SIGTERM and uncaught errors. A later lab reaps the
- * namespaces of a lab whose process died without tearing down (SIGKILL).
+ * namespaces and temporary directories of a lab whose process died without tearing down (SIGKILL).
+ *
+ * Peers (the second half of this file) run test/fixtures/nat-peer.mjs: a Node process each, or a
+ * page each in a Chromium launched inside the peer's namespace; `runPair` runs one pair and
+ * collects the JSON lines both print. docs/NAT-LAB.md describes the lab and what it measured.
  *
  * Every step that fails throws with the command and its stderr.
  */
@@ -714,6 +718,14 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     // the other side's story too: a failure on one side often starts on the other
     const other = error.message.startsWith('a ') ? b : a
     if (other !== null) error.message += `\n${other.name} (${other.stack}) printed:\n${other.describe()}`
+    // where each side stands (messages, the stack's counters), if it still answers within 2 s
+    const asked = performance.now() + 2000
+    for (const p of [a, b]) if (p !== null && p.first('final') === undefined) p.host.final()
+    for (const p of [a, b]) {
+      if (p === null) continue
+      const final = await p.wait('final', asked).catch(() => null)
+      error.message += `\n${p.name} (${p.stack}) at the end: ${final === null ? 'no answer' : JSON.stringify({ counts: final.counts, transport: final.transport, stats: final.stats })}`
+    }
     const frozen = (await stopAll()).filter((p) => p.stack === 'node-datachannel')
     for (const p of frozen) {
       error.message += `\n${p.name} (node-datachannel) froze: it did not exit within 2 s of "quit" and was killed.` + (p.first('open') === undefined
