@@ -543,6 +543,7 @@ export class Peer {
 /** A Node peer: `node nat-peer.mjs '<config>'` inside `ns`, lines from its stdout. */
 function processPeer (l: Lab, ns: string, name: string, stack: Stack, config: object): Peer {
   const proc = l.spawn(ns, process.execPath, [FIXTURE, JSON.stringify(config)])
+  proc.child.stdin?.on('error', () => {}) // a peer that died (or froze and was killed) cannot read: its exit says more
   const isGone = (): boolean => proc.child.exitCode !== null || proc.child.signalCode !== null
   const peer = new Peer(name, stack, {
     output: proc.output,
