@@ -90,7 +90,7 @@ test('HELLO first: the server introduces itself with its limits', async () => {
     assert.is(c.hello.id, 0)
     assert.is(c.hello.meta?.v, 1)
     assert.type(c.hello.meta?.conn, 'string')
-    assert.equal(c.hello.meta?.limits, { maxFrame: yard.limits.maxFrame, maxValue: yard.limits.kv.maxValue, maxMeta: yard.limits.peers.maxMeta })
+    assert.equal(c.hello.meta?.limits, { maxFrame: yard.limits.maxFrame, maxValue: yard.limits.kv.maxValue, maxMeta: yard.limits.peers.maxMeta, messagesPerSecond: yard.limits.messagesPerSecond, messageBurst: yard.limits.messageBurst })
     await echoRoundTrip(c, 1)
   } finally {
     c?.ws.terminate()

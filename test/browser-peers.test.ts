@@ -213,14 +213,23 @@ async function twoPagesTalk (defer: Defer, expected: 'webrtc' | 'relay', bobInit
   const pcA = await call<number>(a, 'connect', na, 'bob')
   const chatA = await call<number>(a, 'createStream', pcA, 'chat')   // made while connecting: held until open
   await call(a, 'send', chatA, str('hello bob'))
-  const infoA = await callWithin<{ transport: string, state: string }>(CONNECT_TIMEOUT + 4000, a, 'pcReady', pcA)
+  await callWithin(CONNECT_TIMEOUT + 4000, a, 'pcReady', pcA)
+  const openedOn = (await call<LogEntry[]>(a, 'log', pcA)).find((e) => e.event === 'open')?.args[0]?.v
+  assert.is(openedOn, 'relay', "'auto' opens on the relay at once")
   const pcB = await incoming(b, nb, 'alice', 3000)
-  const infoB = await call<{ transport: string, state: string, peerId: string }>(b, 'pcReady', pcB)
-  assert.is(infoA.transport, expected, `A's connection is open over ${expected}`)
-  assert.is(infoB.transport, expected, `B's connection is open over ${expected}`)
+  await call(b, 'pcReady', pcB)
+  // ... and moves to WebRTC live when ICE connects (with WebRTC available here)
+  const infoA = await callWithin<{ transport: string, state: string }>(CONNECT_TIMEOUT + 4000, a, 'pcSettled', pcA, expected, CONNECT_TIMEOUT + 2000)
+  const infoB = await callWithin<{ transport: string, state: string, peerId: string }>(CONNECT_TIMEOUT + 4000, b, 'pcSettled', pcB, expected, CONNECT_TIMEOUT + 2000)
+  assert.is(infoA.transport, expected, `A's connection is on ${expected}`)
+  assert.is(infoB.transport, expected, `B's connection is on ${expected}`)
   assert.is(infoB.peerId, 'alice')
-  const opened = openTime(await call<LogEntry[]>(a, 'log', pcA))
-  console.log(`timing: page ↔ page open over ${expected} in ${opened} ms (connect() to 'open' in page A)`)
+  const pcLogA = await call<LogEntry[]>(a, 'log', pcA)
+  const opened = openTime(pcLogA)
+  const created = pcLogA.find((e) => e.event === 'created')?.at ?? NaN
+  const moved = pcLogA.find((e) => e.event === 'transport' && e.args[0]?.v === 'webrtc')?.at
+  console.log(`timing: page ↔ page open on the relay in ${opened} ms (connect() to 'open' in page A)` +
+    (moved === undefined ? '' : `, on WebRTC ${moved - created} ms after connect()`))
 
   if (expected === 'webrtc') {
     const [sa] = await Promise.all([assertLoopbackIce(a, 'page A'), assertLoopbackIce(b, 'page B')])
@@ -326,7 +335,10 @@ async function nodeAndPage (defer: Defer, nodeDials: boolean): Promise<void> {
     pc = (await arriving)[0] as PeerConnection
     await within(pc.ready(), CONNECT_TIMEOUT + 4000, 'the Node side\'s pc.ready()')
   }
-  const pageInfo = await callWithin<{ transport: string }>(CONNECT_TIMEOUT + 4000, page, 'pcReady', pcPage)
+  await callWithin(CONNECT_TIMEOUT + 4000, page, 'pcReady', pcPage)
+  // 'auto': open on the relay, then both sides move to WebRTC live
+  const pageInfo = await callWithin<{ transport: string }>(CONNECT_TIMEOUT + 4000, page, 'pcSettled', pcPage, 'webrtc', CONNECT_TIMEOUT + 2000)
+  await until(() => pc.transport === 'webrtc', CONNECT_TIMEOUT + 2000, 'the Node side on WebRTC')
   assert.is(pc.transport, 'webrtc', `the Node side is open over WebRTC (candidates kept ${nodeRtc.kept.join(', ')}; dropped ${nodeRtc.dropped.join(', ')})`)
   assert.is(pageInfo.transport, 'webrtc', 'the page is open over WebRTC')
   if (!nodeDials) opened = openTime(await call<LogEntry[]>(page, 'log', pcPage))

@@ -369,14 +369,15 @@ async function chatTab (defer: Defer, context: Awaited<ReturnType<typeof newCont
 }
 
 /** What `page` shows for `peer` in the online list once connected: 'webrtc' or 'relay'. */
-async function transportShown (page: Page, peer: string, ms: number): Promise<string> {
+async function transportShown (page: Page, peer: string, ms: number, want: 'webrtc' | 'relay'): Promise<string> {
   const shown = (): Promise<string | undefined> => page.$eval('#online', (list, peer) =>
     [...list.querySelectorAll('li')].find((li) => li.dataset.peer === peer)?.dataset.transport, peer)
   try {
-    await page.waitForFunction((peer) => {
+    // 'auto' shows 'relay' first and 'webrtc' once the pc moved: wait for the one expected.
+    await page.waitForFunction(([peer, want]) => {
       const li = [...document.querySelectorAll<HTMLElement>('#online li')].find((li) => li.dataset.peer === peer)
-      return li?.dataset.transport === 'webrtc' || li?.dataset.transport === 'relay'
-    }, peer, { timeout: ms })
+      return li?.dataset.transport === want
+    }, [peer, want], { timeout: ms })
   } catch {
     throw new Error(`${peer} is not shown as connected within ${ms} ms (shown: ${String(await shown())}; online: "${await page.textContent('#online')}")`)
   }
@@ -454,8 +455,8 @@ test(`examples/chat: two tabs join, see each other online ${ISOLATED ? 'over Web
     const bob = await chatTab(defer, context, `${chat.origin}/${query}`, 'bob')
 
     // Presence: each sees the other online; the connection shows its transport on both sides.
-    assert.is(await transportShown(alice, 'bob', 10_000), expected, 'alice sees bob connected over ' + expected)
-    assert.is(await transportShown(bob, 'alice', 10_000), expected, 'bob sees alice connected over ' + expected)
+    assert.is(await transportShown(alice, 'bob', 10_000, expected), expected, 'alice sees bob connected over ' + expected)
+    assert.is(await transportShown(bob, 'alice', 10_000, expected), expected, 'bob sees alice connected over ' + expected)
     assert.equal(await onlineNames(alice), ['alice', 'bob'])
     assert.equal(await onlineNames(bob), ['bob', 'alice'])
 
@@ -489,8 +490,8 @@ test('examples/chat ?transport=relay in one tab: both tabs show the relay, and t
     const context = await newContext(defer, { rtcOrigin: chat.origin })
     const carol = await chatTab(defer, context, `${chat.origin}/?room=side`, 'carol')
     const dave = await chatTab(defer, context, `${chat.origin}/?room=side&transport=relay`, 'dave')
-    assert.is(await transportShown(carol, 'dave', 10_000), 'relay')
-    assert.is(await transportShown(dave, 'carol', 10_000), 'relay')
+    assert.is(await transportShown(carol, 'dave', 10_000, 'relay'), 'relay')
+    assert.is(await transportShown(dave, 'carol', 10_000, 'relay'), 'relay')
     await say(dave, 'over the relay')
     await shows(carol, 'dave', 'over the relay')
     await say(carol, 'got it')

@@ -65,6 +65,9 @@ async function withYard (body: (ctx: Ctx) => Promise<void>, options: ServerOptio
   }
   const node: Ctx['node'] = async (id, options = {}, onConnection) => {
     const { webrtc = true, ...nodeOptions } = options
+    // A node with WebRTC forces it unless a test asks for another transport: most tests here are
+    // about WebRTC pcs; those about 'auto' (open on the relay, move live) say so.
+    if (webrtc && nodeOptions.transport === undefined) nodeOptions.transport = 'webrtc'
     const n = channel(id, webrtc ? { RTCPeerConnection: WebRTC } : {}).createNode(onConnection, nodeOptions)
     await within(n.listen(id), 2000, `listen(${id})`)
     return n
@@ -92,13 +95,16 @@ const echoBack = (pc: PeerConnection): void => {
 
 // ── both transports: the same app code ──
 
-for (const transport of ['webrtc', 'relay'] as const) {
-  const webrtc = transport === 'webrtc'
+for (const mode of ['webrtc', 'relay', 'auto'] as const) {
+  // 'webrtc' forces WebRTC; 'relay': neither side has WebRTC; 'auto': both have it, the pc opens
+  // on the relay and moves to WebRTC live.
+  const transport = mode === 'webrtc' ? 'webrtc' : 'relay' // at 'open'
+  const nodeOptions = mode === 'relay' ? { webrtc: false } : { transport: mode }
 
-  test(`${transport}: connect() returns a pc at once; both sides open over ${transport}; the remote gets 'connection'`, () => withYard(async ({ node }) => {
+  test(`${mode}: connect() returns a pc at once; both sides open over ${transport}; the remote gets 'connection'`, () => withYard(async ({ node }) => {
     const incoming: PeerConnection[] = []
-    const a = await node('alice', { webrtc })
-    const b = await node('bob', { webrtc }, (pc) => incoming.push(pc))
+    const a = await node('alice', nodeOptions)
+    const b = await node('bob', nodeOptions, (pc) => incoming.push(pc))
     const pc = a.connect('bob')
     assert.is(pc.peerId, 'bob')
     assert.is(pc.state, 'connecting')
@@ -110,13 +116,19 @@ for (const transport of ['webrtc', 'relay'] as const) {
     assert.is(incoming[0].peerId, 'alice')
     assert.is(incoming[0].transport, transport)
     assert.is(b.connections().length, 1)
+    if (mode === 'auto') {
+      // both sides move to WebRTC live, each saying so once
+      const moved = await Promise.all([pc, incoming[0]].map(async (side) => side.transport === 'webrtc' ? 'webrtc' : (await next(side, 'transport', 5000))[0]))
+      assert.equal(moved, ['webrtc', 'webrtc'])
+      assert.is(pc.transport, 'webrtc')
+    }
     assert.ok(Date.now() - started < 2000, `opened in ${Date.now() - started} ms`)
   }))
 
-  test(`${transport}: named streams carry JSON, text and binary both ways, in order, each on its own label`, () => withYard(async ({ node }) => {
+  test(`${mode}: named streams carry JSON, text and binary both ways, in order, each on its own label`, () => withYard(async ({ node }) => {
     const remote: PeerStream[] = []
-    const a = await node('alice', { webrtc })
-    await node('bob', { webrtc }, (pc) => pc.on('connection', (s) => { remote.push(s); s.on('data', (d) => s.send(d)) }))
+    const a = await node('alice', nodeOptions)
+    await node('bob', nodeOptions, (pc) => pc.on('connection', (s) => { remote.push(s); s.on('data', (d) => s.send(d)) }))
     const pc = a.connect('bob')
     const chat = pc.createStream('chat')
     const files = pc.createStream('files')
@@ -145,9 +157,9 @@ for (const transport of ['webrtc', 'relay'] as const) {
     assert.equal(gotOrdered, Array.from({ length: 2000 }, (_, i) => i))
   }))
 
-  test(`${transport}: a 5 MiB message arrives whole (fragmented and joined) with the same bytes`, () => withYard(async ({ node }) => {
-    const a = await node('alice', { webrtc })
-    await node('bob', { webrtc }, echoBack)
+  test(`${mode}: a 5 MiB message arrives whole (fragmented and joined) with the same bytes`, () => withYard(async ({ node }) => {
+    const a = await node('alice', nodeOptions)
+    await node('bob', nodeOptions, echoBack)
     const pc = a.connect('bob')
     const s = pc.createStream('big')
     const got = record(s)
@@ -159,10 +171,10 @@ for (const transport of ['webrtc', 'relay'] as const) {
     assert.is(createHash('sha256').update(back).digest('hex'), createHash('sha256').update(big).digest('hex'))
   }))
 
-  test(`${transport}: backpressure — send() returns false past the high-water mark, 'drain' follows, nothing is lost`, () => withYard(async ({ node }) => {
-    const a = await node('alice', { webrtc })
+  test(`${mode}: backpressure — send() returns false past the high-water mark, 'drain' follows, nothing is lost`, () => withYard(async ({ node }) => {
+    const a = await node('alice', nodeOptions)
     let received = 0
-    await node('bob', { webrtc }, (pc) => pc.on('connection', (s) => s.on('data', (d) => { received += (d as Uint8Array).length })))
+    await node('bob', nodeOptions, (pc) => pc.on('connection', (s) => s.on('data', (d) => { received += (d as Uint8Array).length })))
     const pc = a.connect('bob')
     await within(pc.ready(), 3000, 'open')
     const s = pc.createStream('bulk')
@@ -191,12 +203,12 @@ for (const transport of ['webrtc', 'relay'] as const) {
     assert.is(drains, 4)
   }))
 
-  test(`${transport}: pc.close() closes the pc and every stream on both sides; what was sent first still arrives`, () => withYard(async ({ node }) => {
+  test(`${mode}: pc.close() closes the pc and every stream on both sides; what was sent first still arrives`, () => withYard(async ({ node }) => {
     let remotePc: PeerConnection | null = null
     const remoteStreams: PeerStream[] = []
     const remoteGot: unknown[] = []
-    const a = await node('alice', { webrtc })
-    const b = await node('bob', { webrtc }, (pc) => {
+    const a = await node('alice', nodeOptions)
+    const b = await node('bob', nodeOptions, (pc) => {
       remotePc = pc
       pc.on('connection', (s) => { remoteStreams.push(s); s.on('data', (d) => remoteGot.push(d)) })
     })
@@ -224,10 +236,10 @@ for (const transport of ['webrtc', 'relay'] as const) {
     await within(again.ready(), 3000, 'reconnect after close')
   }))
 
-  test(`${transport}: stream.close() ends that stream on both sides and leaves the others open`, () => withYard(async ({ node }) => {
+  test(`${mode}: stream.close() ends that stream on both sides and leaves the others open`, () => withYard(async ({ node }) => {
     const remote: PeerStream[] = []
-    const a = await node('alice', { webrtc })
-    await node('bob', { webrtc }, (pc) => pc.on('connection', (s) => { remote.push(s); s.on('data', (d) => s.send(d)) }))
+    const a = await node('alice', nodeOptions)
+    await node('bob', nodeOptions, (pc) => pc.on('connection', (s) => { remote.push(s); s.on('data', (d) => s.send(d)) }))
     const pc = a.connect('bob')
     const keep = pc.createStream('keep')
     const drop = pc.createStream('drop')
@@ -252,7 +264,7 @@ for (const transport of ['webrtc', 'relay'] as const) {
 
 test('auto: a side without RTCPeerConnection makes the pair use the relay at once, the same code works', () => withYard(async ({ node }) => {
   const before = rtc.created
-  const a = await node('alice', { webrtc: true })
+  const a = await node('alice', { transport: 'auto' })
   await node('bob', { webrtc: false }, echoBack)
   const pc = a.connect('bob')
   const s = pc.createStream('x')
@@ -267,23 +279,29 @@ test('auto: a side without RTCPeerConnection makes the pair use the relay at onc
   assert.equal(got, ['over the relay'])
 }))
 
-test('auto: ICE that cannot connect falls back to the relay after connectTimeout; no RTCPeerConnection is left', () => withYard(async ({ channel }) => {
+test('auto: the pc opens on the relay at once; ICE that cannot connect is given up after connectTimeout and leaves no RTCPeerConnection; the pc stays on the relay and works', () => withYard(async ({ channel }) => {
   // iceTransportPolicy 'relay' with no TURN server: no candidate is ever gathered, ICE cannot succeed.
   const noIce = { bindAddress: '127.0.0.1', iceTransportPolicy: 'relay' }
   const a = channel('a', { RTCPeerConnection: WebRTC }).createNode(undefined, { connectTimeout: 400, rtcConfig: noIce })
   const b = channel('b', { RTCPeerConnection: WebRTC }).createNode(echoBack, { connectTimeout: 400, rtcConfig: noIce })
   await within(Promise.all([a.listen('alice'), b.listen('bob')]), 2000, 'listen')
   const pc = a.connect('bob')
+  const moves: string[] = []
+  pc.on('transport', (t) => moves.push(t))
   const s = pc.createStream('x')
   const got = record(s)
-  s.send('after the fallback')
+  s.send('at once, on the relay')
   const started = Date.now()
   await within(pc.ready(), 3000, 'open')
   const took = Date.now() - started
   assert.is(pc.transport, 'relay')
-  assert.ok(took >= 380 && took < 1500, `fell back after ${took} ms (connectTimeout 400)`)
+  assert.ok(took < 300, `open on the relay after ${took} ms, not after connectTimeout`)
   await until(() => got.length === 1, 2000, 'echo')
-  assert.is(liveRtc(), 0, 'both RTCPeerConnections of the failed attempt are closed')
+  await until(() => liveRtc() === 0, 2000, 'both RTCPeerConnections of the failed attempt closed')
+  assert.ok(Date.now() - started >= 380, 'the attempt lived for connectTimeout')
+  s.send('still on the relay')
+  await until(() => got.length === 2, 2000, 'second echo')
+  assert.equal(moves, [], 'never moved')
 }))
 
 test('ids of the longest length (256 characters) connect over either transport', () => withYard(async ({ node }) => {
@@ -303,7 +321,7 @@ test('ids of the longest length (256 characters) connect over either transport',
 
 test("transport 'relay' forces the relay even when both sides have WebRTC", () => withYard(async ({ node }) => {
   const a = await node('alice', { transport: 'relay' })
-  await node('bob', {}, echoBack)
+  await node('bob', { transport: 'auto' }, echoBack)
   const pc = a.connect('bob')
   await within(pc.ready(), 2000, 'open')
   assert.is(pc.transport, 'relay')
@@ -426,8 +444,8 @@ test('signalling is directed: a third client in the namespace sees none of it, a
   await eveEcho.ready()
   const seenBefore = new Map(counts)
 
-  const a = channel('a', { RTCPeerConnection: WebRTC }).createNode()
-  const b = channel('b', { RTCPeerConnection: WebRTC }).createNode(echoBack)
+  const a = channel('a', { RTCPeerConnection: WebRTC }).createNode(undefined, { transport: 'webrtc' })
+  const b = channel('b', { RTCPeerConnection: WebRTC }).createNode(echoBack, { transport: 'webrtc' })
   await Promise.all([a.listen('alice'), b.listen('bob')])
   const pc = a.connect('bob')
   const s = pc.createStream('x')
@@ -495,7 +513,7 @@ test('connecting to an id nobody listens on fails fast with unknown-peer', () =>
 test('the remote peer going away closes the pc on this side: clean close at once, a dead socket within the grace', () => withYard(async ({ yard, node, channel }) => {
   for (const webrtc of [true, false]) {
     // clean: the remote closes its channel
-    const a = await node(`a-clean-${String(webrtc)}`, { webrtc })
+    const a = await node(`a-clean-${String(webrtc)}`, { webrtc, transport: 'auto' })
     const bChannel = channel(`b-clean-${String(webrtc)}`, webrtc ? { RTCPeerConnection: WebRTC } : {})
     const b = bChannel.createNode(echoBack)
     await b.listen(`b-clean-${String(webrtc)}`)
@@ -514,11 +532,14 @@ test('the remote peer going away closes the pc on this side: clean close at once
   // Over the relay the pair closes with the socket; over WebRTC the channel lives on in the remote
   // process, and the release of the remote's id (signal 'leave') is what closes the pc.
   for (const transport of ['relay', 'webrtc'] as const) {
-    const a = await node(`a-dead-${transport}`)
+    const a = await node(`a-dead-${transport}`, { transport: 'auto' })
     let victim: any = null
+    // A dead process does not come back: once its socket is destroyed, no new one opens (the
+    // reconnect delay is random from 0, so a reconnect inside the grace would reclaim the id).
+    let dead = false
     const b = channel(`b-dead-${transport}`, {
       RTCPeerConnection: WebRTC,
-      WebSocket: class extends WebSocket { constructor (u: string, p?: string | string[]) { super(u, p); victim = this } } as unknown as WebSocketConstructor,
+      WebSocket: class extends WebSocket { constructor (u: string, p?: string | string[]) { if (dead) throw new Error('this process is dead'); super(u, p); victim = this } } as unknown as WebSocketConstructor,
       reconnect: { minDelay: 60_000, maxDelay: 60_000 }
     }).createNode(echoBack, { transport })
     await b.listen(`b-dead-${transport}`)
@@ -527,6 +548,7 @@ test('the remote peer going away closes the pc on this side: clean close at once
     assert.is(pc.transport, transport)
     const started = Date.now()
     const closed = next(pc, 'close', 3000)
+    dead = true
     victim._socket.destroy() // the TCP connection dies without a WebSocket close handshake
     const [err] = await closed
     assert.ok(err instanceof SignalyardError, `closed with a coded error (${String(err)})`)
@@ -717,7 +739,7 @@ test('a peer that opens too many streams or piles up unfinished messages is cut 
 }))
 
 test('auto: an acceptor whose RTCPeerConnection cannot be made answers with the relay', () => withYard(async ({ node, channel }) => {
-  const a = await node('alice')
+  const a = await node('alice', { transport: 'auto' })
   class Broken { constructor () { throw new Error('no WebRTC here today') } }
   const errors: SignalyardError[] = []
   const b = channel('b', { RTCPeerConnection: Broken as unknown as RTCPeerConnectionConstructor }).createNode(echoBack)

@@ -7,7 +7,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { createHash, randomBytes } from 'node:crypto'
-import { SignalChannel, type Channel, type RelayStream, type SignalyardError } from 'signalyard'
+import { SignalChannel, SignalyardError as SignalyardErrorClass, type Channel, type RelayStream, type SignalyardError } from 'signalyard'
 import { DEFAULTS, createServer, redisBroker, type Broker, type ServerOptions, type Yard } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
 import { HEADER_SIZE, Kind, writeFrame } from '../src/protocol/codec.js'
@@ -416,5 +416,93 @@ test('a stream closed on one side releases what the other side queued for its so
   await closed
   await until(async () => (await relayBudget(yard)) === 0, 2000, 'the queue given back')
 }))
+
+
+test('the rate limit never opens a gap in a relay stream: a reference client paces itself to HELLO\'s rate (6,000 tiny messages at 2,000 frames/s, all in order, none refused); a raw client past it gets the stream closed with rate-limited on both sides', () => withYard(async (yard, raws, open) => {
+  const limits = ((await rawClient(yard, raws)).hello.meta as { limits?: Record<string, unknown> } | null)?.limits
+  assert.is(limits?.messagesPerSecond, 2000, 'HELLO announces the rate')
+  assert.is(limits?.messageBurst, 500)
+  // the reference client: far more frames than the burst, as fast as it may
+  const a = open('room', 'a').relay({ local: 'p', remote: 'q' })
+  const b = open('room', 'b').relay({ local: 'q', remote: 'p' })
+  const got: number[] = []
+  b.on('data', (d) => { got.push(new DataView((d as Uint8Array).buffer, (d as Uint8Array).byteOffset).getUint32(0)) })
+  const closes: unknown[] = []
+  a.on('close', (e) => closes.push(e))
+  await readyAll(a, b)
+  const N = 6000
+  for (let i = 0; i < N; i++) {
+    const msg = new Uint8Array(4)
+    new DataView(msg.buffer).setUint32(0, i)
+    if (!a.send(msg)) await next(a, 'drain', 10_000)
+  }
+  await until(() => got.length === N, 10_000, `${N} messages (got ${got.length})`)
+  assert.equal(got, Array.from({ length: N }, (_, i) => i), 'every message, in order')
+  assert.equal(closes, [])
+  assert.not.match(await yard.metrics(), /signalyard_refusals_total\{code="rate-limited"\}/, 'the server refused nothing')
+  // a raw client that ignores the rate: its stream ends, it is not left with a hole
+  const sender = await rawClient(yard, raws)
+  const receiver = await rawClient(yard, raws)
+  sender.send(FrameType.Open, 1, relayOpen('room', 's', 'r'))
+  await receiver.open(1, relayOpen('room', 'r', 's'))
+  await sender.take((f) => f.type === FrameType.Opened && f.id === 1, 2000, 'OPENED (sender)')
+  for (let i = 0; i < 1500; i++) sender.sendRaw(dataFrame(1, new Uint8Array([i & 255])))
+  assert.is((await sender.take(isClosed(1), 3000, 'CLOSED (sender)')).meta?.code, 'rate-limited')
+  assert.is((await receiver.take(isClosed(1), 3000, 'CLOSED (receiver)')).meta?.code, 'rate-limited')
+  const delivered = receiver.frames.filter((f) => f.type === FrameType.Data && f.id === 1).map((f) => f.payload[0])
+  assert.ok(delivered.length >= 400 && delivered.length < 1500, `${delivered.length} delivered before the close`)
+  assert.equal(delivered, Array.from({ length: delivered.length }, (_, i) => i & 255), 'what arrived is the prefix, in order')
+}, { limits: { messagesPerSecond: 2000, messageBurst: 500 } }))
+
+test('paced frames wait per stream and take turns: a relay stream\'s backlog does not hold up an echo message on the same socket, and its close() does not overtake its data', () => withYard(async (_yard, _raws, open) => {
+  const sender = open('room', 'a')
+  const a = sender.relay({ local: 'p2', remote: 'q2' })
+  const b = open('room', 'b').relay({ local: 'q2', remote: 'p2' })
+  const echo = sender.echo()
+  const listener = open('room', 'c').echo()
+  await readyAll(a, b, echo, listener)
+  let got = 0
+  let closedAfter = -1
+  b.on('data', () => { got++ })
+  b.on('close', () => { closedAfter = got })
+  // 3,000 frames at 1,600/s (80 % of the limit) are about 1.5 s of backlog past the burst
+  const N = 3000
+  for (let i = 0; i < N; i++) a.send(new Uint8Array([i & 255]))
+  a.close()
+  const heard = next(listener, 'data', 3000)
+  const t0 = performance.now()
+  echo.send('not stuck behind the relay')
+  assert.equal((await heard)[0], 'not stuck behind the relay')
+  const waited = performance.now() - t0
+  assert.ok(waited < 500, `the echo message came through in ${Math.round(waited)} ms while the relay backlog drained`)
+  await until(() => closedAfter >= 0, 10_000, 'the relay stream closed on the other side')
+  assert.is(closedAfter, N, 'every frame arrived before the close')
+}, { limits: { messagesPerSecond: 2000, messageBurst: 500 } }))
+
+test('what waits for the rate limit is bounded: an app that publishes far faster than the server takes gets queue-full at 32 MiB waiting, and the socket keeps working', () => withYard(async (_yard, _raws, open) => {
+  const channel = open('room', 'flood')
+  const echo = channel.echo()
+  const listener = open('room', 'ear').echo()
+  await readyAll(echo, listener)
+  const chunk = new Uint8Array(512 * 1024)
+  let thrown: unknown = null
+  let sent = 0
+  try {
+    for (; sent < 200; sent++) echo.send(chunk) // 100 MiB at 8 frames/s
+  } catch (err) {
+    thrown = err
+  }
+  assert.ok(thrown instanceof SignalyardErrorClass && thrown.code === 'queue-full', `queue-full (${String(thrown)})`)
+  // half the burst (5) goes at once, then about 62 wait: 32 MiB of 512 KiB frames
+  assert.ok(sent >= 64 && sent <= 70, `${sent} messages of 512 KiB were taken before the bound (32 MiB)`)
+  const heard = next(listener, 'data', 3000)
+  channel.close() // what waits is dropped with the socket
+  const small = open('room', 'other').echo()
+  await small.ready()
+  small.send('still served')
+  let got = await heard
+  while (got[0] instanceof Uint8Array) got = await next(listener, 'data', 3000)
+  assert.equal(got[0], 'still served')
+}, { limits: { messagesPerSecond: 10, messageBurst: 10 } }))
 
 test.run()

@@ -398,4 +398,36 @@ test('a wall clock stepped back an hour does not hide a dead server: the heartbe
   }
 })
 
+test('a server announcing a near-zero frame rate: frames wait, without a timer that overflows and spins', async () => {
+  const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+  await new Promise<void>((resolve) => wss.once('listening', () => resolve()))
+  const limits = { maxFrame: 1024 * 1024, maxValue: 65536, messagesPerSecond: 1e-9, messageBurst: 2 }
+  const types: number[] = []
+  wss.on('connection', (ws) => {
+    ws.on('message', (data: Buffer) => { types.push(data[0]) })
+    ws.send(writeFrame(FrameType.Hello, 0, { v: 1, conn: 'slow', limits, iceServers: [] }))
+  })
+  const { port } = wss.address() as { port: number }
+  const warnings: string[] = []
+  const onWarning = (w: Error): void => { warnings.push(w.name) }
+  process.on('warning', onWarning)
+  const r = resources()
+  try {
+    const channel = r.channel('slow', { url: `ws://127.0.0.1:${port}/`, reconnect: { minDelay: 60_000, maxDelay: 60_000 } })
+    await until(() => channel.state === 'open', 2000, 'open')
+    const echo = channel.echo()
+    await until(() => types.includes(FrameType.Open), 2000, 'OPEN sent (it spends the one token)')
+    echo.send('one')
+    echo.send('two')
+    await sleep(300)
+    assert.equal(types.filter((t) => t === FrameType.Data), [], 'no DATA: the rate allows none yet')
+    assert.equal(warnings.filter((w) => w === 'TimeoutOverflowWarning'), [], 'no timer overflow')
+  } finally {
+    process.off('warning', onWarning)
+    await r.close()
+    for (const ws of wss.clients) ws.terminate()
+    await new Promise<void>((resolve) => wss.close(() => resolve()))
+  }
+})
+
 test.run()

@@ -9,6 +9,7 @@ import { createHmac } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { SignalChannel, type Channel, type RTCPeerConnectionConstructor } from 'signalyard'
 import { createServer, turnCredential } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
@@ -203,6 +204,40 @@ test('a real coturn (use-auth-secret) allocates with the credentials from HELLO,
     const turn = turnOf(c.hello.meta?.iceServers)
     const good = await allocate(port, String(turn.username), String(turn.credential))
     assert.ok(good.ok, `coturn allocated with HELLO's credentials:\n${good.output.slice(-600)}`)
+    // node-datachannel: its polyfill builds turn:user:pass@host URLs, so the client hands it the
+    // credentials URI-encoded (a REST username has a ':'); with them it gets a relay candidate.
+    const seen: Array<{ iceServers?: Ice[] }> = []
+    const PolyfillLike = class {
+      constructor (config: { iceServers?: Ice[] }) { seen.push(config); throw new Error('recorded') }
+      selectedCandidatePair (): null { return null }
+    } as unknown as RTCPeerConnectionConstructor
+    const channel = SignalChannel('turn-nd', { url: `${yard.url}?c=nd`, RTCPeerConnection: PolyfillLike })
+    try {
+      await channel.createNode().listen('bob')
+      const other = SignalChannel('turn-nd', { url: `${yard.url}?c=nd2`, RTCPeerConnection: RecordingPC })
+      try {
+        const caller = other.createNode()
+        await caller.listen('carol')
+        await caller.connect('bob').ready() // bob's pc is made (and refuses): the pair uses the relay
+      } finally {
+        other.close()
+      }
+    } finally {
+      channel.close()
+    }
+    assert.is(seen.length, 1)
+    const given = turnOf(seen[0].iceServers)
+    assert.match(String(given.username), /^\d+%3A[^:]+$/, 'the username is URI-encoded')
+    assert.is(given.credential, encodeURIComponent(expected(decodeURIComponent(String(given.username)))), 'so is the credential')
+    // Its own process (libdatachannel can freeze one), and not spawnSync: this process must keep
+    // reading coturn's log meanwhile, or coturn blocks on a full pipe.
+    const gathered = await new Promise<string>((resolve) => {
+      execFile(process.execPath, [fileURLToPath(new URL('./fixtures/turn-gather.mjs', import.meta.url)),
+        JSON.stringify({ iceServers: seen[0].iceServers, iceTransportPolicy: 'relay', bindAddress: '127.0.0.1' })], { timeout: 10_000 },
+      (_err, stdout, stderr) => resolve(`${stdout}${stderr}`))
+    })
+    assert.match(gathered, /"type":"relay"/, `node-datachannel got a relay candidate from coturn with those credentials:\n${gathered}\n${JSON.stringify(seen[0])}`)
+
     const altered = await allocate(port, String(turn.username).replace(/^\d+/, (e) => String(Number(e) + 1)), String(turn.credential))
     assert.not.ok(altered.ok, 'coturn refused a username whose expiry was changed')
   } finally {

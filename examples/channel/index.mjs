@@ -106,8 +106,19 @@ function greet (id, pc) {
     })
   })
   pc.on('close', (err) => { if (err && received < expected) fail(`${id} ↔ ${pc.peerId}: ${err.code}: ${err.message}`) })
-  // Written at once: a stream holds what is sent before the connection opens.
-  pc.createStream('greeting').send(`hello ${pc.peerId}, this is ${id}`)
+  // transport 'auto' opens the pc on the relay at once and moves it to WebRTC when ICE connects.
+  // The greeting waits for the move only so that the lines show where the pair settled: an app
+  // need not wait (a stream holds what is sent before 'open', and nothing is lost in the move).
+  settled(pc).then(() => pc.createStream('greeting').send(`hello ${pc.peerId}, this is ${id}`))
+}
+
+/** Resolves once `pc` is on WebRTC, or when it will not be (no WebRTC here, or not within the timeout). */
+function settled (pc) {
+  return new Promise((resolve) => {
+    if (!RTCPeerConnection || pc.transport === 'webrtc') return resolve()
+    const timer = setTimeout(resolve, CONNECT_TIMEOUT + 500)
+    pc.on('transport', (transport) => { if (transport === 'webrtc') { clearTimeout(timer); resolve() } })
+  })
 }
 
 function fail (why) {

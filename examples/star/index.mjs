@@ -73,12 +73,14 @@ let allAnswered
 const answered = new Promise((resolve) => { allAnswered = resolve })
 const spokes = [] // the hub's connections to its spokes, open
 hub.on('connection', (pc) => {
-  pc.on('open', () => {
+  // transport 'auto' opens the pc on the relay at once and moves it to WebRTC when ICE connects:
+  // the hub counts a spoke once it is on the path it settles on (an app need not wait for that).
+  pc.on('open', () => settled(pc).then(() => {
     console.log(`hub: ${pc.peerId} connected over ${pc.transport}`)
     transports.add(pc.transport)
     spokes.push(pc)
     if (++connected === count) broadcast()
-  })
+  }))
   pc.on('close', (err) => { if (err && answers < count) fail(`hub ↔ ${pc.peerId}: ${err.code}: ${err.message}`) })
 })
 await hub.listen('hub')
@@ -116,6 +118,15 @@ console.log(`star of ${count} spokes: broadcast reached ${reached}/${count}, ${a
 clearTimeout(giveUp)
 for (const channel of channels) channel.close()
 await yard?.close()
+
+/** Resolves once `pc` is on WebRTC, or when it will not be (no WebRTC here, or not within the timeout). */
+function settled (pc) {
+  return new Promise((resolve) => {
+    if (!RTCPeerConnection || pc.transport === 'webrtc') return resolve()
+    const timer = setTimeout(resolve, CONNECT_TIMEOUT + 500)
+    pc.on('transport', (transport) => { if (transport === 'webrtc') { clearTimeout(timer); resolve() } })
+  })
+}
 
 function fail (why) {
   console.error(`star example: ${why}`)

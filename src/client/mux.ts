@@ -8,7 +8,8 @@
  */
 import { decodePayload, encodePayload, Kind } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { MuxOp, writeMux, type MuxFrame } from '../protocol/mux.js'
+import { MuxOp, writeControl, writeMux, type MuxFrame } from '../protocol/mux.js'
+import { ACK_DELAY_MS, ACK_EVERY, Ledger } from './ledger.js'
 import { PeerStream, type StreamHost } from './peer-stream.js'
 import { PIPE_HIGH_WATER, PIPE_LOW_WATER, type Pipe } from './transports/pipe.js'
 
@@ -33,6 +34,8 @@ export interface MuxHost {
   violation: (error: SignalyardError) => void
   /** Flushing after close (see `flush`), and everything queued is on the pipe now. */
   flushed: () => void
+  /** Send a control frame (ACK) on a sequenced connection, on whichever pipe can take it. */
+  control: (frame: Uint8Array) => void
 }
 
 /**
@@ -69,6 +72,9 @@ export class Mux {
   private queuedBytes = 0
   /** Bytes of unfinished incoming messages, all streams together (bounded by MAX_QUEUED). */
   private partialBytes = 0
+  /** A sequenced connection's numbering and unacknowledged frames (see `sequence`), else null. */
+  ledger: Ledger | null = null
+  private ackTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor (private readonly host: MuxHost, initiator: boolean) {
     this.nextId = initiator ? 1 : 2
@@ -86,6 +92,11 @@ export class Mux {
     this.lanes.set(lane.id, lane)
     this.enqueue({ lane, op: MuxOp.Open, kind: Kind.Text, bytes: new TextEncoder().encode(label), offset: 0 })
     return lane.stream
+  }
+
+  /** Number stream frames from now on (both sides agreed to move between paths; before any frame flows). */
+  sequence (): void {
+    this.ledger = new Ledger()
   }
 
   /** The connection opened: streams may send from now on. */
@@ -127,6 +138,8 @@ export class Mux {
     this.state = 'closed'
     this.queue = []
     this.queuedBytes = 0
+    if (this.ackTimer !== null) clearTimeout(this.ackTimer)
+    this.ackTimer = null
   }
 
   /** End every stream here (no frame is sent); `error` says why when not on purpose. */
@@ -170,21 +183,37 @@ export class Mux {
   pump (): void {
     const pipe = this.host.pipe()
     if (pipe === null || (this.state !== 'open' && this.state !== 'flushing')) return
-    while (this.queue.length > 0 && pipe.bufferedAmount < PIPE_HIGH_WATER) {
+    const ledger = this.ledger
+    while (ledger?.owed === true && pipe.bufferedAmount < PIPE_HIGH_WATER) {
+      const frame = ledger.takeAgain(pipe.transport === 'webrtc')
+      if (frame !== undefined) this.host.send(frame)
+      if (this.host.pipe() !== pipe) return
+    }
+    while (this.queue.length > 0 && pipe.bufferedAmount < PIPE_HIGH_WATER && ledger?.full !== true) {
       const out = this.queue[0]
-      if (out.op !== MuxOp.Data) {
-        if (!this.host.send(writeMux(out.op, out.lane.id, out.kind, out.bytes))) return
-        this.queue.shift()
-        this.queuedBytes -= out.bytes.length
-        continue
-      }
-      const end = Math.min(out.offset + pipe.chunk, out.bytes.length)
+      const data = out.op === MuxOp.Data
+      const end = data ? Math.min(out.offset + pipe.chunk, out.bytes.length) : out.bytes.length
       const last = end === out.bytes.length
-      if (!this.host.send(writeMux(last ? MuxOp.Data : MuxOp.More, out.lane.id, out.kind, out.bytes.subarray(out.offset, end)))) return
-      out.lane.queued -= end - out.offset
+      const op = data && !last ? MuxOp.More : out.op
+      const payload = data ? out.bytes.subarray(out.offset, end) : out.bytes
+      let sent: boolean
+      if (ledger === null) {
+        sent = this.host.send(writeMux(op, out.lane.id, out.kind, payload))
+      } else {
+        // Numbered and kept before it is sent: a frame a broken pipe did not take is sent again
+        // after the move, never written twice under two numbers.
+        const seq = ledger.next()
+        const frame = writeMux(op, out.lane.id, out.kind, payload, seq)
+        ledger.keep(seq, frame, pipe.transport === 'webrtc')
+        this.host.send(frame)
+        sent = true
+      }
+      if (!sent) return
+      if (data) out.lane.queued -= end - out.offset
       this.queuedBytes -= end - out.offset
       out.offset = end
       if (last) this.queue.shift()
+      if (this.host.pipe() !== pipe) break // the send broke the pipe, and the connection moved
     }
     for (const lane of this.lanes.values()) {
       // At or below the pipe's low-water mark: a pipe reports 'drain' when it falls to that mark,
@@ -198,7 +227,16 @@ export class Mux {
   }
 
   /** A stream frame from the peer (OPEN, DATA, MORE, CLOSE). */
-  receive ({ op, stream: n, kind, payload }: MuxFrame): void {
+  receive ({ op, stream: n, kind, seq, payload }: MuxFrame): void {
+    const ledger = this.ledger
+    if (ledger !== null) {
+      const arrival = ledger.arrive(seq)
+      if (arrival === 'old') return
+      if (arrival === 'gap') return this.host.violation(new SignalyardError('bad-frame', `the peer skipped from stream frame ${ledger.read} to ${seq}`))
+      ledger.unacked += payload.length + 10
+      if (ledger.unacked >= ACK_EVERY) this.ack()
+      else if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.ack(), ACK_DELAY_MS)
+    }
     switch (op) {
       case MuxOp.Open: {
         // The peer's streams have the other parity; a reused number is ignored.
@@ -222,6 +260,16 @@ export class Mux {
         if (lane !== undefined) this.fragment(lane, op === MuxOp.Data, kind, payload)
       }
     }
+  }
+
+  /** Acknowledge what was read (sequenced connections). */
+  private ack (): void {
+    if (this.ackTimer !== null) clearTimeout(this.ackTimer)
+    this.ackTimer = null
+    const ledger = this.ledger as Ledger
+    if (ledger.unacked === 0 || this.state === 'closed') return
+    ledger.unacked = 0
+    this.host.control(writeControl(MuxOp.Ack, ledger.read))
   }
 
   private fragment (lane: Lane, last: boolean, kind: number, payload: Uint8Array): void {

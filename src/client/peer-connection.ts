@@ -1,45 +1,26 @@
 /**
  * A peer connection between two nodes of a namespace: the handshake over directed signalling
  * (docs/PROTOCOL.md, "Peer connections"; messages in protocol/handshake.ts), the choice of
- * transport (WebRTC, or the server relay when either side lacks WebRTC or ICE does not connect
- * within `connectTimeout`), the current pipe and the timers. The streams and their bytes live in
- * the connection's Mux (mux.ts), which writes to whatever pipe is current here.
+ * transport, the pipes and the timers. With `transport: 'auto'` on both sides (and WebRTC on both)
+ * the connection opens on the server relay at once and its Mover (mover.ts) moves it to WebRTC
+ * live, and back when that path dies; 'webrtc' and 'relay' force one pipe. The streams and their
+ * bytes live in the connection's Mux (mux.ts), which writes to whatever pipe is current here.
  */
 import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
-import type { HandshakeMessage, Transport } from '../protocol/handshake.js'
+import { chooseTransport, type HandshakeMessage, type Transport } from '../protocol/handshake.js'
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
+import { Mover } from './mover.js'
 import { Mux } from './mux.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
-import { RelayPipe, type RelayOpener } from './transports/relay.js'
+import { RelayPipe } from './transports/relay.js'
 import { PipeSlot } from './transports/slot.js'
-import { WebRtcPipe, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
+import { WebRtcPipe } from './transports/webrtc.js'
+import type { PeerConnectionEvents, PeerHost } from './peer-host.js'
 
 export type { Transport } from '../protocol/handshake.js'
-export type TransportOption = 'auto' | Transport
-
-/** What a connection needs from its node. */
-export interface PeerHost {
-  readonly transport: TransportOption
-  readonly connectTimeout: number
-  /** The WebRTC constructor and configuration, or null when this node cannot or may not use WebRTC. */
-  rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
-  /** Send a handshake message to peer `to` (DATA on the node's signal stream). */
-  handshake: (to: string, msg: HandshakeMessage) => void
-  openRelay: RelayOpener
-  forget: (pc: PeerConnection) => void
-}
-
-export interface PeerConnectionEvents {
-  /** The connection is open; `pc.transport` says over what. */
-  open: []
-  /** The other side created a stream. */
-  connection: [stream: PeerStream]
-  /** The connection ended; `error` says why when it was not closed on purpose. */
-  close: [error?: SignalyardError]
-  error: [error: SignalyardError]
-}
+export type { PeerConnectionEvents, PeerHost, TransportOption } from './peer-host.js'
 
 /** How long a closing connection waits for its transport to flush. */
 const LINGER_MS = 2000
@@ -49,17 +30,21 @@ const LINGER_MS = 2000
  *
  * @example
  * const pc = node.connect('bob')
- * pc.on('open', () => console.log('over', pc.transport))   // 'webrtc' or 'relay'
+ * pc.on('open', () => console.log('over', pc.transport))   // 'relay' first with 'auto'
+ * pc.on('transport', (t) => console.log('now over', t))    // 'webrtc' once ICE connects
  * const chat = pc.createStream('chat')
  * chat.send('hi')                                           // held until open
  * pc.on('connection', (stream) => stream.on('data', console.log))
  */
 export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   state: 'connecting' | 'open' | 'closed' = 'connecting'
-  /** The transport in use once open. */
+  /** The transport in use once open (it changes when the connection moves: see 'transport'). */
   transport: Transport | null = null
+  /** The relay pipe, or the one pipe of a connection that does not move. */
   private readonly slot: PipeSlot
   private readonly mux: Mux
+  /** The live move between the relay and WebRTC (both sides 'auto'), else null. */
+  private mover: Mover | null = null
   private timer: ReturnType<typeof setTimeout> | null = null
   private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
   private failure: SignalyardError | null = null
@@ -79,11 +64,12 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       close: (error) => this.pipeClosed(error)
     })
     this.mux = new Mux({
-      pipe: () => this.slot.open,
+      pipe: () => this.mover !== null ? this.mover.pipe : this.slot.open,
       send: (frame) => this.sendRaw(frame),
       accepted: (stream) => this.emit('connection', stream),
       violation: (error) => this.end(error, true),
-      flushed: () => this.flushed()
+      flushed: () => this.flushed(),
+      control: (frame) => { const pipe = this.mover?.controlPipe; if (pipe != null) this.sendRaw(frame, pipe) }
     }, initiator)
   }
 
@@ -117,30 +103,40 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** Initiator: ask the peer for a connection. */
   start (): void {
-    this.host.handshake(this.peerId, { t: 'hello', c: this.cid, rtc: this.host.rtc() !== null })
+    const rtc = this.host.rtc() !== null
+    this.host.handshake(this.peerId, rtc && this.host.transport === 'auto' ? { t: 'hello', c: this.cid, rtc, mv: true } : { t: 'hello', c: this.cid, rtc })
     this.arm(this.host.connectTimeout, 'the peer did not answer')
   }
 
-  /** Acceptor (also a glare loser adopting the peer's connection id): decide the transport. */
-  accept (cid: string, remoteRtc: boolean): void {
+  /**
+   * Acceptor (also a glare loser adopting the peer's connection id): decide the transport. Both
+   * 'auto' with WebRTC: the relay now and the live move; WebRTC alone when either side forces it.
+   */
+  accept (cid: string, remoteRtc: boolean, remoteMv = false): void {
     this.initiator = false
     this.cid = cid
     this.mux.becomeAcceptor()
-    const rtc = this.host.rtc() !== null
-    if (this.host.transport === 'webrtc' && !(rtc && remoteRtc)) {
-      this.host.handshake(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'WebRTC is required here' })
-      return this.end(new SignalyardError('webrtc-unavailable', 'WebRTC was required but one side has no RTCPeerConnection'), false)
+    const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, remoteRtc, remoteMv)
+    if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
+    if (choice === 'move') {
+      // The first RTCPeerConnection is made before answering: if it cannot be, this pair stays on the relay.
+      const moves = this.movable() && (this.mover as Mover).prepare()
+      if (!moves) this.unmovable()
+      this.host.handshake(this.peerId, moves ? { t: 'accept', c: cid, tr: 'relay', mv: true } : { t: 'accept', c: cid, tr: 'relay' })
+      return this.useRelay()
     }
-    // The RTCPeerConnection is made before answering: if it cannot be, this pair uses the relay.
-    const webrtc = rtc && remoteRtc && this.useWebRtc()
-    if (!webrtc && this.host.transport === 'webrtc') {
-      this.host.handshake(this.peerId, { t: 'refuse', c: cid, code: 'webrtc-unavailable', message: 'cannot create an RTCPeerConnection' })
-      return this.end(new SignalyardError('webrtc-unavailable', 'cannot create an RTCPeerConnection'), false)
-    }
+    const webrtc = choice === 'webrtc' && this.useWebRtc()
+    if (!webrtc && this.host.transport === 'webrtc') return this.refuse('cannot create an RTCPeerConnection', 'cannot create an RTCPeerConnection')
     this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay' })
     if (!webrtc) return this.useRelay()
-    // The initiator decides: READY over the channel, or 'fallback'. Give it two timeouts.
+    // The initiator decides: READY over the channel, or a bye. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
+  }
+
+  /** Acceptor: no connection without WebRTC here; say why to the peer (`told`) and to the app. */
+  private refuse (told: string, why: string): void {
+    this.host.handshake(this.peerId, { t: 'refuse', c: this.cid, code: 'webrtc-unavailable', message: told })
+    this.end(new SignalyardError('webrtc-unavailable', why), false)
   }
 
   /** A handshake message for this connection id. */
@@ -150,23 +146,22 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       case 'accept':
         if (!this.initiator || this.pipe !== null) return
         if (msg.tr === 'webrtc' && this.host.rtc() !== null) {
-          if (!this.useWebRtc(msg.rd === true)) return this.fallback()
-          return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.fallback())
+          if (!this.useWebRtc(msg.rd === true)) return this.timedOut()
+          return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.timedOut())
         }
         if (this.host.transport === 'webrtc') {
           return this.end(new SignalyardError('webrtc-unavailable', 'the peer cannot use WebRTC'), true)
         }
+        if (msg.mv === true && this.movable()) (this.mover as Mover).attempt()
         return this.useRelay()
       case 'refuse':
         return this.end(new SignalyardError(msg.code, msg.message ?? 'the peer refused the connection'), false)
-      case 'fallback':
-        if (this.initiator || this.state === 'open') return
-        return this.useRelay()
       case 'bye':
         return this.end(msg.left === true ? peerLeft(this.peerId) : undefined, false)
       case 'sdp':
       case 'ice':
-        if (this.pipe instanceof WebRtcPipe) this.pipe.receive(msg)
+        if (this.mover !== null) this.mover.signal(msg, msg.g ?? 1)
+        else if (this.pipe instanceof WebRtcPipe) this.pipe.receive(msg)
     }
   }
 
@@ -196,21 +191,52 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.slot.use((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on))
   }
 
-  /** Close the current pipe (if any); once closed, nothing is left to wait for. */
+  /** Both sides move: number the mux frames and make the mover (true when this side has WebRTC). */
+  private movable (): boolean {
+    if (this.host.rtc() === null) return false
+    this.mux.sequence()
+    this.mover = new Mover({
+      initiator: this.initiator,
+      connectTimeout: this.host.connectTimeout,
+      ledger: this.mux.ledger as NonNullable<Mux['ledger']>,
+      rtc: this.host.rtc,
+      signal: (m, g) => this.host.handshake(this.peerId, { ...m, c: this.cid, g }),
+      relay: () => this.slot.open,
+      message: (bytes) => this.received(bytes),
+      pump: () => this.mux.pump(),
+      changed: () => this.moved(),
+      lost: (error) => this.end(error, true),
+      error: (error) => this.emit('error', error)
+    })
+    return true
+  }
+
+  /** Acceptor: the first RTCPeerConnection could not be made; the pair stays on the relay, unnumbered. */
+  private unmovable (): void {
+    this.mover?.stop()
+    this.mover = null
+    this.mux.ledger = null
+  }
+
+  /** The mover moved this side's frames: tell the app. */
+  private moved (): void {
+    const transport = (this.mover as Mover).transport
+    if (this.state !== 'open' || transport === this.transport) return
+    this.transport = transport
+    this.emit('transport', transport)
+  }
+
+  /** Close the pipes (if any); once closed, nothing is left to wait for. */
   private dropPipe (): void {
     if (this.state === 'closed') this.disarm()
     this.slot.drop()
+    this.mover?.stop()
   }
 
-  /** Initiator, WebRTC did not open in time or failed: tell the peer and use the relay. */
-  private fallback (): void {
+  /** WebRTC was forced (here or by the peer) and did not open in time, or failed. */
+  private timedOut (): void {
     if (this.state !== 'connecting') return
-    this.dropPipe()
-    if (this.host.transport === 'webrtc') {
-      return this.end(new SignalyardError('connect-timeout', `WebRTC did not connect within ${this.host.connectTimeout} ms`), true)
-    }
-    this.host.handshake(this.peerId, { t: 'fallback', c: this.cid })
-    this.useRelay()
+    this.end(new SignalyardError('connect-timeout', `WebRTC did not connect within ${this.host.connectTimeout} ms`), true)
   }
 
   private pipeOpened (): void {
@@ -230,11 +256,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.mux.drop()
       return this.dropPipe()
     }
+    // The relay went away while the frames go over WebRTC: carry on there (without a way back).
+    if (this.mover?.transport === 'webrtc' && this.pipe?.transport === 'relay') return this.slot.drop()
     const webrtc = this.pipe?.transport === 'webrtc'
     this.dropPipe()
-    // ICE failed before opening: the initiator falls back at once; the acceptor waits for its word.
+    // ICE failed before opening: the initiator says so at once; the acceptor waits for its word.
     if (this.state === 'connecting' && webrtc) {
-      if (this.initiator) this.fallback()
+      if (this.initiator) this.timedOut()
       return
     }
     // The pipe is gone: tell the peer over signalling, in case its side did not notice.
@@ -250,14 +278,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     for (const w of this.waiters.splice(0)) w.resolve()
     this.emit('open')
     this.mux.announce()
+    this.mover?.relayOpened()
   }
 
-  private sendRaw (bytes: Uint8Array): boolean {
+  /** Send on `pipe` (by default where stream frames go now); false when that pipe broke (dealt with here). */
+  private sendRaw (bytes: Uint8Array, pipe = this.mover?.pipe ?? this.pipe): boolean {
     try {
-      (this.pipe as Pipe).send(bytes)
+      (pipe as Pipe).send(bytes)
       return true
     } catch (err) {
-      this.pipeClosed(err instanceof SignalyardError ? err : new SignalyardError('connection-closed', String(err)))
+      const error = err instanceof SignalyardError ? err : new SignalyardError('connection-closed', String(err))
+      if (this.mover !== null && pipe?.transport === 'webrtc') this.mover.giveUp(error.message)
+      else this.pipeClosed(error)
       return false
     }
   }
@@ -266,10 +298,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private received (bytes: Uint8Array): void {
     // Closed and lingering after our BYE: the peer's own BYE means it is done too.
     if (this.state === 'closed') return bytes[0] === MuxOp.Bye ? this.dropPipe() : undefined
-    const frame = readMux(bytes)
+    const frame = readMux(bytes, this.mover !== null)
     if (frame === null) return void this.emit('error', new SignalyardError('bad-frame', 'the peer sent a malformed mux frame'))
-    if (frame.op === MuxOp.Ready) return this.initiator ? undefined : this.opened()
+    if (frame.op === MuxOp.Ready) return this.initiator || this.mover !== null ? undefined : this.opened()
     if (frame.op === MuxOp.Bye) return this.end(frame.kind === BYE_LEFT ? peerLeft(this.peerId) : undefined, false)
+    if (frame.op >= MuxOp.Move) return this.mover?.control(frame)
     this.mux.receive(frame)
   }
 
@@ -297,9 +330,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const wasOpen = this.state === 'open'
     this.state = 'closed'
     this.disarm()
+    this.mover?.stop(true)
     this.failure = error ?? new SignalyardError('stream-closed', 'the peer connection closed before it opened')
     for (const w of this.waiters.splice(0)) w.reject(this.failure)
-    if (notify && wasOpen && this.slot.open !== null) {
+    if (notify && wasOpen && (this.mover?.controlPipe ?? this.slot.open) !== null) {
       this.timer = setTimeout(() => this.flushed(), LINGER_MS)
       this.mux.flush()
     } else if (notify && !this.initiator && this.pipe?.transport === 'webrtc') {
@@ -336,9 +370,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (!this.mux.flushing) return
     this.disarm()
     this.mux.drop()
-    const pipe = this.pipe
-    if (pipe === null) return
-    if (!this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0)) || pipe.transport === 'relay') return this.dropPipe()
+    // BYE goes after the frames, on their pipe (or any left when they were held at the end).
+    const pipe = this.mover !== null ? this.mover.pipe ?? this.mover.controlPipe : this.pipe
+    if (pipe === null) return this.dropPipe()
+    if (!this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0), pipe) || pipe.transport === 'relay') return this.dropPipe()
     this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
   }
 }

@@ -15,7 +15,7 @@ import { PeerConnection, type PeerHost, type TransportOption } from './peer-conn
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
 import type { RelayOpener } from './transports/relay.js'
-import type { RTCPeerConnectionConstructor } from './transports/webrtc.js'
+import { iceServersFor, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
 export interface NodeOptions {
   /** 'auto' (default): WebRTC when both sides have it, else (or when ICE fails) the relay. */
@@ -122,7 +122,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
       connectTimeout,
       rtc: () => transport === 'relay' || Ctor === undefined
         ? null
-        : { Ctor, config: { iceServers: ctx.socket.hello?.iceServers ?? [], ...ctx.rtcConfig, ...options.rtcConfig } },
+        : { Ctor, config: { iceServers: iceServersFor(Ctor, ctx.socket.hello?.iceServers ?? []), ...ctx.rtcConfig, ...options.rtcConfig } },
       handshake: (to, msg) => this.stream?.sendTo(to, msg),
       openRelay: ctx.openRelay,
       forget: (pc) => { if (this.pcs.get(pc.peerId) === pc) this.pcs.delete(pc.peerId) }
@@ -208,7 +208,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
       if (pc.initiator && pc.state === 'connecting') {
         // Glare: the lower id keeps its attempt; the higher one adopts the peer's.
         if ((this.id ?? '') < from) return
-        return pc.accept(msg.c, msg.rtc)
+        return pc.accept(msg.c, msg.rtc, msg.mv === true)
       }
       // The peer started over (it restarted, or lost our connection): replace ours.
       pc.lost(new SignalyardError('peer-left', `peer ${from} reconnected`))
@@ -216,7 +216,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     const incoming = new PeerConnection(this.host, from, false, msg.c)
     this.pcs.set(from, incoming)
     this.emit('connection', incoming)
-    if (incoming.state === 'connecting') incoming.accept(msg.c, msg.rtc)
+    if (incoming.state === 'connecting') incoming.accept(msg.c, msg.rtc, msg.mv === true)
   }
 
   /** The server said nobody holds `id`: connections still trying to reach it fail. */

@@ -12,7 +12,13 @@ import { AUTH_PROTOCOL_PREFIX, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, SUBPROTOCOL 
 export type TokenOption = string | (() => string | null | Promise<string | null>)
 
 /** What HELLO says about the server. */
-export interface Hello { v: number, conn: string, limits: { maxFrame: number, maxValue: number, maxMeta?: number }, iceServers: unknown[] }
+export interface Hello {
+  v: number
+  conn: string
+  /** The server's limits; `messagesPerSecond`/`messageBurst` are its per-connection frame rate (Infinity: none stated). */
+  limits: { maxFrame: number, maxValue: number, maxMeta?: number, messagesPerSecond: number, messageBurst: number }
+  iceServers: unknown[]
+}
 
 /** The token for the next connection (a function is asked now; it may be async, or throw: a rejection). */
 export function resolveToken (token: TokenOption): Promise<string | null | undefined> {
@@ -33,10 +39,17 @@ export function readHello (meta: Record<string, unknown>, maxFrame: number): Hel
     limits: {
       maxFrame: typeof limits?.maxFrame === 'number' ? limits.maxFrame : maxFrame,
       maxValue: typeof limits?.maxValue === 'number' ? limits.maxValue : Infinity,
-      maxMeta: typeof limits?.maxMeta === 'number' ? limits.maxMeta : undefined
+      maxMeta: typeof limits?.maxMeta === 'number' ? limits.maxMeta : undefined,
+      // A server that announces no rate (an older one) is not paced.
+      messagesPerSecond: positive(limits?.messagesPerSecond) ?? Infinity,
+      messageBurst: positive(limits?.messageBurst) ?? Infinity
     },
     iceServers: Array.isArray(meta.iceServers) ? meta.iceServers : []
   }
+}
+
+function positive (n: unknown): number | undefined {
+  return typeof n === 'number' && n > 0 ? n : undefined
 }
 
 /** The error of a close code that refuses the client for good, or null for any other code. */

@@ -9,12 +9,13 @@
  * State is an explicit enum with one transition function that emits ('state', to, { from, to, reason }).
  */
 import { EventEmitter } from 'eventemitter3'
-import type { RawFrame } from '../protocol/codec.js'
+import { frameId, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { parseServerFrame, type ServerStreamFrame } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
 import { Liveness, PING } from './liveness.js'
 import { OfflineQueue } from './offline-queue.js'
+import { Pacer } from './pacer.js'
 import { readHello, refusal, resolveToken, socketKey, subprotocols, type Hello, type TokenOption } from './socket-auth.js'
 
 export type { Hello, TokenOption } from './socket-auth.js'
@@ -70,6 +71,8 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private readonly topics = new Map<string, Set<StreamHandle>>()
   /** Data frames written while the socket is down. */
   private readonly offline: OfflineQueue
+  /** Frames kept within the server's announced rate, per stream in turn (pacer.ts). */
+  private readonly pacer = new Pacer((frame) => this.ws?.send(frame))
   private nextSid = 1
   private users = 0
   private attempt = 0
@@ -93,7 +96,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     this.liveness = new Liveness(tunables.heartbeat, {
       ping: () => {
         if (!this.isOpen) return false
-        ;(this.ws as WebSocketLike).send(PING)
+        this.pacer.control(0, PING)
         return true
       },
       dead: (silentMs) => this.dead(silentMs)
@@ -113,6 +116,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
     this.liveness.stop()
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
+    this.pacer.drain()
     this.offline.take()
     this.letGo(1000, 'closed')
     this.transition('closed', 'closed by the app')
@@ -154,22 +158,22 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   /** The largest frame the server takes (from HELLO, else the client default). */
   get maxFrame (): number { return this.hello?.limits.maxFrame ?? this.tunables.maxFrame }
 
-  /** Bytes waiting to be sent: the WebSocket's own buffer plus the offline queue. */
-  get bufferedAmount (): number { return (this.ws?.bufferedAmount ?? 0) + this.offline.bytes }
+  /** Bytes waiting to be sent: the WebSocket's own buffer, what waits for the rate limit and the offline queue. */
+  get bufferedAmount (): number { return (this.ws?.bufferedAmount ?? 0) + this.pacer.bytes + this.offline.bytes }
 
   /** Is the socket open right now (frames go out at once)? */
   get isOpen (): boolean { return this.ws?.readyState === OPEN && this.state === 'open' }
 
   /**
-   * Send a stream's data frame now, or queue it until the socket opens. Returns true when it was
-   * written now. Throws `payload-too-large` past the server's frame limit and `queue-full` when the
-   * offline queue is at its bound.
+   * Send a stream's data frame now (or as soon as the server's rate allows), or queue it until
+   * the socket opens. Returns true when the socket is open. Throws `payload-too-large` past the
+   * server's frame limit and `queue-full` when the offline queue is at its bound.
    */
   send (sid: number, frame: Uint8Array): boolean {
     const maxFrame = this.maxFrame
     if (frame.length > maxFrame) throw new SignalyardError('payload-too-large', `frame of ${frame.length} bytes is over the server's ${maxFrame}-byte limit`)
     if (this.isOpen) {
-      (this.ws as WebSocketLike).send(frame)
+      this.pacer.send(sid, frame)
       return true
     }
     this.offline.push(sid, frame)
@@ -178,7 +182,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
 
   /** Send a control frame (OPEN, CLOSE) only if the socket is open; offline, OPEN is re-sent on open. */
   control (frame: Uint8Array): void {
-    if (this.isOpen) (this.ws as WebSocketLike).send(frame)
+    if (this.isOpen) this.pacer.control(frameId(frame), frame) // a CLOSE waits behind its stream's data
   }
 
   /** Resolve the token (it may be an async function, asked again before every connection), then connect. */
@@ -228,8 +232,20 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   /** The connection is gone (closed, or found dead): streams wait, the socket reconnects elsewhere first. */
   private down (reason: string): void {
     this.urlIndex++
+    this.requeue()
     for (const stream of [...this.streams.values()]) stream.socketDown()
     this.scheduleReconnect(reason)
+  }
+
+  /** Frames that waited for the rate limit go first into the offline queue (what does not fit is lost with the socket). */
+  private requeue (): void {
+    for (const { sid, frame } of this.pacer.drain()) {
+      try {
+        this.offline.push(sid, frame)
+      } catch {
+        break
+      }
+    }
   }
 
   /** PING went unanswered: drop the socket without waiting for a close handshake that would never finish, and reconnect. */
@@ -288,6 +304,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   private greeted (meta: Record<string, unknown>): void {
     this.hello = readHello(meta, this.tunables.maxFrame)
     const maxFrame = this.hello.limits.maxFrame
+    this.pacer.reset(this.hello.limits.messagesPerSecond, this.hello.limits.messageBurst)
     this.attempt = 0
     this.liveness.start()
     this.transition('open', `connected to ${this.urls[this.urlIndex % this.urls.length]}`)
@@ -298,7 +315,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
         this.emit('error', new SignalyardError('payload-too-large', `a queued frame of ${frame.length} bytes is over the server's ${maxFrame}-byte limit; dropped`))
         continue
       }
-      (this.ws as WebSocketLike).send(frame)
+      this.pacer.send(sid, frame)
     }
     this.emit('hello', this.hello)
   }

@@ -5,22 +5,24 @@
  * its connection `c`: the random id (8..64 of `[A-Za-z0-9_-]`) chosen by the side that connects,
  * also the secret half of the relay tokens.
  *
- *   { t: 'hello', c, rtc }        initiator → acceptor: wants a connection; `rtc` (boolean): it can
- *                                 and may use WebRTC
- *   { t: 'accept', c, tr, rd? }   acceptor → initiator: `tr` is 'webrtc' or 'relay', the acceptor's
- *                                 choice of transport; `rd: true`: it will send READY on the data
- *                                 channel once it has taken it (the initiator waits for that READY
- *                                 before sending anything after its own; see transports/webrtc.ts)
+ *   { t: 'hello', c, rtc, mv? }   initiator → acceptor: wants a connection; `rtc` (boolean): it can
+ *                                 and may use WebRTC; `mv: true`: its transport is 'auto', so it can
+ *                                 open on the relay and move to WebRTC live (client/mover.ts)
+ *   { t: 'accept', c, tr, rd?, mv? }  acceptor → initiator: `tr` is 'webrtc' or 'relay', the
+ *                                 acceptor's choice of transport; `rd: true`: it will send READY on
+ *                                 the data channel once it has taken it (the initiator waits for that
+ *                                 READY before sending anything after its own; see
+ *                                 transports/webrtc.ts); `mv: true` (with 'relay'): open on the
+ *                                 relay now, number the mux frames and move to WebRTC when it connects
  *   { t: 'refuse', c, code, message? }  acceptor → initiator: no connection; `code` is an error code
  *                                 ('webrtc-unavailable', 'connect-timeout'; anything else reads as
  *                                 'connection-closed'), `message` a human text (cut to 200 chars)
- *   { t: 'fallback', c }          initiator → acceptor: WebRTC did not connect in time or failed;
- *                                 both switch to the relay
  *   { t: 'bye', c, left? }        either side: the connection is closed; `left: true` when the
  *                                 sender's node is leaving (the receiver closes with `peer-left`)
- *   { t: 'sdp', c, d: { type, sdp } }  either side: the offer (initiator) or answer (acceptor);
- *                                 `type` is 'offer' or 'answer', `sdp` the description text
- *   { t: 'ice', c, d: { candidate, sdpMid, sdpMLineIndex } }  either side: one trickled ICE
+ *   { t: 'sdp', c, g?, d: { type, sdp } }  either side: the offer (initiator) or answer (acceptor);
+ *                                 `type` is 'offer' or 'answer', `sdp` the description text; `g`: the
+ *                                 WebRTC attempt (1, 2, …) of a connection that moves, else absent
+ *   { t: 'ice', c, g?, d: { candidate, sdpMid, sdpMLineIndex } }  either side: one trickled ICE
  *                                 candidate (`sdpMid` string or null, `sdpMLineIndex` number or null)
  *
  * Written with `writeHandshake`, read with `readHandshake`: untrusted input becomes one of these
@@ -42,12 +44,24 @@ export type RtcMessage = { t: 'sdp', d: { type: string, sdp: string } } | { t: '
 
 /** One handshake message. */
 export type HandshakeMessage =
-  | { t: 'hello', c: string, rtc: boolean }
-  | { t: 'accept', c: string, tr: Transport, rd?: true }
+  | { t: 'hello', c: string, rtc: boolean, mv?: true }
+  | { t: 'accept', c: string, tr: Transport, rd?: true, mv?: true }
   | { t: 'refuse', c: string, code: RefuseCode, message?: string }
-  | { t: 'fallback', c: string }
   | { t: 'bye', c: string, left?: boolean }
-  | ({ c: string } & RtcMessage)
+  | ({ c: string, g?: number } & RtcMessage)
+
+/**
+ * The acceptor's choice of transport (docs/PROTOCOL.md, "Handshake"), from its own transport
+ * option and WebRTC (`rtc`) and the initiator's hello: 'move' (both 'auto' with WebRTC: the relay
+ * now, WebRTC live), 'webrtc' alone (both have it and either forces it), 'relay', or 'refuse'
+ * (this side forces WebRTC and one side has none).
+ */
+export function chooseTransport (option: 'auto' | Transport, rtc: boolean, remoteRtc: boolean, remoteMv: boolean): 'move' | 'webrtc' | 'relay' | 'refuse' {
+  const both = rtc && remoteRtc
+  if (option === 'webrtc') return both ? 'webrtc' : 'refuse'
+  if (!both) return 'relay'
+  return remoteMv && option === 'auto' ? 'move' : 'webrtc'
+}
 
 /** The connection id's alphabet and length. */
 const CID = /^[\w-]{8,64}$/
@@ -66,27 +80,30 @@ export function readHandshake (value: unknown): HandshakeMessage | null {
   const c = m.c
   if (typeof c !== 'string' || !CID.test(c)) return null
   switch (m.t) {
-    case 'hello': return { t: 'hello', c, rtc: m.rtc === true }
-    case 'accept':
+    case 'hello': return m.mv === true ? { t: 'hello', c, rtc: m.rtc === true, mv: true } : { t: 'hello', c, rtc: m.rtc === true }
+    case 'accept': {
       if (m.tr !== 'webrtc' && m.tr !== 'relay') return null
-      return m.rd === true ? { t: 'accept', c, tr: m.tr, rd: true } : { t: 'accept', c, tr: m.tr }
+      const accept: HandshakeMessage = { t: 'accept', c, tr: m.tr }
+      if (m.rd === true) accept.rd = true
+      if (m.mv === true && m.tr === 'relay') accept.mv = true
+      return accept
+    }
     case 'refuse': return {
       t: 'refuse',
       c,
       code: m.code === 'webrtc-unavailable' || m.code === 'connect-timeout' ? m.code : 'connection-closed',
       message: typeof m.message === 'string' ? m.message.slice(0, MAX_REFUSE_MESSAGE) : undefined
     }
-    case 'fallback': return { t: 'fallback', c }
     case 'bye': return m.left === true ? { t: 'bye', c, left: true } : { t: 'bye', c }
     case 'sdp': {
       const d = m.d as Record<string, unknown> | null
       if (typeof d !== 'object' || d === null || (d.type !== 'offer' && d.type !== 'answer') || typeof d.sdp !== 'string') return null
-      return { t: 'sdp', c, d: { type: d.type, sdp: d.sdp } }
+      return withGeneration({ t: 'sdp', c, d: { type: d.type, sdp: d.sdp } }, m.g)
     }
     case 'ice': {
       const d = m.d as Record<string, unknown> | null
       if (typeof d !== 'object' || d === null || typeof d.candidate !== 'string') return null
-      return {
+      return withGeneration({
         t: 'ice',
         c,
         d: {
@@ -94,8 +111,16 @@ export function readHandshake (value: unknown): HandshakeMessage | null {
           sdpMid: typeof d.sdpMid === 'string' ? d.sdpMid : null,
           sdpMLineIndex: typeof d.sdpMLineIndex === 'number' ? d.sdpMLineIndex : null
         }
-      }
+      }, m.g)
     }
     default: return null
   }
+}
+
+/** The largest attempt number `g` read. */
+const MAX_GENERATION = 0x7fffffff
+
+/** An sdp/ice message with its attempt number when `g` is one (a positive integer), else without. */
+function withGeneration (msg: { c: string } & RtcMessage, g: unknown): HandshakeMessage {
+  return Number.isInteger(g) && (g as number) >= 1 && (g as number) <= MAX_GENERATION ? { ...msg, g: g as number } : msg
 }

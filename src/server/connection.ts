@@ -9,7 +9,7 @@
  * extends), the socket's listeners (socket.ts), opening a stream (open.ts).
  */
 import type { WebSocket } from 'ws'
-import { writeFrame } from '../protocol/codec.js'
+import { frameId, writeFrame } from '../protocol/codec.js'
 import { SignalyardError, type ErrorCode } from '../protocol/errors.js'
 import {
   FrameType, REQUEST_OPS, isFrameError, parseClientFrame,
@@ -53,7 +53,13 @@ export class Connection extends Flow implements Subscriber, SocketOwner {
     if (!this.take()) {
       this.ctx.metrics.received('connection', byteLength(data))
       this.ctx.metrics.refused('rate-limited')
-      this.error(0, 'rate-limited', `at most ${this.ctx.limits.messagesPerSecond} frames per second; this one was dropped`)
+      const message = `at most ${this.ctx.limits.messagesPerSecond} frames per second; this one was dropped`
+      // A relay stream is reliable: one that lost a frame ends, on both sides, rather than carry on with a gap.
+      const bytes = isBinary ? toBytes(data) : null
+      const sid = bytes !== null && bytes[0] === FrameType.Data ? frameId(bytes) : 0
+      const stream = sid === 0 ? undefined : this.streams.get(sid)
+      if (stream?.abort !== undefined) stream.abort(new SignalyardError('rate-limited', message))
+      else this.error(0, 'rate-limited', message)
       return countBad(this)
     }
     if (!isBinary) return this.reject({ error: 'bad-frame', message: 'text frames are not part of signalyard.2', sid: 0 })

@@ -3,6 +3,7 @@
  * of a stream an endpoint keeps (ServerStream), how an endpoint opens one (OpenHandler), and the
  * WebSocket close codes the server uses. Types and constants only: no behaviour lives here.
  */
+import type { SignalyardError } from '../protocol/errors.js'
 import { CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, type AnyRequest, type DataFrame, type Endpoint, type OpenFrame } from '../protocol/frames.js'
 import type { Broker } from './brokers/types.js'
 import type { Budgets } from './budget.js'
@@ -35,6 +36,8 @@ export interface ServerStream {
   request? (frame: AnyRequest): void | Promise<void>
   /** Release what the stream holds (`end` absent: `closed`); the connection has already forgotten it. */
   close (end?: StreamEnd): void
+  /** The server ends the stream with `error` (a relay stream: on both sides, with its code). */
+  abort? (error: SignalyardError): void
 }
 
 /** Everything an endpoint may use. */

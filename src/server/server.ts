@@ -157,7 +157,16 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const connections = new Set<Connection>()
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
   const sockets = new Set<WebSocket>()
-  const hello = { v: 1, limits: { maxFrame: limits.maxFrame, maxValue: limits.kv.maxValue, maxMeta: limits.peers.maxMeta } }
+  const hello = {
+    v: 1,
+    limits: {
+      maxFrame: limits.maxFrame,
+      maxValue: limits.kv.maxValue,
+      maxMeta: limits.peers.maxMeta,
+      messagesPerSecond: limits.messagesPerSecond,
+      messageBurst: limits.messageBurst
+    }
+  }
   const ice = new Ice({ iceServers: options.iceServers, stunPort: stun?.port, publicHost: options.publicHost, turn: options.turn }, () => metrics.minted())
   const refresher = ice.refreshes ? new IceRefresher<Connection>(ice, writeIce) : null
   const wss = new WebSocketServer({

@@ -56,9 +56,11 @@ export const DATA_CHANNEL_LABEL = 'signalyard'
 /**
  * How long an initiator holds its frames for the READY of an acceptor that did not announce one
  * (`accept` without `rd`: an older acceptor, which never sends it; its first frame, if any,
- * releases the frames too). An acceptor that announced READY is waited for without a limit.
+ * releases the frames too), and for one that did (ANNOUNCED_GRACE_MS: a READY that never comes
+ * must not leave the pair open and silent for ever).
  */
 const ATTACH_GRACE_MS = 1000
+const ANNOUNCED_GRACE_MS = 5000
 /** How long a closing pipe waits for its data channel's close before closing the connection. */
 const CLOSE_GRACE_MS = 1000
 
@@ -89,8 +91,10 @@ export class WebRtcPipe implements Pipe {
   constructor (
     Ctor: RTCPeerConnectionConstructor, config: object, private readonly initiator: boolean,
     private readonly sendRtc: (msg: RtcMessage) => void, private readonly on: PipeHandlers,
-    /** Initiator: the acceptor announced its READY (`accept` with `rd`): hold for it without a time limit. */
-    private readonly announced = false
+    /** Initiator: the acceptor announced its READY (`accept` with `rd`): hold for it up to ANNOUNCED_GRACE_MS. */
+    private readonly announced = false,
+    /** ICE `disconnected` counts as a failure (a connection that can move back to the relay at once). */
+    private readonly fragile = false
   ) {
     this.pc = new Ctor(config)
     try {
@@ -112,7 +116,8 @@ export class WebRtcPipe implements Pipe {
       else this.sendRtc({ t: 'ice', d: candidate })
     }
     this.pc.onconnectionstatechange = () => {
-      if (this.pc.connectionState === 'failed') this.fail('the WebRTC connection failed')
+      const state = this.pc.connectionState
+      if (state === 'failed' || (this.fragile && state === 'disconnected')) this.fail(`the WebRTC connection ${state === 'failed' ? 'failed' : 'was interrupted'}`)
     }
     if (this.initiator) {
       this.attach(this.pc.createDataChannel(DATA_CHANNEL_LABEL, { ordered: true }))
@@ -145,7 +150,7 @@ export class WebRtcPipe implements Pipe {
     // The first frame is READY: alone, it cannot swap with another message; the next ones could.
     if (this.initiator && this.accepted === 'first') {
       this.accepted = 'holding'
-      if (!this.announced) this.graceTimer = setTimeout(() => this.taken(), ATTACH_GRACE_MS)
+      this.graceTimer = setTimeout(() => this.taken(), this.announced ? ANNOUNCED_GRACE_MS : ATTACH_GRACE_MS)
     }
   }
 
@@ -167,13 +172,21 @@ export class WebRtcPipe implements Pipe {
     if (this.bufferedAmount <= PIPE_LOW_WATER) this.on.drain()
   }
 
-  /** Acceptor: tell the initiator that this channel is taken (once, as soon as it is open). */
+  /**
+   * Acceptor: tell the initiator that this channel is taken (once, as soon as it is open). The
+   * READY goes one macrotask later: Chromium, over TURN, could take a send made inside the
+   * channel's 'open' (or 'datachannel') event without ever putting it on the wire (3 pairs in 130
+   * in the NAT lab; none in 150 with the delay).
+   */
   private announce (): void {
     if (this.initiator || this.readySent || this.channel?.readyState !== 'open') return
     this.readySent = true
-    try {
-      this.channel.send(writeMux(MuxOp.Ready, 0))
-    } catch {} // a channel that cannot send closes, and says so
+    setTimeout(() => {
+      if (this.closed || this.channel?.readyState !== 'open') return
+      try {
+        this.channel.send(writeMux(MuxOp.Ready, 0))
+      } catch {} // a channel that cannot send closes, and says so
+    }, 0)
   }
 
   /** Apply an sdp or ice message from the peer. Stale or duplicate ones are ignored. */
@@ -276,6 +289,23 @@ export class WebRtcPipe implements Pipe {
     const timer = setTimeout(closePc, CLOSE_GRACE_MS)
     channel.onclose = closePc
   }
+}
+
+/**
+ * The server's iceServers as `Ctor` needs them. node-datachannel's polyfill (recognised by its
+ * non-standard `selectedCandidatePair`) turns a TURN entry into `turn:<username>:<credential>@host`,
+ * so the `:` in a TURN REST username (`<expiry>:<user>`) and any `@`, `/` or `:` in the base64
+ * credential would break the URL: it gets them URI-encoded. Every other implementation (browsers,
+ * @roamhq/wrtc) takes them as they are.
+ */
+export function iceServersFor (Ctor: RTCPeerConnectionConstructor, servers: unknown[]): unknown[] {
+  const proto = (Ctor as { prototype?: { selectedCandidatePair?: unknown } }).prototype
+  if (typeof proto?.selectedCandidatePair !== 'function') return servers
+  return servers.map((server) => {
+    const s = server as { username?: unknown, credential?: unknown }
+    if (typeof s !== 'object' || s === null || typeof s.username !== 'string' || typeof s.credential !== 'string') return server
+    return { ...s, username: encodeURIComponent(s.username), credential: encodeURIComponent(s.credential) }
+  })
 }
 
 function withoutCandidates (sdp: string): string {

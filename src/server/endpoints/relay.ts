@@ -123,6 +123,11 @@ class RelayStream implements ServerStream {
     this.link?.close()
   }
 
+  /** The connection ends this stream (a frame of it was rate-limited): both sides get the code. */
+  abort (error: SignalyardError): void {
+    this.end(error)
+  }
+
   /** The other side arrived. */
   partnerArrived (): void {
     this.peerArrived = true

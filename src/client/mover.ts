@@ -1,0 +1,264 @@
+/**
+ * The live move of a peer connection between the server relay and WebRTC (`transport: 'auto'`,
+ * docs/PROTOCOL.md "Moving between paths"). The connection opens on the relay at once; the mover
+ * runs WebRTC attempts beside it (generations 1, 2, …; the initiator starts each one, the acceptor
+ * follows the offers) and moves each direction of the stream frames separately:
+ *
+ * - Up: when this side's WebRTC pipe opens, it sends MOVE(g) as its last frame on the relay and
+ *   holds its frames; the peer, having read everything before that MOVE, answers MOVED(g) on the
+ *   WebRTC pipe; from then on this side's frames go there. Nothing is reordered: the peer reads the
+ *   relay up to MOVE before it lets any frame come the other way.
+ * - Down: when the WebRTC path dies (its pipe closes or fails, ICE reports `disconnected`, no ACK
+ *   for STALL_MS, or the peer says so), this side drops it, sends RESUME(g, last frame read) on
+ *   the relay, and, if its frames were on WebRTC, holds them until the peer's RESUME says what it
+ *   read; the frames after that which went on WebRTC are sent again on the relay (ledger.ts), and
+ *   the receiver drops the duplicates by their numbers. Nothing is lost.
+ * - Then the initiator tries again with a fresh RTCPeerConnection (new ICE credentials, the
+ *   freshest TURN credentials) after RETRY_FIRST_MS, doubling up to RETRY_MAX_MS, as long as WebRTC
+ *   once worked for this pair; a pair whose first attempt never opened stays on the relay.
+ */
+import { SignalyardError } from '../protocol/errors.js'
+import type { RtcMessage, Transport } from '../protocol/handshake.js'
+import { controlWords, MuxOp, writeControl, type MuxFrame } from '../protocol/mux.js'
+import type { Ledger } from './ledger.js'
+import type { Pipe } from './transports/pipe.js'
+import { PipeSlot } from './transports/slot.js'
+import { WebRtcPipe, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
+
+/** The first retry after a WebRTC path died, and the longest wait between retries. */
+export const RETRY_FIRST_MS = 1000
+export const RETRY_MAX_MS = 30_000
+/** A WebRTC path with a frame unacknowledged this long is given up. */
+export const STALL_MS = 3000
+
+/** What a mover needs from its connection. */
+export interface MoverHost {
+  readonly initiator: boolean
+  readonly connectTimeout: number
+  readonly ledger: Ledger
+  rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
+  /** Send an sdp/ice message of generation `g` to the peer over signalling. */
+  signal: (msg: RtcMessage, g: number) => void
+  /** The relay pipe while it is open, else null. */
+  relay: () => Pipe | null
+  /** A frame read on the WebRTC pipe. */
+  message: (bytes: Uint8Array) => void
+  /** Frames may go out again (the mux pumps). */
+  pump: () => void
+  /** `transport` changed. */
+  changed: () => void
+  /** The WebRTC path died and there is no relay to go back to. */
+  lost: (error: SignalyardError) => void
+  error: (error: SignalyardError) => void
+}
+
+export class Mover {
+  /** The generation of the current (or last) WebRTC attempt; 0 before the first. */
+  private gen = 0
+  private readonly slot: PipeSlot
+  /** Where this side's stream frames go: held while moving up, or while resuming after a move down. */
+  private out: 'relay' | 'moving' | 'webrtc' | 'resuming' = 'relay'
+  /** The peer's MOVE arrived before this side's pipe opened: MOVED goes once it does. */
+  private owedMoved = false
+  /** The last generation this side gave up (its RESUME went out), and the last the peer gave up. */
+  private resumed = 0
+  private peerResumed = 0
+  private everOpened = false
+  private failures = 0
+  private timer: ReturnType<typeof setTimeout> | null = null
+  private retryTimer: ReturnType<typeof setTimeout> | null = null
+  private stallTimer: ReturnType<typeof setInterval> | null = null
+  private stopped = false
+
+  constructor (private readonly host: MoverHost) {
+    this.slot = new PipeSlot({
+      open: () => this.rtcOpened(),
+      message: (bytes) => this.host.message(bytes),
+      drain: () => this.host.pump(),
+      close: (error) => this.giveUp(error?.message ?? 'the WebRTC path closed')
+    })
+  }
+
+  /** The transport that carries this side's stream frames now. */
+  get transport (): Transport { return this.out === 'webrtc' ? 'webrtc' : 'relay' }
+
+  /** The pipe stream frames go to now; null while they are held (moving up, or resuming). */
+  get pipe (): Pipe | null {
+    if (this.out === 'webrtc') return this.slot.open
+    return this.out === 'relay' ? this.host.relay() : null
+  }
+
+  /** A pipe for control frames: the WebRTC pipe when it is open, else the relay. */
+  get controlPipe (): Pipe | null { return this.slot.open ?? this.host.relay() }
+
+  /** Acceptor, at `accept`: make the first generation's RTCPeerConnection; false when it cannot be made. */
+  prepare (): boolean {
+    this.gen = 1
+    return this.make(false)
+  }
+
+  /** Initiator: a new WebRTC attempt (the first at `accept`, later ones after a path died). */
+  attempt (): void {
+    this.retryTimer = null
+    if (this.stopped) return
+    this.gen++
+    this.make(true)
+  }
+
+  /** The relay opened (the connection did): if WebRTC was quicker, move up now. */
+  relayOpened (): void {
+    if (!this.stopped && this.out === 'relay' && this.slot.open !== null) this.moveUp()
+  }
+
+  /** An sdp/ice message of generation `g` from the peer. */
+  signal (msg: RtcMessage, g: number): void {
+    if (this.stopped || g < this.gen || (g > this.gen && this.host.initiator)) return
+    if (g > this.gen) { // the initiator's next attempt: this side's current one (if any) is over
+      this.giveUp('the peer started a new WebRTC attempt')
+      this.gen = g
+      if (!this.make(false)) return
+    }
+    const pipe = this.slot.current
+    if (pipe instanceof WebRtcPipe) pipe.receive(msg)
+  }
+
+  /** A MOVE, MOVED, ACK or RESUME frame from the peer (on either pipe). */
+  control (frame: MuxFrame): void {
+    if (this.stopped) return
+    const words = controlWords(frame.payload, frame.op === MuxOp.Resume ? 2 : 1)
+    if (words === null) return this.host.error(new SignalyardError('bad-frame', 'the peer sent a short control frame'))
+    const [a, b] = words
+    switch (frame.op) {
+      case MuxOp.Ack:
+        this.host.ledger.acked(a)
+        return this.host.pump()
+      case MuxOp.Move:
+        if (a !== this.gen || this.resumed === a) return
+        if (this.slot.open !== null) this.sendOn(this.slot.open, writeControl(MuxOp.Moved, a))
+        else this.owedMoved = true
+        return
+      case MuxOp.Moved:
+        if (a !== this.gen || this.out !== 'moving') return
+        this.disarm()
+        this.out = 'webrtc'
+        this.stallTimer = setInterval(() => this.checkStall(), STALL_MS / 3)
+        this.host.changed()
+        return this.host.pump()
+      case MuxOp.Resume:
+        if (a > this.peerResumed) this.peerResumed = a
+        // What the peer lost is queued first: giving up below lets frames flow again, and new
+        // ones must not overtake it (the peer would see a gap).
+        this.host.ledger.resendAfter(b)
+        if (a === this.gen) this.giveUp('the peer gave up the WebRTC path')
+        if (this.out === 'resuming' && this.peerResumed >= this.resumed) this.resume()
+        return this.host.pump()
+    }
+  }
+
+  /**
+   * The connection ends: no more attempts or moves. `keepPipe`: the WebRTC pipe stays (what it
+   * still reads goes to the connection) until a later `stop()`, so a BYE can go out on it.
+   */
+  stop (keepPipe = false): void {
+    this.stopped = true
+    this.disarm()
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+    this.retryTimer = null
+    if (!keepPipe) this.slot.drop()
+  }
+
+  private make (initiator: boolean): boolean {
+    const rtc = this.host.rtc()
+    if (rtc === null) return false
+    const g = this.gen
+    try {
+      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, initiator, (m) => this.host.signal(m, g), on, true, true))
+    } catch (err) {
+      this.host.error(new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
+      return false
+    }
+    this.arm(() => this.giveUp('WebRTC did not connect in time'))
+    return true
+  }
+
+  private rtcOpened (): void {
+    if (this.stopped) return
+    this.disarm()
+    this.everOpened = true
+    this.failures = 0
+    const pipe = this.slot.open as Pipe
+    if (this.owedMoved) {
+      this.owedMoved = false
+      this.sendOn(pipe, writeControl(MuxOp.Moved, this.gen))
+    }
+    if (this.out === 'relay') this.moveUp()
+  }
+
+  /** This side's frames go to the WebRTC pipe once the peer has read the relay up to MOVE. */
+  private moveUp (): void {
+    const relay = this.host.relay()
+    if (relay === null || this.slot.open === null) return
+    this.out = 'moving'
+    // No timer: MOVE may wait behind a long relay backlog. If the peer's side of this attempt
+    // never opens, its own attempt timer gives the attempt up (RESUME); if the path dies, its close does.
+    this.sendOn(relay, writeControl(MuxOp.Move, this.gen))
+  }
+
+  /** The peer's RESUME arrived after this side's: frames go on the relay, and up again when WebRTC is back. */
+  private resume (): void {
+    this.out = 'relay'
+    if (this.slot.open !== null) this.moveUp()
+  }
+
+  /** Give up the current WebRTC attempt or path (once per generation): back to the relay, RESUME to the peer. */
+  giveUp (reason: string): void {
+    if (this.stopped) return
+    this.disarm()
+    this.slot.drop()
+    this.owedMoved = false
+    const g = this.gen
+    if (g === 0 || this.resumed >= g) return
+    this.resumed = g
+    const wasRtc = this.out === 'webrtc'
+    const relay = this.host.relay()
+    if (relay === null) {
+      if (wasRtc) this.host.lost(new SignalyardError('connection-closed', `${reason}, and the relay is gone`))
+      return
+    }
+    this.sendOn(relay, writeControl(MuxOp.Resume, g, this.host.ledger.read))
+    // Frames that went on WebRTC wait for the peer's RESUME (what it read); else they go on at once.
+    this.out = wasRtc && this.peerResumed < g ? 'resuming' : 'relay'
+    if (wasRtc) this.host.changed()
+    if (this.host.initiator && this.everOpened) {
+      const wait = Math.min(RETRY_FIRST_MS * 2 ** this.failures, RETRY_MAX_MS)
+      this.failures++
+      this.retryTimer = setTimeout(() => this.attempt(), wait)
+    }
+    this.host.pump()
+  }
+
+  private checkStall (): void {
+    if (this.out === 'webrtc' && this.host.ledger.rtcWait(performance.now()) > STALL_MS) {
+      this.giveUp(`no acknowledgement on the WebRTC path for ${STALL_MS} ms`)
+    }
+  }
+
+  private sendOn (pipe: Pipe, frame: Uint8Array): void {
+    try {
+      pipe.send(frame)
+    } catch {} // a pipe that cannot send reports its close
+  }
+
+  /** The one timer of an attempt; the stall check stops with it. */
+  private arm (onTimeout: () => void): void {
+    this.disarm()
+    this.timer = setTimeout(() => { this.timer = null; onTimeout() }, this.host.connectTimeout)
+  }
+
+  private disarm (): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = null
+    if (this.stallTimer !== null) clearInterval(this.stallTimer)
+    this.stallTimer = null
+  }
+}
