@@ -470,7 +470,7 @@ export interface Path {
   remoteAddress?: string
   note?: string
 }
-/** One JSON line a peer printed. */
+/** One JSON line a peer printed (`arrived`: performance.now() when the test read it). */
 export interface Line { ev: string, [key: string]: any }
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/nat-peer.mjs', import.meta.url))
@@ -500,6 +500,7 @@ export class Peer {
 
   /** A line arrived. */
   push (line: Line): void {
+    line.arrived = performance.now()
     this.lines.push(line)
     this.wake()
   }
@@ -660,14 +661,17 @@ export interface PairOptions {
   /** Messages each side sends, and their size in bytes. */
   count: number
   size: number
-  /** The data starts once the pair is on WebRTC or this long after connect(): where it ends. */
-  settleMs?: number
+  /** Message i goes no earlier than i × spreadMs / count after a side starts (0: at once): the data spans the moves. */
+  spreadMs?: number
   /**
-   * When both sides' final path is read: this long after a's 'open' (or once both are done, if
-   * later). An ICE agent may start on a lower pair and switch: libjuice uses its first succeeded
-   * pair at once and nominates a better one for up to 2 s (NOMINATION_TIMEOUT).
+   * When both sides' final path is read: once both are done, at least `settleMs` after a's 'open'
+   * (e.g. connectTimeout + 0.5 s, by when a first WebRTC attempt has connected or was given up),
+   * and at least `finalAfterMove` after the last 'transport' line of either side (an ICE agent may
+   * start on a lower pair and switch: libjuice uses its first succeeded pair at once and
+   * nominates a better one for up to 2 s, its NOMINATION_TIMEOUT).
    */
-  finalAfterOpen?: number
+  settleMs?: number
+  finalAfterMove?: number
   /** A pair that has not exchanged everything by then (ms after both listen) fails; 15 s if not given. */
   deadline?: number
   /** Runs once a opened, while the data flows (e.g. to break the path when a tenth has arrived). */
@@ -676,6 +680,32 @@ export interface PairOptions {
 
 /** A pair's lines: a's 'open', both 'done' lines, and both 'final' lines (the path it ended on). */
 export interface PairResult { a: Peer, b: Peer, open: Line, done: { a: Line, b: Line }, final: { a: Line, b: Line } }
+
+/** A pair's times in ms from a's connect() (null: it never happened). */
+export interface PairTimings {
+  /** a's 'open' (with 'auto': on the relay). */
+  open: number
+  /** The first message delivered: a's at b, b's at a. */
+  firstAtB: number | null
+  firstAtA: number | null
+  /** Each side's frames moved to WebRTC (its first 'transport' 'webrtc' line). */
+  webrtcA: number | null
+  webrtcB: number | null
+}
+
+/** The times of a pair from its lines (the peers' `at` epoch stamps, one clock: one machine). */
+export function timings (r: { a: Peer, b: Peer, open: Line }): PairTimings {
+  const t0 = r.a.first('connect')?.at as number
+  const since = (line: Line | undefined): number | null => line === undefined ? null : Math.round((line.at as number) - t0)
+  const webrtc = (p: Peer): Line | undefined => p.lines.find((l) => l.ev === 'transport' && l.transport === 'webrtc')
+  return {
+    open: since(r.open) as number,
+    firstAtB: since(r.b.first('first')),
+    firstAtA: since(r.a.first('first')),
+    webrtcA: since(webrtc(r.a)),
+    webrtcB: since(webrtc(r.b))
+  }
+}
 
 /**
  * One pair through the lab in its current modes: b listens (in its side's namespace), a connects;
@@ -687,7 +717,7 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
   const spawnPeer = async (side: 'a' | 'b', stack: Stack, peer: string | null): Promise<Peer> => {
     const config = {
       url: options.yard.url, namespace, id: side, peer, stack, transport: options.transport,
-      connectTimeout: options.connectTimeout, count: options.count, size: options.size, settleMs: options.settleMs ?? 0
+      connectTimeout: options.connectTimeout, count: options.count, size: options.size, spreadMs: options.spreadMs ?? 0
     }
     return stack === 'chromium' ? await pagePeer(l, l.peerNs(side), side, config) : processPeer(l, l.peerNs(side), side, stack, config)
   }
@@ -709,7 +739,8 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     const openedAt = performance.now()
     await options.during?.(a, b)
     const done = { a: await a.wait('done', deadline), b: await b.wait('done', deadline) }
-    const finalAt = openedAt + (options.finalAfterOpen ?? 0)
+    const lastMove = Math.max(openedAt, ...[a, b].flatMap((p) => p.lines.filter((l) => l.ev === 'transport').map((l) => l.arrived as number)))
+    const finalAt = Math.max(openedAt + (options.settleMs ?? 0), lastMove + (options.finalAfterMove ?? 0))
     if (finalAt > performance.now()) await new Promise((resolve) => setTimeout(resolve, finalAt - performance.now()))
     for (const p of [a, b]) p.host.final()
     const final = { a: await a.wait('final', deadline + 5000), b: await b.wait('final', deadline + 5000) }
