@@ -21,7 +21,7 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomBytes } from 'node:crypto'
-import { createLab, labUnavailable, runPair, timings, type Lab, type LabYard, type Line, type NatMode, type PairOptions, type PairResult, type PairTimings, type Path, type Peer, type Stack } from './natlab.js'
+import { createLab, ipOf, labUnavailable, runPair, throughCoturn, tierOf, timings, type Lab, type LabYard, type Line, type NatMode, type PairOptions, type PairResult, type PairTimings, type Path, type Peer, type Stack } from './natlab.js'
 
 const CONNECT_TIMEOUT = 3000
 const YARD_PORT = 8000
@@ -80,17 +80,6 @@ function theLab (): Promise<{ lab: Lab, full: LabYard, stunOnly: LabYard }> {
   })()
   return building
 }
-
-/** The IP of an 'ip:port' address ('' when unknown). */
-const ipOf = (address: string | undefined): string => address === undefined ? '' : address.slice(0, address.lastIndexOf(':'))
-
-/**
- * Whether side `p` sends through coturn: from or to a relay candidate. A relay candidate first
- * seen in a check shows as a prflx remote at coturn's address (libwebrtc hides that address:
- * then the other side's own view says whether it was its relay candidate).
- */
-const throughCoturn = (p: Path, other: Path): boolean => p.local === 'relay' || p.remote === 'relay' ||
-  ipOf(p.remoteAddress) === lab?.publicIp || (ipOf(p.remoteAddress) === '' && other.local === 'relay')
 
 const show = (p: Path): string => p.transport === 'webrtc'
   ? `${String(p.local)}→${String(p.remote)} ${String(p.protocol)}${p.rtt !== null ? ` rtt ${p.rtt} ms` : ''}`
@@ -163,7 +152,7 @@ function report (name: string, r: PairResult, count: number, size: number): void
  * Set both routers, run one pair per stack combination (at the same time: each has its own
  * processes, ports and NAT mappings), report each, check each with checkPair, then with `expect`.
  */
-async function runCase (name: string, mode: NatMode, combos: Array<[Stack, Stack]>, yard: 'full' | 'stunOnly',
+async function runCase (name: string, mode: NatMode, combos: Array<[Stack, Stack]>, yard: 'full' | 'stunOnly', tier: string,
   expect: (r: PairResult, t: PairTimings, pa: Path, pb: Path) => void, extra: Partial<PairOptions> = {}): Promise<void> {
   const setup = await theLab()
   await setup.lab.setModes(mode)
@@ -180,7 +169,9 @@ async function runCase (name: string, mode: NatMode, combos: Array<[Stack, Stack
   for (const r of results) {
     const t = checkPair(r, count)
     expect(r, t, r.final.a.path as Path, r.final.b.path as Path)
-    measured.push({ name, stacks: `${r.a.stack}→${r.b.stack}`, ends: `${show(r.final.a.path as Path)} / ${show(r.final.b.path as Path)}`, t })
+    // the bench's name for the tier agrees (bench/scenarios/08-connectivity.mjs counts by it)
+    assert.is(tierOf(r.final.a.path as Path, r.final.b.path as Path), tier)
+    measured.push({ name, stacks: `${r.a.stack}→${r.b.stack}`, ends: `${tierOf(r.final.a.path as Path, r.final.b.path as Path)}: ${show(r.final.a.path as Path)} / ${show(r.final.b.path as Path)}`, t })
   }
 }
 
@@ -224,7 +215,7 @@ if (unavailable !== null) {
   })
 
   test('1. open (no NAT): the pair moves to WebRTC and ends on host candidates on both sides', async () => {
-    await runCase('1 open', 'open', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], 'full', (r, t, pa, pb) => {
+    await runCase('1 open', 'open', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], 'full', 'host', (r, t, pa, pb) => {
       checkMovedUp(r, t)
       for (const [side, p, other] of [['a', pa, 'b'], ['b', pb, 'a']] as const) {
         assert.equal([p.transport, p.local, p.protocol], ['webrtc', 'host', 'udp'], JSON.stringify(p))
@@ -238,7 +229,7 @@ if (unavailable !== null) {
   })
 
   test('2. cone NAT on both sides + STUN: WebRTC by hole punching (srflx/prflx) at the end, never a relay candidate though TURN is offered', async () => {
-    await runCase('2 cone+STUN', 'cone', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc'], ['chromium', 'chromium']], 'full', (r, t, pa, pb) => {
+    await runCase('2 cone+STUN', 'cone', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc'], ['chromium', 'chromium']], 'full', 'srflx', (r, t, pa, pb) => {
       checkMovedUp(r, t)
       for (const [side, p, other] of [['a', pa, 'b'], ['b', pb, 'a']] as const) {
         assert.equal([p.transport, p.protocol], ['webrtc', 'udp'], JSON.stringify(p))
@@ -252,7 +243,7 @@ if (unavailable !== null) {
   })
 
   test('3. symmetric NAT on both sides, STUN only: WebRTC cannot connect, the pc stays on the relay and carries everything', async () => {
-    await runCase('3 symmetric+STUN', 'symmetric', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], 'stunOnly', (r) => {
+    await runCase('3 symmetric+STUN', 'symmetric', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc']], 'stunOnly', 'relay', (r) => {
       checkStayed(r)
       // WebRTC was tried (and given up), not skipped
       assert.ok((r.final.a.rtcStates as string[]).length >= 1, `a tried WebRTC: ${JSON.stringify(r.final.a.rtcStates)}`)
@@ -260,7 +251,7 @@ if (unavailable !== null) {
   })
 
   test('4. symmetric NAT on both sides + TURN: WebRTC through coturn (relay candidates)', async () => {
-    await runCase('4 symmetric+TURN', 'symmetric', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc'], ['chromium', 'chromium']], 'full', (r, t, pa, pb) => {
+    await runCase('4 symmetric+TURN', 'symmetric', [['node-datachannel', 'node-datachannel'], ['wrtc', 'wrtc'], ['chromium', 'chromium']], 'full', 'TURN/UDP', (r, t, pa, pb) => {
       checkMovedUp(r, t)
       // Each side sends through coturn: from its own relay candidate, or to the peer's (both
       // sides may send from their NAT mapping to the other's relay: still relayed both ways).
@@ -273,7 +264,7 @@ if (unavailable !== null) {
   })
 
   test('5a. UDP blocked + TURN over TCP: @roamhq/wrtc and Chromium move to WebRTC on relay candidates over TCP', async () => {
-    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['wrtc', 'wrtc'], ['chromium', 'chromium'], ['chromium', 'wrtc']], 'full', (r, t, pa, pb) => {
+    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['wrtc', 'wrtc'], ['chromium', 'chromium'], ['chromium', 'wrtc']], 'full', 'TURN/TCP', (r, t, pa, pb) => {
       checkMovedUp(r, t)
       for (const p of [pa, pb]) {
         assert.equal([p.transport, p.local, p.remote, p.protocol], ['webrtc', 'relay', 'relay', 'tcp'], JSON.stringify(p))
@@ -283,7 +274,7 @@ if (unavailable !== null) {
   })
 
   test('5b. UDP blocked + TURN over TCP: a pair with a node-datachannel side (no TURN/TCP in libjuice) stays on the relay', async () => {
-    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['node-datachannel', 'node-datachannel'], ['node-datachannel', 'wrtc'], ['chromium', 'node-datachannel']], 'full', (r) => {
+    await runCase('5 udp-blocked+TURN/TCP', 'udp-blocked', [['node-datachannel', 'node-datachannel'], ['node-datachannel', 'wrtc'], ['chromium', 'node-datachannel']], 'full', 'relay', (r) => {
       checkStayed(r)
     })
   })
@@ -354,7 +345,7 @@ if (unavailable !== null) {
       }
       // the initiator retried with a fresh RTCPeerConnection
       assert.ok((r.final.a.rtcStates as string[]).length >= 2, `a made a fresh RTCPeerConnection: ${JSON.stringify(r.final.a.rtcStates)}`)
-      measured.push({ name: '6 path dies', stacks: `${r.a.stack}→${r.b.stack}`, ends: `${show(r.final.a.path as Path)} / ${show(r.final.b.path as Path)}`, t })
+      measured.push({ name: '6 path dies', stacks: `${r.a.stack}→${r.b.stack}`, ends: `${tierOf(r.final.a.path as Path, r.final.b.path as Path)}: ${show(r.final.a.path as Path)} / ${show(r.final.b.path as Path)}`, t })
     }
   })
 }

@@ -672,6 +672,8 @@ export interface PairOptions {
    */
   settleMs?: number
   finalAfterMove?: number
+  /** The peers make and close one RTCPeerConnection before listening (the fixture's `warm`). */
+  warm?: boolean
   /** A pair that has not exchanged everything by then (ms after both listen) fails; 15 s if not given. */
   deadline?: number
   /** Runs once a opened, while the data flows (e.g. to break the path when a tenth has arrived). */
@@ -680,6 +682,35 @@ export interface PairOptions {
 
 /** A pair's lines: a's 'open', both 'done' lines, and both 'final' lines (the path it ended on). */
 export interface PairResult { a: Peer, b: Peer, open: Line, done: { a: Line, b: Line }, final: { a: Line, b: Line } }
+
+/** The IP of an 'ip:port' address ('' when unknown). */
+export const ipOf = (address: string | undefined): string => address === undefined ? '' : address.slice(0, address.lastIndexOf(':'))
+
+/**
+ * Whether side `p` sends through coturn: from or to a relay candidate. A relay candidate first
+ * seen in a check shows as a prflx remote at coturn's address (libwebrtc hides that address:
+ * then the other side's own view says whether it was its relay candidate).
+ */
+export const throughCoturn = (p: Path, other: Path): boolean => p.local === 'relay' || p.remote === 'relay' ||
+  ipOf(p.remoteAddress) === PUBLIC_IP || (ipOf(p.remoteAddress) === '' && other.local === 'relay')
+
+/**
+ * The tier a pair ended on, from both sides' paths: 'host' (both ends host, a host learnt from a
+ * check may show as prflx), 'srflx' (hole punched: a reflexive end, no coturn), 'TURN/UDP' or
+ * 'TURN/TCP' (through coturn; the protocol of a side with a local relay candidate), 'relay' (the
+ * server's WebSocket relay on both sides), or 'mixed: …' when the sides disagree.
+ */
+export function tierOf (pa: Path, pb: Path): string {
+  if (pa.transport !== pb.transport || (pa.transport !== 'webrtc' && pa.transport !== 'relay')) return `mixed: ${String(pa.transport)} / ${String(pb.transport)}`
+  if (pa.transport === 'relay') return 'relay'
+  if (throughCoturn(pa, pb) || throughCoturn(pb, pa)) {
+    const side = pa.local === 'relay' ? pa : pb.local === 'relay' ? pb : pa
+    return `TURN/${String(side.protocol).toUpperCase()}`
+  }
+  const hostish = (t: string | null): boolean => t === 'host' || t === 'prflx'
+  if (pa.local === 'host' && pb.local === 'host' && hostish(pa.remote) && hostish(pb.remote)) return 'host'
+  return 'srflx'
+}
 
 /** A pair's times in ms from a's connect() (null: it never happened). */
 export interface PairTimings {
@@ -717,7 +748,7 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
   const spawnPeer = async (side: 'a' | 'b', stack: Stack, peer: string | null): Promise<Peer> => {
     const config = {
       url: options.yard.url, namespace, id: side, peer, stack, transport: options.transport,
-      connectTimeout: options.connectTimeout, count: options.count, size: options.size, spreadMs: options.spreadMs ?? 0
+      connectTimeout: options.connectTimeout, count: options.count, size: options.size, spreadMs: options.spreadMs ?? 0, warm: options.warm ?? false
     }
     return stack === 'chromium' ? await pagePeer(l, l.peerNs(side), side, config) : processPeer(l, l.peerNs(side), side, stack, config)
   }
