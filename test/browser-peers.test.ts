@@ -232,6 +232,14 @@ async function twoPagesTalk (defer: Defer, expected: 'webrtc' | 'relay', bobInit
     (moved === undefined ? '' : `, on WebRTC ${moved - created} ms after connect()`))
 
   if (expected === 'webrtc') {
+    for (const [page, pc, who] of [[a, pcA, 'A'], [b, pcB, 'B']] as const) {
+      const path = await call<{ transport: string, local?: string, remote?: string, protocol?: string, rtt?: number } | null>(page, 'pcPath', pc, 'webrtc', 2000)
+      assert.is(path?.transport, 'webrtc', `page ${who}'s pc.path says WebRTC`)
+      assert.is(path?.local, 'host', `page ${who}: a host candidate on loopback (${JSON.stringify(path)})`)
+      assert.is(path?.remote, 'host', `page ${who}: to the other page's host candidate`)
+      assert.is(path?.protocol, 'udp')
+      assert.ok(typeof path?.rtt === 'number' && path.rtt >= 0 && path.rtt < 1000, `page ${who}: rtt ${String(path?.rtt)} ms`)
+    }
     const [sa] = await Promise.all([assertLoopbackIce(a, 'page A'), assertLoopbackIce(b, 'page B')])
     console.log(`ice: page A kept ${sa.kept.length} candidate(s) on 127.0.0.1, dropped ${sa.dropped.length} elsewhere (${[...new Set(sa.dropped)].join(', ') || 'none'})`)
   } else {

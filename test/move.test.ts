@@ -101,18 +101,22 @@ test('auto: the WebRTC path dies mid-transfer, cut on one side then on the other
     const there: Array<{ got: () => number, ok: () => boolean }> = []
     b().on('connection', (rs) => there.push(counter(rs)))
     const s = a.createStream('bulk')
-    const total = 90_000
+    const total = 500_000
     const sending = sendNumbered(s, total)
-    for (const [side, made, at] of [['the acceptor', madeB, 10_000], ['the initiator', madeA, 40_000]] as const) {
+    let at = 20_000 // the first cut; the second 10,000 messages after WebRTC is back
+    for (const [side, made] of [['the acceptor', madeB], ['the initiator', madeA]] as const) {
       await until(() => (there[0]?.got() ?? 0) > at, 15_000, `the transfer past ${at}`)
       const before = madeA.length + madeB.length
+      const cutAt = there[0].got()
+      assert.ok(there[0].got() < total - 50_000, `the cut comes mid-transfer (${there[0].got()} of ${total} arrived)`)
       made[made.length - 1].close() // this side's current RTCPeerConnection: the path dies under it
       const t0 = performance.now()
       await until(() => a.transport === 'relay', 5000, `back on the relay (${side} cut)`)
       const back = performance.now() - t0
       await until(() => a.transport === 'webrtc', 10_000, `on WebRTC again after the retry (${side} cut)`)
       assert.ok(madeA.length + madeB.length > before, 'fresh RTCPeerConnections')
-      console.log(`move: ${side}'s path cut at message ~${at}: on the relay after ${Math.round(back)} ms, on WebRTC again after ${Math.round(performance.now() - t0)} ms`)
+      at = there[0].got() + 10_000
+      console.log(`move: ${side}'s path cut at message ${cutAt}: on the relay after ${Math.round(back)} ms, on WebRTC again after ${Math.round(performance.now() - t0)} ms`)
     }
     await sending
     await until(() => there[0].got() === total, 20_000, `every message (${there[0].got()})`)

@@ -279,6 +279,49 @@ test('auto: a side without RTCPeerConnection makes the pair use the relay at onc
   assert.equal(got, ['over the relay'])
 }))
 
+test('pc.path: on the relay { transport: relay }; after the move the selected pair on loopback (host ↔ host over UDP, an RTT in ms); \'path\' fires for each change on both sides', () => withYard(async ({ yard, node }) => {
+  const a = await node('alice', { transport: 'auto' })
+  const remote: PeerConnection[] = []
+  const remotePaths: unknown[] = []
+  await node('bob', { transport: 'auto' }, (pc) => { remote.push(pc); pc.on('path', (p) => remotePaths.push(p)) })
+  const pc = a.connect('bob')
+  assert.is(pc.path, null, 'no path before open')
+  const paths: unknown[] = []
+  pc.on('path', (p) => paths.push(p))
+  await within(pc.ready(), 2000, 'open')
+  assert.equal(pc.path, { transport: 'relay' })
+  await until(() => pc.transport === 'webrtc' && pc.path?.transport === 'webrtc' && remote[0]?.path?.transport === 'webrtc', 5000, 'both on WebRTC with a path')
+  const path = pc.path as NonNullable<typeof pc.path>
+  assert.is(path.local, 'host')
+  assert.is(path.remote, 'host')
+  assert.is(path.protocol, 'udp')
+  assert.ok(path.rtt === undefined || (path.rtt >= 0 && path.rtt < 1000), `rtt ${String(path.rtt)} ms`)
+  assert.equal(paths.map((p) => (p as { transport: string }).transport), ['relay', 'webrtc'])
+  assert.equal(remotePaths.map((p) => (p as { transport: string }).transport), ['relay', 'webrtc'])
+  await until(async () => /signalyard_peer_connections_total\{transport="webrtc"\} 1\n/.test(await yard.metrics()), 2000, 'the moved pc counted once, as WebRTC')
+  assert.match(await yard.metrics(), /signalyard_peer_connections_total\{transport="relay"\} 0\n/)
+  pc.close()
+  assert.is(pc.path, null, 'no path once closed')
+}))
+
+test('pc.path on a relay-only pair and on a forced WebRTC pair; /metrics counts each pc once by the transport it settled on', () => withYard(async ({ yard, node }) => {
+  const a = await node('alice', { webrtc: false })
+  await node('bob', { webrtc: false }, echoBack)
+  const relayed = a.connect('bob')
+  await within(relayed.ready(), 2000, 'open on the relay')
+  assert.equal(relayed.path, { transport: 'relay' })
+  const c = await node('carol')
+  await node('dave', {}, echoBack)
+  const direct = c.connect('dave')
+  const told = next(direct, 'path', 3000)
+  await within(direct.ready(), 3000, 'open on WebRTC')
+  assert.is((await told)[0].transport, 'webrtc')
+  assert.is(direct.path?.local, 'host')
+  // each initiator told the server which transport its pc settled on; the acceptors did not
+  await until(async () => /signalyard_peer_connections_total\{transport="webrtc"\} 1\n/.test(await yard.metrics()), 2000, 'the WebRTC pc counted')
+  assert.match(await yard.metrics(), /signalyard_peer_connections_total\{transport="relay"\} 1\n/)
+}))
+
 test('auto: the pc opens on the relay at once; ICE that cannot connect is given up after connectTimeout and leaves no RTCPeerConnection; the pc stays on the relay and works', () => withYard(async ({ channel }) => {
   // iceTransportPolicy 'relay' with no TURN server: no candidate is ever gathered, ICE cannot succeed.
   const noIce = { bindAddress: '127.0.0.1', iceTransportPolicy: 'relay' }

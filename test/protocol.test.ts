@@ -10,6 +10,8 @@ import { echoEventMeta, readEchoFrom, writeEchoEvent } from '../src/protocol/ech
 import { readKvEvent, readKvKeys, readKvReply, writeKvEvent, writeKvKeys, kvReplyMeta } from '../src/protocol/kv.js'
 import { readPresenceChange, readPresencePage, writePeersEvent, writePeersPage } from '../src/protocol/peers.js'
 import { readHandshake } from '../src/protocol/handshake.js'
+import { BATCH_FRAME_MAX, MUX_BATCH, readBatch, writeBatch, writeMux, MuxOp } from '../src/protocol/mux.js'
+import { Fifo } from '../src/client/fifo.js'
 import { readRelayAck, readRelayWindow, RELAY_PRE_OPEN_WINDOW, writeRelayAck } from '../src/protocol/relay.js'
 import { readSignalFrom, readSignalLeave, readSignalTo, writeSignalFrom, writeSignalLeave, writeSignalTo } from '../src/protocol/signal.js'
 import { ENDPOINTS, FrameType, NAME_MAX, REQUEST_OPS, isFrameError, parseClientFrame, parseServerFrame, type FrameError } from '../src/protocol/frames.js'
@@ -403,7 +405,7 @@ test('parseServerFrame: every server frame type, typed; unknown types → unknow
 
 test('the endpoint table: every endpoint has its request ops, each op belongs to one endpoint', () => {
   assert.equal(ENDPOINTS, ['echo', 'kv', 'relay', 'peers', 'signal'])
-  assert.equal(REQUEST_OPS, { echo: [], kv: ['set', 'delete'], relay: [], peers: ['update'], signal: [] })
+  assert.equal(REQUEST_OPS, { echo: [], kv: ['set', 'delete'], relay: [], peers: ['update'], signal: ['settled'] })
 })
 
 test('echo and kv: what the server writes, the client reads back', () => {
@@ -476,5 +478,41 @@ function writeFrameRaw (type: number, meta: object): NonNullable<ReturnType<type
   assert.ok(raw !== null)
   return raw as NonNullable<ReturnType<typeof readFrame>>
 }
+
+// ---- relay batches of mux frames, and the client's queue ----
+
+test('a batch carries mux frames whole and in order; malformed batches read as null, never throw', () => {
+  const frames = [writeMux(MuxOp.Data, 1, Kind.Json, enc.encode('1'), 7), writeMux(MuxOp.Close, 3, 0, undefined, 8), new Uint8Array(BATCH_FRAME_MAX - 1).fill(5)]
+  const batch = writeBatch(frames, frames.reduce((n, f) => n + f.length, 0))
+  assert.is(batch[0], MUX_BATCH)
+  assert.equal(readBatch(batch)?.map((f) => [...f]), frames.map((f) => [...f]))
+  assert.is(readBatch(new Uint8Array([MUX_BATCH])), null, 'empty')
+  assert.is(readBatch(new Uint8Array([MUX_BATCH, 0, 0])), null, 'a zero-length frame')
+  assert.is(readBatch(new Uint8Array([MUX_BATCH, 0, 5, 1, 2])), null, 'a frame cut short')
+  assert.is(readBatch(new Uint8Array([MUX_BATCH, 0, 1, 9, 0])), null, 'a length cut short')
+  for (let i = 0; i < 2000; i++) {
+    const junk = new Uint8Array(1 + Math.floor(Math.random() * 40)).map(() => Math.floor(Math.random() * 256))
+    junk[0] = MUX_BATCH
+    const read = readBatch(junk)
+    if (read !== null) assert.is(read.reduce((n, f) => n + 2 + f.length, 1), junk.length, 'a batch that reads covers every byte')
+  }
+})
+
+test('Fifo: first in, first out across compactions, retain and iteration keep the order', () => {
+  const q = new Fifo<number>()
+  for (let i = 0; i < 5000; i++) q.push(i)
+  for (let i = 0; i < 3000; i++) assert.is(q.shift(), i)
+  assert.is(q.length, 2000)
+  assert.is(q.peek(), 3000)
+  assert.is(q.last(), 4999)
+  q.retain((n) => n % 2 === 0)
+  assert.equal([...q].slice(0, 3), [3000, 3002, 3004])
+  assert.is(q.length, 1000)
+  for (let i = 0; i < 1000; i++) q.shift()
+  assert.is(q.shift(), undefined)
+  assert.is(q.peek(), undefined)
+  q.push(1)
+  assert.equal([...q], [1])
+})
 
 test.run()

@@ -127,6 +127,32 @@ test('an unknown target → ERROR unknown-peer { to }; a bad `to` → bad-reques
   })
 })
 
+test('REQUEST settled { tr } counts a peer connection by transport in /metrics (REPLY { req }); any other tr → bad-request, nothing counted', async () => {
+  const broker: Broker = await testBroker()
+  const yard = await startYard({ broker })
+  const clients: RawClient[] = []
+  try {
+    const a = await node(() => rawClient(yard, clients), 'a')
+    const isAnswer = (req: number) => (f: RawFrame): boolean => (f.type === FrameType.Reply || f.type === FrameType.Error) && f.meta?.req === req
+    a.send(FrameType.Request, 1, { op: 'settled', req: 1, tr: 'webrtc' })
+    a.send(FrameType.Request, 1, { op: 'settled', req: 2, tr: 'relay' })
+    a.send(FrameType.Request, 1, { op: 'settled', req: 3, tr: 'webrtc' })
+    for (const req of [1, 2, 3]) assert.is((await a.take(isAnswer(req), 1000, `reply ${req}`)).type, FrameType.Reply)
+    for (const [req, tr] of [[4, 'turn'], [5, 7], [6, null], [7, 'WEBRTC']] as const) {
+      a.send(FrameType.Request, 1, { op: 'settled', req, tr })
+      const f = await a.take(isAnswer(req), 1000, `tr ${String(tr)}`)
+      assert.equal([f.type, f.meta?.code], [FrameType.Error, 'bad-request'])
+    }
+    const text = await yard.metrics()
+    assert.match(text, /signalyard_peer_connections_total\{transport="webrtc"\} 2\n/)
+    assert.match(text, /signalyard_peer_connections_total\{transport="relay"\} 1\n/)
+  } finally {
+    for (const c of clients) c.ws.terminate()
+    await yard.close()
+    await broker.close()
+  }
+})
+
 test('binary payloads travel byte for byte up to peers.maxSignal; one byte more → payload-too-large', async () => {
   await withYard(async (client) => {
     const a = await node(client, 'a')

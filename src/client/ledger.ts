@@ -6,8 +6,12 @@
  * (RFC 1982 style): `a` comes after `b` when (a − b) mod 2^32 is in 1..2^31−1.
  */
 
+import { Fifo } from './fifo.js'
+
 /** Bytes of sent and unacknowledged frames past which the mux sends no new frame (until an ACK). */
 export const KEEP_WINDOW = 4 * 1024 * 1024
+/** What one kept frame costs in the window beyond its bytes (its record), so tiny frames are bounded too. */
+const KEPT_COST = 48
 /** A receiver acknowledges after reading this many bytes, or ACK_DELAY_MS after the first unacknowledged one. */
 export const ACK_EVERY = 64 * 1024
 export const ACK_DELAY_MS = 100
@@ -28,11 +32,11 @@ export class Ledger {
   /** Bytes read since the last ACK went out. */
   unacked = 0
   /** Frames to send again, in order, before anything new (see `takeAgain`). */
-  private again: Kept[] = []
+  private readonly again = new Fifo<Kept>()
   /** The last stream frame the peer acknowledged. */
   private ackedTo = 0
-  private kept: Kept[] = []
-  private head = 0
+  /** Frames sent and not acknowledged yet, oldest first. */
+  private readonly kept = new Fifo<Kept>()
   private keptBytes = 0
 
   /** The number of the next stream frame to send. */
@@ -47,19 +51,15 @@ export class Ledger {
   /** Keep frame `seq` until the peer acknowledges it; `rtc`: it went on a WebRTC path. */
   keep (seq: number, bytes: Uint8Array, rtc: boolean): void {
     this.kept.push({ seq, bytes, rtc, at: performance.now() })
-    this.keptBytes += bytes.length
+    this.keptBytes += bytes.length + KEPT_COST
   }
 
   /** The peer read everything up to `seq`. */
   acked (seq: number): void {
     if (after(seq, this.ackedTo)) this.ackedTo = seq
-    while (this.head < this.kept.length && !after(this.kept[this.head].seq, seq)) {
-      this.keptBytes -= this.kept[this.head].bytes.length
-      this.head++
-    }
-    if (this.head > 64 && this.head * 2 > this.kept.length) {
-      this.kept = this.kept.slice(this.head)
-      this.head = 0
+    for (let k = this.kept.peek(); k !== undefined && !after(k.seq, seq); k = this.kept.peek()) {
+      this.keptBytes -= k.bytes.length + KEPT_COST
+      this.kept.shift()
     }
   }
 
@@ -69,8 +69,7 @@ export class Ledger {
    */
   resendAfter (seq: number): void {
     this.acked(seq)
-    for (let i = this.head; i < this.kept.length; i++) {
-      const k = this.kept[i]
+    for (const k of this.kept) {
       if (!k.rtc) continue
       k.rtc = false
       this.again.push(k)
@@ -92,7 +91,7 @@ export class Ledger {
 
   /** How long (ms) the oldest frame sent on a WebRTC path has waited for its ACK; 0 when none waits. */
   rtcWait (now: number): number {
-    for (let i = this.head; i < this.kept.length; i++) if (this.kept[i].rtc) return now - this.kept[i].at
+    for (const k of this.kept) if (k.rtc) return now - k.at
     return 0
   }
 

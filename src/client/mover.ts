@@ -47,6 +47,8 @@ export interface MoverHost {
   pump: () => void
   /** `transport` changed. */
   changed: () => void
+  /** The first WebRTC attempt was given up without ever opening: the pair stays on the relay. */
+  neverOpened: () => void
   /** The WebRTC path died and there is no relay to go back to. */
   lost: (error: SignalyardError) => void
   error: (error: SignalyardError) => void
@@ -87,6 +89,9 @@ export class Mover {
     if (this.out === 'webrtc') return this.slot.open
     return this.out === 'relay' ? this.host.relay() : null
   }
+
+  /** The open WebRTC pipe, if any. */
+  get webrtc (): Pipe | null { return this.slot.open }
 
   /** A pipe for control frames: the WebRTC pipe when it is open, else the relay. */
   get controlPipe (): Pipe | null { return this.slot.open ?? this.host.relay() }
@@ -219,6 +224,7 @@ export class Mover {
     const g = this.gen
     if (g === 0 || this.resumed >= g) return
     this.resumed = g
+    if (!this.everOpened) this.host.neverOpened()
     const wasRtc = this.out === 'webrtc'
     const relay = this.host.relay()
     if (relay === null) {

@@ -9,6 +9,7 @@
 import { decodePayload, encodePayload, Kind } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { MuxOp, writeControl, writeMux, type MuxFrame } from '../protocol/mux.js'
+import { Fifo } from './fifo.js'
 import { ACK_DELAY_MS, ACK_EVERY, Ledger } from './ledger.js'
 import { PeerStream, type StreamHost } from './peer-stream.js'
 import { PIPE_HIGH_WATER, PIPE_LOW_WATER, type Pipe } from './transports/pipe.js'
@@ -21,6 +22,12 @@ export const MAX_QUEUED = 32 * 1024 * 1024
 export const MAX_STREAMS = 1024
 /** A stream's `send()` returns false from this many buffered bytes on. */
 export const HIGH_WATER_MARK = 1024 * 1024
+/**
+ * What a queued message costs beyond its payload when the mux bounds its queue (MAX_QUEUED) and
+ * decides when a stream must wait (HIGH_WATER_MARK, 'drain'): its memory, roughly. Without it a
+ * stream of 1-byte messages could queue a million of them under the byte limits.
+ */
+export const MESSAGE_COST = 64
 
 /** What a mux needs from its connection (the way `PipeHandlers` serve a pipe's owner). */
 export interface MuxHost {
@@ -46,6 +53,8 @@ export interface MuxHost {
 class Lane implements StreamHost {
   readonly stream: PeerStream
   queued = 0
+  /** Messages of this stream in the queue. */
+  waiting = 0
   needDrain = false
   parts: Uint8Array[] = []
   partsBytes = 0
@@ -56,6 +65,8 @@ class Lane implements StreamHost {
 
   get isOpen (): boolean { return this.mux.isOpen }
   get bufferedAmount (): number { return this.queued + (this.stream.state === 'closed' ? 0 : this.mux.pipeBuffered) }
+  /** `bufferedAmount` plus what its waiting messages cost: what flow control looks at. */
+  get load (): number { return this.bufferedAmount + this.waiting * MESSAGE_COST }
   write (data: unknown): boolean { return this.mux.write(this, data) }
   close (): void { this.mux.closeStream(this) }
 }
@@ -68,7 +79,7 @@ export class Mux {
   private state: 'waiting' | 'open' | 'flushing' | 'closed' = 'waiting'
   private readonly lanes = new Map<number, Lane>()
   private nextId: number
-  private queue: Outgoing[] = []
+  private readonly queue = new Fifo<Outgoing>()
   private queuedBytes = 0
   /** Bytes of unfinished incoming messages, all streams together (bounded by MAX_QUEUED). */
   private partialBytes = 0
@@ -117,8 +128,9 @@ export class Mux {
     // Frames of streams already closed never reached the peer: drop them rather than send them
     // under numbers that now belong to the peer's streams.
     const live = new Set(lanes)
-    this.queue = this.queue.filter((out) => live.has(out.lane))
-    this.queuedBytes = this.queue.reduce((sum, out) => sum + out.bytes.length - out.offset, 0)
+    this.queue.retain((out) => live.has(out.lane))
+    this.queuedBytes = 0
+    for (const out of this.queue) this.queuedBytes += out.bytes.length - out.offset + MESSAGE_COST
     this.lanes.clear()
     for (const lane of lanes) {
       lane.id = this.nextId
@@ -136,7 +148,7 @@ export class Mux {
   /** Forget whatever is still queued; nothing more goes out. */
   drop (): void {
     this.state = 'closed'
-    this.queue = []
+    this.queue.clear()
     this.queuedBytes = 0
     if (this.ackTimer !== null) clearTimeout(this.ackTimer)
     this.ackTimer = null
@@ -159,7 +171,7 @@ export class Mux {
       throw new SignalyardError('bad-request', `cannot encode payload: ${(err as Error).message}`)
     }
     if (payload.bytes.length > MAX_MESSAGE) throw new SignalyardError('payload-too-large', `a message is at most ${MAX_MESSAGE} bytes`)
-    if (this.queuedBytes + payload.bytes.length > MAX_QUEUED) {
+    if (this.queuedBytes + payload.bytes.length + MESSAGE_COST > MAX_QUEUED) {
       throw new SignalyardError('queue-full', `the connection holds ${this.queuedBytes} bytes already; wait for 'drain'`)
     }
     // send() copies, like WebSocket and RTCDataChannel: the app may reuse its buffer as soon as
@@ -167,8 +179,8 @@ export class Mux {
     // is still queued after the pump (pipe full, or not open yet) is copied before returning.
     const out: Outgoing = { lane, op: MuxOp.Data, kind: payload.kind, bytes: payload.bytes, offset: 0 }
     this.enqueue(out)
-    if (payload.kind === Kind.Binary && this.queue[this.queue.length - 1] === out) out.bytes = out.bytes.slice()
-    if (lane.bufferedAmount < HIGH_WATER_MARK) return true
+    if (payload.kind === Kind.Binary && this.queue.last() === out) out.bytes = out.bytes.slice()
+    if (lane.load < HIGH_WATER_MARK) return true
     lane.needDrain = true
     return false
   }
@@ -190,7 +202,7 @@ export class Mux {
       if (this.host.pipe() !== pipe) return
     }
     while (this.queue.length > 0 && pipe.bufferedAmount < PIPE_HIGH_WATER && ledger?.full !== true) {
-      const out = this.queue[0]
+      const out = this.queue.peek() as Outgoing
       const data = out.op === MuxOp.Data
       const end = data ? Math.min(out.offset + pipe.chunk, out.bytes.length) : out.bytes.length
       const last = end === out.bytes.length
@@ -212,13 +224,17 @@ export class Mux {
       if (data) out.lane.queued -= end - out.offset
       this.queuedBytes -= end - out.offset
       out.offset = end
-      if (last) this.queue.shift()
+      if (last) {
+        this.queue.shift()
+        this.queuedBytes -= MESSAGE_COST
+        if (data) out.lane.waiting--
+      }
       if (this.host.pipe() !== pipe) break // the send broke the pipe, and the connection moved
     }
     for (const lane of this.lanes.values()) {
       // At or below the pipe's low-water mark: a pipe reports 'drain' when it falls to that mark,
       // so a strict comparison could miss the only event there will be.
-      if (lane.needDrain && lane.bufferedAmount <= PIPE_LOW_WATER) {
+      if (lane.needDrain && lane.load <= PIPE_LOW_WATER) {
         lane.needDrain = false
         lane.stream.emit('drain')
       }
@@ -297,8 +313,11 @@ export class Mux {
 
   private enqueue (out: Outgoing): void {
     this.queue.push(out)
-    this.queuedBytes += out.bytes.length
-    if (out.op === MuxOp.Data) out.lane.queued += out.bytes.length
+    this.queuedBytes += out.bytes.length + MESSAGE_COST
+    if (out.op === MuxOp.Data) {
+      out.lane.queued += out.bytes.length
+      out.lane.waiting++
+    }
     if (this.state === 'open') this.pump()
   }
 

@@ -8,10 +8,11 @@
  */
 import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
-import { chooseTransport, type HandshakeMessage, type Transport } from '../protocol/handshake.js'
+import { chooseTransport, type HandshakeMessage, type HelloMessage, type Transport } from '../protocol/handshake.js'
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { Mover } from './mover.js'
 import { Mux } from './mux.js'
+import { PathWatch, type PeerPath } from './path.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
 import { RelayPipe } from './transports/relay.js'
@@ -50,6 +51,14 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private failure: SignalyardError | null = null
   /** This side closes because its node is leaving: the BYE says so. */
   private leaving = false
+  /** Both sides read batched relay messages (`bt` in the handshake). */
+  private batch = false
+  /** The transport this connection settled on was reported. */
+  private reported = false
+  private readonly watch = new PathWatch(
+    () => this.state === 'open' && this.transport !== null ? { transport: this.transport, rtc: this.transport === 'webrtc' ? this.webrtc()?.rtc ?? null : null } : null,
+    (path) => this.emit('path', path)
+  )
 
   constructor (
     private readonly host: PeerHost, readonly peerId: string,
@@ -75,6 +84,15 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** The current pipe (open or still opening), or null. */
   private get pipe (): Pipe | null { return this.slot.current }
+
+  /**
+   * Which path carries this connection: `{ transport }` on the relay; on WebRTC also the selected
+   * candidate pair (`local`/`remote` candidate types, `protocol`, `rtt` in ms). Null until open;
+   * `'path'` fires when it changes (the RTT alone does not fire it).
+   * @example
+   * pc.on('path', (p) => console.log(p.transport, p.local, p.remote, p.protocol)) // 'webrtc' 'srflx' 'srflx' 'udp'
+   */
+  get path (): PeerPath | null { return this.state === 'closed' ? null : this.watch.path }
 
   /** Resolves once the connection is open; rejects with the coded reason if it closes first. */
   ready (): Promise<void> {
@@ -104,7 +122,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Initiator: ask the peer for a connection. */
   start (): void {
     const rtc = this.host.rtc() !== null
-    this.host.handshake(this.peerId, rtc && this.host.transport === 'auto' ? { t: 'hello', c: this.cid, rtc, mv: true } : { t: 'hello', c: this.cid, rtc })
+    this.host.handshake(this.peerId, rtc && this.host.transport === 'auto' ? { t: 'hello', c: this.cid, rtc, mv: true, bt: true } : { t: 'hello', c: this.cid, rtc, bt: true })
     this.arm(this.host.connectTimeout, 'the peer did not answer')
   }
 
@@ -112,22 +130,24 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * Acceptor (also a glare loser adopting the peer's connection id): decide the transport. Both
    * 'auto' with WebRTC: the relay now and the live move; WebRTC alone when either side forces it.
    */
-  accept (cid: string, remoteRtc: boolean, remoteMv = false): void {
+  accept (hello: HelloMessage): void {
+    const cid = hello.c
     this.initiator = false
     this.cid = cid
+    this.batch = hello.bt === true
     this.mux.becomeAcceptor()
-    const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, remoteRtc, remoteMv)
+    const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, hello.rtc, hello.mv === true)
     if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
     if (choice === 'move') {
       // The first RTCPeerConnection is made before answering: if it cannot be, this pair stays on the relay.
       const moves = this.movable() && (this.mover as Mover).prepare()
       if (!moves) this.unmovable()
-      this.host.handshake(this.peerId, moves ? { t: 'accept', c: cid, tr: 'relay', mv: true } : { t: 'accept', c: cid, tr: 'relay' })
+      this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: 'relay', ...(moves ? { mv: true } : {}), ...(this.batch ? { bt: true } : {}) })
       return this.useRelay()
     }
     const webrtc = choice === 'webrtc' && this.useWebRtc()
     if (!webrtc && this.host.transport === 'webrtc') return this.refuse('cannot create an RTCPeerConnection', 'cannot create an RTCPeerConnection')
-    this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay' })
+    this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay', ...(this.batch ? { bt: true } : {}) })
     if (!webrtc) return this.useRelay()
     // The initiator decides: READY over the channel, or a bye. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
@@ -152,6 +172,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         if (this.host.transport === 'webrtc') {
           return this.end(new SignalyardError('webrtc-unavailable', 'the peer cannot use WebRTC'), true)
         }
+        this.batch = msg.bt === true
         if (msg.mv === true && this.movable()) (this.mover as Mover).attempt()
         return this.useRelay()
       case 'refuse':
@@ -188,7 +209,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   private useRelay (): void {
     this.disarm()
-    this.slot.use((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on))
+    this.slot.use((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on, this.batch))
   }
 
   /** Both sides move: number the mux frames and make the mover (true when this side has WebRTC). */
@@ -205,6 +226,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       message: (bytes) => this.received(bytes),
       pump: () => this.mux.pump(),
       changed: () => this.moved(),
+      neverOpened: () => this.settled('relay'),
       lost: (error) => this.end(error, true),
       error: (error) => this.emit('error', error)
     })
@@ -224,6 +246,21 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     if (this.state !== 'open' || transport === this.transport) return
     this.transport = transport
     this.emit('transport', transport)
+    this.watch.update()
+    if (transport === 'webrtc') this.settled('webrtc')
+  }
+
+  /** Once per connection, by its initiator: the transport it settled on, for the server's metrics. */
+  private settled (transport: Transport): void {
+    if (this.reported || !this.initiator) return
+    this.reported = true
+    this.host.settled(transport)
+  }
+
+  /** The open WebRTC pipe carrying this side's frames, if any. */
+  private webrtc (): WebRtcPipe | null {
+    const pipe = this.mover !== null ? this.mover.webrtc : this.slot.open
+    return pipe instanceof WebRtcPipe ? pipe : null
   }
 
   /** Close the pipes (if any); once closed, nothing is left to wait for. */
@@ -277,6 +314,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.mux.open()
     for (const w of this.waiters.splice(0)) w.resolve()
     this.emit('open')
+    this.watch.update()
+    if (this.mover === null) this.settled(this.transport)
     this.mux.announce()
     this.mover?.relayOpened()
   }
@@ -331,6 +370,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.state = 'closed'
     this.disarm()
     this.mover?.stop(true)
+    this.watch.stop()
     this.failure = error ?? new SignalyardError('stream-closed', 'the peer connection closed before it opened')
     for (const w of this.waiters.splice(0)) w.reject(this.failure)
     if (notify && wasOpen && (this.mover?.controlPipe ?? this.slot.open) !== null) {

@@ -6,6 +6,7 @@ import type { SignalyardError } from '../protocol/errors.js'
 import type { HandshakeMessage, Transport } from '../protocol/handshake.js'
 import type { PeerConnection } from './peer-connection.js'
 import type { PeerStream } from './peer-stream.js'
+import type { PeerPath } from './path.js'
 import type { RelayOpener } from './transports/relay.js'
 import type { RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
@@ -20,6 +21,8 @@ export interface PeerHost {
   /** Send a handshake message to peer `to` (DATA on the node's signal stream). */
   handshake: (to: string, msg: HandshakeMessage) => void
   openRelay: RelayOpener
+  /** The connection (started here) settled on `transport`: tell the server, for its metrics. */
+  settled: (transport: Transport) => void
   forget: (pc: PeerConnection) => void
 }
 
@@ -28,6 +31,8 @@ export interface PeerConnectionEvents {
   open: []
   /** `pc.transport` changed: the connection moved to WebRTC, or back to the relay. */
   transport: [transport: Transport]
+  /** `pc.path` changed: the transport, or on WebRTC the selected candidate pair. */
+  path: [path: PeerPath]
   /** The other side created a stream. */
   connection: [stream: PeerStream]
   /** The connection ended; `error` says why when it was not closed on purpose. */

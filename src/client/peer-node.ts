@@ -9,8 +9,8 @@ import { nanoid } from 'nanoid'
 import type { RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { NAME_MAX } from '../protocol/frames.js'
-import { readHandshake, writeHandshake, type HandshakeMessage } from '../protocol/handshake.js'
-import { readSignalFrom, readSignalLeave, writeSignalTo } from '../protocol/signal.js'
+import { readHandshake, writeHandshake, type HandshakeMessage, type Transport } from '../protocol/handshake.js'
+import { readSignalFrom, readSignalLeave, writeSignalSettled, writeSignalTo } from '../protocol/signal.js'
 import { PeerConnection, type PeerHost, type TransportOption } from './peer-connection.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
 import { Stream, type StreamEvents } from './stream.js'
@@ -70,6 +70,14 @@ class SignalStream extends Stream<StreamEvents> {
     }
   }
 
+  /** Tell the server (for /metrics) that a pc this node started settled on `transport`; dropped when not open. */
+  settled (transport: Transport): void {
+    if (this.state !== 'open') return
+    this.socket.control(writeSignalSettled(this.sid, this.settledReq++, transport))
+  }
+
+  private settledReq = 1
+
   protected override data (frame: RawFrame): void {
     const from = readSignalFrom(frame)
     if (from === null || !isId(from)) return
@@ -124,6 +132,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
         ? null
         : { Ctor, config: { iceServers: iceServersFor(Ctor, ctx.socket.hello?.iceServers ?? []), ...ctx.rtcConfig, ...options.rtcConfig } },
       handshake: (to, msg) => this.stream?.sendTo(to, msg),
+      settled: (transport) => this.stream?.settled(transport),
       openRelay: ctx.openRelay,
       forget: (pc) => { if (this.pcs.get(pc.peerId) === pc) this.pcs.delete(pc.peerId) }
     }
@@ -208,7 +217,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
       if (pc.initiator && pc.state === 'connecting') {
         // Glare: the lower id keeps its attempt; the higher one adopts the peer's.
         if ((this.id ?? '') < from) return
-        return pc.accept(msg.c, msg.rtc, msg.mv === true)
+        return pc.accept(msg)
       }
       // The peer started over (it restarted, or lost our connection): replace ours.
       pc.lost(new SignalyardError('peer-left', `peer ${from} reconnected`))
@@ -216,7 +225,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     const incoming = new PeerConnection(this.host, from, false, msg.c)
     this.pcs.set(from, incoming)
     this.emit('connection', incoming)
-    if (incoming.state === 'connecting') incoming.accept(msg.c, msg.rtc, msg.mv === true)
+    if (incoming.state === 'connecting') incoming.accept(msg)
   }
 
   /** The server said nobody holds `id`: connections still trying to reach it fail. */

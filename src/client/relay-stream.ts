@@ -15,6 +15,7 @@ import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, RELAY_PRE_OPEN_WINDOW, type ServerStreamFrame } from '../protocol/frames.js'
 import { Stream, type StreamEvents } from './stream.js'
 import type { YardSocket } from './socket.js'
+import { Fifo } from './fifo.js'
 
 /** Bytes a relay stream keeps waiting (window full, or not open yet) before `send` throws `queue-full`. */
 const MAX_QUEUED_BYTES = 16 * 1024 * 1024
@@ -52,7 +53,7 @@ export class RelayStream extends Stream<RelayEvents> {
   private unacked = 0
   /** This stream's OPEN went out on the current socket (frames may follow it). */
   private onSocket = false
-  private queue: Uint8Array[] = []
+  private readonly queue = new Fifo<Uint8Array>()
   private queuedBytes = 0
   private needDrain = false
 
@@ -156,7 +157,7 @@ export class RelayStream extends Stream<RelayEvents> {
   }
 
   protected override finish (error?: SignalyardError): void {
-    this.queue = []
+    this.queue.clear()
     this.queuedBytes = 0
     this.needDrain = false
     super.finish(error)

@@ -5,15 +5,18 @@
  * its connection `c`: the random id (8..64 of `[A-Za-z0-9_-]`) chosen by the side that connects,
  * also the secret half of the relay tokens.
  *
- *   { t: 'hello', c, rtc, mv? }   initiator → acceptor: wants a connection; `rtc` (boolean): it can
- *                                 and may use WebRTC; `mv: true`: its transport is 'auto', so it can
- *                                 open on the relay and move to WebRTC live (client/mover.ts)
- *   { t: 'accept', c, tr, rd?, mv? }  acceptor → initiator: `tr` is 'webrtc' or 'relay', the
+ *   { t: 'hello', c, rtc, mv?, bt? }  initiator → acceptor: wants a connection; `rtc` (boolean): it
+ *                                 can and may use WebRTC; `mv: true`: its transport is 'auto', so it
+ *                                 can open on the relay and move to WebRTC live (client/mover.ts);
+ *                                 `bt: true`: it reads batched relay messages (see mux.ts)
+ *   { t: 'accept', c, tr, rd?, mv?, bt? }  acceptor → initiator: `tr` is 'webrtc' or 'relay', the
  *                                 acceptor's choice of transport; `rd: true`: it will send READY on
  *                                 the data channel once it has taken it (the initiator waits for that
  *                                 READY before sending anything after its own; see
  *                                 transports/webrtc.ts); `mv: true` (with 'relay'): open on the
- *                                 relay now, number the mux frames and move to WebRTC when it connects
+ *                                 relay now, number the mux frames and move to WebRTC when it connects;
+ *                                 `bt: true` (answering a hello with `bt`): both sides may batch
+ *                                 small mux frames into one relay message from now on
  *   { t: 'refuse', c, code, message? }  acceptor → initiator: no connection; `code` is an error code
  *                                 ('webrtc-unavailable', 'connect-timeout'; anything else reads as
  *                                 'connection-closed'), `message` a human text (cut to 200 chars)
@@ -42,10 +45,13 @@ export interface IceCandidate { candidate?: string, sdpMid?: string | null, sdpM
 /** The WebRTC part of the handshake (what a WebRTC pipe sends and receives), without `c`. */
 export type RtcMessage = { t: 'sdp', d: { type: string, sdp: string } } | { t: 'ice', d: IceCandidate }
 
+/** The initiator's first message. */
+export interface HelloMessage { t: 'hello', c: string, rtc: boolean, mv?: true, bt?: true }
+
 /** One handshake message. */
 export type HandshakeMessage =
-  | { t: 'hello', c: string, rtc: boolean, mv?: true }
-  | { t: 'accept', c: string, tr: Transport, rd?: true, mv?: true }
+  | HelloMessage
+  | { t: 'accept', c: string, tr: Transport, rd?: true, mv?: true, bt?: true }
   | { t: 'refuse', c: string, code: RefuseCode, message?: string }
   | { t: 'bye', c: string, left?: boolean }
   | ({ c: string, g?: number } & RtcMessage)
@@ -80,12 +86,18 @@ export function readHandshake (value: unknown): HandshakeMessage | null {
   const c = m.c
   if (typeof c !== 'string' || !CID.test(c)) return null
   switch (m.t) {
-    case 'hello': return m.mv === true ? { t: 'hello', c, rtc: m.rtc === true, mv: true } : { t: 'hello', c, rtc: m.rtc === true }
+    case 'hello': {
+      const hello: HandshakeMessage = { t: 'hello', c, rtc: m.rtc === true }
+      if (m.mv === true) hello.mv = true
+      if (m.bt === true) hello.bt = true
+      return hello
+    }
     case 'accept': {
       if (m.tr !== 'webrtc' && m.tr !== 'relay') return null
       const accept: HandshakeMessage = { t: 'accept', c, tr: m.tr }
       if (m.rd === true) accept.rd = true
       if (m.mv === true && m.tr === 'relay') accept.mv = true
+      if (m.bt === true) accept.bt = true
       return accept
     }
     case 'refuse': return {

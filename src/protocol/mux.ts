@@ -15,12 +15,51 @@
  * stream frames go to the WebRTC path of that generation from now on / the peer's MOVE was read),
  * ACK (u32 seq: the last stream frame read) and RESUME (u32 generation, u32 seq: that WebRTC path
  * is given up; the last stream frame read). See client/mover.ts.
+ *
+ * On the relay, when both sides said `bt` in the handshake, one relay message may carry several
+ * small mux frames (the server counts and paces relay messages, not mux frames):
+ *
+ *   u8 MUX_BATCH (11) | { u16 length (big-endian) | one mux frame }…
  */
 
 export const MuxOp = { Open: 1, Data: 2, More: 3, Close: 4, Ready: 5, Bye: 6, Move: 7, Moved: 8, Ack: 9, Resume: 10 } as const
 export type MuxOp = typeof MuxOp[keyof typeof MuxOp]
 
 export const MUX_HEADER = 6
+
+/** The first byte of a relay message that carries a batch of mux frames (not a mux op). */
+export const MUX_BATCH = 11
+/** Only frames shorter than this go into a batch (u16 lengths; bigger frames go alone, uncopied). */
+export const BATCH_FRAME_MAX = 4096
+
+/** One relay message carrying `frames` (each shorter than BATCH_FRAME_MAX); `bytes`: the sum of their lengths. */
+export function writeBatch (frames: Uint8Array[], bytes: number): Uint8Array {
+  const out = new Uint8Array(1 + 2 * frames.length + bytes)
+  out[0] = MUX_BATCH
+  let at = 1
+  for (const f of frames) {
+    out[at] = f.length >>> 8
+    out[at + 1] = f.length & 0xff
+    out.set(f, at + 2)
+    at += 2 + f.length
+  }
+  return out
+}
+
+/** The mux frames of a batch message (views into `bytes`), or null when it is malformed. */
+export function readBatch (bytes: Uint8Array): Uint8Array[] | null {
+  const frames: Uint8Array[] = []
+  let at = 1
+  while (at < bytes.length) {
+    if (at + 2 > bytes.length) return null
+    const length = (bytes[at] << 8) | bytes[at + 1]
+    at += 2
+    if (length === 0 || at + length > bytes.length) return null
+    frames.push(bytes.subarray(at, at + length))
+    at += length
+  }
+  return frames.length > 0 ? frames : null
+}
 
 /** The `kind` byte of a BYE whose sender's node is leaving (the other side closes with `peer-left`). */
 export const BYE_LEFT = 1

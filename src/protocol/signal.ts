@@ -8,20 +8,35 @@
  *   server → client  DATA   { from } + the same payload     `from`: the sender's claimed id, set by the server
  *   server → client  ERROR  { code: "unknown-peer", message, to }   no one holds `to`
  *   server → client  EVENT  { ep: "signal", ns, op: "leave", id }   an id was released
+ *   client → server  REQUEST { op: "settled", req, tr }   a peer connection this id started settled
+ *                                                          on transport `tr` ("webrtc" | "relay"):
+ *                                                          counted in /metrics; REPLY { req }
  */
 import { FrameType, writeFrame, type EncodedPayload, type Kind, type RawFrame } from './codec.js'
-import { isName, type EndpointWire } from './check.js'
+import { bad, isName, type EndpointWire } from './check.js'
 import { readClaim } from './peers.js'
 
 /** Claim a signal id (directed messages to it reach this stream). */
 export interface OpenSignal { type: 'open', sid: number, ep: 'signal', ns: string, id: string, key: string }
 
-export const signalWire: EndpointWire<OpenSignal> = {
+/** A pc settled on a transport (for /metrics). */
+export interface SignalSettledRequest { type: 'request', sid: number, req: number, op: 'settled', tr: 'webrtc' | 'relay' }
+export type SignalRequest = SignalSettledRequest
+
+export const signalWire: EndpointWire<OpenSignal, SignalRequest> = {
   open: (sid, ns, m) => {
     const claim = readClaim(sid, m)
     return 'error' in claim ? claim : { type: 'open', sid, ep: 'signal', ns, id: claim.id, key: claim.key }
   },
-  requests: {}
+  requests: {
+    settled: (sid, req, m) =>
+      m.tr === 'webrtc' || m.tr === 'relay' ? { type: 'request', sid, req, op: 'settled', tr: m.tr } : bad(sid, "tr must be 'webrtc' or 'relay'", req)
+  }
+}
+
+/** The REQUEST telling the server that a peer connection settled on `tr`. */
+export function writeSignalSettled (sid: number, req: number, tr: 'webrtc' | 'relay'): Uint8Array {
+  return writeFrame(FrameType.Request, sid, { op: 'settled', req, tr })
 }
 
 /** A client's directed message: DATA `{ to }` on its signal stream. */

@@ -23,8 +23,11 @@ export class Metrics {
   /** STUN Binding requests answered, and left unanswered past the responder's budget. */
   stunAnswered = 0
   stunDropped = 0
+  /** Peer connections by the transport they settled on, as their initiators report it. */
+  readonly pcs = { webrtc: 0, relay: 0 }
 
   minted (): void { this.turnCredentials++ }
+  settled (transport: 'webrtc' | 'relay'): void { this.pcs[transport]++ }
 
   received (ep: MetricEndpoint, bytes: number): void { add(this.in, ep, bytes) }
   sent (ep: MetricEndpoint, bytes: number): void { add(this.out, ep, bytes) }
@@ -69,6 +72,8 @@ export class Metrics {
     lines.push('# HELP signalyard_stun_answered_total STUN Binding requests answered.', '# TYPE signalyard_stun_answered_total counter', `signalyard_stun_answered_total ${this.stunAnswered}`)
     lines.push('# HELP signalyard_stun_dropped_total STUN Binding requests left unanswered (answer budget or send queue full).', '# TYPE signalyard_stun_dropped_total counter', `signalyard_stun_dropped_total ${this.stunDropped}`)
     lines.push('# HELP signalyard_turn_credentials_total TURN credentials minted (HELLO and refreshes).', '# TYPE signalyard_turn_credentials_total counter', `signalyard_turn_credentials_total ${this.turnCredentials}`)
+    lines.push('# HELP signalyard_peer_connections_total Peer connections by the transport they settled on (WebRTC once it carried them, else the relay), as their initiators report.', '# TYPE signalyard_peer_connections_total counter')
+    for (const t of ['relay', 'webrtc'] as const) lines.push(`signalyard_peer_connections_total{transport="${t}"} ${this.pcs[t]}`)
     lines.push('# HELP signalyard_refusals_total Refused frames, streams and connections, by code.', '# TYPE signalyard_refusals_total counter')
     for (const [code, n] of [...this.refusals].sort(([a], [b]) => a.localeCompare(b))) lines.push(`signalyard_refusals_total{code="${code}"} ${n}`)
     return lines.join('\n') + '\n'

@@ -4,8 +4,14 @@
  * only the two peers know, and they stay short whatever the ids are. Used when either side has no WebRTC
  * or ICE did not connect in time. Backpressure is the relay stream's `bufferedAmount`, polled: its
  * own queue (what the server's per-stream window holds back) plus the shared WebSocket's bytes.
+ *
+ * When both sides said `bt` in the handshake, small frames sent in the same tick go as one relay
+ * message (a batch, protocol/mux.ts): the server paces relay messages, so many tiny stream
+ * messages would otherwise be capped at its message rate. A lone frame is never delayed past the
+ * current tick, and a batch message is read whatever was negotiated.
  */
 import { SignalyardError } from '../../protocol/errors.js'
+import { BATCH_FRAME_MAX, MUX_BATCH, readBatch, writeBatch } from '../../protocol/mux.js'
 import type { RelayStream } from '../relay-stream.js'
 import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
 
@@ -13,6 +19,8 @@ import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
 export type RelayOpener = (local: string, remote: string) => RelayStream
 
 const DRAIN_POLL_MS = 5
+/** A batch goes out once it would pass this many bytes. */
+const BATCH_MAX = 16 * 1024
 
 export class RelayPipe implements Pipe {
   readonly transport = 'relay'
@@ -21,8 +29,13 @@ export class RelayPipe implements Pipe {
   private opened = false
   private closed = false
   private drainTimer: ReturnType<typeof setTimeout> | null = null
+  /** Small frames of this tick, not yet sent (batching only). */
+  private pending: Uint8Array[] = []
+  private pendingBytes = 0
+  private flushQueued = false
 
-  constructor (open: RelayOpener, cid: string, initiator: boolean, private readonly on: PipeHandlers) {
+  /** `batch`: the peer reads batches (`bt` in the handshake). */
+  constructor (open: RelayOpener, cid: string, initiator: boolean, private readonly on: PipeHandlers, private readonly batch = false) {
     const [local, remote] = initiator ? ['i', 'a'] : ['a', 'i']
     this.stream = open(`${cid}/${local}`, `${cid}/${remote}`)
     this.stream.on('open', () => {
@@ -31,7 +44,14 @@ export class RelayPipe implements Pipe {
       this.on.open()
     })
     this.stream.on('data', (data) => {
-      if (!this.closed && data instanceof Uint8Array) this.on.message(data)
+      if (this.closed || !(data instanceof Uint8Array)) return
+      if (data[0] !== MUX_BATCH) return this.on.message(data)
+      const frames = readBatch(data)
+      if (frames === null) return this.fail(new SignalyardError('bad-frame', 'the peer sent a malformed batch'))
+      for (const frame of frames) {
+        if (this.closed) return
+        this.on.message(frame)
+      }
     })
     this.stream.on('close', (error) => {
       if (this.closed) return
@@ -40,11 +60,47 @@ export class RelayPipe implements Pipe {
     })
   }
 
-  get bufferedAmount (): number { return this.stream.bufferedAmount }
+  get bufferedAmount (): number { return this.stream.bufferedAmount + this.pendingBytes }
 
   send (bytes: Uint8Array): void {
-    this.stream.send(bytes)
+    if (!this.batch || bytes.length >= BATCH_FRAME_MAX) {
+      this.flush()
+      this.stream.send(bytes)
+    } else {
+      if (this.pendingBytes + 2 + bytes.length > BATCH_MAX) this.flush()
+      this.pending.push(bytes)
+      this.pendingBytes += 2 + bytes.length
+      if (!this.flushQueued) {
+        this.flushQueued = true
+        queueMicrotask(() => {
+          this.flushQueued = false
+          if (this.closed) return
+          try {
+            this.flush()
+          } catch (err) {
+            this.fail(err instanceof SignalyardError ? err : new SignalyardError('connection-closed', String(err)))
+          }
+        })
+      }
+    }
     if (this.drainTimer === null && this.bufferedAmount > PIPE_LOW_WATER) this.pollDrain()
+  }
+
+  /** Send this tick's small frames: one alone as it is, several as a batch. */
+  private flush (): void {
+    if (this.pending.length === 0) return
+    const frames = this.pending
+    const bytes = this.pendingBytes - 2 * frames.length
+    this.pending = []
+    this.pendingBytes = 0
+    this.stream.send(frames.length === 1 ? frames[0] : writeBatch(frames, bytes))
+  }
+
+  private fail (error: SignalyardError): void {
+    if (this.closed) return
+    this.release()
+    this.stream.close()
+    this.on.close(error)
   }
 
   private pollDrain (): void {
@@ -58,12 +114,17 @@ export class RelayPipe implements Pipe {
 
   close (): void {
     if (this.closed) return
+    try {
+      this.flush() // what was sent before close goes before the stream's close
+    } catch {}
     this.release()
     this.stream.close()
   }
 
   private release (): void {
     this.closed = true
+    this.pending = []
+    this.pendingBytes = 0
     if (this.drainTimer !== null) clearTimeout(this.drainTimer)
     this.drainTimer = null
   }

@@ -139,6 +139,9 @@ export class WebRtcPipe implements Pipe {
 
   get bufferedAmount (): number { return (this.channel?.bufferedAmount ?? 0) + this.unsentBytes }
 
+  /** The RTCPeerConnection (read-only use: its stats, for `pc.path`). */
+  get rtc (): object { return this.pc }
+
   send (bytes: Uint8Array): void {
     if (this.channel?.readyState !== 'open') throw new SignalyardError('stream-closed', 'the data channel is not open')
     if (this.initiator && this.accepted === 'holding') {

@@ -7,7 +7,7 @@
  */
 import { SignalyardError } from '../../protocol/errors.js'
 import { NAME_MAX, type DataFrame } from '../../protocol/frames.js'
-import { readSignalTo, writeSignalFrom, type OpenSignal } from '../../protocol/signal.js'
+import { readSignalTo, writeSignalFrom, type OpenSignal, type SignalRequest } from '../../protocol/signal.js'
 import type { Connection } from '../connection.js'
 import type { OpenHandler, ServerStream, StreamEnd } from '../context.js'
 import { holdClaim, type HeldClaim } from './claim.js'
@@ -34,6 +34,12 @@ class SignalStream implements ServerStream {
     const delivered = broker.direct(ns, to, writeSignalFrom(this.id, payload))
     if (delivered instanceof Promise) return delivered.then((ok) => { if (!ok) this.undeliverable(to) })
     if (!delivered) this.undeliverable(to)
+  }
+
+  /** `settled`: a pc this id started settled on a transport (counted for /metrics). */
+  request (frame: SignalRequest): void {
+    this.conn.ctx.metrics.settled(frame.tr)
+    this.conn.reply(this.sid, { req: frame.req })
   }
 
   private undeliverable (to: string): void {
