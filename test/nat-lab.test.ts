@@ -168,11 +168,24 @@ async function runCase (name: string, mode: NatMode, combos: Array<[Stack, Stack
     return r
   }))
   for (const r of results) {
-    const t = checkPair(r, count)
-    expect(r, t, r.final.a.path as Path, r.final.b.path as Path)
-    // the bench's name for the tier agrees (bench/scenarios/08-connectivity.mjs counts by it)
-    assert.is(tierOf(r.final.a.path as Path, r.final.b.path as Path), tier)
+    const t = withLines(r, () => {
+      const t = checkPair(r, count)
+      expect(r, t, r.final.a.path as Path, r.final.b.path as Path)
+      // the bench's name for the tier agrees (bench/scenarios/08-connectivity.mjs counts by it)
+      assert.is(tierOf(r.final.a.path as Path, r.final.b.path as Path), tier)
+      return t
+    })
     measured.push({ name, stacks: `${r.a.stack}→${r.b.stack}`, ends: `${tierOf(r.final.a.path as Path, r.final.b.path as Path)}: ${show(r.final.a.path as Path)} / ${show(r.final.b.path as Path)}`, t })
+  }
+}
+
+/** Run `checks` on a pair; a failure's message gets what both peers printed. */
+function withLines<T> (r: PairResult, checks: () => T): T {
+  try {
+    return checks()
+  } catch (err) {
+    (err as Error).message += `\n[${r.a.stack}→${r.b.stack}] a printed:\n${r.a.describe()}\nb printed:\n${r.b.describe()}`
+    throw err
   }
 }
 
@@ -336,10 +349,10 @@ if (unavailable !== null) {
       return r
     }))
     for (const r of results) {
-      const t = checkPair(r, DIE_COUNT)
+      const t = withLines(r, () => checkPair(r, DIE_COUNT))
       for (const side of ['a', 'b'] as const) {
         const seq = r[side].lines.filter((l) => l.ev === 'transport').map((l) => l.transport)
-        assert.equal(seq.slice(0, 3), ['webrtc', 'relay', 'webrtc'], `${side}'s moves: ${JSON.stringify(seq)}`)
+        withLines(r, () => assert.equal(seq.slice(0, 3), ['webrtc', 'relay', 'webrtc'], `${side}'s moves: ${JSON.stringify(seq)}`))
         assert.is(r.final[side].transport, 'webrtc', `${side} ends on WebRTC`)
         const p = r.final[side].path as Path
         assert.ok(p.transport === 'webrtc' && p.local !== 'relay' && p.remote !== 'relay', `${side} ends on a direct path again: ${JSON.stringify(p)}`)

@@ -791,10 +791,12 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     }
     const frozen = (await stopAll()).filter((p) => p.stack === 'node-datachannel')
     for (const p of frozen) {
-      error.message += `\n${p.name} (node-datachannel) froze: it did not exit within 2 s of "quit" and was killed.` + (p.first('open') === undefined
-        ? ' Never opened, then frozen: the signature of libdatachannel\'s DTLS start deadlock on TURN-relayed connections ' +
+      const last = p.lines.filter((l) => l.ev !== 'candidate').at(-1)
+      const neverUp = p.lines.find((l) => l.ev === 'transport' && l.transport === 'webrtc') === undefined
+      error.message += `\n${p.name} (node-datachannel) froze: it did not exit within 2 s of "quit" and was killed; its last line was '${String(last?.ev)}' at ${String(last?.ms)} ms.` + (neverUp
+        ? ' WebRTC never connected, then the whole process stopped (the relay with it): the signature of libdatachannel\'s DTLS start deadlock on TURN-relayed connections ' +
           '(upstream PR #1630, not in node-datachannel 0.33.4; NAT_PEER_LOG=Debug shows ICE connected and DTLS started, never finished), ' +
-          'after which the whole process blocks once anything touches the connection.'
+          'after which the JS thread blocks in the first call into that RTCPeerConnection (a trickled candidate, getStats, close).'
         : '')
     }
     throw error

@@ -13,6 +13,9 @@
 // Targets (issue 12): 100 % of pairs deliver their first byte within 50 ms of connect() (they open
 // on the relay); 100 % reach the best path their case allows within connectTimeout.
 import { randomBytes } from 'node:crypto'
+import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { register } from 'tsx/esm/api'
 import { fmt, percentiles } from '../lib/stats.mjs'
 
@@ -91,7 +94,16 @@ async function onePair (natlab, setup, c, start) {
   if (c.best !== 'relay' && !(t.webrtcA !== null && t.webrtcA <= CONNECT_TIMEOUT && t.webrtcB !== null && t.webrtcB <= CONNECT_TIMEOUT)) {
     problems.push(`moved to WebRTC at ${t.webrtcA} / ${t.webrtcB} ms, not within ${CONNECT_TIMEOUT} ms`)
   }
-  return { t, tier, problem: problems.length > 0 ? problems.join('; ') : null }
+  const problem = problems.length > 0 ? problems.join('; ') : null
+  return { t, tier, problem, output: problem === null ? '' : `a (${r.a.stack}):\n${r.a.describe()}\n\nb (${r.b.stack}):\n${r.b.describe()}` }
+}
+
+/** Keep what a missed pair printed (the first few per case) in a file; its path, or null. */
+function keepLog (c, k, x) {
+  if (k >= 3) return null
+  const file = join(tmpdir(), `natlab-bench-case${c.label.split(' ')[0]}-${c.stack}-${k + 1}.log`)
+  writeFileSync(file, `${x.problem}\n\n${x.output}\n`)
+  return file
 }
 
 export async function run (ctx) {
@@ -138,7 +150,10 @@ export async function run (ctx) {
       const worker = async () => {
         while (next < pairs && !bound.passed()) {
           next++
-          results.push(await onePair(natlab, setup, c, start).catch((err) => ({ t: null, tier: 'failed', problem: String(err?.message ?? err).split('\n')[0] })))
+          results.push(await onePair(natlab, setup, c, start).catch((err) => {
+            const text = String(err?.message ?? err)
+            return { t: null, tier: 'failed', problem: text.split('\n')[0], output: text }
+          }))
         }
       }
       await Promise.all(Array.from({ length: CONCURRENCY }, worker))
@@ -158,7 +173,11 @@ export async function run (ctx) {
         [...tiers].sort((x, y) => y[1] - x[1]).map(([tier, n]) => `${tier} ${n}`).join(', ')])
       ctx.log(`${c.label} ${c.stack}: ${ok}/${results.length} on ${c.best}; first byte ${three(first)} ms; to WebRTC ${three(up)} ms`)
       const problems = [...new Set(results.map((x) => x.problem).filter((p) => p !== null))]
-      if (problems.length > 0) notes.push(`${c.label} (${c.stack}): ${results.length - ok} pair(s) missed: ${problems.slice(0, 3).join(' | ')}`)
+      const logs = results.filter((x) => x.problem !== null).map((x, k) => keepLog(c, k, x)).filter((f) => f !== null)
+      if (problems.length > 0) {
+        notes.push(`${c.label} (${c.stack}): ${results.length - ok} pair(s) missed: ${problems.slice(0, 3).join(' | ')}`)
+        ctx.log(`what the missed pairs printed: ${logs.join(' ')}`)
+      }
     }
   } finally {
     bound.cancel?.()
