@@ -35,7 +35,7 @@ const SIZE = 1024
 const SPREAD_MS = 3000
 /**
  * The first message is delivered within this of connect() (it goes on the relay at once). The
- * bench holds the 50 ms target with Node peers one pair at a time; here up to three pairs (two
+ * bench measures the 50 ms target with Node peers, one start at a time; here up to three pairs (two
  * Chromiums among them) start at once on 2 cores.
  */
 const FIRST_BYTE_LIMIT = 1000

@@ -116,7 +116,7 @@ export async function run (ctx) {
     unregister()
     return { columns, rows: [], notes: [`Skipped: the NAT lab cannot be built here (${unavailable}). Run as root with ip, iptables, conntrack and coturn installed.`] }
   }
-  const pairs = Number(process.env.NATLAB_PAIRS ?? (ctx.quick ? 2 : 50))
+  const pairs = Number(process.env.NATLAB_PAIRS ?? (ctx.quick ? 1 : 50))
   const bound = ctx.deadline(ctx.quick ? 40_000 : 400_000)
   const rows = []
   const notes = []
