@@ -322,7 +322,8 @@ test('pc.path on a relay-only pair and on a forced WebRTC pair; /metrics counts 
   assert.match(await yard.metrics(), /signalyard_peer_connections_total\{transport="relay"\} 1\n/)
 }))
 
-test('auto: the pc opens on the relay at once; ICE that cannot connect is given up after connectTimeout and leaves no RTCPeerConnection; the pc stays on the relay and works', () => withYard(async ({ channel }) => {
+test('auto: the pc opens on the relay at once; ICE that cannot connect is given up after connectTimeout, tried twice more with fresh RTCPeerConnections (1 s, then 2 s later), then never again; none is left; the pc stays on the relay, works, and is counted as relay', () => withYard(async ({ yard, channel }) => {
+  const before = rtc.created
   // iceTransportPolicy 'relay' with no TURN server: no candidate is ever gathered, ICE cannot succeed.
   const noIce = { bindAddress: '127.0.0.1', iceTransportPolicy: 'relay' }
   const a = channel('a', { RTCPeerConnection: WebRTC }).createNode(undefined, { connectTimeout: 400, rtcConfig: noIce })
@@ -340,8 +341,12 @@ test('auto: the pc opens on the relay at once; ICE that cannot connect is given 
   assert.is(pc.transport, 'relay')
   assert.ok(took < 300, `open on the relay after ${took} ms, not after connectTimeout`)
   await until(() => got.length === 1, 2000, 'echo')
-  await until(() => liveRtc() === 0, 2000, 'both RTCPeerConnections of the failed attempt closed')
-  assert.ok(Date.now() - started >= 380, 'the attempt lived for connectTimeout')
+  // three attempts of 400 ms with 1 s and 2 s between them: about 4.2 s
+  await until(() => rtc.created - before === 6 && liveRtc() === 0, 8000, `three attempts on each side, all closed (made ${rtc.created - before}, live ${liveRtc()})`)
+  assert.ok(Date.now() - started >= 3 * 380 + 2900, `the attempts lived for connectTimeout each, with the pauses (${Date.now() - started} ms)`)
+  await until(async () => /signalyard_peer_connections_total\{transport="relay"\} 1\n/.test(await yard.metrics()), 2000, 'settled on the relay')
+  await sleep(2500)
+  assert.is(rtc.created - before, 6, 'no fourth attempt')
   s.send('still on the relay')
   await until(() => got.length === 2, 2000, 'second echo')
   assert.equal(moves, [], 'never moved')

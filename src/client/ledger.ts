@@ -38,6 +38,8 @@ export class Ledger {
   /** Frames sent and not acknowledged yet, oldest first. */
   private readonly kept = new Fifo<Kept>()
   private keptBytes = 0
+  /** When an ACK last covered a kept frame (performance.now()). */
+  private progressAt = 0
 
   /** The number of the next stream frame to send. */
   next (): number {
@@ -60,6 +62,7 @@ export class Ledger {
     for (let k = this.kept.peek(); k !== undefined && !after(k.seq, seq); k = this.kept.peek()) {
       this.keptBytes -= k.bytes.length + KEPT_COST
       this.kept.shift()
+      this.progressAt = performance.now()
     }
   }
 
@@ -89,9 +92,13 @@ export class Ledger {
     return k.bytes
   }
 
-  /** How long (ms) the oldest frame sent on a WebRTC path has waited for its ACK; 0 when none waits. */
+  /**
+   * How long (ms) frames sent on a WebRTC path have waited without any ACK progress: since the
+   * oldest one was sent or the last ACK, whichever is later; 0 when none waits. A slow path (TURN
+   * over TCP under load: a full send buffer takes seconds to drain) keeps acknowledging; a dead one does not.
+   */
   rtcWait (now: number): number {
-    for (const k of this.kept) if (k.rtc) return now - k.at
+    for (const k of this.kept) if (k.rtc) return now - Math.max(k.at, this.progressAt)
     return 0
   }
 

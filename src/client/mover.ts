@@ -15,7 +15,13 @@
  *   the receiver drops the duplicates by their numbers. Nothing is lost.
  * - Then the initiator tries again with a fresh RTCPeerConnection (new ICE credentials, the
  *   freshest TURN credentials) after RETRY_FIRST_MS, doubling up to RETRY_MAX_MS, as long as WebRTC
- *   once worked for this pair; a pair whose first attempt never opened stays on the relay.
+ *   once worked for this pair; a pair whose first MAX_UNOPENED_ATTEMPTS attempts never opened
+ *   stays on the relay.
+ *
+ * The relay comes first: the initiator's first attempt starts once the relay is open and what
+ * waited for it has gone out, and the acceptor makes its RTCPeerConnection when the first offer
+ * comes (constructing one costs a process ~13 ms the first time in node-datachannel: not in
+ * front of the first byte).
  */
 import { SignalyardError } from '../protocol/errors.js'
 import type { RtcMessage, Transport } from '../protocol/handshake.js'
@@ -28,8 +34,14 @@ import { WebRtcPipe, type RTCPeerConnectionConstructor } from './transports/webr
 /** The first retry after a WebRTC path died, and the longest wait between retries. */
 export const RETRY_FIRST_MS = 1000
 export const RETRY_MAX_MS = 30_000
-/** A WebRTC path with a frame unacknowledged this long is given up. */
+/** A WebRTC path with frames waiting for an ACK and no ACK progress for this long is given up. */
 export const STALL_MS = 3000
+/**
+ * WebRTC attempts in a row that never opened, after which a pair stays on the relay. One is not
+ * enough: libjuice (node-datachannel) can hang an ICE attempt through a symmetric NAT (about one
+ * in five there, one in twenty through TURN in the NAT lab), and a fresh attempt does not.
+ */
+export const MAX_UNOPENED_ATTEMPTS = 3
 
 /** What a mover needs from its connection. */
 export interface MoverHost {
@@ -66,6 +78,10 @@ export class Mover {
   private resumed = 0
   private peerResumed = 0
   private everOpened = false
+  /** The current attempt's pipe opened. */
+  private genOpened = false
+  /** Attempts given up in a row that never opened. */
+  private unopened = 0
   private failures = 0
   private timer: ReturnType<typeof setTimeout> | null = null
   private retryTimer: ReturnType<typeof setTimeout> | null = null
@@ -96,13 +112,7 @@ export class Mover {
   /** A pipe for control frames: the WebRTC pipe when it is open, else the relay. */
   get controlPipe (): Pipe | null { return this.slot.open ?? this.host.relay() }
 
-  /** Acceptor, at `accept`: make the first generation's RTCPeerConnection; false when it cannot be made. */
-  prepare (): boolean {
-    this.gen = 1
-    return this.make(false)
-  }
-
-  /** Initiator: a new WebRTC attempt (the first at `accept`, later ones after a path died). */
+  /** Initiator: a new WebRTC attempt (the first once the relay is open, later ones after one was given up). */
   attempt (): void {
     this.retryTimer = null
     if (this.stopped) return
@@ -110,9 +120,14 @@ export class Mover {
     this.make(true)
   }
 
-  /** The relay opened (the connection did): if WebRTC was quicker, move up now. */
+  /**
+   * The relay opened (the connection did). Initiator: the first attempt starts a macrotask later,
+   * once the frames that waited for the relay have gone out.
+   */
   relayOpened (): void {
-    if (!this.stopped && this.out === 'relay' && this.slot.open !== null) this.moveUp()
+    if (this.stopped) return
+    if (this.host.initiator && this.gen === 0 && this.retryTimer === null) this.retryTimer = setTimeout(() => this.attempt(), 0)
+    if (this.out === 'relay' && this.slot.open !== null) this.moveUp()
   }
 
   /** An sdp/ice message of generation `g` from the peer. */
@@ -180,8 +195,10 @@ export class Mover {
       this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, initiator, (m) => this.host.signal(m, g), on, true, true))
     } catch (err) {
       this.host.error(new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
+      this.giveUp('cannot create an RTCPeerConnection')
       return false
     }
+    this.genOpened = false
     this.arm(() => this.giveUp('WebRTC did not connect in time'))
     return true
   }
@@ -190,6 +207,8 @@ export class Mover {
     if (this.stopped) return
     this.disarm()
     this.everOpened = true
+    this.genOpened = true
+    this.unopened = 0
     this.failures = 0
     const pipe = this.slot.open as Pipe
     if (this.owedMoved) {
@@ -224,7 +243,9 @@ export class Mover {
     const g = this.gen
     if (g === 0 || this.resumed >= g) return
     this.resumed = g
-    if (!this.everOpened) this.host.neverOpened()
+    if (!this.genOpened) this.unopened++
+    const again = this.everOpened || this.unopened < MAX_UNOPENED_ATTEMPTS
+    if (!again) this.host.neverOpened()
     const wasRtc = this.out === 'webrtc'
     const relay = this.host.relay()
     if (relay === null) {
@@ -235,7 +256,7 @@ export class Mover {
     // Frames that went on WebRTC wait for the peer's RESUME (what it read); else they go on at once.
     this.out = wasRtc && this.peerResumed < g ? 'resuming' : 'relay'
     if (wasRtc) this.host.changed()
-    if (this.host.initiator && this.everOpened) {
+    if (this.host.initiator && again) {
       const wait = Math.min(RETRY_FIRST_MS * 2 ** this.failures, RETRY_MAX_MS)
       this.failures++
       this.retryTimer = setTimeout(() => this.attempt(), wait)

@@ -139,9 +139,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, hello.rtc, hello.mv === true)
     if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
     if (choice === 'move') {
-      // The first RTCPeerConnection is made before answering: if it cannot be, this pair stays on the relay.
-      const moves = this.movable() && (this.mover as Mover).prepare()
-      if (!moves) this.unmovable()
+      // The relay first; the RTCPeerConnection is made when the initiator's offer comes (mover.ts).
+      const moves = this.movable()
       this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: 'relay', ...(moves ? { mv: true } : {}), ...(this.batch ? { bt: true } : {}) })
       return this.useRelay()
     }
@@ -173,7 +172,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
           return this.end(new SignalyardError('webrtc-unavailable', 'the peer cannot use WebRTC'), true)
         }
         this.batch = msg.bt === true
-        if (msg.mv === true && this.movable()) (this.mover as Mover).attempt()
+        if (msg.mv === true) this.movable() // its first attempt starts once the relay is open
         return this.useRelay()
       case 'refuse':
         return this.end(new SignalyardError(msg.code, msg.message ?? 'the peer refused the connection'), false)
@@ -231,13 +230,6 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       error: (error) => this.emit('error', error)
     })
     return true
-  }
-
-  /** Acceptor: the first RTCPeerConnection could not be made; the pair stays on the relay, unnumbered. */
-  private unmovable (): void {
-    this.mover?.stop()
-    this.mover = null
-    this.mux.ledger = null
   }
 
   /** The mover moved this side's frames: tell the app. */
