@@ -743,6 +743,37 @@ export function timings (r: { a: Peer, b: Peer, open: Line }): PairTimings {
  * both run the numbered messages; both are stopped after. Several may run at once (each has its
  * own signalling namespace); flush conntrack before starting them, not while one runs.
  */
+/**
+ * Pair starts that take turns: each `await turn()` waits for the starts before it and returns the
+ * function that lets the next one go. A start (spawning both processes, connect(), the first
+ * message) is one pair's alone, so a first byte is not measured while another pair launches
+ * its processes (two Chromiums on 2 cores take a second); the rest runs side by side.
+ */
+export function takeTurns (): () => Promise<() => void> {
+  let turn: Promise<void> = Promise.resolve()
+  return async () => {
+    let release = (): void => {}
+    const mine = new Promise<void>((resolve) => { release = resolve })
+    const wait = turn
+    turn = turn.then(async () => await mine)
+    await wait
+    return release
+  }
+}
+
+/** runPair, its start taking its turn (takeTurns): the next start goes once b has a's first message. */
+export async function runPairInTurn (l: Lab, options: PairOptions, turn: () => Promise<() => void>): Promise<PairResult> {
+  const release = await turn()
+  return await runPair(l, {
+    ...options,
+    during: async (a, b) => {
+      await b.wait('first', performance.now() + 5000).catch(() => {})
+      release()
+      await options.during?.(a, b)
+    }
+  }).finally(release)
+}
+
 export async function runPair (l: Lab, options: PairOptions): Promise<PairResult> {
   const namespace = `nat-lab-${randomBytes(6).toString('hex')}`
   const spawnPeer = async (side: 'a' | 'b', stack: Stack, peer: string | null): Promise<Peer> => {

@@ -62,10 +62,8 @@ const CASES = [
  * One pair of `c` through the lab: null when it reached its best path in time and delivered every
  * message, else why not; with its times and tier.
  */
-async function onePair (natlab, setup, c, start) {
-  const release = await start()
-  let released = false
-  const r = await natlab.runPair(setup.lab, {
+async function onePair (natlab, setup, c, turn) {
+  const r = await natlab.runPairInTurn(setup.lab, {
     yard: setup[c.yard],
     stacks: [c.stack, c.stack],
     transport: 'auto',
@@ -76,14 +74,8 @@ async function onePair (natlab, setup, c, start) {
     settleMs: c.best === 'relay' ? CONNECT_TIMEOUT + 500 : 0,
     finalAfterMove: FINAL_AFTER_MOVE[c.stack],
     deadline: 15_000,
-    warm: WARM,
-    // the start (spawning both processes, connect(), the first message) is one pair's alone
-    during: async (a, b) => {
-      await b.wait('first', performance.now() + 5000).catch(() => {})
-      released = true
-      release()
-    }
-  }).finally(() => { if (!released) release() })
+    warm: WARM
+  }, turn) // the start (spawning both processes, connect(), the first message) is one pair's alone
   const t = natlab.timings(r)
   const tier = natlab.tierOf(r.final.a.path, r.final.b.path)
   const problems = []
@@ -138,19 +130,11 @@ export async function run (ctx) {
       await lab.setModes(c.mode)
       const results = []
       let next = 0
-      // one pair starts at a time
-      let turn = Promise.resolve()
-      const start = () => {
-        let release
-        const mine = new Promise((resolve) => { release = resolve })
-        const wait = turn
-        turn = turn.then(() => mine)
-        return wait.then(() => release)
-      }
+      const turn = natlab.takeTurns() // one pair starts at a time
       const worker = async () => {
         while (next < pairs && !bound.passed()) {
           next++
-          results.push(await onePair(natlab, setup, c, start).catch((err) => {
+          results.push(await onePair(natlab, setup, c, turn).catch((err) => {
             const text = String(err?.message ?? err)
             return { t: null, tier: 'failed', problem: text.split('\n')[0], output: text }
           }))
