@@ -140,6 +140,8 @@ export function mergeMarkdown (existing, results, meta) {
   const { head, blocks } = splitBlocks(existing.replace(/\n+$/, '').split('\n'), '## ')
   const findingsAt = blocks.findIndex((b) => b.heading === FINDINGS)
   const findings = findingsAt >= 0 ? blocks.splice(findingsAt, 1)[0] : { heading: FINDINGS, lines: [FINDINGS, ''] }
+  // Hand-written sections after the findings stay after them; scenario sections go before.
+  const tail = findingsAt >= 0 ? blocks.splice(findingsAt) : []
   const fileOf = (b) => /^<sub>`([^`]+\.mjs)`/m.exec(b.lines.join('\n'))?.[1]
   for (const r of results) {
     const section = renderSection(r, meta, true)
@@ -162,6 +164,7 @@ export function mergeMarkdown (existing, results, meta) {
     out.push(FINDINGS, ...sub.head)
     for (const b of sub.blocks) out.push(...b.lines)
   }
+  for (const b of tail) out.push(...b.lines)
   return out.join('\n').replace(/\n*$/, '\n')
 }
 
