@@ -114,11 +114,23 @@ function checkPair (r: PairResult, count: number): PairTimings {
   return t
 }
 
-/** The pair ends on WebRTC on both sides, each moved within connectTimeout, and a's messages went on both transports. */
+/**
+ * When a pair that can reach WebRTC must be there: within connectTimeout; or, when a
+ * node-datachannel side's first attempt hung (libjuice leaves about one ICE attempt in 50–100 in
+ * 'checking' for ever here, whatever the NAT), through the initiator's retry a second after that
+ * attempt was given up: its second RTCPeerConnection, within RETRY_WINDOW.
+ */
+const RETRY_WINDOW = 2 * CONNECT_TIMEOUT + 1000 + 500
+
+/** The pair ends on WebRTC on both sides, each moved in time (above), and a's messages went on both transports. */
 function checkMovedUp (r: PairResult, t: PairTimings): void {
   for (const side of ['a', 'b'] as const) assert.is(r.final[side].transport, 'webrtc', `${side} ends on WebRTC`)
-  assert.ok(t.webrtcA !== null && t.webrtcA <= CONNECT_TIMEOUT, `a moved to WebRTC ${String(t.webrtcA)} ms after connect()`)
-  assert.ok(t.webrtcB !== null && t.webrtcB <= CONNECT_TIMEOUT, `b moved to WebRTC ${String(t.webrtcB)} ms after connect()`)
+  const made = (r.final.a.rtcStates as string[]).length
+  const retried = (r.a.stack === 'node-datachannel' || r.b.stack === 'node-datachannel') && made >= 2 && (t.webrtcA ?? Infinity) > CONNECT_TIMEOUT
+  const limit = retried ? RETRY_WINDOW : CONNECT_TIMEOUT
+  if (retried) console.log(`note: ${r.a.stack}→${r.b.stack}: the first WebRTC attempt never connected (libjuice); attempt ${made} did, at ${String(t.webrtcA)} ms`)
+  assert.ok(t.webrtcA !== null && t.webrtcA <= limit, `a moved to WebRTC ${String(t.webrtcA)} ms after connect() (${made} RTCPeerConnection(s))`)
+  assert.ok(t.webrtcB !== null && t.webrtcB <= limit, `b moved to WebRTC ${String(t.webrtcB)} ms after connect()`)
   const sentOn = r.done.a.sentOn as { relay: number, webrtc: number }
   assert.ok(sentOn.relay > 0 && sentOn.webrtc > 0, `a's messages went on the relay and on WebRTC: ${JSON.stringify(sentOn)}`)
 }
@@ -163,7 +175,8 @@ async function runCase (name: string, mode: NatMode, combos: Array<[Stack, Stack
   const results = await Promise.all(combos.map(async (stacks) => {
     const r = await runPairInTurn(setup.lab, {
       yard: setup[yard], stacks, transport: 'auto', connectTimeout: CONNECT_TIMEOUT, count, size, spreadMs: SPREAD_MS,
-      settleMs: CONNECT_TIMEOUT + 500, finalAfterMove: FINAL_AFTER_MOVE, ...extra
+      // a pair that can reach WebRTC is waited for until it has (a retry included); one that cannot, past its first attempt
+      settleMs: tier === 'relay' ? CONNECT_TIMEOUT + 500 : RETRY_WINDOW + 500, finalAfterMove: FINAL_AFTER_MOVE, ...extra
     }, turn)
     report(name, r, count, size)
     return r

@@ -19,9 +19,9 @@
  *   stays on the relay.
  *
  * The relay comes first: the initiator's first attempt starts once the relay is open and what
- * waited for it has gone out, and the acceptor makes its RTCPeerConnection a macrotask after its
- * answer and its relay OPEN went out (constructing one costs a process ~13 ms the first time in
- * node-datachannel: not in front of the first byte).
+ * waited for it has gone out, and the acceptor makes its RTCPeerConnection when the first offer
+ * comes (constructing one costs a process ~13 ms the first time in node-datachannel: not in
+ * front of the first byte).
  */
 import { SignalyardError } from '../protocol/errors.js'
 import type { RtcMessage, Transport } from '../protocol/handshake.js'
@@ -111,17 +111,6 @@ export class Mover {
 
   /** A pipe for control frames: the WebRTC pipe when it is open, else the relay. */
   get controlPipe (): Pipe | null { return this.slot.open ?? this.host.relay() }
-
-  /**
-   * Acceptor, a macrotask after answering (the relay is opening): make the first attempt's
-   * RTCPeerConnection now, so that its ICE agent gathers while the offer is on its way (an agent
-   * made when the offer arrives hung its checks in 2 of 50 node-datachannel pairs behind cone NATs).
-   */
-  prepare (): void {
-    if (this.stopped || this.gen !== 0) return
-    this.gen = 1
-    this.make(false)
-  }
 
   /** Initiator: a new WebRTC attempt (the first once the relay is open, later ones after one was given up). */
   attempt (): void {

@@ -139,12 +139,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, hello.rtc, hello.mv === true)
     if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
     if (choice === 'move') {
-      // The answer and the relay first; the RTCPeerConnection a macrotask later (mover.ts).
+      // The relay first; the RTCPeerConnection is made when the initiator's offer comes (mover.ts).
       const moves = this.movable()
       this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: 'relay', ...(moves ? { mv: true } : {}), ...(this.batch ? { bt: true } : {}) })
-      this.useRelay()
-      if (moves) setTimeout(() => this.mover?.prepare(), 0)
-      return
+      return this.useRelay()
     }
     const webrtc = choice === 'webrtc' && this.useWebRtc()
     if (!webrtc && this.host.transport === 'webrtc') return this.refuse('cannot create an RTCPeerConnection', 'cannot create an RTCPeerConnection')
