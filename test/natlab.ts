@@ -664,9 +664,9 @@ export interface PairOptions {
   /** Message i goes no earlier than i × spreadMs / count after a side starts (0: at once): the data spans the moves. */
   spreadMs?: number
   /**
-   * When both sides' final path is read: once both are done, at least `settleMs` after a's 'open'
-   * (e.g. connectTimeout + 0.5 s, by when a first WebRTC attempt has connected or was given up),
-   * and at least `finalAfterMove` after the last 'transport' line of either side (an ICE agent may
+   * When both sides' final path is read: once both are done and both are on WebRTC, or else
+   * `settleMs` after a's 'open' (e.g. connectTimeout + 0.5 s, by when a first WebRTC attempt has
+   * connected or was given up), and at least `finalAfterMove` after the last 'transport' line of either side (an ICE agent may
    * start on a lower pair and switch: libjuice uses its first succeeded pair at once and
    * nominates a better one for up to 2 s, its NOMINATION_TIMEOUT).
    */
@@ -801,8 +801,11 @@ export async function runPair (l: Lab, options: PairOptions): Promise<PairResult
     const openedAt = performance.now()
     await options.during?.(a, b)
     const done = { a: await a.wait('done', deadline), b: await b.wait('done', deadline) }
+    // settle: until both sides are on WebRTC, or settleMs after a's open
+    const onWebRtc = (p: Peer): boolean => p.lines.filter((l) => l.ev === 'transport').at(-1)?.transport === 'webrtc'
+    while (performance.now() < openedAt + (options.settleMs ?? 0) && !(onWebRtc(a) && onWebRtc(b))) await new Promise((resolve) => setTimeout(resolve, 50))
     const lastMove = Math.max(openedAt, ...[a, b].flatMap((p) => p.lines.filter((l) => l.ev === 'transport').map((l) => l.arrived as number)))
-    const finalAt = Math.max(openedAt + (options.settleMs ?? 0), lastMove + (options.finalAfterMove ?? 0))
+    const finalAt = lastMove + (options.finalAfterMove ?? 0)
     if (finalAt > performance.now()) await new Promise((resolve) => setTimeout(resolve, finalAt - performance.now()))
     for (const p of [a, b]) p.host.final()
     const final = { a: await a.wait('final', deadline + 5000), b: await b.wait('final', deadline + 5000) }

@@ -62,6 +62,9 @@ const CASES = [
  * One pair of `c` through the lab: null when it reached its best path in time and delivered every
  * message, else why not; with its times and tier.
  */
+/** A first attempt that hung is given up at connectTimeout; the retry goes 1 s later and connects within another. */
+const RETRY_WINDOW = 2 * CONNECT_TIMEOUT + 1500
+
 async function onePair (natlab, setup, c, turn) {
   const r = await natlab.runPairInTurn(setup.lab, {
     yard: setup[c.yard],
@@ -71,7 +74,9 @@ async function onePair (natlab, setup, c, turn) {
     count: COUNT,
     size: SIZE,
     spreadMs: SPREAD_MS,
-    settleMs: c.best === 'relay' ? CONNECT_TIMEOUT + 500 : 0,
+    // a pair that can reach WebRTC is waited for until it has (the fixture stops waiting then),
+    // so that a first attempt that hung shows up as reached after the retry, not as a miss
+    settleMs: c.best === 'relay' ? CONNECT_TIMEOUT + 500 : RETRY_WINDOW + 500,
     finalAfterMove: FINAL_AFTER_MOVE[c.stack],
     deadline: 15_000,
     warm: WARM
@@ -83,18 +88,22 @@ async function onePair (natlab, setup, c, turn) {
     if (!r.done[side].ok || r.done[side].received !== COUNT) problems.push(`${side}: ${JSON.stringify(r.done[side].problems)}`)
   }
   if (tier !== c.best) problems.push(`ended on ${tier}, not ${c.best}`)
-  if (c.best !== 'relay' && !(t.webrtcA !== null && t.webrtcA <= CONNECT_TIMEOUT && t.webrtcB !== null && t.webrtcB <= CONNECT_TIMEOUT)) {
+  const last = Math.max(t.webrtcA ?? Infinity, t.webrtcB ?? Infinity)
+  const attempts = r.final.a.rtcStates?.length ?? 0
+  // reached, but through the initiator's retry after a first attempt that never connected
+  const retried = c.best !== 'relay' && last > CONNECT_TIMEOUT && last <= RETRY_WINDOW && attempts >= 2
+  if (c.best !== 'relay' && last > CONNECT_TIMEOUT && !retried) {
     problems.push(`moved to WebRTC at ${t.webrtcA} / ${t.webrtcB} ms, not within ${CONNECT_TIMEOUT} ms`)
   }
   const problem = problems.length > 0 ? problems.join('; ') : null
-  return { t, tier, problem, output: problem === null ? '' : `a (${r.a.stack}):\n${r.a.describe()}\n\nb (${r.b.stack}):\n${r.b.describe()}` }
+  return { t, tier, problem, retried: problem === null && retried, output: problem === null && !retried ? '' : `a (${r.a.stack}):\n${r.a.describe()}\n\nb (${r.b.stack}):\n${r.b.describe()}` }
 }
 
 /** Keep what a missed pair printed (the first few per case) in a file; its path, or null. */
 function keepLog (c, k, x) {
   if (k >= 3) return null
   const file = join(tmpdir(), `natlab-bench-case${c.label.split(' ')[0]}-${c.stack}-${k + 1}.log`)
-  writeFileSync(file, `${x.problem}\n\n${x.output}\n`)
+  writeFileSync(file, `${x.problem ?? 'reached its best path only through the retry'}\n\n${x.output}\n`)
   return file
 }
 
@@ -141,7 +150,8 @@ export async function run (ctx) {
         }
       }
       await Promise.all(Array.from({ length: CONCURRENCY }, worker))
-      const ok = results.filter((x) => x.problem === null).length
+      const ok = results.filter((x) => x.problem === null && !x.retried).length
+      const late = results.filter((x) => x.retried).length
       const first = results.filter((x) => x.t?.firstAtB != null).map((x) => x.t.firstAtB)
       const up = results.filter((x) => x.t?.webrtcA != null).map((x) => x.t.webrtcA)
       const tiers = new Map()
@@ -152,12 +162,13 @@ export async function run (ctx) {
         const p = percentiles(xs, [50, 95])
         return `${fmt(p.p50, 0)} / ${fmt(p.p95, 0)} / ${fmt(Math.max(...xs), 0)}`
       }
-      rows.push([c.label, c.stack === 'wrtc' ? '@roamhq/wrtc' : c.stack, String(results.length), pct(ok), three(first),
+      rows.push([c.label, c.stack === 'wrtc' ? '@roamhq/wrtc' : c.stack, String(results.length), pct(ok) + (late > 0 ? `, +${late} after a retry` : ''), three(first),
         pct(first.filter((ms) => ms <= FIRST_BYTE_TARGET).length), c.best === 'relay' ? '– (stays on the relay)' : three(up),
         [...tiers].sort((x, y) => y[1] - x[1]).map(([tier, n]) => `${tier} ${n}`).join(', ')])
-      ctx.log(`${c.label} ${c.stack}: ${ok}/${results.length} on ${c.best}; first byte ${three(first)} ms; to WebRTC ${three(up)} ms`)
+      ctx.log(`${c.label} ${c.stack}: ${ok}/${results.length} on ${c.best} in time, ${late} after a retry; first byte ${three(first)} ms; to WebRTC ${three(up)} ms`)
       const problems = [...new Set(results.map((x) => x.problem).filter((p) => p !== null))]
-      const logs = results.filter((x) => x.problem !== null).map((x, k) => keepLog(c, k, x)).filter((f) => f !== null)
+      const logs = results.filter((x) => x.problem !== null || x.retried).map((x, k) => keepLog(c, k, x)).filter((f) => f !== null)
+      if (late > 0) notes.push(`${c.label} (${c.stack}): ${late} pair(s) reached ${c.best} only through the retry: their first WebRTC attempt never left ICE 'checking' (libjuice), the initiator's second RTCPeerConnection (1 s after the first was given up at connectTimeout) connected.`)
       if (problems.length > 0) {
         notes.push(`${c.label} (${c.stack}): ${results.length - ok} pair(s) missed: ${problems.slice(0, 3).join(' | ')}`)
         ctx.log(`what the missed pairs printed: ${logs.join(' ')}`)
@@ -175,7 +186,7 @@ export async function run (ctx) {
     `Each side sends ${COUNT} numbered ${SIZE} B messages spread over ${SPREAD_MS / 1000} s from its start (a's from connect(), before the pc opens), so they cross the move; every byte is checked.`,
     `"first byte": a's first message delivered at b, ms after a's connect() (epoch clocks of two processes on one machine). "to WebRTC": a's 'transport' event ('webrtc'). ` +
     `"best path reached": the pair ended on the tier its case allows (host; srflx = hole punched; TURN/UDP or TURN/TCP = relay candidates on coturn; relay = the server's WebSocket relay), ` +
-    `both sides moved to WebRTC within connectTimeout (or, where WebRTC cannot work, never moved), and every message arrived once and in order. The path is read from the RTCPeerConnection's selected pair ${FINAL_AFTER_MOVE['node-datachannel']} ms after the last move (libjuice nominates within 2 s).`
+    `both sides moved to WebRTC within connectTimeout (or, where WebRTC cannot work, never moved), and every message arrived once and in order; "+N after a retry": pairs that got there only through the initiator's second attempt (within 2 × connectTimeout + 1.5 s).  The path is read from the RTCPeerConnection's selected pair ${FINAL_AFTER_MOVE['node-datachannel']} ms after the last move (libjuice nominates within 2 s).`
   )
   return { columns, rows, notes }
 }
