@@ -14,11 +14,12 @@ import { SignalChannel, type Channel, type RTCPeerConnectionConstructor } from '
 import { createServer, turnCredential } from 'signalyard/server'
 import { FrameType } from '../src/protocol/frames.js'
 import { rawClient, type RawClient } from './raw-client.js'
-import { fetchText, freePort, startYard } from './helpers.js'
+import { fetchText, freePort, startYard, until } from './helpers.js'
 
 /**
  * An RTCPeerConnection that records the configuration it is made with and then refuses to exist:
- * the pair falls back to the server relay, and the test sees what iceServers a new pc got.
+ * the pair stays on the server relay, and the test sees what iceServers a new pc got (the
+ * initiator makes its first one once the relay is open).
  */
 const configs: Array<{ iceServers?: Ice[] }> = []
 const RecordingPC = class { constructor (config: { iceServers?: Ice[] }) { configs.push(config); throw new Error('recorded') } } as unknown as RTCPeerConnectionConstructor
@@ -82,6 +83,8 @@ test('an authenticated identity (a string) names the credentials of the pcs it m
     const a = await node('a')
     await node('b')
     await a.connect('b').ready()
+    // the pair opens on the relay; the initiator makes its first RTCPeerConnection just after
+    await until(() => configs.length >= 1, 2000, "a's RTCPeerConnection")
     const turn = turnOf(configs[0].iceServers)
     assert.match(String(turn.username), /^\d+:alice$/)
     assert.is(turn.credential, expected(String(turn.username)))
@@ -115,14 +118,17 @@ test('credentials are renewed at half their life by an ICE frame, and new pcs us
       await n.listen(id)
       return n
     }
-    await node('bob')
-    await (await node('carol')).connect('bob').ready()
-    assert.is(configs.length, 1, "bob's pc (the acceptor makes its pc first; it refuses, so carol never makes one)")
+    const bob = await node('bob')
+    await node('carol')
+    await node('dave')
+    // bob connects: the pair opens on the relay, then bob (the initiator) makes its RTCPeerConnection
+    await bob.connect('carol').ready()
+    await until(() => configs.length >= 1, 2000, "bob's first RTCPeerConnection")
     const greeted = turnOf(configs[0].iceServers)
     await new Promise((resolve) => setTimeout(resolve, 1300))
     configs.length = 0
-    await (await node('dave')).connect('bob').ready()
-    assert.is(configs.length, 1)
+    await bob.connect('dave').ready()
+    await until(() => configs.length >= 1, 2000, "bob's RTCPeerConnection after the renewal")
     const renewed = turnOf(configs[0].iceServers)
     assert.is(renewed.credential, expected(String(renewed.username)))
     const [greetedExpiry, bobConn] = String(greeted.username).split(':')
@@ -213,19 +219,19 @@ test('a real coturn (use-auth-secret) allocates with the credentials from HELLO,
     } as unknown as RTCPeerConnectionConstructor
     const channel = SignalChannel('turn-nd', { url: `${yard.url}?c=nd`, RTCPeerConnection: PolyfillLike })
     try {
-      await channel.createNode().listen('bob')
+      const caller = channel.createNode()
+      await caller.listen('bob')
       const other = SignalChannel('turn-nd', { url: `${yard.url}?c=nd2`, RTCPeerConnection: RecordingPC })
       try {
-        const caller = other.createNode()
-        await caller.listen('carol')
-        await caller.connect('bob').ready() // bob's pc is made (and refuses): the pair uses the relay
+        await other.createNode().listen('carol')
+        await caller.connect('carol').ready() // on the relay; then bob's pc is made (and refuses)
+        await until(() => seen.length >= 1, 2000, "bob's RTCPeerConnection")
       } finally {
         other.close()
       }
     } finally {
       channel.close()
     }
-    assert.is(seen.length, 1)
     const given = turnOf(seen[0].iceServers)
     assert.match(String(given.username), /^\d+%3A[^:]+$/, 'the username is URI-encoded')
     assert.is(given.credential, encodeURIComponent(expected(decodeURIComponent(String(given.username)))), 'so is the credential')
