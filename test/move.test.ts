@@ -139,4 +139,71 @@ test('auto: the WebRTC path dies mid-transfer, cut on one side then on the other
   }
 })
 
+test('auto: pc.close() at any moment of the move (30 pairs, closed 0–290 ms after open) still delivers every message sent before it, in order', async () => {
+  const yard = await startYard()
+  const channels = ['a', 'b'].map((who) => SignalChannel('close-move', { url: `${yard.url}?c=${who}`, RTCPeerConnection: tracked(who === 'a' ? madeA : madeB), rtcConfig: LOOPBACK }))
+  try {
+    const got: unknown[][] = []
+    const closed: number[] = []
+    const bob = channels[1].createNode((pc) => {
+      const mine: unknown[] = []
+      got.push(mine)
+      pc.on('connection', (rs) => rs.on('data', (d) => mine.push(d)))
+      pc.on('close', (err) => { if (err !== undefined) throw err; closed.push(got.length) })
+    })
+    const alice = channels[0].createNode()
+    await within(Promise.all([alice.listen('alice'), bob.listen('bob')]), 2000, 'listen')
+    const transports: string[] = []
+    for (let k = 0; k < 30; k++) {
+      const pc = alice.connect('bob')
+      const s = pc.createStream('last words')
+      await within(pc.ready(), 3000, `open ${k}`)
+      await new Promise((resolve) => setTimeout(resolve, k * 10))
+      transports.push(String(pc.transport))
+      for (let i = 0; i < 200; i++) s.send(i)
+      pc.close()
+      await until(() => closed.length === k + 1, 4000, `pair ${k} closed on bob's side`)
+      assert.equal(got[k], Array.from({ length: 200 }, (_, i) => i), `pair ${k} (closed ${k * 10} ms after open, on ${String(transports[k])}): every message before the close`)
+    }
+    console.log(`close during the move: transports at close ${transports.join(' ')}`)
+  } finally {
+    for (const c of channels) c.close()
+    await yard.close()
+  }
+})
+
+test('auto: pc.close() while the move waits behind a relay backlog (MOVE sent, MOVED not yet back) still delivers the frames held for the move', async () => {
+  // 100 relay messages/s: 1,000 messages of 1 KiB are about 0.8 s of relay backlog, and the MOVE goes behind it
+  const yard = await startYard({ limits: { messagesPerSecond: 100, messageBurst: 50 } })
+  const channels = ['a', 'b'].map((who) => SignalChannel('close-held', { url: `${yard.url}?c=${who}`, RTCPeerConnection: tracked(who === 'a' ? madeA : madeB), rtcConfig: LOOPBACK }))
+  try {
+    const got: number[] = []
+    let closedWith: unknown = 'open'
+    const bob = channels[1].createNode((pc) => {
+      pc.on('connection', (rs) => rs.on('data', (d) => got.push(new DataView((d as Uint8Array).buffer, (d as Uint8Array).byteOffset).getUint32(0))))
+      pc.on('close', (err) => { closedWith = err })
+    })
+    const alice = channels[0].createNode()
+    await within(Promise.all([alice.listen('alice'), bob.listen('bob')]), 2000, 'listen')
+    const before = madeA.length
+    const pc = alice.connect('bob')
+    const s = pc.createStream('held')
+    const numbered = (i: number): Uint8Array => { const m = new Uint8Array(1024); new DataView(m.buffer).setUint32(0, i); return m }
+    await within(pc.ready(), 3000, 'open')
+    for (let i = 0; i < 1000; i++) s.send(numbered(i))
+    // alice's WebRTC path is up (so its MOVE went out, behind the backlog) while it still sends on the relay
+    await until(() => madeA.length > before && (madeA[madeA.length - 1] as unknown as { connectionState: string }).connectionState === 'connected', 3000, "alice's RTCPeerConnection connected")
+    await new Promise((resolve) => setTimeout(resolve, 50))
+    assert.is(pc.transport, 'relay', 'the move is still under way')
+    for (let i = 1000; i < 1200; i++) s.send(numbered(i))
+    pc.close()
+    await until(() => closedWith !== 'open', 5000, "bob's pc closed")
+    assert.is(closedWith, undefined, 'a close on purpose')
+    assert.equal(got, Array.from({ length: 1200 }, (_, i) => i), `every message, in order, the held ones too (got ${got.length}, last ${String(got.at(-1))})`)
+  } finally {
+    for (const c of channels) c.close()
+    await yard.close()
+  }
+})
+
 test.run()

@@ -87,6 +87,8 @@ export class Mover {
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private stallTimer: ReturnType<typeof setInterval> | null = null
   private stopped = false
+  /** The connection is closing and flushing: no new attempt, but a move under way still completes. */
+  private closing = false
 
   constructor (private readonly host: MoverHost) {
     this.slot = new PipeSlot({
@@ -115,7 +117,7 @@ export class Mover {
   /** Initiator: a new WebRTC attempt (the first once the relay is open, later ones after one was given up). */
   attempt (): void {
     this.retryTimer = null
-    if (this.stopped) return
+    if (this.stopped || this.closing) return
     this.gen++
     this.make(true)
   }
@@ -125,14 +127,14 @@ export class Mover {
    * once the frames that waited for the relay have gone out.
    */
   relayOpened (): void {
-    if (this.stopped) return
+    if (this.stopped || this.closing) return
     if (this.host.initiator && this.gen === 0 && this.retryTimer === null) this.retryTimer = setTimeout(() => this.attempt(), 0)
     if (this.out === 'relay' && this.slot.open !== null) this.moveUp()
   }
 
   /** An sdp/ice message of generation `g` from the peer. */
   signal (msg: RtcMessage, g: number): void {
-    if (this.stopped || g < this.gen || (g > this.gen && this.host.initiator)) return
+    if (this.stopped || this.closing || g < this.gen || (g > this.gen && this.host.initiator)) return
     if (g > this.gen) { // the initiator's next attempt: this side's current one (if any) is over
       this.giveUp('the peer started a new WebRTC attempt')
       this.gen = g
@@ -176,11 +178,14 @@ export class Mover {
   }
 
   /**
-   * The connection ends: no more attempts or moves. `keepPipe`: the WebRTC pipe stays (what it
-   * still reads goes to the connection) until a later `stop()`, so a BYE can go out on it.
+   * The connection ends: no more attempts. `keepPipe`: it is closing and flushes first — the
+   * WebRTC pipe stays (what it still reads goes to the connection, a BYE can go out on it) and a
+   * move under way completes (MOVED, RESUME), so frames held for it still go out; a later `stop()`
+   * ends everything.
    */
   stop (keepPipe = false): void {
-    this.stopped = true
+    if (keepPipe) this.closing = true
+    else this.stopped = true
     this.disarm()
     if (this.retryTimer !== null) clearTimeout(this.retryTimer)
     this.retryTimer = null
@@ -204,7 +209,7 @@ export class Mover {
   }
 
   private rtcOpened (): void {
-    if (this.stopped) return
+    if (this.stopped || this.closing) return
     this.disarm()
     this.everOpened = true
     this.genOpened = true
@@ -256,7 +261,7 @@ export class Mover {
     // Frames that went on WebRTC wait for the peer's RESUME (what it read); else they go on at once.
     this.out = wasRtc && this.peerResumed < g ? 'resuming' : 'relay'
     if (wasRtc) this.host.changed()
-    if (this.host.initiator && again) {
+    if (this.host.initiator && again && !this.closing) {
       const wait = Math.min(RETRY_FIRST_MS * 2 ** this.failures, RETRY_MAX_MS)
       this.failures++
       this.retryTimer = setTimeout(() => this.attempt(), wait)

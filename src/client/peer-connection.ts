@@ -327,8 +327,16 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** A message on the pipe: READY and BYE are the connection's, the rest the streams'. */
   private received (bytes: Uint8Array): void {
-    // Closed and lingering after our BYE: the peer's own BYE means it is done too.
-    if (this.state === 'closed') return bytes[0] === MuxOp.Bye ? this.dropPipe() : undefined
+    if (this.state === 'closed') {
+      // Closed and lingering after our BYE: the peer's own BYE means it is done too.
+      if (bytes[0] === MuxOp.Bye) return this.dropPipe()
+      // Still flushing: a move under way completes (MOVED, RESUME, ACK), so what it holds goes out.
+      if (this.mover !== null && this.mux.flushing && bytes[0] >= MuxOp.Move) {
+        const frame = readMux(bytes, true)
+        if (frame !== null) this.mover.control(frame)
+      }
+      return
+    }
     const frame = readMux(bytes, this.mover !== null)
     if (frame === null) return void this.emit('error', new SignalyardError('bad-frame', 'the peer sent a malformed mux frame'))
     if (frame.op === MuxOp.Ready) return this.initiator || this.mover !== null ? undefined : this.opened()
