@@ -11,6 +11,7 @@
  * once and only spend a token.
  */
 import { SignalyardError } from '../protocol/errors.js'
+import { Fifo } from './fifo.js'
 import type { QueuedFrame } from './offline-queue.js'
 
 /**
@@ -28,15 +29,14 @@ export const MAX_PACED_BYTES = 32 * 1024 * 1024
 const MIN_WAIT_MS = 4
 const MAX_WAIT_MS = 60_000
 
-/** One stream's frames waiting, oldest first from `head`. */
-interface Lane { frames: Uint8Array[], head: number }
 
 export class Pacer {
   private rate = Infinity
   private burst = Infinity
   private tokens = Infinity
   private refilled = 0
-  private readonly lanes = new Map<number, Lane>()
+  /** Each stream's frames waiting, oldest first. */
+  private readonly lanes = new Map<number, Fifo<Uint8Array>>()
   /** Streams with frames waiting, in turn order. */
   private turns: number[] = []
   private turn = 0
@@ -76,7 +76,7 @@ export class Pacer {
   /** Everything waiting, each stream's frames in order (the socket went down: it moves to the offline queue); the pacer stops. */
   drain (): QueuedFrame[] {
     const waiting: QueuedFrame[] = []
-    for (const [sid, lane] of this.lanes) for (let i = lane.head; i < lane.frames.length; i++) waiting.push({ sid, frame: lane.frames[i] })
+    for (const [sid, lane] of this.lanes) for (const frame of lane) waiting.push({ sid, frame })
     this.lanes.clear()
     this.turns = []
     this.turn = 0
@@ -89,10 +89,10 @@ export class Pacer {
   private queue (sid: number, frame: Uint8Array): void {
     let lane = this.lanes.get(sid)
     if (lane === undefined) {
-      this.lanes.set(sid, lane = { frames: [], head: 0 })
+      this.lanes.set(sid, lane = new Fifo())
       this.turns.push(sid)
     }
-    lane.frames.push(frame)
+    lane.push(frame)
     this.size += frame.length
     this.schedule()
   }
@@ -125,18 +125,13 @@ export class Pacer {
     while (this.turns.length > 0 && this.take()) {
       if (this.turn >= this.turns.length) this.turn = 0
       const sid = this.turns[this.turn]
-      const lane = this.lanes.get(sid) as Lane
-      const frame = lane.frames[lane.head]
-      lane.frames[lane.head++] = undefined as unknown as Uint8Array
+      const lane = this.lanes.get(sid) as Fifo<Uint8Array>
+      const frame = lane.shift() as Uint8Array
       this.size -= frame.length
-      if (lane.head === lane.frames.length) {
+      if (lane.length === 0) {
         this.lanes.delete(sid)
         this.turns.splice(this.turn, 1) // the next stream now sits at this index
       } else {
-        if (lane.head > 1024 && lane.head * 2 > lane.frames.length) {
-          lane.frames = lane.frames.slice(lane.head)
-          lane.head = 0
-        }
         this.turn++
       }
       this.write(frame)
