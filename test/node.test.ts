@@ -667,6 +667,36 @@ test('garbage, duplicate answers and stale candidates from a raw peer: ignored o
   }
 }, { limits: { peers: { grace: 100 } } }))
 
+test('auto: a raw peer sending offers of ever newer attempts (300 in a burst) makes the acceptor build at most one RTCPeerConnection per 500 ms', () => withYard(async ({ yard, node }) => {
+  const alice = await node('alice', { transport: 'auto' })
+  const incoming: PeerConnection[] = []
+  alice.on('connection', (pc) => incoming.push(pc))
+  const raw = new WebSocket(yard.url, 'signalyard.2')
+  const inbox: any[] = []
+  raw.on('message', (data: Buffer) => {
+    const f = readFrame(new Uint8Array(data))
+    if (f?.type === FrameType.Data) inbox.push(JSON.parse(new TextDecoder().decode(f.payload)))
+  })
+  await new Promise((resolve) => raw.once('open', resolve))
+  try {
+    raw.send(writeFrame(FrameType.Open, 1, { ep: 'signal', ns: 'mesh', id: 'mallory', key: 'm'.repeat(24) }))
+    const say = (msg: unknown): void => raw.send(writeFrame(FrameType.Data, 1, { to: 'alice' }, encodePayload(msg)))
+    const c = 'g'.repeat(21)
+    say({ t: 'hello', c, rtc: true, mv: true })
+    await until(() => inbox.some((m) => m.t === 'accept' && m.mv === true), 2000, 'alice accepts a moving connection')
+    const before = rtc.created
+    const started = performance.now()
+    for (let g = 1; g <= 300; g++) say({ t: 'sdp', c, g, d: { type: 'offer', sdp: 'v=0 not a real offer' } })
+    await sleep(300)
+    const made = rtc.created - before
+    const window = performance.now() - started
+    assert.ok(made >= 1 && made <= Math.ceil(window / 500) + 1, `${made} RTCPeerConnection(s) for 300 offers in ${Math.round(window)} ms`)
+    assert.ok(incoming.length === 1 && incoming[0].state !== 'closed', 'the connection itself is not torn down by the burst')
+  } finally {
+    raw.terminate()
+  }
+}, { limits: { peers: { grace: 100 } } }))
+
 test('a WebRTC connection survives its signalling socket reconnecting; the node reclaims its id', () => withYard(async ({ node, channel }) => {
   const a = await node('alice')
   let victim: any = null

@@ -42,6 +42,12 @@ export const STALL_MS = 3000
  * in five there, one in twenty through TURN in the NAT lab), and a fresh attempt does not.
  */
 export const MAX_UNOPENED_ATTEMPTS = 3
+/**
+ * Acceptor: an offer of a newer attempt is taken at most this often. A reference initiator waits
+ * at least RETRY_FIRST_MS between attempts; a peer sending offers of ever higher generations
+ * faster would otherwise make this side build an RTCPeerConnection per message.
+ */
+export const MIN_ATTEMPT_GAP_MS = 500
 
 /** What a mover needs from its connection. */
 export interface MoverHost {
@@ -83,6 +89,8 @@ export class Mover {
   /** Attempts given up in a row that never opened. */
   private unopened = 0
   private failures = 0
+  /** When this side last made an RTCPeerConnection (performance.now()). */
+  private madeAt = -Infinity
   private timer: ReturnType<typeof setTimeout> | null = null
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private stallTimer: ReturnType<typeof setInterval> | null = null
@@ -136,6 +144,7 @@ export class Mover {
   signal (msg: RtcMessage, g: number): void {
     if (this.stopped || this.closing || g < this.gen || (g > this.gen && this.host.initiator)) return
     if (g > this.gen) { // the initiator's next attempt: this side's current one (if any) is over
+      if (performance.now() - this.madeAt < MIN_ATTEMPT_GAP_MS) return
       this.giveUp('the peer started a new WebRTC attempt')
       this.gen = g
       if (!this.make(false)) return
@@ -196,6 +205,7 @@ export class Mover {
     const rtc = this.host.rtc()
     if (rtc === null) return false
     const g = this.gen
+    this.madeAt = performance.now()
     try {
       this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, initiator, (m) => this.host.signal(m, g), on, true, true))
     } catch (err) {
