@@ -2,9 +2,8 @@
  * A first-in, first-out queue whose `shift` costs O(1) whatever its length. `Array#shift` moves
  * every element once an array outgrows V8's small-object space (about 16,000 elements), so a
  * queue of many tiny messages drained one by one costs O(n²): a stream of small numbered messages
- * froze a peer connection for seconds that way (used by the mux, the ledger, relay streams and the
- * pacer). The array is compacted when more than half of
- * it has been taken.
+ * froze a peer connection for seconds that way. Used by the mux, the ledger, relay streams and
+ * the pacer. The array is compacted when more than half of it has been taken.
  */
 export class Fifo<T> implements Iterable<T> {
   private items: T[] = []
