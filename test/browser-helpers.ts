@@ -19,12 +19,15 @@ import { sleep, startYard } from './helpers.js'
 const root = fileURLToPath(new URL('..', import.meta.url))
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 // The flags from shared/MACHINE.md: headless, no sandbox (CI runs as root), nothing that phones out.
-// The last two let WebRTC between pages use plain 127.0.0.1 host candidates (no mDNS names).
+// The next two let WebRTC between pages use plain 127.0.0.1 host candidates (no mDNS names); the
+// last two give getUserMedia a synthetic camera and microphone (a moving test pattern and a beep)
+// without a permission prompt, for the media tests.
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1',
-  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection'
+  '--disable-features=WebRtcHideLocalIpsWithMdns', '--allow-loopback-in-peer-connection',
+  '--use-fake-device-for-media-stream', '--use-fake-ui-for-media-stream'
 ]
 
 /** Registers a cleanup; cleanups run in reverse order (see `scoped`). */

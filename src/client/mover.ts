@@ -13,10 +13,12 @@
  *   the relay, and, if its frames were on WebRTC, holds them until the peer's RESUME says what it
  *   read; the frames after that which went on WebRTC are sent again on the relay (ledger.ts), and
  *   the receiver drops the duplicates by their numbers. Nothing is lost.
- * - Then the initiator tries again with a fresh RTCPeerConnection (new ICE credentials, the
- *   freshest TURN credentials) after RETRY_FIRST_MS, doubling up to RETRY_MAX_MS, as long as WebRTC
- *   once worked for this pair; a pair whose first MAX_UNOPENED_ATTEMPTS attempts never opened
- *   stays on the relay.
+ * - Then the initiator tries again after RETRY_FIRST_MS, doubling up to RETRY_MAX_MS, as long as
+ *   WebRTC once worked for this pair; a pair whose first MAX_UNOPENED_ATTEMPTS attempts never
+ *   opened stays on the relay. A retry is a fresh RTCPeerConnection (new ICE credentials, the
+ *   freshest TURN credentials) — or, when both sides renegotiate (`md`: the connection keeps one
+ *   RTCPeerConnection for its media, media.ts), an ICE restart on it and a new data channel
+ *   labelled `signalyard:<g>`, from which the acceptor learns the attempt.
  *
  * The relay comes first: the initiator's first attempt starts once the relay is open and what
  * waited for it has gone out, and the acceptor makes its RTCPeerConnection when the first offer
@@ -28,8 +30,9 @@ import type { RtcMessage, Transport } from '../protocol/handshake.js'
 import { controlWords, MuxOp, writeControl, type MuxFrame } from '../protocol/mux.js'
 import type { Ledger } from './ledger.js'
 import type { Pipe } from './transports/pipe.js'
+import { RtcSession } from './transports/rtc-session.js'
 import { PipeSlot } from './transports/slot.js'
-import { WebRtcPipe, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
+import { DATA_CHANNEL_LABEL, WebRtcPipe, type RTCDataChannelLike, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
 /** The first retry after a WebRTC path died, and the longest wait between retries. */
 export const RETRY_FIRST_MS = 1000
@@ -55,7 +58,9 @@ export interface MoverHost {
   readonly connectTimeout: number
   readonly ledger: Ledger
   rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
-  /** Send an sdp/ice message of generation `g` to the peer over signalling. */
+  /** The connection's own session when both sides renegotiate (made on first use), else null. */
+  session: () => RtcSession | null
+  /** Send an sdp/ice message of generation `g` to the peer over signalling (a session of its own per attempt). */
   signal: (msg: RtcMessage, g: number) => void
   /** The relay pipe while it is open, else null. */
   relay: () => Pipe | null
@@ -80,6 +85,8 @@ export class Mover {
   private out: 'relay' | 'moving' | 'webrtc' | 'resuming' = 'relay'
   /** The peer's MOVE arrived before this side's pipe opened: MOVED goes once it does. */
   private owedMoved = false
+  /** Acceptor on a shared session: the MOVE of an attempt whose data channel has not come yet. */
+  private earlyMove = 0
   /** The last generation this side gave up (its RESUME went out), and the last the peer gave up. */
   private resumed = 0
   private peerResumed = 0
@@ -150,7 +157,34 @@ export class Mover {
       if (!this.make(false)) return
     }
     const pipe = this.slot.current
-    if (pipe instanceof WebRtcPipe) pipe.receive(msg)
+    if (pipe instanceof WebRtcPipe) pipe.session.receive(msg)
+  }
+
+  /**
+   * Acceptor on a shared session: a data channel the initiator opened for attempt `g` (its label).
+   * A newer attempt replaces the current one (at most once per MIN_ATTEMPT_GAP_MS); anything else
+   * is closed.
+   */
+  adopt (channel: RTCDataChannelLike, g: number): void {
+    const session = this.host.session()
+    const stale = g < this.gen || (g === this.gen && this.slot.current !== null)
+    if (this.stopped || this.closing || this.host.initiator || session === null || stale || (g > this.gen && performance.now() - this.madeAt < MIN_ATTEMPT_GAP_MS)) {
+      try { channel.close() } catch {}
+      return
+    }
+    if (g > this.gen) {
+      this.giveUp('the peer started a new WebRTC attempt')
+      this.gen = g
+    }
+    this.madeAt = performance.now()
+    this.slot.use((on) => {
+      const pipe = new WebRtcPipe(session, false, on, { fragile: true })
+      pipe.adopt(channel)
+      return pipe
+    })
+    if (this.earlyMove === g) this.owedMoved = true
+    this.genOpened = false
+    this.arm(() => this.giveUp('WebRTC did not connect in time'))
   }
 
   /** A MOVE, MOVED, ACK or RESUME frame from the peer (on either pipe). */
@@ -164,6 +198,8 @@ export class Mover {
         this.host.ledger.acked(a)
         return this.host.pump()
       case MuxOp.Move:
+        // On a shared session the acceptor learns an attempt from its data channel, which may come after its MOVE.
+        if (a > this.gen && !this.host.initiator && this.host.session() !== null) this.earlyMove = a
         if (a !== this.gen || this.resumed === a) return
         if (this.slot.open !== null) this.sendOn(this.slot.open, writeControl(MuxOp.Moved, a))
         else this.owedMoved = true
@@ -201,13 +237,24 @@ export class Mover {
     if (!keepPipe) this.slot.drop()
   }
 
+  /**
+   * Start attempt `gen`: on the shared session (initiator only: a new data channel, after an ICE
+   * restart for every attempt but the first), or on a session of its own.
+   */
   private make (initiator: boolean): boolean {
     const rtc = this.host.rtc()
     if (rtc === null) return false
     const g = this.gen
     this.madeAt = performance.now()
     try {
-      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, initiator, (m) => this.host.signal(m, g), on, true, true))
+      const shared = this.host.session()
+      if (shared !== null) {
+        if (g > 1) shared.restartIce()
+        this.slot.use((on) => new WebRtcPipe(shared, true, on, { label: `${DATA_CHANNEL_LABEL}:${g}`, announced: true, fragile: true }))
+      } else {
+        const session = new RtcSession(rtc.Ctor, rtc.config, false, false, () => initiator, (m) => this.host.signal(m, g))
+        this.slot.use((on) => new WebRtcPipe(session, initiator, on, { announced: true, fragile: true, owns: true }))
+      }
     } catch (err) {
       this.host.error(new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
       this.giveUp('cannot create an RTCPeerConnection')
@@ -221,6 +268,7 @@ export class Mover {
   private rtcOpened (): void {
     if (this.stopped || this.closing) return
     this.disarm()
+    this.earlyMove = 0
     this.everOpened = true
     this.genOpened = true
     this.unopened = 0

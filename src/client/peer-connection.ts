@@ -10,14 +10,16 @@ import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
 import { chooseTransport, type HandshakeMessage, type HelloMessage, type Transport } from '../protocol/handshake.js'
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
+import { Media } from './media.js'
 import { Mover } from './mover.js'
 import { Mux } from './mux.js'
 import { PathWatch, type PeerPath } from './path.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
 import { RelayPipe } from './transports/relay.js'
+import { RtcSession } from './transports/rtc-session.js'
 import { PipeSlot } from './transports/slot.js'
-import { WebRtcPipe } from './transports/webrtc.js'
+import { DATA_CHANNEL_LABEL, WebRtcPipe, type RTCDataChannelLike } from './transports/webrtc.js'
 import type { PeerConnectionEvents, PeerHost } from './peer-host.js'
 
 export type { Transport } from '../protocol/handshake.js'
@@ -36,6 +38,7 @@ const LINGER_MS = 2000
  * const chat = pc.createStream('chat')
  * chat.send('hi')                                           // held until open
  * pc.on('connection', (stream) => stream.on('data', console.log))
+ * pc.addTrack(camera, localStream)                          // media: see addTrack
  */
 export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   state: 'connecting' | 'open' | 'closed' = 'connecting'
@@ -55,6 +58,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private batch = false
   /** The transport this connection settled on was reported. */
   private reported = false
+  /** The RTCPeerConnection the pair keeps for its media, when both sides renegotiate (media.ts). */
+  private readonly media: Media = new Media({
+    rtc: () => this.host.rtc(),
+    polite: () => (this.host.id() ?? '') > this.peerId,
+    initiator: () => this.initiator,
+    signal: (m) => this.host.handshake(this.peerId, { ...m, c: this.cid }),
+    track: (track, streams, transceiver) => { if (this.state !== 'closed') this.emit('track', track as MediaStreamTrack, streams as MediaStream[], transceiver as RTCRtpTransceiver) },
+    channel: (channel) => this.channel(channel),
+    error: (error) => this.emit('error', error)
+  })
+
   private readonly watch = new PathWatch(
     () => this.state === 'open' && this.transport !== null ? { transport: this.transport, rtc: this.transport === 'webrtc' ? this.webrtc()?.rtc ?? null : null } : null,
     (path) => this.emit('path', path)
@@ -101,6 +115,74 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }))
   }
 
+  /**
+   * The underlying RTCPeerConnection while there is one (null on the relay alone): a read-only
+   * escape hatch for `getStats()`, `getSenders()`, `sender.replaceTrack()`, `setParameters()`.
+   * Do not create data channels named `signalyard…` or close it: the connection owns it.
+   * @example
+   * const stats = await pc.rtc?.getStats()
+   */
+  get rtc (): RTCPeerConnection | null {
+    const session = this.media.session ?? (this.slot.current instanceof WebRtcPipe ? this.slot.current.session : null) ?? this.webrtc()?.session
+    return (session?.pc ?? null) as RTCPeerConnection | null
+  }
+
+  /**
+   * Send a media track to the peer; renegotiation follows by itself (perfect negotiation, from
+   * either side, any number of times). A track added before WebRTC connects is negotiated with it.
+   * The other side gets `'track'`. Throws `media-needs-webrtc` when this connection can never
+   * have WebRTC (transport 'relay', or a side without RTCPeerConnection), `media-unsupported` when
+   * a side's RTCPeerConnection has no media (node-datachannel's polyfill).
+   * @example
+   * const media = await navigator.mediaDevices.getUserMedia({ video: true, audio: true })
+   * for (const track of media.getTracks()) pc.addTrack(track, media)
+   * pc.on('track', (track, [stream]) => { video.srcObject = stream })
+   */
+  addTrack (track: MediaStreamTrack, ...streams: MediaStream[]): RTCRtpSender {
+    return this.media.addTrack(track, streams, this.mediaRefusal()) as RTCRtpSender
+  }
+
+  /**
+   * Stop sending a track added with `addTrack`; the other side's stream fires `'removetrack'` and
+   * the track is muted there.
+   * @example
+   * const sender = pc.addTrack(screen, media)
+   * pc.removeTrack(sender)
+   */
+  removeTrack (sender: RTCRtpSender): void {
+    if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
+    this.media.removeTrack(sender)
+  }
+
+  /** Why this connection cannot carry media, known before its handshake; null when it may. */
+  private mediaRefusal (): SignalyardError | null {
+    if (this.state === 'closed') return new SignalyardError('stream-closed', 'the peer connection is closed')
+    if (this.host.transport === 'relay') return new SignalyardError('media-needs-webrtc', 'this node\'s transport is \'relay\': no WebRTC, no media')
+    if (this.host.rtc() === null) return new SignalyardError('media-needs-webrtc', 'this side has no RTCPeerConnection (pass one to createNode in Node)')
+    return null
+  }
+
+  /** The handshake decided whether both sides renegotiate (`md`); if not, what that means for media. */
+  private decideMedia (both: boolean, peerRtc: boolean, chosen: 'webrtc' | 'relay'): void {
+    const why = !peerRtc || chosen === 'relay'
+      ? new SignalyardError('media-needs-webrtc', !peerRtc ? 'the peer has no RTCPeerConnection' : 'the peer\'s transport is \'relay\': no WebRTC, no media')
+      : new SignalyardError('media-unsupported', 'the peer\'s RTCPeerConnection cannot carry media (node-datachannel\'s polyfill)')
+    this.media.decide(both, why)
+  }
+
+  /** A data channel the peer opened on the shared session: a WebRTC attempt's (its label says which), or the app's own. */
+  private channel (channel: RTCDataChannelLike): void {
+    const label = channel.label ?? ''
+    if (this.state === 'closed' || (label !== DATA_CHANNEL_LABEL && !label.startsWith(`${DATA_CHANNEL_LABEL}:`))) return
+    if (this.mover !== null) {
+      const g = Number(label.slice(DATA_CHANNEL_LABEL.length + 1))
+      if (Number.isInteger(g) && g >= 1) return this.mover.adopt(channel, g)
+    } else if (!this.initiator && this.slot.current instanceof WebRtcPipe) {
+      return this.slot.current.adopt(channel)
+    }
+    try { channel.close() } catch {}
+  }
+
   /** A new stream; the other side gets 'connection'(stream) with the same label. */
   createStream (label = 'default'): PeerStream {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
@@ -122,7 +204,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   /** Initiator: ask the peer for a connection. */
   start (): void {
     const rtc = this.host.rtc() !== null
-    this.host.handshake(this.peerId, rtc && this.host.transport === 'auto' ? { t: 'hello', c: this.cid, rtc, mv: true, bt: true } : { t: 'hello', c: this.cid, rtc, bt: true })
+    this.host.handshake(this.peerId, {
+      t: 'hello', c: this.cid, rtc, bt: true, ...(rtc && this.host.transport === 'auto' ? { mv: true } : {}), ...(this.media.capable() ? { md: true } : {})
+    })
     this.arm(this.host.connectTimeout, 'the peer did not answer')
   }
 
@@ -137,16 +221,18 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.batch = hello.bt === true
     this.mux.becomeAcceptor()
     const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, hello.rtc, hello.mv === true)
+    const md = (choice === 'move' || choice === 'webrtc') && hello.md === true && this.media.capable()
+    this.decideMedia(md, hello.rtc, choice === 'move' || choice === 'webrtc' ? 'webrtc' : 'relay')
     if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
     if (choice === 'move') {
       // The relay first; the RTCPeerConnection is made when the initiator's offer comes (mover.ts).
       const moves = this.movable()
-      this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: 'relay', ...(moves ? { mv: true } : {}), ...(this.batch ? { bt: true } : {}) })
+      this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: 'relay', ...(moves ? { mv: true } : {}), ...(this.batch ? { bt: true } : {}), ...(md ? { md: true } : {}) })
       return this.useRelay()
     }
     const webrtc = choice === 'webrtc' && this.useWebRtc()
     if (!webrtc && this.host.transport === 'webrtc') return this.refuse('cannot create an RTCPeerConnection', 'cannot create an RTCPeerConnection')
-    this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true } : { t: 'accept', c: cid, tr: 'relay', ...(this.batch ? { bt: true } : {}) })
+    this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true, ...(md ? { md: true } : {}) } : { t: 'accept', c: cid, tr: 'relay', ...(this.batch ? { bt: true } : {}) })
     if (!webrtc) return this.useRelay()
     // The initiator decides: READY over the channel, or a bye. Give it two timeouts.
     this.arm(this.host.connectTimeout * 2, 'the WebRTC handshake did not finish')
@@ -164,6 +250,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     switch (msg.t) {
       case 'accept':
         if (!this.initiator || this.pipe !== null) return
+        this.decideMedia(msg.md === true && this.media.capable(), msg.tr === 'webrtc' || msg.mv === true, msg.tr === 'webrtc' || msg.mv === true ? 'webrtc' : 'relay')
         if (msg.tr === 'webrtc' && this.host.rtc() !== null) {
           if (!this.useWebRtc(msg.rd === true)) return this.timedOut()
           return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.timedOut())
@@ -180,8 +267,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return this.end(msg.left === true ? peerLeft(this.peerId) : undefined, false)
       case 'sdp':
       case 'ice':
-        if (this.mover !== null) this.mover.signal(msg, msg.g ?? 1)
-        else if (this.pipe instanceof WebRtcPipe) this.pipe.receive(msg)
+        if (this.media.shared) this.sharedSession()?.receive(msg)
+        else if (this.mover !== null) this.mover.signal(msg, msg.g ?? 1)
+        else if (this.pipe instanceof WebRtcPipe) this.pipe.session.receive(msg)
     }
   }
 
@@ -198,7 +286,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const rtc = this.host.rtc()
     if (rtc === null) return false
     try {
-      this.slot.use((on) => new WebRtcPipe(rtc.Ctor, rtc.config, this.initiator, (m) => this.host.handshake(this.peerId, { ...m, c: this.cid }), on, announced))
+      const shared = this.media.shared ? this.media.open() : null
+      const signal = (m: Parameters<RtcSession['receive']>[0]): void => this.host.handshake(this.peerId, { ...m, c: this.cid })
+      const session = shared ?? new RtcSession(rtc.Ctor, rtc.config, false, false, () => this.initiator, signal)
+      this.slot.use((on) => new WebRtcPipe(session, this.initiator, on, { announced, owns: shared === null, recoverMs: this.host.connectTimeout }))
       return true
     } catch (err) {
       this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
@@ -220,6 +311,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       connectTimeout: this.host.connectTimeout,
       ledger: this.mux.ledger as NonNullable<Mux['ledger']>,
       rtc: this.host.rtc,
+      session: () => this.sharedSession(),
       signal: (m, g) => this.host.handshake(this.peerId, { ...m, c: this.cid, g }),
       relay: () => this.slot.open,
       message: (bytes) => this.received(bytes),
@@ -230,6 +322,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       error: (error) => this.emit('error', error)
     })
     return true
+  }
+
+  /** The session both sides renegotiate on (made on first use), or null. */
+  private sharedSession (): RtcSession | null {
+    if (!this.media.shared) return null
+    try {
+      return this.media.open()
+    } catch (err) {
+      this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
+      return null
+    }
   }
 
   /** The mover moved this side's frames: tell the app. */
@@ -257,9 +360,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   /** Close the pipes (if any); once closed, nothing is left to wait for. */
   private dropPipe (): void {
-    if (this.state === 'closed') this.disarm()
     this.slot.drop()
     this.mover?.stop()
+    if (this.state !== 'closed') return
+    this.disarm()
+    this.media.close()
   }
 
   /** WebRTC was forced (here or by the peer) and did not open in time, or failed. */

@@ -14,6 +14,8 @@ export type TransportOption = 'auto' | Transport
 
 /** What a connection needs from its node. */
 export interface PeerHost {
+  /** The id this node listens on (the pair's roles in perfect negotiation come from the two ids). */
+  id: () => string | null
   readonly transport: TransportOption
   readonly connectTimeout: number
   /** The WebRTC constructor and configuration, or null when this node cannot or may not use WebRTC. */
@@ -35,6 +37,8 @@ export interface PeerConnectionEvents {
   path: [path: PeerPath]
   /** The other side created a stream. */
   connection: [stream: PeerStream]
+  /** A media track from the other side (`addTrack` there), once per track. */
+  track: [track: MediaStreamTrack, streams: readonly MediaStream[], transceiver: RTCRtpTransceiver]
   /** The connection ended; `error` says why when it was not closed on purpose. */
   close: [error?: SignalyardError]
   error: [error: SignalyardError]

@@ -126,6 +126,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     const Ctor = options.RTCPeerConnection ?? ctx.RTCPeerConnection ??
       (globalThis as { RTCPeerConnection?: RTCPeerConnectionConstructor }).RTCPeerConnection
     this.host = {
+      id: () => this.id,
       transport,
       connectTimeout,
       rtc: () => transport === 'relay' || Ctor === undefined

@@ -39,6 +39,8 @@ export const ERROR_CODES = {
   'peer-left': 'the remote peer went away',
   'connect-timeout': 'the peer connection did not open in time',
   'webrtc-unavailable': 'WebRTC was required but one side has no RTCPeerConnection',
+  'media-needs-webrtc': 'tracks need a WebRTC leg, and this peer connection can never have one (transport \'relay\', or a side without RTCPeerConnection)',
+  'media-unsupported': 'one side\'s RTCPeerConnection cannot carry media or renegotiate (node-datachannel\'s polyfill)',
   'must-listen-first': 'connect() was called before listen()',
   'internal-error': 'the server failed while handling the frame'
 } as const

@@ -1,9 +1,9 @@
 /**
  * The WebRTC pipe: one ordered, reliable data channel on an RTCPeerConnection the app provides
- * (the browser's global, or e.g. `node-datachannel/polyfill` in Node). The initiator creates the
- * channel and the offer; candidates trickle both ways through directed signalling. Nothing here
- * throws or leaves a promise unhandled: a failure becomes `close(error)` and the connection is
- * closed, so no RTCPeerConnection outlives its pipe.
+ * (the browser's global, or e.g. `node-datachannel/polyfill` in Node), negotiated by an RtcSession
+ * (rtc-session.ts): the pipe's own, or the connection's when both sides renegotiate. The initiator
+ * creates the channel. Nothing here throws or leaves a promise unhandled: a failure becomes
+ * `close(error)`, and a pipe that owns its session closes it, so no RTCPeerConnection outlives it.
  *
  * Order on the accepted channel: node-datachannel (libdatachannel 0.24) hands an accepted
  * channel's early messages to JS from two native threads at once when they arrived before the JS
@@ -13,9 +13,10 @@
  * version ignores), and the initiator sends nothing after its own READY until it hears it.
  */
 import { SignalyardError } from '../../protocol/errors.js'
-import type { IceCandidate, RtcMessage } from '../../protocol/handshake.js'
+import type { IceCandidate } from '../../protocol/handshake.js'
 import { MUX_HEADER, MuxOp, writeMux } from '../../protocol/mux.js'
 import { PIPE_LOW_WATER, type Pipe, type PipeHandlers } from './pipe.js'
+import type { RtcSession } from './rtc-session.js'
 
 /** The parts of the W3C RTCPeerConnection the pipe uses. */
 export interface RTCPeerConnectionLike {
@@ -31,10 +32,17 @@ export interface RTCPeerConnectionLike {
   onicecandidate: ((ev: { candidate: IceCandidate | null }) => void) | null
   ondatachannel: ((ev: { channel: RTCDataChannelLike }) => void) | null
   onconnectionstatechange: ((ev: unknown) => void) | null
+  /** Media and renegotiation (absent or throwing in node-datachannel's polyfill). */
+  onnegotiationneeded?: ((ev: unknown) => void) | null
+  ontrack?: ((ev: { track: unknown, streams?: readonly unknown[], transceiver?: unknown }) => void) | null
+  restartIce?: () => void
+  addTrack?: (track: unknown, ...streams: unknown[]) => unknown
+  removeTrack?: (sender: unknown) => void
   close: () => void
 }
 
 export interface RTCDataChannelLike {
+  readonly label?: string
   binaryType: string
   readonly readyState: string
   readonly bufferedAmount: number
@@ -50,8 +58,6 @@ export interface RTCDataChannelLike {
 
 export type RTCPeerConnectionConstructor = new (config?: object) => RTCPeerConnectionLike
 
-/** Candidates held while the remote description is not set yet. */
-const MAX_EARLY_CANDIDATES = 64
 export const DATA_CHANNEL_LABEL = 'signalyard'
 /**
  * How long an initiator holds its frames for the READY of an acceptor that did not announce one
@@ -64,17 +70,29 @@ const ANNOUNCED_GRACE_MS = 5000
 /** How long a closing pipe waits for its data channel's close before closing the connection. */
 const CLOSE_GRACE_MS = 1000
 
+/** How a WebRTC pipe is set up. */
+export interface WebRtcPipeOptions {
+  /** The label of the data channel this side creates (initiator). */
+  label?: string
+  /** Initiator: the acceptor announced its READY (`accept` with `rd`): hold for it up to ANNOUNCED_GRACE_MS. */
+  announced?: boolean
+  /** ICE `disconnected` counts as a failure (a connection that can move back to the relay at once). */
+  fragile?: boolean
+  /**
+   * The session is the pipe's own (once mode): it closes with the pipe, and the acceptor takes the
+   * first channel the peer opens. Otherwise the session is the connection's (perfect negotiation),
+   * outlives the pipe, and the acceptor's channel is handed over with `adopt`.
+   */
+  owns?: boolean
+  /** How long a non-fragile pipe on a renegotiating session waits for an ICE restart to recover. */
+  recoverMs?: number
+}
+
+/** A pipe over one data channel of an RtcSession (its own, or the connection's). */
 export class WebRtcPipe implements Pipe {
   readonly transport = 'webrtc'
   readonly chunk = 16 * 1024
-  private readonly pc: RTCPeerConnectionLike
   private channel: RTCDataChannelLike | null = null
-  private early: IceCandidate[] = []
-  /** The initiator's own candidates, sent once the answer is applied. */
-  private held: IceCandidate[] = []
-  /** Tracked here: implementations disagree on what `remoteDescription` holds before it is set. */
-  private remoteSet = false
-  private remoteSetting = false
   private closed = false
   /**
    * Initiator, whether the acceptor has taken its channel (see the header): 'first' until READY
@@ -85,62 +103,59 @@ export class WebRtcPipe implements Pipe {
   private unsent: Uint8Array[] = []
   private unsentBytes = 0
   private graceTimer: ReturnType<typeof setTimeout> | null = null
+  /** A renegotiating session restarting ICE after a failure: the pipe fails if it does not recover in time. */
+  private recoverTimer: ReturnType<typeof setTimeout> | null = null
   /** Acceptor: its READY went out. */
   private readySent = false
+  private readonly unwatch: () => void
 
   constructor (
-    Ctor: RTCPeerConnectionConstructor, config: object, private readonly initiator: boolean,
-    private readonly sendRtc: (msg: RtcMessage) => void, private readonly on: PipeHandlers,
-    /** Initiator: the acceptor announced its READY (`accept` with `rd`): hold for it up to ANNOUNCED_GRACE_MS. */
-    private readonly announced = false,
-    /** ICE `disconnected` counts as a failure (a connection that can move back to the relay at once). */
-    private readonly fragile = false
+    readonly session: RtcSession, private readonly initiator: boolean,
+    private readonly on: PipeHandlers, private readonly options: WebRtcPipeOptions = {}
   ) {
-    this.pc = new Ctor(config)
+    this.unwatch = session.watch(() => this.stateChanged())
+    if (options.owns === true) {
+      session.onFailure = (error) => this.fail(`cannot negotiate: ${error.message}`)
+      if (!initiator) session.onChannel = (channel) => this.adopt(channel)
+    }
+    if (!initiator) return
     try {
-      this.setUp()
+      this.attach(session.pc.createDataChannel(options.label ?? DATA_CHANNEL_LABEL, { ordered: true }))
+      if (!session.renegotiate) session.offer() // a renegotiating session offers when it is told negotiation is needed
     } catch (err) {
       this.close() // no RTCPeerConnection outlives a pipe that failed to start
       throw err
     }
   }
 
-  private setUp (): void {
-    this.pc.onicecandidate = (ev) => {
-      const c = ev.candidate
-      if (c === null || c === undefined || this.closed || typeof c.candidate !== 'string' || c.candidate === '') return
-      const candidate = { candidate: c.candidate, sdpMid: c.sdpMid ?? null, sdpMLineIndex: c.sdpMLineIndex ?? null }
-      // The initiator holds its candidates until the answer is applied: an acceptor that started
-      // its checks before the initiator could answer them waits for a retransmission (about 1 s).
-      if (this.initiator && !this.remoteSet) this.held.push(candidate)
-      else this.sendRtc({ t: 'ice', d: candidate })
+  private stateChanged (): void {
+    if (this.closed) return
+    const state = this.session.connectionState
+    if (state === 'connected' && this.recoverTimer !== null) {
+      clearTimeout(this.recoverTimer)
+      this.recoverTimer = null
     }
-    this.pc.onconnectionstatechange = () => {
-      const state = this.pc.connectionState
-      if (state === 'failed' || (this.fragile && state === 'disconnected')) this.fail(`the WebRTC connection ${state === 'failed' ? 'failed' : 'was interrupted'}`)
+    if (state === 'failed' && this.options.fragile !== true && this.session.renegotiate && this.options.recoverMs !== undefined) {
+      // Perfect negotiation: restart ICE and give the path a chance to come back (the data
+      // channel's SCTP association survives an ICE restart).
+      if (this.recoverTimer !== null) return
+      this.session.restartIce()
+      this.recoverTimer = setTimeout(() => this.fail('the WebRTC connection failed and an ICE restart did not bring it back'), this.options.recoverMs)
+      return
     }
-    if (this.initiator) {
-      this.attach(this.pc.createDataChannel(DATA_CHANNEL_LABEL, { ordered: true }))
-      this.pc.createOffer()
-        .then(async (offer) => {
-          await this.pc.setLocalDescription(offer)
-          const local = this.pc.localDescription ?? offer
-          // Candidates travel by trickle only (see `held`), not inside the offer.
-          if (!this.closed) this.sendRtc({ t: 'sdp', d: { type: local.type, sdp: withoutCandidates(local.sdp ?? '') } })
-        })
-        .catch((err: unknown) => this.fail(`cannot create an offer: ${String(err)}`))
-    } else {
-      this.pc.ondatachannel = (ev) => {
-        if (this.channel === null && !this.closed) this.attach(ev.channel)
-        else ev.channel.close()
-      }
-    }
+    if (state === 'failed' || (this.options.fragile === true && state === 'disconnected')) this.fail(`the WebRTC connection ${state === 'failed' ? 'failed' : 'was interrupted'}`)
   }
 
   get bufferedAmount (): number { return (this.channel?.bufferedAmount ?? 0) + this.unsentBytes }
 
   /** The RTCPeerConnection (read-only use: its stats, for `pc.path`). */
-  get rtc (): object { return this.pc }
+  get rtc (): object { return this.session.pc }
+
+  /** Acceptor: the peer's data channel for this pipe. */
+  adopt (channel: RTCDataChannelLike): void {
+    if (this.channel === null && !this.closed) this.attach(channel)
+    else channel.close()
+  }
 
   send (bytes: Uint8Array): void {
     if (this.channel?.readyState !== 'open') throw new SignalyardError('stream-closed', 'the data channel is not open')
@@ -153,7 +168,7 @@ export class WebRtcPipe implements Pipe {
     // The first frame is READY: alone, it cannot swap with another message; the next ones could.
     if (this.initiator && this.accepted === 'first') {
       this.accepted = 'holding'
-      this.graceTimer = setTimeout(() => this.taken(), this.announced ? ANNOUNCED_GRACE_MS : ATTACH_GRACE_MS)
+      this.graceTimer = setTimeout(() => this.taken(), this.options.announced === true ? ANNOUNCED_GRACE_MS : ATTACH_GRACE_MS)
     }
   }
 
@@ -192,47 +207,6 @@ export class WebRtcPipe implements Pipe {
     }, 0)
   }
 
-  /** Apply an sdp or ice message from the peer. Stale or duplicate ones are ignored. */
-  receive (msg: RtcMessage): void {
-    if (this.closed) return
-    if (msg.t === 'sdp') return this.description(msg.d)
-    if (!this.remoteSet) {
-      if (this.early.length < MAX_EARLY_CANDIDATES) this.early.push(msg.d)
-      return
-    }
-    this.pc.addIceCandidate(msg.d).catch(() => {}) // a candidate that does not apply is not fatal
-  }
-
-  private description (d: { type: string, sdp: string }): void {
-    const expected = this.initiator ? 'answer' : 'offer'
-    const state = this.pc.signalingState
-    // A duplicate answer, or an offer when we are the offerer: ignored.
-    if (d.type !== expected || this.remoteSetting || (this.initiator && state !== 'have-local-offer')) return
-    this.remoteSetting = true
-    // One retry: libdatachannel sometimes refuses an answer that arrives while its ICE transport
-    // is still being set up, and takes the same answer a moment later.
-    this.pc.setRemoteDescription({ type: d.type, sdp: d.sdp })
-      .catch(async () => {
-        await new Promise((resolve) => setTimeout(resolve, 50))
-        if (!this.closed) await this.pc.setRemoteDescription({ type: d.type, sdp: d.sdp })
-      })
-      .then(async () => {
-        this.remoteSet = true
-        const held = this.held
-        this.held = []
-        for (const c of held) this.sendRtc({ t: 'ice', d: c })
-        const early = this.early
-        this.early = []
-        for (const c of early) await this.pc.addIceCandidate(c).catch(() => {})
-        if (this.initiator || this.closed) return
-        const answer = await this.pc.createAnswer()
-        await this.pc.setLocalDescription(answer)
-        const local = this.pc.localDescription ?? answer
-        if (!this.closed) this.sendRtc({ t: 'sdp', d: { type: local.type, sdp: local.sdp ?? '' } })
-      })
-      .catch((err: unknown) => this.fail(`cannot apply the remote description: ${String(err)}`))
-  }
-
   private attach (channel: RTCDataChannelLike): void {
     this.channel = channel
     channel.binaryType = 'arraybuffer'
@@ -268,9 +242,10 @@ export class WebRtcPipe implements Pipe {
   close (): void {
     if (this.closed) return
     this.closed = true
-    this.early = []
+    this.unwatch()
     if (this.graceTimer !== null) clearTimeout(this.graceTimer)
-    this.graceTimer = null
+    if (this.recoverTimer !== null) clearTimeout(this.recoverTimer)
+    this.graceTimer = this.recoverTimer = null
     this.unsent = []
     this.unsentBytes = 0
     const channel = this.channel
@@ -278,19 +253,19 @@ export class WebRtcPipe implements Pipe {
       channel.onopen = channel.onmessage = channel.onbufferedamountlow = null
       try { channel.close() } catch {}
     }
-    this.pc.onicecandidate = this.pc.ondatachannel = this.pc.onconnectionstatechange = null
+    if (this.options.owns !== true) {
+      if (channel !== null) channel.onclose = null
+      return // the connection's session lives on
+    }
     // The connection is closed after its channel has closed (or CLOSE_GRACE_MS): node-datachannel's
     // polyfill closes a channel natively on a later turn, and a channel whose connection closed first
     // (natively, on another thread) can miss its own close and then hold the Node process open for
     // ever (about 1 run in 100 of examples/star under load). Browsers do not mind either order.
-    const pc = this.pc
-    if (channel === null) {
-      try { pc.close() } catch {}
-      return
-    }
-    const closePc = (): void => { clearTimeout(timer); channel.onclose = null; try { pc.close() } catch {} }
-    const timer = setTimeout(closePc, CLOSE_GRACE_MS)
-    channel.onclose = closePc
+    const session = this.session
+    if (channel === null) return session.close()
+    const closeSession = (): void => { clearTimeout(timer); channel.onclose = null; session.close() }
+    const timer = setTimeout(closeSession, CLOSE_GRACE_MS)
+    channel.onclose = closeSession
   }
 }
 
@@ -309,10 +284,6 @@ export function iceServersFor (Ctor: RTCPeerConnectionConstructor, servers: unkn
     if (typeof s !== 'object' || s === null || typeof s.username !== 'string' || typeof s.credential !== 'string') return server
     return { ...s, username: encodeURIComponent(s.username), credential: encodeURIComponent(s.credential) }
   })
-}
-
-function withoutCandidates (sdp: string): string {
-  return sdp.split('\r\n').filter((line) => !line.startsWith('a=candidate:') && line !== 'a=end-of-candidates').join('\r\n')
 }
 
 function toBytes (data: unknown): Uint8Array | null {

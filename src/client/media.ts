@@ -1,0 +1,105 @@
+/**
+ * Media on a peer connection (SPEC §9): when both sides' RTCPeerConnections can renegotiate (both
+ * said `md` in the handshake), the connection has one RtcSession for its whole life, negotiated
+ * with the W3C perfect-negotiation pattern (rtc-session.ts). Tracks are added to it at any time
+ * from either side; the data channels of the WebRTC attempts (mover.ts) are made on it too, so an
+ * `RTCRtpSender` stays valid when the data path moves or ICE restarts.
+ *
+ * A track added before the handshake has decided makes the session at once (the sender is real);
+ * what it wants to say to the peer is held until the handshake says both sides renegotiate, and
+ * if it says they do not, the tracks cannot go: the app gets `media-needs-webrtc` or
+ * `media-unsupported` as an error event and the session closes.
+ */
+import { SignalyardError } from '../protocol/errors.js'
+import type { RtcMessage } from '../protocol/handshake.js'
+import { canRenegotiate, RtcSession } from './transports/rtc-session.js'
+import type { RTCDataChannelLike, RTCPeerConnectionConstructor } from './transports/webrtc.js'
+
+/** What the media part needs from its connection. */
+export interface MediaHost {
+  rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
+  /** This side yields when offers cross (fixed for the pair: see PeerConnection). */
+  polite: () => boolean
+  /** This side started the connection. */
+  initiator: () => boolean
+  signal: (msg: RtcMessage) => void
+  track: (track: unknown, streams: readonly unknown[], transceiver: unknown) => void
+  /** A data channel the peer opened on the session. */
+  channel: (channel: RTCDataChannelLike) => void
+  error: (error: SignalyardError) => void
+}
+
+export class Media {
+  /** Null until the handshake says; then whether both sides renegotiate. */
+  private both: boolean | null = null
+  /** Why there is no media (the handshake said no). */
+  private why: SignalyardError | null = null
+  private current: RtcSession | null = null
+  private closed = false
+
+  constructor (private readonly host: MediaHost) {}
+
+  /** This side's RTCPeerConnection can carry media and renegotiate. */
+  capable (): boolean {
+    const rtc = this.host.rtc()
+    return rtc !== null && canRenegotiate(rtc.Ctor)
+  }
+
+  /** Both sides renegotiate: the connection's session is used for its data channels too. */
+  get shared (): boolean { return this.both === true }
+
+  /** The session if it exists. */
+  get session (): RtcSession | null { return this.current }
+
+  /** The session, made now if the pair may have one (null when it may not, or it cannot be made). */
+  open (): RtcSession | null {
+    if (this.current !== null || this.closed || this.both === false || !this.capable()) return this.current
+    const rtc = this.host.rtc() as NonNullable<ReturnType<MediaHost['rtc']>>
+    const session = new RtcSession(rtc.Ctor, rtc.config, true, this.host.polite(), this.host.initiator, (m) => this.host.signal(m), this.both === null)
+    session.onTrack = (track, streams, transceiver) => this.host.track(track, streams, transceiver)
+    session.onChannel = (channel) => this.host.channel(channel)
+    session.onFailure = (error) => this.host.error(error)
+    this.current = session
+    return session
+  }
+
+  /** The handshake decided: `both` sides renegotiate, or not (then `why` says what that means for media). */
+  decide (both: boolean, why: SignalyardError): void {
+    if (this.both !== null) return
+    this.both = both
+    if (both) return this.current?.release()
+    this.why = why
+    if (this.current === null) return
+    this.host.error(why) // tracks were added early and cannot go
+    this.current.close()
+    this.current = null
+  }
+
+  /** `pc.addTrack`: the sender, or a coded error when this pair cannot carry media. */
+  addTrack (track: unknown, streams: unknown[], refusal: SignalyardError | null): unknown {
+    const reason = refusal ?? this.why ?? (this.capable()
+      ? null
+      : new SignalyardError('media-unsupported', 'this side\'s RTCPeerConnection has no media tracks (node-datachannel\'s polyfill has none: use @roamhq/wrtc or a browser)'))
+    if (reason !== null) throw reason
+    let session: RtcSession | null
+    try {
+      session = this.open()
+    } catch (err) {
+      throw new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`)
+    }
+    if (session === null) throw new SignalyardError('stream-closed', 'the peer connection is closed')
+    return (session.pc.addTrack as (track: unknown, ...streams: unknown[]) => unknown)(track, ...streams)
+  }
+
+  /** `pc.removeTrack`. */
+  removeTrack (sender: unknown): void {
+    if (this.current === null) throw new SignalyardError('bad-request', 'this sender is not on this peer connection')
+    ;(this.current.pc.removeTrack as (sender: unknown) => void)(sender)
+  }
+
+  close (): void {
+    this.closed = true
+    this.current?.close()
+    this.current = null
+  }
+}
