@@ -4,12 +4,15 @@
 // 20 rounds of both sides adding a track at the same moment converge (perfect negotiation:
 // rollback on the polite side, every track delivered once); removeTrack is seen on the other side;
 // a 10 MB data stream crosses several renegotiations byte-exact; a pc that can never have WebRTC
-// refuses tracks with `media-needs-webrtc`, and node-datachannel's polyfill with `media-unsupported`.
+// refuses tracks with `media-needs-webrtc`, and node-datachannel's polyfill with `media-unsupported`;
+// in Node, @roamhq/wrtc carries video both ways.
 //
 // Network: as test/browser-peers.test.ts (its header says why): a private namespace with only lo,
 // and LoopbackPC in the pages keeps every candidate on 127.0.0.1.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import { RTCPeerConnection as NodeRTCPeerConnection } from 'node-datachannel/polyfill'
 import { SignalChannel, SignalyardError, type RTCPeerConnectionConstructor } from 'signalyard'
@@ -223,6 +226,26 @@ test('media-needs-webrtc: a relay-only pc refuses tracks, and so does a pc to a 
     assert.equal(sa.errors, ['media-needs-webrtc'])
     assert.is(sa.transport, 'relay')
   })
+})
+
+test('Node with @roamhq/wrtc: video tracks both ways (RTCVideoSource → RTCVideoSink), on the pc that moved to WebRTC', async () => {
+  // A child process (test/fixtures/wrtc-media.mjs says why: wrtc's native teardown).
+  const child = spawn(process.execPath, [fileURLToPath(new URL('fixtures/wrtc-media.mjs', import.meta.url))], { stdio: ['ignore', 'pipe', 'pipe'] })
+  let out = ''
+  let err = ''
+  child.stdout.on('data', (d: Buffer) => { out += d.toString() })
+  child.stderr.on('data', (d: Buffer) => { err += d.toString() })
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve))
+  assert.is(code, 0, `exit code; stderr: ${err}`)
+  const seen = JSON.parse(out.trim().split('\n').pop() as string) as Record<string, any>
+  console.log(`wrtc media: ${JSON.stringify(seen)}`)
+  for (const who of ['a', 'b']) {
+    assert.is(seen[who].tracks, 1, `${who}: one track`)
+    assert.ok(seen[who].frames >= 10, `${who}: frames arrived (${String(seen[who].frames)})`)
+    assert.is(seen[who].size, '320×240')
+  }
+  assert.equal(seen.transport, ['webrtc', 'webrtc'])
+  assert.equal(seen.signalingState, ['stable', 'stable'])
 })
 
 test('Node with node-datachannel: addTrack throws media-unsupported (its polyfill has no tracks), and the data connection is unaffected', async () => {

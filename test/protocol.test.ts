@@ -9,7 +9,9 @@ import {
 import { echoEventMeta, readEchoFrom, writeEchoEvent } from '../src/protocol/echo.js'
 import { readKvEvent, readKvKeys, readKvReply, writeKvEvent, writeKvKeys, kvReplyMeta } from '../src/protocol/kv.js'
 import { readPresenceChange, readPresencePage, writePeersEvent, writePeersPage } from '../src/protocol/peers.js'
-import { readHandshake } from '../src/protocol/handshake.js'
+import { MAX_SDP_PARTS, readHandshake, SDP_PART } from '../src/protocol/handshake.js'
+import { RtcSession } from '../src/client/transports/rtc-session.js'
+import type { RTCPeerConnectionConstructor } from '../src/client/transports/webrtc.js'
 import { BATCH_FRAME_MAX, MUX_BATCH, readBatch, writeBatch, writeMux, MuxOp } from '../src/protocol/mux.js'
 import { Fifo } from '../src/client/fifo.js'
 import { readRelayAck, readRelayWindow, RELAY_PRE_OPEN_WINDOW, writeRelayAck } from '../src/protocol/relay.js'
@@ -470,6 +472,91 @@ test('handshake accept: `rd: true` (the acceptor will send READY) is read; anyth
   assert.equal(readHandshake({ t: 'accept', c, tr: 'webrtc' }), { t: 'accept', c, tr: 'webrtc' })
   assert.equal(readHandshake({ t: 'accept', c, tr: 'webrtc', rd: 'yes' }), { t: 'accept', c, tr: 'webrtc' })
   assert.is(readHandshake({ t: 'accept', c, tr: 'carrier-pigeon', rd: true }), null)
+})
+
+test('handshake md and sdp parts: `md` is read on hello, and on accept only with WebRTC chosen or mv; pi/pn only as a valid pair', () => {
+  const c = 'abcdefghijklmnopqrstu'
+  assert.equal(readHandshake({ t: 'hello', c, rtc: true, md: true }), { t: 'hello', c, rtc: true, md: true })
+  assert.equal(readHandshake({ t: 'hello', c, rtc: true, md: 1 }), { t: 'hello', c, rtc: true })
+  assert.equal(readHandshake({ t: 'accept', c, tr: 'webrtc', md: true }), { t: 'accept', c, tr: 'webrtc', md: true })
+  assert.equal(readHandshake({ t: 'accept', c, tr: 'relay', mv: true, md: true }), { t: 'accept', c, tr: 'relay', mv: true, md: true })
+  assert.equal(readHandshake({ t: 'accept', c, tr: 'relay', md: true }), { t: 'accept', c, tr: 'relay' }, 'relay for good: no media')
+  const d = { type: 'offer', sdp: 'v=0' }
+  assert.equal(readHandshake({ t: 'sdp', c, d, pi: 1, pn: 3 }), { t: 'sdp', c, d, pi: 1, pn: 3 })
+  assert.equal(readHandshake({ t: 'sdp', c, d }), { t: 'sdp', c, d })
+  for (const [pi, pn] of [[0, 1], [3, 3], [-1, 2], [0, MAX_SDP_PARTS + 1], [0.5, 2], ['0', 2], [0, undefined], [undefined, 2]]) {
+    assert.is(readHandshake({ t: 'sdp', c, d, pi, pn }), null, `pi ${String(pi)}, pn ${String(pn)}`)
+  }
+})
+
+/**
+ * A stand-in RTCPeerConnection that records the descriptions it is given: enough to check what an
+ * RtcSession makes of the parts a peer sends and how it cuts its own long descriptions (the real
+ * negotiation is tested in Chromium, test/media.test.ts).
+ */
+function recordingPc (localSdp: string): { Ctor: RTCPeerConnectionConstructor, remote: string[] } {
+  const remote: string[] = []
+  class Recording {
+    signalingState = 'stable'
+    localDescription: { type: string, sdp: string } | null = null
+    onicecandidate = null
+    ondatachannel = null
+    onconnectionstatechange = null
+    onnegotiationneeded: (() => void) | null = null
+    ontrack = null
+    addTrack (): void {}
+    restartIce (): void {}
+    createDataChannel (): never { throw new Error('not here') }
+    async createOffer (): Promise<{ type: string, sdp: string }> { return { type: 'offer', sdp: localSdp } }
+    async createAnswer (): Promise<{ type: string, sdp: string }> { return { type: 'answer', sdp: localSdp } }
+    async setLocalDescription (d: { type: string, sdp: string }): Promise<void> {
+      this.localDescription = d
+      this.signalingState = d.type === 'offer' ? 'have-local-offer' : 'stable'
+    }
+
+    async setRemoteDescription (d: { type: string, sdp: string }): Promise<void> {
+      remote.push(d.sdp)
+      this.signalingState = d.type === 'offer' ? 'have-remote-offer' : 'stable'
+    }
+
+    async addIceCandidate (): Promise<void> {}
+    close (): void {}
+  }
+  return { Ctor: Recording as unknown as RTCPeerConnectionConstructor, remote }
+}
+
+test('RtcSession: a long description goes out in parts of SDP_PART characters and is read back whole; parts out of order, too long or of another type are dropped', async () => {
+  const long = 'a=x\r\n'.repeat(Math.ceil(2.5 * SDP_PART / 5)).slice(0, Math.floor(2.5 * SDP_PART))
+  const sent: Array<{ t: string, d: { type: string, sdp: string }, pi?: number, pn?: number }> = []
+  const offerer = recordingPc(long)
+  const a = new RtcSession(offerer.Ctor, {}, true, false, () => true, (m) => sent.push(m as never))
+  ;(a.pc as unknown as { onnegotiationneeded: () => void }).onnegotiationneeded()
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  assert.equal(sent.map((m) => [m.pi, m.pn, m.d.sdp.length]), [[0, 3, SDP_PART], [1, 3, SDP_PART], [2, 3, long.length - 2 * SDP_PART]])
+  assert.is(sent.map((m) => m.d.sdp).join(''), long)
+
+  const answerer = recordingPc('v=0')
+  const b = new RtcSession(answerer.Ctor, {}, true, true, () => false, () => {})
+  for (const m of sent) b.receive(m as never)
+  await new Promise((resolve) => setTimeout(resolve, 10))
+  assert.equal(answerer.remote, [long], 'read back whole, once')
+
+  const bad = [
+    [sent[0], sent[2], sent[1]], // out of order
+    [sent[1], sent[2]], // no first part
+    [sent[0], { ...sent[1], d: { type: 'answer', sdp: sent[1].d.sdp } }, sent[2]], // another type midway
+    [sent[0], { ...sent[1], d: { type: 'offer', sdp: sent[1].d.sdp + 'x' } }, sent[2]] // a part over SDP_PART
+  ]
+  for (const parts of bad) {
+    const fresh = recordingPc('v=0')
+    const session = new RtcSession(fresh.Ctor, {}, true, true, () => false, () => {})
+    for (const m of parts) session.receive(m as never)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    assert.equal(fresh.remote, [], 'dropped')
+    session.close()
+  }
+  a.close()
+  b.close()
 })
 
 /** A RawFrame with `meta` and no payload. */

@@ -13,10 +13,13 @@
 import { SignalyardError } from '../protocol/errors.js'
 import type { RtcMessage } from '../protocol/handshake.js'
 import { canRenegotiate, RtcSession } from './transports/rtc-session.js'
+import type { TransportOption } from './peer-host.js'
 import type { RTCDataChannelLike, RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
 /** What the media part needs from its connection. */
 export interface MediaHost {
+  /** The node's transport option ('relay': never WebRTC). */
+  transport: () => TransportOption
   rtc: () => { Ctor: RTCPeerConnectionConstructor, config: object } | null
   /** This side yields when offers cross (fixed for the pair: see PeerConnection). */
   polite: () => boolean
@@ -63,11 +66,18 @@ export class Media {
     return session
   }
 
-  /** The handshake decided: `both` sides renegotiate, or not (then `why` says what that means for media). */
-  decide (both: boolean, why: SignalyardError): void {
+  /**
+   * The handshake decided whether `both` sides renegotiate; if not, why there is no media: the peer
+   * has no RTCPeerConnection (`peerRtc`), the pair is on the relay for good (not `webrtc`), or the
+   * peer's RTCPeerConnection has no media.
+   */
+  decide (both: boolean, peerRtc: boolean, webrtc: boolean): void {
     if (this.both !== null) return
     this.both = both
     if (both) return this.current?.release()
+    const why = !peerRtc || !webrtc
+      ? new SignalyardError('media-needs-webrtc', !peerRtc ? 'the peer has no RTCPeerConnection' : 'the peer\'s transport is \'relay\': no WebRTC, no media')
+      : new SignalyardError('media-unsupported', 'the peer\'s RTCPeerConnection cannot carry media (node-datachannel\'s polyfill)')
     this.why = why
     if (this.current === null) return
     this.host.error(why) // tracks were added early and cannot go
@@ -75,11 +85,17 @@ export class Media {
     this.current = null
   }
 
+  /** Why this side cannot carry media, whatever the peer; null when it can. */
+  private refusal (): SignalyardError | null {
+    if (this.host.transport() === 'relay') return new SignalyardError('media-needs-webrtc', 'this node\'s transport is \'relay\': no WebRTC, no media')
+    if (this.host.rtc() === null) return new SignalyardError('media-needs-webrtc', 'this side has no RTCPeerConnection (pass one to createNode in Node)')
+    if (!this.capable()) return new SignalyardError('media-unsupported', 'this side\'s RTCPeerConnection has no media tracks (node-datachannel\'s polyfill has none: use @roamhq/wrtc or a browser)')
+    return null
+  }
+
   /** `pc.addTrack`: the sender, or a coded error when this pair cannot carry media. */
-  addTrack (track: unknown, streams: unknown[], refusal: SignalyardError | null): unknown {
-    const reason = refusal ?? this.why ?? (this.capable()
-      ? null
-      : new SignalyardError('media-unsupported', 'this side\'s RTCPeerConnection has no media tracks (node-datachannel\'s polyfill has none: use @roamhq/wrtc or a browser)'))
+  addTrack (track: unknown, streams: unknown[]): unknown {
+    const reason = this.refusal() ?? this.why
     if (reason !== null) throw reason
     let session: RtcSession | null
     try {

@@ -60,6 +60,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private reported = false
   /** The RTCPeerConnection the pair keeps for its media, when both sides renegotiate (media.ts). */
   private readonly media: Media = new Media({
+    transport: () => this.host.transport,
     rtc: () => this.host.rtc(),
     polite: () => (this.host.id() ?? '') > this.peerId,
     initiator: () => this.initiator,
@@ -139,7 +140,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * pc.on('track', (track, [stream]) => { video.srcObject = stream })
    */
   addTrack (track: MediaStreamTrack, ...streams: MediaStream[]): RTCRtpSender {
-    return this.media.addTrack(track, streams, this.mediaRefusal()) as RTCRtpSender
+    if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
+    return this.media.addTrack(track, streams) as RTCRtpSender
   }
 
   /**
@@ -152,22 +154,6 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   removeTrack (sender: RTCRtpSender): void {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
     this.media.removeTrack(sender)
-  }
-
-  /** Why this connection cannot carry media, known before its handshake; null when it may. */
-  private mediaRefusal (): SignalyardError | null {
-    if (this.state === 'closed') return new SignalyardError('stream-closed', 'the peer connection is closed')
-    if (this.host.transport === 'relay') return new SignalyardError('media-needs-webrtc', 'this node\'s transport is \'relay\': no WebRTC, no media')
-    if (this.host.rtc() === null) return new SignalyardError('media-needs-webrtc', 'this side has no RTCPeerConnection (pass one to createNode in Node)')
-    return null
-  }
-
-  /** The handshake decided whether both sides renegotiate (`md`); if not, what that means for media. */
-  private decideMedia (both: boolean, peerRtc: boolean, chosen: 'webrtc' | 'relay'): void {
-    const why = !peerRtc || chosen === 'relay'
-      ? new SignalyardError('media-needs-webrtc', !peerRtc ? 'the peer has no RTCPeerConnection' : 'the peer\'s transport is \'relay\': no WebRTC, no media')
-      : new SignalyardError('media-unsupported', 'the peer\'s RTCPeerConnection cannot carry media (node-datachannel\'s polyfill)')
-    this.media.decide(both, why)
   }
 
   /** A data channel the peer opened on the shared session: a WebRTC attempt's (its label says which), or the app's own. */
@@ -222,7 +208,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.mux.becomeAcceptor()
     const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, hello.rtc, hello.mv === true)
     const md = (choice === 'move' || choice === 'webrtc') && hello.md === true && this.media.capable()
-    this.decideMedia(md, hello.rtc, choice === 'move' || choice === 'webrtc' ? 'webrtc' : 'relay')
+    this.media.decide(md, hello.rtc, choice === 'move' || choice === 'webrtc')
     if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
     if (choice === 'move') {
       // The relay first; the RTCPeerConnection is made when the initiator's offer comes (mover.ts).
@@ -250,7 +236,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     switch (msg.t) {
       case 'accept':
         if (!this.initiator || this.pipe !== null) return
-        this.decideMedia(msg.md === true && this.media.capable(), msg.tr === 'webrtc' || msg.mv === true, msg.tr === 'webrtc' || msg.mv === true ? 'webrtc' : 'relay')
+        this.media.decide(msg.md === true && this.media.capable(), true, msg.tr === 'webrtc' || msg.mv === true)
         if (msg.tr === 'webrtc' && this.host.rtc() !== null) {
           if (!this.useWebRtc(msg.rd === true)) return this.timedOut()
           return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.timedOut())

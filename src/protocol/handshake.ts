@@ -56,8 +56,8 @@ export type RtcMessage = { t: 'sdp', d: { type: string, sdp: string }, pi?: numb
 
 /** The longest slice of a description in one sdp message (the server's default signal limit is 64 KiB). */
 export const SDP_PART = 30_000
-/** The most parts one description may come in (about 1.9 MB of SDP). */
-export const MAX_SDP_PARTS = 64
+/** The most parts one description may come in (960,000 characters of SDP). */
+export const MAX_SDP_PARTS = 32
 
 /** The initiator's first message. */
 export interface HelloMessage { t: 'hello', c: string, rtc: boolean, mv?: true, bt?: true, md?: true }
