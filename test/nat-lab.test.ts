@@ -371,7 +371,8 @@ if (unavailable !== null) {
         const p = r.final[side].path as Path
         assert.ok(p.transport === 'webrtc' && p.local !== 'relay' && p.remote !== 'relay', `${side} ends on a direct path again: ${JSON.stringify(p)}`)
       }
-      // the initiator retried with a fresh RTCPeerConnection
+      // the initiator retried with a fresh RTCPeerConnection (with wrtc and Chromium the first one
+      // is the pair's own, kept for media: it stays, and restarts ICE by itself only if it has tracks)
       assert.ok((r.final.a.rtcStates as string[]).length >= 2, `a made a fresh RTCPeerConnection: ${JSON.stringify(r.final.a.rtcStates)}`)
       measured.push({ name: '6 path dies', stacks: `${r.a.stack}→${r.b.stack}`, ends: `${tierOf(r.final.a.path as Path, r.final.b.path as Path)}: ${show(r.final.a.path as Path)} / ${show(r.final.b.path as Path)}`, t })
     }

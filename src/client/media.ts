@@ -32,6 +32,9 @@ export interface MediaHost {
   error: (error: SignalyardError) => void
 }
 
+/** An RTCPeerConnection carrying tracks that stays `disconnected` this long restarts ICE ('failed' does at once). */
+export const ICE_RESTART_AFTER_MS = 2000
+
 export class Media {
   /** Null until the handshake says; then whether both sides renegotiate. */
   private both: boolean | null = null
@@ -39,6 +42,7 @@ export class Media {
   private why: SignalyardError | null = null
   private current: RtcSession | null = null
   private closed = false
+  private restartTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor (private readonly host: MediaHost) {}
 
@@ -62,6 +66,7 @@ export class Media {
     session.onTrack = (track, streams, transceiver) => this.host.track(track, streams, transceiver)
     session.onChannel = (channel) => this.host.channel(channel)
     session.onFailure = (error) => this.host.error(error)
+    session.watch(() => this.iceChanged())
     this.current = session
     return session
   }
@@ -113,7 +118,34 @@ export class Media {
     ;(this.current.pc.removeTrack as (sender: unknown) => void)(sender)
   }
 
+  /**
+   * Perfect negotiation's `restartIce` on failure, for the media: when the RTCPeerConnection has
+   * transceivers and ICE failed (or stayed disconnected for ICE_RESTART_AFTER_MS), restart ICE on
+   * it (either side may; crossed offers resolve as any others). The data of a moving pair does not
+   * wait for this: it has its own retries (mover.ts).
+   */
+  private iceChanged (): void {
+    const session = this.current
+    if (session === null) return
+    const state = session.connectionState
+    if (state !== 'failed' && state !== 'disconnected') {
+      if (this.restartTimer !== null) clearTimeout(this.restartTimer)
+      this.restartTimer = null
+      return
+    }
+    const transceivers = (session.pc as { getTransceivers?: () => unknown[] }).getTransceivers?.() ?? []
+    if (transceivers.length === 0 || this.restartTimer !== null) return
+    const restart = (): void => {
+      this.restartTimer = null
+      if (this.current === session && (session.connectionState === 'failed' || session.connectionState === 'disconnected')) session.restartIce()
+    }
+    if (state === 'failed') return restart()
+    this.restartTimer = setTimeout(restart, ICE_RESTART_AFTER_MS)
+  }
+
   close (): void {
+    if (this.restartTimer !== null) clearTimeout(this.restartTimer)
+    this.restartTimer = null
     this.closed = true
     this.current?.close()
     this.current = null

@@ -13,12 +13,17 @@
  *   the relay, and, if its frames were on WebRTC, holds them until the peer's RESUME says what it
  *   read; the frames after that which went on WebRTC are sent again on the relay (ledger.ts), and
  *   the receiver drops the duplicates by their numbers. Nothing is lost.
- * - Then the initiator tries again after RETRY_FIRST_MS, doubling up to RETRY_MAX_MS, as long as
- *   WebRTC once worked for this pair; a pair whose first MAX_UNOPENED_ATTEMPTS attempts never
- *   opened stays on the relay. A retry is a fresh RTCPeerConnection (new ICE credentials, the
- *   freshest TURN credentials) — or, when both sides renegotiate (`md`: the connection keeps one
- *   RTCPeerConnection for its media, media.ts), an ICE restart on it and a new data channel
- *   labelled `signalyard:<g>`, from which the acceptor learns the attempt.
+ * - Then the initiator tries again with a fresh RTCPeerConnection (new ICE credentials, the
+ *   freshest TURN credentials) after RETRY_FIRST_MS, doubling up to RETRY_MAX_MS, as long as WebRTC
+ *   once worked for this pair; a pair whose first MAX_UNOPENED_ATTEMPTS attempts never opened
+ *   stays on the relay.
+ * - When both sides renegotiate (`md`), attempt 1 is a data channel labelled `signalyard:1` on the
+ *   connection's own RTCPeerConnection (media.ts), so a pair that never loses its path has one
+ *   RTCPeerConnection for data and media. Retries are not made on it: an ICE restart keeps the
+ *   SCTP association, whose retransmission timer, backed off during the outage, held back every
+ *   byte (the new channel's included) for seconds after the path was back (NAT lab, case 6, on
+ *   @roamhq/wrtc); a fresh RTCPeerConnection has none of that. The media one restarts ICE by
+ *   itself (media.ts).
  *
  * The relay comes first: the initiator's first attempt starts once the relay is open and what
  * waited for it has gone out, and the acceptor makes its RTCPeerConnection when the first offer
@@ -85,7 +90,7 @@ export class Mover {
   private out: 'relay' | 'moving' | 'webrtc' | 'resuming' = 'relay'
   /** The peer's MOVE arrived before this side's pipe opened: MOVED goes once it does. */
   private owedMoved = false
-  /** Acceptor on a shared session: the MOVE of an attempt whose data channel has not come yet. */
+  /** Acceptor on a shared session: the MOVE of attempt 1, whose data channel has not come yet. */
   private earlyMove = 0
   /** The last generation this side gave up (its RESUME went out), and the last the peer gave up. */
   private resumed = 0
@@ -161,28 +166,23 @@ export class Mover {
   }
 
   /**
-   * Acceptor on a shared session: a data channel the initiator opened for attempt `g` (its label).
-   * A newer attempt replaces the current one (at most once per MIN_ATTEMPT_GAP_MS); anything else
-   * is closed.
+   * Acceptor on a shared session: the data channel the initiator opened on it for attempt `g` (its
+   * label); only attempt 1 is made there, anything else is closed.
    */
   adopt (channel: RTCDataChannelLike, g: number): void {
     const session = this.host.session()
-    const stale = g < this.gen || (g === this.gen && this.slot.current !== null)
-    if (this.stopped || this.closing || this.host.initiator || session === null || stale || (g > this.gen && performance.now() - this.madeAt < MIN_ATTEMPT_GAP_MS)) {
+    if (this.stopped || this.closing || this.host.initiator || session === null || g !== 1 || this.gen !== 0) {
       try { channel.close() } catch {}
       return
     }
-    if (g > this.gen) {
-      this.giveUp('the peer started a new WebRTC attempt')
-      this.gen = g
-    }
+    this.gen = 1
     this.madeAt = performance.now()
     this.slot.use((on) => {
       const pipe = new WebRtcPipe(session, false, on, { fragile: true })
       pipe.adopt(channel)
       return pipe
     })
-    if (this.earlyMove === g) this.owedMoved = true
+    if (this.earlyMove === 1) this.owedMoved = true
     this.genOpened = false
     this.arm(() => this.giveUp('WebRTC did not connect in time'))
   }
@@ -198,8 +198,8 @@ export class Mover {
         this.host.ledger.acked(a)
         return this.host.pump()
       case MuxOp.Move:
-        // On a shared session the acceptor learns an attempt from its data channel, which may come after its MOVE.
-        if (a > this.gen && !this.host.initiator && this.host.session() !== null) this.earlyMove = a
+        // On a shared session the acceptor learns attempt 1 from its data channel, which may come after its MOVE.
+        if (a === 1 && this.gen === 0 && !this.host.initiator && this.host.session() !== null) this.earlyMove = 1
         if (a !== this.gen || this.resumed === a) return
         if (this.slot.open !== null) this.sendOn(this.slot.open, writeControl(MuxOp.Moved, a))
         else this.owedMoved = true
@@ -238,8 +238,8 @@ export class Mover {
   }
 
   /**
-   * Start attempt `gen`: on the shared session (initiator only: a new data channel, after an ICE
-   * restart for every attempt but the first), or on a session of its own.
+   * Start attempt `gen`: the first on the shared session when there is one (initiator only: its
+   * data channel), every other on a session of its own.
    */
   private make (initiator: boolean): boolean {
     const rtc = this.host.rtc()
@@ -247,9 +247,8 @@ export class Mover {
     const g = this.gen
     this.madeAt = performance.now()
     try {
-      const shared = this.host.session()
+      const shared = g === 1 && initiator ? this.host.session() : null
       if (shared !== null) {
-        if (g > 1) shared.restartIce()
         this.slot.use((on) => new WebRtcPipe(shared, true, on, { label: `${DATA_CHANNEL_LABEL}:${g}`, announced: true, fragile: true }))
       } else {
         const session = new RtcSession(rtc.Ctor, rtc.config, false, false, () => initiator, (m) => this.host.signal(m, g))

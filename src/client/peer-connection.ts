@@ -253,7 +253,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return this.end(msg.left === true ? peerLeft(this.peerId) : undefined, false)
       case 'sdp':
       case 'ice':
-        if (this.media.shared) this.sharedSession()?.receive(msg)
+        // With md, the connection's own RTCPeerConnection speaks without `g`; a moving pair's later
+        // attempts (each on an RTCPeerConnection of its own) with it.
+        if (this.media.shared && msg.g === undefined) this.sharedSession()?.receive(msg)
         else if (this.mover !== null) this.mover.signal(msg, msg.g ?? 1)
         else if (this.pipe instanceof WebRtcPipe) this.pipe.session.receive(msg)
     }

@@ -118,10 +118,14 @@ export class WebRtcPipe implements Pipe {
       session.onFailure = (error) => this.fail(`cannot negotiate: ${error.message}`)
       if (!initiator) session.onChannel = (channel) => this.adopt(channel)
     }
-    if (!initiator) return
+    if (initiator) this.create()
+  }
+
+  /** Initiator: the data channel (and, once mode, the offer). */
+  private create (): void {
     try {
-      this.attach(session.pc.createDataChannel(options.label ?? DATA_CHANNEL_LABEL, { ordered: true }))
-      if (!session.renegotiate) session.offer() // a renegotiating session offers when it is told negotiation is needed
+      this.attach(this.session.pc.createDataChannel(this.options.label ?? DATA_CHANNEL_LABEL, { ordered: true }))
+      if (!this.session.renegotiate) this.session.offer() // a renegotiating session offers when it is told negotiation is needed
     } catch (err) {
       this.close() // no RTCPeerConnection outlives a pipe that failed to start
       throw err
