@@ -11,7 +11,7 @@
 // and LoopbackPC in the pages keeps every candidate on 127.0.0.1.
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import { RTCPeerConnection as NodeRTCPeerConnection } from 'node-datachannel/polyfill'
@@ -23,7 +23,7 @@ import {
 } from './browser-helpers.js'
 import { loopbackOnly } from './netns.js'
 
-await loopbackOnly(import.meta.url, 'LoopbackPC keeps the candidates on 127.0.0.1, and ICE pairs may use this host\'s own addresses')
+const ISOLATED = await loopbackOnly(import.meta.url, 'LoopbackPC keeps the candidates on 127.0.0.1, and ICE pairs may use this host\'s own addresses')
 
 test.after(closeBrowser)
 
@@ -32,6 +32,9 @@ const NO_WEBRTC = `for (const name of ['RTCPeerConnection', 'webkitRTCPeerConnec
   'RTCSessionDescription', 'RTCIceCandidate', 'RTCPeerConnectionIceEvent']) delete window[name]`
 
 interface MediaState {
+  offers: number
+  marked: boolean
+  sendersHeld: boolean
   receiving: number
   sending: number
   transportAtAdd: string | null
@@ -210,6 +213,42 @@ test('a 10 MB data stream arrives byte-exact while tracks are added (6) and remo
     assert.equal([sa.errors, sb.errors], [[], []], 'no errors')
     assert.is(eventsOf(await call<LogEntry[]>(p.b, 'log', into), 'error').length, 0, 'no stream errors')
     assert.equal([sa.transport, sb.transport], ['webrtc', 'webrtc'], 'the data stayed on WebRTC')
+  })
+})
+
+test('the media path dies (UDP dropped inside the test\'s namespace) and comes back: ICE restarts on the same RTCPeerConnection, the senders still valid, frames decoded again both ways', async () => {
+  // iptables here changes only the private namespace this file runs in (test/netns.ts), never the machine's.
+  assert.ok(ISOLATED, 'this test drops UDP with iptables, which it does only inside its own network namespace')
+  await scoped(async (defer) => {
+    const p = await pair(defer)
+    await call(p.a, 'addMedia', p.pcA, { audio: true, video: true })
+    await call(p.b, 'addMedia', p.pcB, { audio: true, video: true })
+    const [sa0, sb0] = await waitMedia(p, 'frames both ways', (sa, sb) => sa.framesDecoded > 20 && sb.framesDecoded > 20 && sa.transport === 'webrtc' && sb.transport === 'webrtc', 15_000)
+    await call(p.a, 'markRtc', p.pcA)
+    await call(p.b, 'markRtc', p.pcB)
+    const rule = ['INPUT', '-p', 'udp', '-j', 'DROP']
+    execFileSync('iptables', ['-I', ...rule])
+    let dropped = true
+    defer(() => { if (dropped) execFileSync('iptables', ['-D', ...rule]) })
+    const t0 = Date.now()
+    const [sa1, sb1] = await waitMedia(p, 'ICE notices', (sa, sb) => sa.connectionState !== 'connected' && sb.connectionState !== 'connected' && sa.transport === 'relay' && sb.transport === 'relay', 20_000)
+    const lost = Date.now() - t0
+    // held a while longer: ICE stays down past the 2 s after which the side with tracks restarts it
+    await sleep(3000)
+    const offersBefore = [sa1.offers, sb1.offers]
+    execFileSync('iptables', ['-D', ...rule])
+    dropped = false
+    const t1 = Date.now()
+    const [sa2, sb2] = await waitMedia(p, 'frames again', (sa, sb) =>
+      sa.connectionState === 'connected' && sb.connectionState === 'connected' && sa.framesDecoded > sa1.framesDecoded + 20 && sb.framesDecoded > sb1.framesDecoded + 20, 20_000)
+    console.log(`media: path dropped → ICE ${sa1.connectionState}/${sb1.connectionState} and data on the relay after ${lost} ms; frames decoded again ${Date.now() - t1} ms after the lift (A ${sa0.framesDecoded}→${sa1.framesDecoded}→${sa2.framesDecoded}, B ${sb0.framesDecoded}→${sb1.framesDecoded}→${sb2.framesDecoded})`)
+    for (const [s, who] of [[sa2, 'A'], [sb2, 'B']] as const) {
+      assert.ok(s.marked, `${who}: pc.rtc is the same RTCPeerConnection`)
+      assert.ok(s.sendersHeld, `${who}: the senders addTrack returned are still its senders`)
+      assert.equal(s.errors, [], `${who}: no errors`)
+    }
+    assert.ok(sa2.offers + sb2.offers > offersBefore[0] + offersBefore[1], `the media RTCPeerConnection offered an ICE restart while the path was down (offers ${JSON.stringify(offersBefore)} → ${sa2.offers}/${sb2.offers})`)
+    await until(async () => (await state(p.a, p.pcA)).transport === 'webrtc' && (await state(p.b, p.pcB)).transport === 'webrtc', 15_000, 'the data back on WebRTC')
   })
 })
 
