@@ -10,16 +10,11 @@ import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
 import { chooseTransport, type HandshakeMessage, type HelloMessage, type Transport } from '../protocol/handshake.js'
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
-import { Media } from './media.js'
-import { Mover } from './mover.js'
+import { Legs } from './legs.js'
 import { Mux } from './mux.js'
 import { PathWatch, type PeerPath } from './path.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
-import { RelayPipe } from './transports/relay.js'
-import { RtcSession } from './transports/rtc-session.js'
-import { PipeSlot } from './transports/slot.js'
-import { DATA_CHANNEL_LABEL, WebRtcPipe, type RTCDataChannelLike } from './transports/webrtc.js'
 import type { PeerConnectionEvents, PeerHost } from './peer-host.js'
 
 export type { Transport } from '../protocol/handshake.js'
@@ -44,11 +39,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   state: 'connecting' | 'open' | 'closed' = 'connecting'
   /** The transport in use once open (it changes when the connection moves: see 'transport'). */
   transport: Transport | null = null
-  /** The relay pipe, or the one pipe of a connection that does not move. */
-  private readonly slot: PipeSlot
+  /** What carries the connection: the relay or WebRTC pipe, the mover, the media RTCPeerConnection. */
+  private readonly legs: Legs
   private readonly mux: Mux
-  /** The live move between the relay and WebRTC (both sides 'auto'), else null. */
-  private mover: Mover | null = null
   private timer: ReturnType<typeof setTimeout> | null = null
   private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
   private failure: SignalyardError | null = null
@@ -58,20 +51,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private batch = false
   /** The transport this connection settled on was reported. */
   private reported = false
-  /** The RTCPeerConnection the pair keeps for its media, when both sides renegotiate (media.ts). */
-  private readonly media: Media = new Media({
-    transport: () => this.host.transport,
-    rtc: () => this.host.rtc(),
-    polite: () => (this.host.id() ?? '') > this.peerId,
-    initiator: () => this.initiator,
-    signal: (m) => this.host.handshake(this.peerId, { ...m, c: this.cid }),
-    track: (track, streams, transceiver) => { if (this.state !== 'closed') this.emit('track', track as MediaStreamTrack, streams as MediaStream[], transceiver as RTCRtpTransceiver) },
-    channel: (channel) => this.channel(channel),
-    error: (error) => this.emit('error', error)
-  })
-
   private readonly watch = new PathWatch(
-    () => this.state === 'open' && this.transport !== null ? { transport: this.transport, rtc: this.transport === 'webrtc' ? this.webrtc()?.rtc ?? null : null } : null,
+    () => this.state === 'open' && this.transport !== null ? { transport: this.transport, rtc: this.transport === 'webrtc' ? this.legs.webrtc()?.rtc ?? null : null } : null,
     (path) => this.emit('path', path)
   )
 
@@ -81,24 +62,34 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     public initiator: boolean, public cid: string
   ) {
     super()
-    this.slot = new PipeSlot({
+    this.legs = new Legs(host, {
+      peerId,
+      cid: () => this.cid,
+      initiator: () => this.initiator,
+      closed: () => this.state === 'closed',
       open: () => this.pipeOpened(),
       message: (bytes) => this.received(bytes),
       drain: () => this.mux.pump(),
-      close: (error) => this.pipeClosed(error)
+      close: (error) => this.pipeClosed(error),
+      pump: () => this.mux.pump(),
+      moved: () => this.moved(),
+      neverOpened: () => this.settled('relay'),
+      lost: (error) => this.end(error, true),
+      track: (track, streams, transceiver) => { if (this.state !== 'closed') this.emit('track', track as MediaStreamTrack, streams as MediaStream[], transceiver as RTCRtpTransceiver) },
+      error: (error) => this.emit('error', error)
     })
     this.mux = new Mux({
-      pipe: () => this.mover !== null ? this.mover.pipe : this.slot.open,
+      pipe: () => this.legs.framePipe,
       send: (frame) => this.sendRaw(frame),
       accepted: (stream) => this.emit('connection', stream),
       violation: (error) => this.end(error, true),
       flushed: () => this.flushed(),
-      control: (frame) => { const pipe = this.mover?.controlPipe; if (pipe != null) this.sendRaw(frame, pipe) }
+      control: (frame) => { const pipe = this.legs.mover?.controlPipe; if (pipe != null) this.sendRaw(frame, pipe) }
     }, initiator)
   }
 
   /** The current pipe (open or still opening), or null. */
-  private get pipe (): Pipe | null { return this.slot.current }
+  private get pipe (): Pipe | null { return this.legs.pipe }
 
   /**
    * Which path carries this connection: `{ transport }` on the relay; on WebRTC also the selected
@@ -123,10 +114,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * @example
    * const stats = await pc.rtc?.getStats()
    */
-  get rtc (): RTCPeerConnection | null {
-    const session = this.media.session ?? (this.slot.current instanceof WebRtcPipe ? this.slot.current.session : null) ?? this.webrtc()?.session
-    return (session?.pc ?? null) as RTCPeerConnection | null
-  }
+  get rtc (): RTCPeerConnection | null { return this.legs.rtc as RTCPeerConnection | null }
 
   /**
    * Send a media track to the peer; renegotiation follows by itself (perfect negotiation, from
@@ -141,7 +129,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    */
   addTrack (track: MediaStreamTrack, ...streams: MediaStream[]): RTCRtpSender {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
-    return this.media.addTrack(track, streams) as RTCRtpSender
+    return this.legs.media.addTrack(track, streams) as RTCRtpSender
   }
 
   /**
@@ -153,20 +141,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    */
   removeTrack (sender: RTCRtpSender): void {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
-    this.media.removeTrack(sender)
-  }
-
-  /** A data channel the peer opened on the shared session: a WebRTC attempt's (its label says which), or the app's own. */
-  private channel (channel: RTCDataChannelLike): void {
-    const label = channel.label ?? ''
-    if (this.state === 'closed' || (label !== DATA_CHANNEL_LABEL && !label.startsWith(`${DATA_CHANNEL_LABEL}:`))) return
-    if (this.mover !== null) {
-      const g = Number(label.slice(DATA_CHANNEL_LABEL.length + 1))
-      if (Number.isInteger(g) && g >= 1) return this.mover.adopt(channel, g)
-    } else if (!this.initiator && this.slot.current instanceof WebRtcPipe) {
-      return this.slot.current.adopt(channel)
-    }
-    try { channel.close() } catch {}
+    this.legs.media.removeTrack(sender)
   }
 
   /** A new stream; the other side gets 'connection'(stream) with the same label. */
@@ -191,7 +166,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   start (): void {
     const rtc = this.host.rtc() !== null
     this.host.handshake(this.peerId, {
-      t: 'hello', c: this.cid, rtc, bt: true, ...(rtc && this.host.transport === 'auto' ? { mv: true } : {}), ...(this.media.capable() ? { md: true } : {})
+      t: 'hello', c: this.cid, rtc, bt: true, ...(rtc && this.host.transport === 'auto' ? { mv: true } : {}), ...(this.legs.media.capable() ? { md: true } : {})
     })
     this.arm(this.host.connectTimeout, 'the peer did not answer')
   }
@@ -207,8 +182,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.batch = hello.bt === true
     this.mux.becomeAcceptor()
     const choice = chooseTransport(this.host.transport, this.host.rtc() !== null, hello.rtc, hello.mv === true)
-    const md = (choice === 'move' || choice === 'webrtc') && hello.md === true && this.media.capable()
-    this.media.decide(md, hello.rtc, choice === 'move' || choice === 'webrtc')
+    const md = (choice === 'move' || choice === 'webrtc') && hello.md === true && this.legs.media.capable()
+    this.legs.media.decide(md, hello.rtc, choice === 'move' || choice === 'webrtc')
     if (choice === 'refuse') return this.refuse('WebRTC is required here', 'WebRTC was required but one side has no RTCPeerConnection')
     if (choice === 'move') {
       // The relay first; the RTCPeerConnection is made when the initiator's offer comes (mover.ts).
@@ -216,7 +191,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       this.host.handshake(this.peerId, { t: 'accept', c: cid, tr: 'relay', ...(moves ? { mv: true } : {}), ...(this.batch ? { bt: true } : {}), ...(md ? { md: true } : {}) })
       return this.useRelay()
     }
-    const webrtc = choice === 'webrtc' && this.useWebRtc()
+    const webrtc = choice === 'webrtc' && this.legs.useWebRtc()
     if (!webrtc && this.host.transport === 'webrtc') return this.refuse('cannot create an RTCPeerConnection', 'cannot create an RTCPeerConnection')
     this.host.handshake(this.peerId, webrtc ? { t: 'accept', c: cid, tr: 'webrtc', rd: true, ...(md ? { md: true } : {}) } : { t: 'accept', c: cid, tr: 'relay', ...(this.batch ? { bt: true } : {}) })
     if (!webrtc) return this.useRelay()
@@ -236,9 +211,9 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     switch (msg.t) {
       case 'accept':
         if (!this.initiator || this.pipe !== null) return
-        this.media.decide(msg.md === true && this.media.capable(), true, msg.tr === 'webrtc' || msg.mv === true)
+        this.legs.media.decide(msg.md === true && this.legs.media.capable(), true, msg.tr === 'webrtc' || msg.mv === true)
         if (msg.tr === 'webrtc' && this.host.rtc() !== null) {
-          if (!this.useWebRtc(msg.rd === true)) return this.timedOut()
+          if (!this.legs.useWebRtc(msg.rd === true)) return this.timedOut()
           return this.arm(this.host.connectTimeout, 'WebRTC did not connect in time', () => this.timedOut())
         }
         if (this.host.transport === 'webrtc') {
@@ -253,11 +228,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
         return this.end(msg.left === true ? peerLeft(this.peerId) : undefined, false)
       case 'sdp':
       case 'ice':
-        // With md, the connection's own RTCPeerConnection speaks without `g`; a moving pair's later
-        // attempts (each on an RTCPeerConnection of its own) with it.
-        if (this.media.shared && msg.g === undefined) this.sharedSession()?.receive(msg)
-        else if (this.mover !== null) this.mover.signal(msg, msg.g ?? 1)
-        else if (this.pipe instanceof WebRtcPipe) this.pipe.session.receive(msg)
+        return this.legs.signal(msg)
     }
   }
 
@@ -266,67 +237,22 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.end(error, false)
   }
 
-  /**
-   * Start the WebRTC pipe; false when the RTCPeerConnection cannot be made (e.g. a bad rtcConfig).
-   * `announced`: (initiator) the acceptor said it sends READY once it has taken its channel.
-   */
-  private useWebRtc (announced = false): boolean {
-    const rtc = this.host.rtc()
-    if (rtc === null) return false
-    try {
-      const shared = this.media.shared ? this.media.open() : null
-      const signal = (m: Parameters<RtcSession['receive']>[0]): void => this.host.handshake(this.peerId, { ...m, c: this.cid })
-      const session = shared ?? new RtcSession(rtc.Ctor, rtc.config, false, false, () => this.initiator, signal)
-      this.slot.use((on) => new WebRtcPipe(session, this.initiator, on, { announced, owns: shared === null, recoverMs: this.host.connectTimeout }))
-      return true
-    } catch (err) {
-      this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
-      return false
-    }
-  }
-
   private useRelay (): void {
     this.disarm()
-    this.slot.use((on) => new RelayPipe(this.host.openRelay, this.cid, this.initiator, on, this.batch))
+    this.legs.useRelay(this.batch)
   }
 
   /** Both sides move: number the mux frames and make the mover (true when this side has WebRTC). */
   private movable (): boolean {
     if (this.host.rtc() === null) return false
     this.mux.sequence()
-    this.mover = new Mover({
-      initiator: this.initiator,
-      connectTimeout: this.host.connectTimeout,
-      ledger: this.mux.ledger as NonNullable<Mux['ledger']>,
-      rtc: this.host.rtc,
-      session: () => this.sharedSession(),
-      signal: (m, g) => this.host.handshake(this.peerId, { ...m, c: this.cid, g }),
-      relay: () => this.slot.open,
-      message: (bytes) => this.received(bytes),
-      pump: () => this.mux.pump(),
-      changed: () => this.moved(),
-      neverOpened: () => this.settled('relay'),
-      lost: (error) => this.end(error, true),
-      error: (error) => this.emit('error', error)
-    })
-    return true
-  }
-
-  /** The session both sides renegotiate on (made on first use), or null. */
-  private sharedSession (): RtcSession | null {
-    if (!this.media.shared) return null
-    try {
-      return this.media.open()
-    } catch (err) {
-      this.emit('error', new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
-      return null
-    }
+    return this.legs.movable(this.mux.ledger as NonNullable<Mux['ledger']>)
   }
 
   /** The mover moved this side's frames: tell the app. */
   private moved (): void {
-    const transport = (this.mover as Mover).transport
-    if (this.state !== 'open' || transport === this.transport) return
+    const transport = this.legs.moving
+    if (this.state !== 'open' || transport === null || transport === this.transport) return
     this.transport = transport
     this.emit('transport', transport)
     this.watch.update()
@@ -340,19 +266,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.host.settled(transport)
   }
 
-  /** The open WebRTC pipe carrying this side's frames, if any. */
-  private webrtc (): WebRtcPipe | null {
-    const pipe = this.mover !== null ? this.mover.webrtc : this.slot.open
-    return pipe instanceof WebRtcPipe ? pipe : null
-  }
-
   /** Close the pipes (if any); once closed, nothing is left to wait for. */
   private dropPipe (): void {
-    this.slot.drop()
-    this.mover?.stop()
-    if (this.state !== 'closed') return
-    this.disarm()
-    this.media.close()
+    this.legs.drop(this.state === 'closed')
+    if (this.state === 'closed') this.disarm()
   }
 
   /** WebRTC was forced (here or by the peer) and did not open in time, or failed. */
@@ -379,7 +296,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       return this.dropPipe()
     }
     // The relay went away while the frames go over WebRTC: carry on there (without a way back).
-    if (this.mover?.transport === 'webrtc' && this.pipe?.transport === 'relay') return this.slot.drop()
+    if (this.legs.mover?.transport === 'webrtc' && this.pipe?.transport === 'relay') return this.legs.slot.drop()
     const webrtc = this.pipe?.transport === 'webrtc'
     this.dropPipe()
     // ICE failed before opening: the initiator says so at once; the acceptor waits for its word.
@@ -400,19 +317,19 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     for (const w of this.waiters.splice(0)) w.resolve()
     this.emit('open')
     this.watch.update()
-    if (this.mover === null) this.settled(this.transport)
+    if (this.legs.mover === null) this.settled(this.transport)
     this.mux.announce()
-    this.mover?.relayOpened()
+    this.legs.mover?.relayOpened()
   }
 
   /** Send on `pipe` (by default where stream frames go now); false when that pipe broke (dealt with here). */
-  private sendRaw (bytes: Uint8Array, pipe = this.mover?.pipe ?? this.pipe): boolean {
+  private sendRaw (bytes: Uint8Array, pipe = this.legs.mover?.pipe ?? this.pipe): boolean {
     try {
       (pipe as Pipe).send(bytes)
       return true
     } catch (err) {
       const error = err instanceof SignalyardError ? err : new SignalyardError('connection-closed', String(err))
-      if (this.mover !== null && pipe?.transport === 'webrtc') this.mover.giveUp(error.message)
+      if (this.legs.mover !== null && pipe?.transport === 'webrtc') this.legs.mover.giveUp(error.message)
       else this.pipeClosed(error)
       return false
     }
@@ -424,17 +341,17 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       // Closed and lingering after our BYE: the peer's own BYE means it is done too.
       if (bytes[0] === MuxOp.Bye) return this.dropPipe()
       // Still flushing: a move under way completes (MOVED, RESUME, ACK), so what it holds goes out.
-      if (this.mover !== null && this.mux.flushing && bytes[0] >= MuxOp.Move) {
+      if (this.legs.mover !== null && this.mux.flushing && bytes[0] >= MuxOp.Move) {
         const frame = readMux(bytes, true)
-        if (frame !== null) this.mover.control(frame)
+        if (frame !== null) this.legs.mover.control(frame)
       }
       return
     }
-    const frame = readMux(bytes, this.mover !== null)
+    const frame = readMux(bytes, this.legs.mover !== null)
     if (frame === null) return void this.emit('error', new SignalyardError('bad-frame', 'the peer sent a malformed mux frame'))
-    if (frame.op === MuxOp.Ready) return this.initiator || this.mover !== null ? undefined : this.opened()
+    if (frame.op === MuxOp.Ready) return this.initiator || this.legs.mover !== null ? undefined : this.opened()
     if (frame.op === MuxOp.Bye) return this.end(frame.kind === BYE_LEFT ? peerLeft(this.peerId) : undefined, false)
-    if (frame.op >= MuxOp.Move) return this.mover?.control(frame)
+    if (frame.op >= MuxOp.Move) return this.legs.mover?.control(frame)
     this.mux.receive(frame)
   }
 
@@ -462,11 +379,11 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     const wasOpen = this.state === 'open'
     this.state = 'closed'
     this.disarm()
-    this.mover?.stop(true)
+    this.legs.mover?.stop(true)
     this.watch.stop()
     this.failure = error ?? new SignalyardError('stream-closed', 'the peer connection closed before it opened')
     for (const w of this.waiters.splice(0)) w.reject(this.failure)
-    if (notify && wasOpen && (this.mover?.controlPipe ?? this.slot.open) !== null) {
+    if (notify && wasOpen && (this.legs.mover?.controlPipe ?? this.legs.slot.open) !== null) {
       this.timer = setTimeout(() => this.flushed(), LINGER_MS)
       this.mux.flush()
     } else if (notify && !this.initiator && this.pipe?.transport === 'webrtc') {
@@ -476,7 +393,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       // when it is open here) and let the peer close the pipe; it is dropped after the linger
       // time at the latest.
       this.host.handshake(this.peerId, this.byeMessage())
-      if (this.slot.open !== null) this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0))
+      if (this.legs.slot.open !== null) this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0))
       this.mux.drop()
       if (this.pipe !== null) this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
     } else {
@@ -504,7 +421,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.disarm()
     this.mux.drop()
     // BYE goes after the frames, on their pipe (or any left when they were held at the end).
-    const pipe = this.mover !== null ? this.mover.pipe ?? this.mover.controlPipe : this.pipe
+    const pipe = this.legs.mover !== null ? this.legs.mover.pipe ?? this.legs.mover.controlPipe : this.pipe
     if (pipe === null) return this.dropPipe()
     if (!this.sendRaw(writeMux(MuxOp.Bye, 0, this.leaving ? BYE_LEFT : 0), pipe) || pipe.transport === 'relay') return this.dropPipe()
     this.timer = setTimeout(() => this.dropPipe(), LINGER_MS)
