@@ -13,8 +13,11 @@ import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
+import { spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { SignalChannel } from 'signalyard'
 import { createServer, type Yard } from 'signalyard/server'
-import { sleep, startYard } from './helpers.js'
+import { fetchText, sleep, startYard } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -156,6 +159,40 @@ export async function openPage (context: BrowserContext, url: string, options: {
     throw new Error(`the harness did not load on ${url}: ${problems.join('; ') || (err as Error).message}`)
   }
   return page
+}
+
+// ── the example pages' servers (examples/chat, examples/video-call) ──
+
+/**
+ * What every example page server promises besides its page: `/signalyard.js` is the built bundle,
+ * an unknown path is a 404, and the yard answers WebSocket upgrades on the same port (an echo
+ * stream in namespace `namespace` opens).
+ */
+export async function assertServesBundleAndYard (origin: string, namespace: string): Promise<void> {
+  const bundle = await fetchText(`${origin}/signalyard.js`)
+  assert.is(bundle.status, 200)
+  assert.match(bundle.type, 'javascript')
+  assert.ok(bundle.body === readFileSync(resolve(root, 'dist/browser/signalyard.js'), 'utf8'), '/signalyard.js is dist/browser/signalyard.js')
+  assert.is((await fetchText(`${origin}/nothing-here`)).status, 404)
+  const channel = SignalChannel(namespace, { url: origin.replace('http', 'ws') + '/' })
+  try {
+    await withTimeout(channel.echo().ready(), 3000, `an echo stream on the server at ${origin}`)
+  } finally {
+    channel.close()
+  }
+}
+
+/** A second copy of example server `script` on the `port` the first holds exits 1 and says `message` on stderr. */
+export async function assertPortTaken (defer: Defer, script: string, port: string, message: string): Promise<void> {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: port }
+  delete env.SIGNALYARD_URL
+  delete env.HOST
+  const second = spawn(process.execPath, [script], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] })
+  defer(() => { if (second.exitCode === null) second.kill('SIGKILL') })
+  let stderr = ''
+  second.stderr.on('data', (d) => { stderr += d })
+  assert.is(await withTimeout(new Promise((resolve) => second.on('close', resolve)), 5000, `the second ${script} exits`), 1)
+  assert.match(stderr, message)
 }
 
 // ── driving the page harness ──

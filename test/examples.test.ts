@@ -22,7 +22,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
 import { SignalChannel } from 'signalyard'
-import { closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { assertPortTaken, assertServesBundleAndYard, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
 import { fetchText, freePort, startYard, until } from './helpers.js'
 import { loopbackOnly } from './netns.js'
 
@@ -410,20 +410,7 @@ test('examples/chat: one command serves the page, the bundle and the signalyard 
     assert.match(page.type, 'text/html')
     assert.match(page.body, "import { SignalChannel } from '/signalyard.js'", 'the page imports the bundle from /signalyard.js')
     assert.is((await fetchText(`${chat.origin}/index.html`)).body, page.body)
-    const bundle = await fetchText(`${chat.origin}/signalyard.js`)
-    assert.is(bundle.status, 200)
-    assert.match(bundle.type, 'javascript')
-    assert.ok(bundle.body === readFileSync(`${root}dist/browser/signalyard.js`, 'utf8'), '/signalyard.js is dist/browser/signalyard.js')
-    assert.is((await fetchText(`${chat.origin}/nothing-here`)).status, 404)
-
-    // The signalyard server answers WebSocket upgrades on the same port.
-    const channel = SignalChannel('chat lobby', { url: chat.origin.replace('http', 'ws') + '/' })
-    try {
-      const echo = channel.echo()
-      await withTimeout(echo.ready(), 3000, 'an echo stream on the chat server')
-    } finally {
-      channel.close()
-    }
+    await assertServesBundleAndYard(chat.origin, 'chat lobby')
 
     chat.child.kill('SIGTERM')
     assert.is(await withTimeout(chat.exited, 5000, 'the chat server exits on SIGTERM'), 0, `exit code; stderr: ${chat.stderr()}`)
@@ -433,15 +420,8 @@ test('examples/chat: one command serves the page, the bundle and the signalyard 
 test('examples/chat: a taken PORT is an error (exit 1) that says so', async () => {
   await scoped(async (defer) => {
     const chat = await startChat(defer)
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: new URL(chat.origin).port }
-    delete env.SIGNALYARD_URL
-    const second = spawn(process.execPath, ['examples/chat/server.mjs'], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] })
-    defer(() => { if (second.exitCode === null) second.kill('SIGKILL') })
-    let stderr = ''
-    second.stderr.on('data', (d) => { stderr += d })
-    const code = await withTimeout(new Promise((resolve) => second.on('close', resolve)), 5000, 'the second chat server exits')
-    assert.is(code, 1)
-    assert.match(stderr, `chat server: port ${new URL(chat.origin).port} is in use`)
+    const port = new URL(chat.origin).port
+    await assertPortTaken(defer, 'examples/chat/server.mjs', port, `chat server: port ${port} is in use`)
   })
 })
 

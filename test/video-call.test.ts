@@ -24,8 +24,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
-import { SignalChannel } from 'signalyard'
-import { closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { assertPortTaken, assertServesBundleAndYard, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
 import { fetchText, freePort, sleep, until } from './helpers.js'
 import { loopbackOnly } from './netns.js'
 
@@ -213,19 +212,7 @@ test('examples/video-call: one command serves the page, its icon and the bundle,
     assert.match(icon.type, 'image/svg+xml')
     assert.match(icon.body, '<svg')
     assert.is((await fetchText(`${server.origin}/favicon.ico`)).status, 200, 'a browser asking for /favicon.ico gets the icon too')
-    const bundle = await fetchText(`${server.origin}/signalyard.js`)
-    assert.is(bundle.status, 200)
-    assert.match(bundle.type, 'javascript')
-    assert.ok(bundle.body === readFileSync(`${root}dist/browser/signalyard.js`, 'utf8'), '/signalyard.js is dist/browser/signalyard.js')
-    assert.is((await fetchText(`${server.origin}/nothing-here`)).status, 404)
-
-    // The yard answers WebSocket upgrades on the same port.
-    const channel = SignalChannel('video-call lobby', { url: server.origin.replace('http', 'ws') + '/' })
-    try {
-      await withTimeout(channel.echo().ready(), 3000, 'an echo stream on the video call server')
-    } finally {
-      channel.close()
-    }
+    await assertServesBundleAndYard(server.origin, 'video-call lobby')
 
     server.child.kill('SIGTERM')
     assert.is(await withTimeout(server.exited, 5000, 'the server exits on SIGTERM'), 0, `exit code; stderr: ${server.stderr()}`)
@@ -236,14 +223,7 @@ test('examples/video-call: a taken PORT is an error (exit 1) that says so', asyn
   await scoped(async (defer) => {
     const server = await startServer(defer)
     const port = new URL(server.origin).port
-    const env: NodeJS.ProcessEnv = { ...process.env, PORT: port }
-    delete env.HOST
-    const second = spawn(process.execPath, ['examples/video-call/server.mjs'], { cwd: root, env, stdio: ['ignore', 'ignore', 'pipe'] })
-    defer(() => { if (second.exitCode === null) second.kill('SIGKILL') })
-    let stderr = ''
-    second.stderr.on('data', (d) => { stderr += d })
-    assert.is(await withTimeout(new Promise((resolve) => second.on('close', resolve)), 5000, 'the second server exits'), 1)
-    assert.match(stderr, `video call server: port ${port} is in use`)
+    await assertPortTaken(defer, 'examples/video-call/server.mjs', port, `video call server: port ${port} is in use`)
   })
 })
 
