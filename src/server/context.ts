@@ -11,7 +11,7 @@ import type { Connection } from './connection.js'
 import type { Hub } from './hub.js'
 import type { Limits } from './limits.js'
 import type { Logger } from './logger.js'
-import type { Metrics } from './metrics.js'
+import type { CompatEndpoint, Metrics } from './metrics.js'
 
 /**
  * Why a stream ended: `closed` by the client's CLOSE or by the server (CLOSED), or `gone` because
@@ -54,7 +54,7 @@ export interface ServerContext {
   /** The connection closed: the server drops it from its table. */
   readonly forget: (conn: Connection) => void
   /** The server's authorize option: may this identity open a stream of `endpoint` in `namespace`? */
-  readonly authorize?: (identity: unknown, namespace: string, endpoint: Endpoint) => boolean | Promise<boolean>
+  readonly authorize?: (identity: unknown, namespace: string, endpoint: Endpoint | CompatEndpoint) => boolean | Promise<boolean>
 }
 
 /**

@@ -74,7 +74,7 @@ export abstract class Flow {
     // can go to the TCP socket directly.
     const raw = this.ws.extensions === '' && this.ws.readyState === OPEN ? rawSocket(this.ws) : null
     if (raw !== null) raw.write(message.wire)
-    else this.ws.send(message.frame)
+    else this.ws.send(message.frame, { binary: !message.text })
     this.checkOutbound() // (the hub counts broadcasts for the metrics, once per publish)
   }
 
@@ -107,7 +107,7 @@ export abstract class Flow {
    * After a write: a client that does not read lets bytes pile up here. Past limits.maxOutbound
    * it is closed (1008 slow-consumer) and cut off a second later if it cannot even take the close.
    */
-  private checkOutbound (): void {
+  protected checkOutbound (): void {
     if (this.shedding || this.ws.bufferedAmount <= this.ctx.limits.maxOutbound) return
     this.shedding = true
     this.ctx.metrics.refused('slow-consumer')

@@ -11,9 +11,15 @@
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
 import { AUTH_PROTOCOL_PREFIX } from '../protocol/frames.js'
-import type { Connection } from './connection.js'
 import { CloseCode, type ServerContext } from './context.js'
 import type { ServerOptions } from './server.js'
+
+/** What the gate admits: a native connection, or a compat one (src/server/compat/). */
+export interface Admitted {
+  readonly id: string
+  admit: (identity: unknown) => void
+  close: (code: number, reason: string) => void
+}
 
 /** A socket as the gate sees it: net.Socket keeps the peer's address, even after it closed. */
 type Counted = Duplex & { remoteAddress?: string }
@@ -26,7 +32,7 @@ export class Gate {
    * (limits.handshakeTimeout from the accept), then authenticate()'s (limits.authTimeout; `conn`
    * set, so the client is told why).
    */
-  private readonly pending = new Map<Duplex, { deadline: number, conn?: Connection }>()
+  private readonly pending = new Map<Duplex, { deadline: number, conn?: Admitted }>()
   private readonly sweep: ReturnType<typeof setInterval>
   /** A counted socket closed: release its IP's count (one function for every socket). */
   private readonly release: (this: Counted) => void
@@ -62,11 +68,13 @@ export class Gate {
    * Admit `conn`, accepted on `socket` for `req`: at once without `authenticate`, else once it
    * returns an identity (within limits.authTimeout); a refusal closes the connection (4401
    * `unauthorized`). `welcome` runs on admission, before any frame that waited is served.
+   * `token` is the client's (by default from the subprotocol; compat endpoints read a query).
    */
   admit (
-    conn: Connection, socket: Duplex, req: IncomingMessage,
+    conn: Admitted, socket: Duplex, req: IncomingMessage,
     authenticate: ServerOptions['authenticate'],
     welcome: (identity: unknown) => void,
+    token = tokenOf(req),
   ): void {
     const admit = (identity: unknown): void => {
       this.admitted(socket)
@@ -75,7 +83,6 @@ export class Gate {
     }
     if (authenticate === undefined) return admit(null)
     if (this.pending.has(socket)) this.pending.set(socket, { deadline: performance.now() + this.ctx.limits.authTimeout, conn })
-    const token = tokenOf(req)
     new Promise((resolve) => resolve(authenticate(req, token))).then(admit, (err: unknown) => {
       this.ctx.metrics.refused('unauthorized')
       // The app's message may quote the token: it stays in the server's log (token masked),

@@ -44,9 +44,13 @@ export function opsRoutes (ops: Ops): (req: IncomingMessage, res: ServerResponse
 }
 
 /** The request handler of the yard's own HTTP server: the ops routes, else 426 on `path` and 404 elsewhere. */
-export function yardRoutes (serveOps: ReturnType<typeof opsRoutes>, metricsHere: boolean, path: string): (req: IncomingMessage, res: ServerResponse) => void {
+export function yardRoutes (
+  serveOps: ReturnType<typeof opsRoutes>, metricsHere: boolean, path: string,
+  /** Other routes (the compat endpoints' plain HTTP answers): true when they answered. */
+  more: (req: IncomingMessage, res: ServerResponse) => boolean = () => false
+): (req: IncomingMessage, res: ServerResponse) => void {
   return (req, res) => {
-    if (serveOps(req, res, metricsHere)) return
+    if (serveOps(req, res, metricsHere) || more(req, res)) return
     const url = new URL(req.url ?? '/', 'http://localhost')
     const upgradeHere = url.pathname === path
     res.writeHead(upgradeHere ? 426 : 404, { 'content-type': 'text/plain' })

@@ -14,15 +14,22 @@ import type { MetricEndpoint, Metrics } from './metrics.js'
  */
 export class Broadcast {
   private wrapped: Buffer | null = null
+  /** A text message (y-webrtc's JSON frames), not a binary one. */
+  readonly text: boolean
 
   /** `ep` is the endpoint of the topic it was published on (for the metrics). */
-  constructor (readonly frame: Uint8Array, readonly ep: MetricEndpoint) {}
+  constructor (readonly frame: Uint8Array, readonly ep: MetricEndpoint) {
+    this.text = TEXT_ENDPOINTS.has(ep)
+  }
 
   /** The whole WebSocket message: header and frame in one buffer, ready for the TCP socket. */
   get wire (): Buffer {
-    return this.wrapped ??= wsMessage(this.frame)
+    return this.wrapped ??= wsMessage(this.frame, this.text)
   }
 }
+
+/** Endpoints whose topics carry text (JSON) messages. */
+const TEXT_ENDPOINTS: ReadonlySet<MetricEndpoint> = new Set<MetricEndpoint>(['y-webrtc'])
 
 /** Anything that can take a broadcast: a connection. */
 export interface Subscriber { broadcast: (message: Broadcast) => void }
@@ -36,6 +43,9 @@ export class Hub {
 
   /** Number of topics with at least one local subscriber. */
   get size (): number { return this.topics.size }
+
+  /** Local subscribers of `topic`. */
+  count (topic: string): number { return this.topics.get(topic)?.subs.size ?? 0 }
 
   subscribe (topic: string, subscriber: Subscriber): MaybePromise<void> {
     let entry = this.topics.get(topic)
@@ -73,12 +83,12 @@ export class Hub {
   }
 }
 
-/** RFC 6455 framing of one unfragmented binary message from a server (no mask, no extensions). */
-function wsMessage (payload: Uint8Array): Buffer {
+/** RFC 6455 framing of one unfragmented binary (or text) message from a server (no mask, no extensions). */
+function wsMessage (payload: Uint8Array, text: boolean): Buffer {
   const n = payload.length
   const head = n < 126 ? 2 : n < 0x10000 ? 4 : 10
   const out = Buffer.allocUnsafe(head + n)
-  out[0] = 0x82 // FIN + opcode 2 (binary)
+  out[0] = text ? 0x81 : 0x82 // FIN + opcode 1 (text) or 2 (binary)
   if (n < 126) {
     out[1] = n
   } else if (n < 0x10000) {

@@ -8,8 +8,11 @@ import type { ErrorCode } from '../protocol/errors.js'
 import type { Endpoint } from '../protocol/frames.js'
 import type { Budget } from './budget.js'
 
-/** The label frames and bytes are counted under: their stream's endpoint, or `connection`. */
-export type MetricEndpoint = Endpoint | 'connection'
+/** The label frames and bytes are counted under: their stream's endpoint, `connection`, or a compat endpoint. */
+export type MetricEndpoint = Endpoint | 'connection' | CompatEndpoint
+
+/** The endpoints that speak other libraries' protocols (SPEC §10; src/server/compat/). */
+export type CompatEndpoint = 'y-webrtc' | 'peerjs'
 
 interface Traffic { frames: number, bytes: number }
 

@@ -28,6 +28,8 @@ import { Metrics } from './metrics.js'
 import { resolveLimits, type Limits, type LimitsOption } from './limits.js'
 import { toLogger, type LoggerOption } from './logger.js'
 import { closeSockets, watchFragments } from './socket.js'
+import { Compat, type CompatOptions } from './compat/index.js'
+import type { CompatEndpoint } from './metrics.js'
 
 export { parsePort } from './http.js'
 
@@ -68,9 +70,14 @@ export interface ServerOptions {
    */
   authenticate?: (request: IncomingMessage, token: string | null) => unknown
   /** May this identity open a stream of `endpoint` in `namespace`? false → CLOSED `forbidden`. */
-  authorize?: (identity: unknown, namespace: string, endpoint: Endpoint) => boolean | Promise<boolean>
+  authorize?: (identity: unknown, namespace: string, endpoint: Endpoint | CompatEndpoint) => boolean | Promise<boolean>
   /** Allowed values of the Origin header (browsers send it); others are closed with 4403 `forbidden`. */
   origins?: string[]
+  /**
+   * Other libraries' signalling protocols on this yard (SPEC §10): `yWebrtc` (y-webrtc clients,
+   * default at `/y-webrtc`). `{ yWebrtc: false }` switches one off; `{ yWebrtc: { path } }` moves it.
+   */
+  compat?: CompatOptions
   /**
    * Where GET /metrics is served. By default on the client port, to anyone. `token`: only to
    * requests with `Authorization: Bearer <token>` (others get 401). `port` (and `host`, default
@@ -155,6 +162,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   }
   const path = normalisePath(options.path ?? '/')
   const connections = new Set<Connection>()
+  const compat = new Compat(ctx, options.compat, path)
   /** Every accepted socket until it has fully closed (close() waits for them, then cuts the rest). */
   const sockets = new Set<WebSocket>()
   const hello = {
@@ -179,7 +187,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
 
   // O(1): both counts are kept up to date as connections and streams come and go.
   const health = (): Health =>
-    ({ status: available ? 'ok' : 'unavailable', connections: connections.size, namespaces: ctx.namespaces.size })
+    ({ status: available ? 'ok' : 'unavailable', connections: connections.size + compat.size, namespaces: ctx.namespaces.size })
 
   const renderMetrics = async (): Promise<string> => {
     const { connections, namespaces } = health()
@@ -202,8 +210,34 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     gate.count(socket, socket.remoteAddress ?? '')
   }
 
+  /** The checks every accepted WebSocket gets (closing, Origin), and its tracking; false when it was closed. */
+  const accepted = (ws: WebSocket, req: IncomingMessage): boolean => {
+    if (closing !== null) {
+      ws.close(CloseCode.GoingAway, 'server-closing')
+      return false
+    }
+    sockets.add(ws)
+    ws.on('close', forgetSocket)
+    const origin = req.headers.origin
+    if (options.origins !== undefined && origin !== undefined && !options.origins.includes(origin)) {
+      metrics.refused('forbidden')
+      ws.close(CloseCode.Forbidden, 'forbidden: origin not allowed')
+      return false
+    }
+    return true
+  }
+
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const url = new URL(req.url ?? '/', 'http://localhost')
+    if (compat.handles(url.pathname)) {
+      if (!available) {
+        metrics.refused('unavailable')
+        return refuseUpgrade(socket, 503, 'unavailable: the server lost its broker; try again shortly')
+      }
+      if (socket.writableEnded || socket.destroyed) return
+      if (!owned && !gate.count(socket, req.socket.remoteAddress ?? '')) return
+      return compat.upgrade(req, socket, head, gate, options, (ws) => accepted(ws, req))
+    }
     if (normalisePath(url.pathname) !== path) {
       // Another upgrade listener on an attached server may want it; if we are alone, refuse.
       if (server.listenerCount('upgrade') <= 1) refuseUpgrade(socket, 404, 'not found')
@@ -219,15 +253,8 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     if (socket.writableEnded || socket.destroyed) return // refused when it connected
     if (!owned && !gate.count(socket, req.socket.remoteAddress ?? '')) return
     wss.handleUpgrade(req, socket, head, (ws) => {
-      if (closing !== null) return ws.close(CloseCode.GoingAway, 'server-closing')
-      sockets.add(ws)
+      if (!accepted(ws, req)) return
       watchFragments(ws)
-      ws.on('close', forgetSocket)
-      const origin = req.headers.origin
-      if (options.origins !== undefined && origin !== undefined && !options.origins.includes(origin)) {
-        metrics.refused('forbidden')
-        return ws.close(CloseCode.Forbidden, 'forbidden: origin not allowed')
-      }
       // Frames that arrive while authenticate() runs wait in the connection's backlog.
       const conn = new Connection(nanoid(10), ws, ctx)
       connections.add(conn)
@@ -245,12 +272,16 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
   const unwatch = broker.watch?.((up, reason) => {
     available = up
     log(up ? 'info' : 'warn', up ? 'broker available' : 'broker unavailable: closing connections', { reason })
-    if (!up) for (const conn of connections) conn.close(CloseCode.ServiceRestart, 'broker-unavailable')
+    if (!up) {
+      for (const conn of connections) conn.close(CloseCode.ServiceRestart, 'broker-unavailable')
+      compat.closeAll(CloseCode.ServiceRestart, 'broker-unavailable')
+    }
   })
 
   // Liveness: one timer for all connections; a silent socket is gone within 2 intervals.
   const heartbeat = setInterval(() => {
     for (const conn of connections) conn.heartbeat()
+    compat.heartbeat()
   }, limits.pingInterval)
   heartbeat.unref()
 
@@ -261,7 +292,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     headersTimeout: limits.handshakeTimeout,
     requestTimeout: limits.handshakeTimeout,
     connectionsCheckingInterval: Math.min(1000, limits.handshakeTimeout)
-  }, yardRoutes(serveOps, metricsHere, path))
+  }, yardRoutes(serveOps, metricsHere, path, (req, res) => compat.http(req, res)))
   server.on('upgrade', onUpgrade)
   if (owned) server.on('connection', onConnection)
   /** Stop the timers and listeners started above (on close, or when listening failed). */
@@ -324,6 +355,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
         await new Promise((resolve) => { m.close(resolve); m.closeAllConnections() })
       }
       for (const conn of connections) conn.close(CloseCode.GoingAway, 'server-closing')
+      compat.closeAll(CloseCode.GoingAway, 'server-closing')
       const stopped = owned
         ? new Promise<void>((resolve) => {
           server.close(() => resolve())
