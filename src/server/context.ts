@@ -68,4 +68,4 @@ export type OpenHandler<F extends OpenFrame = OpenFrame> =
 export type Endpoints = { [E in Endpoint]: OpenHandler<Extract<OpenFrame, { ep: E }>> }
 
 /** WebSocket close codes the server uses. */
-export const CloseCode = { GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, ServiceRestart: 1012, TryAgainLater: 1013, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
+export const CloseCode = { Normal: 1000, GoingAway: 1001, Policy: 1008, TooBig: 1009, Internal: 1011, ServiceRestart: 1012, TryAgainLater: 1013, Unauthorized: CLOSE_UNAUTHORIZED, Forbidden: CLOSE_FORBIDDEN } as const
