@@ -3,6 +3,7 @@
  *
  *   signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
  *              [--stun-port N] [--turn-url URL]... [--turn-secret S] [--turn-ttl SECONDS] [--public-host H]
+ *              [--y-webrtc-path P|off] [--peerjs-path P|off] [--peerjs-key K] [--peerjs-discovery]
  *
  * Flags win over the environment (PORT, HOST, REDIS_URL, METRICS_PORT, METRICS_HOST,
  * METRICS_TOKEN, STUN_PORT, TURN_URL (comma-separated), TURN_SECRET, TURN_TTL, PUBLIC_HOST). Prints one line: the URL to reach it from this machine and the address it is
@@ -29,6 +30,10 @@ const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL] 
                 prefer the environment: flags show in process lists)
   --turn-ttl N      lifetime of a TURN credential in seconds (env TURN_TTL, default 86400)
   --public-host H   host name clients use for the yard's STUN (env PUBLIC_HOST; default: the one they connected to)
+  --y-webrtc-path P   where unmodified y-webrtc clients connect (default /y-webrtc; off to switch it off)
+  --peerjs-path P     where unmodified PeerJS clients connect, their \`path\` option (default /peerjs; off to switch it off)
+  --peerjs-key K      the PeerJS key clients must give (default peerjs)
+  --peerjs-discovery  answer GET <peerjs path>/<key>/peers (off by default, as peerjs-server)
   --help        print this help`
 
 function usageError (message: string): never {
@@ -43,7 +48,8 @@ function portOption (value: string, from: string): number {
 async function main (): Promise<void> {
   let values: {
     port?: string, host?: string, path?: string, redis?: string, 'metrics-port'?: string, 'metrics-host'?: string,
-    'stun-port'?: string, 'turn-url'?: string[], 'turn-secret'?: string, 'turn-ttl'?: string, 'public-host'?: string, help?: boolean
+    'stun-port'?: string, 'turn-url'?: string[], 'turn-secret'?: string, 'turn-ttl'?: string, 'public-host'?: string, help?: boolean,
+    'y-webrtc-path'?: string, 'peerjs-path'?: string, 'peerjs-key'?: string, 'peerjs-discovery'?: boolean
   }
   try {
     ({ values } = parseArgs({
@@ -59,6 +65,10 @@ async function main (): Promise<void> {
         'turn-secret': { type: 'string' },
         'turn-ttl': { type: 'string' },
         'public-host': { type: 'string' },
+        'y-webrtc-path': { type: 'string' },
+        'peerjs-path': { type: 'string' },
+        'peerjs-key': { type: 'string' },
+        'peerjs-discovery': { type: 'boolean' },
         help: { type: 'boolean', short: 'h' }
       },
       strict: true,
@@ -90,9 +100,19 @@ async function main (): Promise<void> {
   const stunPortText = values['stun-port'] ?? env('STUN_PORT')
   const stun = stunPortText === undefined ? undefined : { port: portOption(stunPortText, values['stun-port'] !== undefined ? '--stun-port' : 'STUN_PORT') }
 
+  const yWebrtcPath = values['y-webrtc-path']
+  const peerjsPath = values['peerjs-path']
+  for (const [flag, v] of [['--y-webrtc-path', yWebrtcPath], ['--peerjs-path', peerjsPath]] as const) {
+    if (v !== undefined && v !== 'off' && !v.startsWith('/')) usageError(`${flag} is a path starting with / (or off), got ${JSON.stringify(v)}`)
+  }
+  const compat = {
+    yWebrtc: yWebrtcPath === 'off' ? false as const : { path: yWebrtcPath },
+    peerjs: peerjsPath === 'off' ? false as const : { path: peerjsPath, key: values['peerjs-key'], discovery: values['peerjs-discovery'] === true }
+  }
+
   let yard: Yard
   try {
-    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker, metrics, turn, publicHost, stun })
+    yard = await createServer({ port, host, path: values.path, logger: consoleLogger, broker, metrics, turn, publicHost, stun, compat })
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     // dgram reports its bind (the STUN port), net its listen (the client port).

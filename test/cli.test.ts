@@ -188,6 +188,37 @@ test('--path /yard serves the WebSocket endpoint at /yard only', async () => {
   }
 })
 
+test('--y-webrtc-path and --peerjs-path move the compat endpoints, "off" switches one off; by default both are there', async () => {
+  const answers = async (url: string, hello: object): Promise<unknown> => {
+    const ws = new WebSocket(url)
+    ws.on('error', () => {})
+    try {
+      const first = new Promise((resolve) => { ws.once('message', (d) => resolve(JSON.parse(d.toString()))); ws.once('unexpected-response', () => resolve('refused')); ws.once('close', () => resolve('closed')) })
+      ws.once('open', () => ws.send(JSON.stringify(hello)))
+      return await first
+    } finally {
+      ws.terminate()
+    }
+  }
+  const moved = spawnCli(['--port', '0', '--host', '127.0.0.1', '--y-webrtc-path', '/yjs', '--peerjs-path', 'off'])
+  const plain = spawnCli(['--port', '0', '--host', '127.0.0.1'])
+  try {
+    const m = await listening(moved)
+    const p = await listening(plain)
+    assert.equal(await answers(`ws://127.0.0.1:${m.port}/yjs`, { type: 'ping' }), { type: 'pong' })
+    assert.is(await answers(`ws://127.0.0.1:${m.port}/y-webrtc`, { type: 'ping' }), 'refused')
+    assert.is(await answers(`ws://127.0.0.1:${m.port}/peerjs/peerjs?key=peerjs&id=a&token=t`, {}), 'refused')
+    assert.equal(await answers(`ws://127.0.0.1:${p.port}/y-webrtc`, { type: 'ping' }), { type: 'pong' })
+    assert.equal(await answers(`ws://127.0.0.1:${p.port}/peerjs/peerjs?key=peerjs&id=a&token=t`, { type: 'HEARTBEAT' }), { type: 'OPEN' })
+  } finally {
+    kill(moved)
+    kill(plain)
+  }
+  const bad = spawnCli(['--port', '0', '--y-webrtc-path', 'yjs'])
+  assert.is((await exitWithin(bad, 5000)).code, 2)
+  assert.match(bad.stderr(), '--y-webrtc-path is a path starting with /')
+})
+
 for (const signal of ['SIGINT', 'SIGTERM'] as const) {
   test(`${signal}: clients get close code 1001 and the CLI exits 0 within 2 s`, async () => {
     const run = spawnCli(['--port', '0', '--host', '127.0.0.1'])
