@@ -55,12 +55,14 @@ const ON_BOTH_BROKERS = [
   'liveness',
   'memory',
   'node',
+  'peerjs-server',
   'peers',
   'peers-server',
   'relay',
   'relay-flow',
   'signal-server',
   'snapshot',
+  'y-webrtc-server',
 ]
   .map((name) => `test/${name}.test.ts`);
 const files = readdirSync('test', { recursive: true })
