@@ -191,8 +191,10 @@ test('authenticate gets the token query parameter; authorize is asked with the k
     authorize: (identity, ns, ep) => { asked.push(`${String(identity)}:${ns}:${ep}`); return identity !== 'good-but-banned' }
   })
   try {
-    const bad = await peer(yard, 'x', 'bad')
-    assert.is(await bad.closed, 4401)
+    const ws = new WebSocket(`${yard.url.replace(/\/$/, '')}/peerjs/peerjs?key=peerjs&id=x&token=bad`)
+    ws.on('error', () => {})
+    assert.is(await new Promise((resolve) => { ws.once('unexpected-response', (_req, res) => resolve(res.statusCode)); ws.once('open', () => resolve('opened')) }), 401, 'refused at the upgrade')
+    ws.terminate()
     const banned = await peer(yard, 'y', 'good-but-banned')
     await banned.closed
     assert.equal(types(banned), ['ERROR'])

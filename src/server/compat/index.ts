@@ -12,7 +12,7 @@ import { randomUUID } from 'node:crypto'
 import { nanoid } from 'nanoid'
 import { WebSocketServer, type WebSocket } from 'ws'
 import type { ServerContext } from '../context.js'
-import type { Gate } from '../gate.js'
+import { refuseUpgrade, type Gate } from '../gate.js'
 import { normalisePath } from '../http.js'
 import type { ServerOptions } from '../server.js'
 import { watchFragments } from '../socket.js'
@@ -113,6 +113,23 @@ export class Compat {
    * apply its own checks (closing, Origin) to the socket and track it.
    */
   upgrade (req: IncomingMessage, socket: Duplex, head: Buffer, gate: Gate, options: ServerOptions, accept: (ws: WebSocket) => boolean): void {
+    const authenticate = options.authenticate
+    if (authenticate === undefined) return this.accepted(req, socket, head, gate, accept, null)
+    // authenticate() runs before the upgrade here: a refusal is HTTP 401, which these clients back
+    // off from. (y-webrtc's client reconnects at once, ~70 times a second, after a socket that
+    // opened and was closed 4401.) The gate's handshake deadline bounds a slow authenticate.
+    const token = new URL(req.url ?? '/', 'http://localhost').searchParams.get('token')
+    new Promise((resolve) => resolve(authenticate(req, token))).then(
+      (identity) => { if (!socket.destroyed) this.accepted(req, socket, head, gate, accept, { identity }) },
+      (err: unknown) => {
+        this.ctx.metrics.refused('unauthorized')
+        this.ctx.log('info', 'connection refused by authenticate', { path: new URL(req.url ?? '/', 'http://localhost').pathname, error: token === null ? String(err) : String(err).split(token).join('***') })
+        refuseUpgrade(socket, 401, 'unauthorized')
+      })
+  }
+
+  /** Upgrade and start the connection; `authenticated`: the identity authenticate() gave (null: none is asked). */
+  private accepted (req: IncomingMessage, socket: Duplex, head: Buffer, gate: Gate, accept: (ws: WebSocket) => boolean, authenticated: { identity: unknown } | null): void {
     this.wss.handleUpgrade(req, socket, head, (ws) => {
       if (!accept(ws)) return
       watchFragments(ws)
@@ -123,7 +140,7 @@ export class Compat {
         ? new YWebrtcConnection(nanoid(10), ws, this.ctx, gone)
         : new PeerjsConnection(nanoid(10), ws, this.ctx, { key: query.get('key'), id: query.get('id'), token: query.get('token') }, new Set([this.peerjs?.key ?? 'peerjs']), gone)
       this.connections.add(conn)
-      gate.admit(conn, socket, req, options.authenticate, () => {}, query.get('token'))
+      gate.admit(conn, socket, req, authenticated === null ? undefined : () => authenticated.identity, () => {})
     })
   }
 

@@ -69,6 +69,10 @@ export class PeerjsConnection extends Flow implements SocketOwner {
   private retry: ReturnType<typeof setInterval> | null = null
   /** `again` is running. */
   private trying = false
+  /** Messages for this id that came before OPEN went out. */
+  private inbound: Uint8Array[] = []
+  /** Per destination, the last message handed to an asynchronous broker and not answered yet. */
+  private readonly sending = new Map<string, Promise<void>>()
   /** Frames that came before the id was ours (authenticate or the claim still running). */
   private early: Array<{ text: string, bytes: number }> | null = []
   private earlyBytes = 0
@@ -122,6 +126,9 @@ export class PeerjsConnection extends Flow implements SocketOwner {
     if (this.closed) return claim.release(this.ctx.limits.peers.grace)
     this.claim = claim
     this.sendJson({ type: 'OPEN' })
+    const inbound = this.inbound
+    this.inbound = []
+    for (const frame of inbound) this.delivered(frame)
     const early = this.early ?? []
     this.early = null
     this.ctx.budgets.backlog.give(this.earlyBytes)
@@ -187,15 +194,39 @@ export class PeerjsConnection extends Flow implements SocketOwner {
     } catch {
       return countBad(this)
     }
-    const frame = writeSignalFrom(src, { kind: Kind.Text, bytes: encoder.encode(json) })
-    // A destination with messages waiting gets this one behind them.
-    if (this.waiting.some((w) => w.dst === dst)) return this.wait(type, dst, frame)
-    const delivered = this.ctx.broker.direct(this.ns, dst, frame)
-    if (delivered instanceof Promise) {
-      delivered.then((ok) => { if (!ok) this.wait(type, dst, frame) }, () => this.wait(type, dst, frame))
-    } else if (!delivered) {
-      this.wait(type, dst, frame)
+    this.forward(type, dst, writeSignalFrom(src, { kind: Kind.Text, bytes: encoder.encode(json) }))
+  }
+
+  /**
+   * Hand `frame` to the broker for `dst`, in order: one destination's messages go one after the
+   * other (a Redis broker answers later), and once one had to wait, the next ones wait behind it.
+   */
+  private forward (type: string, dst: string, frame: Uint8Array): void {
+    const send = async (): Promise<void> => {
+      if (this.closed) return
+      if (this.waiting.some((w) => w.dst === dst)) return this.wait(type, dst, frame)
+      let ok = false
+      try {
+        ok = await this.ctx.broker.direct(this.ns, dst, frame)
+      } catch {}
+      if (!ok) this.wait(type, dst, frame)
     }
+    const before = this.sending.get(dst)
+    if (before === undefined && !this.waiting.some((w) => w.dst === dst)) {
+      const delivered = this.ctx.broker.direct(this.ns, dst, frame)
+      if (!(delivered instanceof Promise)) {
+        if (!delivered) this.wait(type, dst, frame)
+        return // (the in-memory broker answers at once: no chain needed)
+      }
+      return this.chain(dst, delivered.then((ok) => { if (!ok) this.wait(type, dst, frame) }, () => this.wait(type, dst, frame)))
+    }
+    this.chain(dst, (before ?? Promise.resolve()).then(send))
+  }
+
+  /** `dst`'s latest send in flight (the next one goes after it). */
+  private chain (dst: string, sent: Promise<void>): void {
+    this.sending.set(dst, sent)
+    void sent.finally(() => { if (this.sending.get(dst) === sent) this.sending.delete(dst) })
   }
 
   /** Keep `frame` for `dst` until it holds an id (OFFER, ANSWER, CANDIDATE), or drop it. */
@@ -260,10 +291,16 @@ export class PeerjsConnection extends Flow implements SocketOwner {
     this.waiting.splice(i, 1)
   }
 
-  /** A forwarded message for this id: its payload is the finished JSON text. */
+  /** A forwarded message for this id: its payload is the finished JSON text (held until OPEN went out). */
   private delivered (frame: Uint8Array): void {
+    if (this.closed) return
+    if (this.claim === null) {
+      // The broker can deliver between the claim and its answer (Redis): after OPEN, in order.
+      if (this.inbound.length < MAX_WAITING) this.inbound.push(frame)
+      return
+    }
     const raw = readFrame(frame)
-    if (raw === null || this.closed) return
+    if (raw === null) return
     let text: string
     try {
       text = utf8.decode(raw.payload)
@@ -297,6 +334,7 @@ export class PeerjsConnection extends Flow implements SocketOwner {
     this.retry = null
     this.waiting = []
     this.waitingBytes = 0
+    this.inbound = []
     // A dropped socket keeps the id for the grace: the same token reclaims it, nobody else can.
     this.claim?.release(this.ctx.limits.peers.grace)
     this.claim = null

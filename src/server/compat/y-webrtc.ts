@@ -125,18 +125,14 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
    * Run `act` on each topic of `list` (an array of names), asking authorize() first where it must
    * (`check`): while an answer is pending, later messages wait, so everything happens in order.
    */
-  private withTopics (list: unknown, act: (topic: string) => void, check = true): void {
+  private withTopics (list: unknown, act: (topic: string) => void | Promise<void>, check = true): void {
     if (!Array.isArray(list) || list.length > this.ctx.limits.maxNamespaces) return this.fail('bad-request', `topics is an array of at most ${this.ctx.limits.maxNamespaces} names`)
     const topics = list.filter((t): t is string => isName(t))
     if (topics.length !== list.length) return this.fail('bad-request', `a topic is a string of 1..${NAME_MAX} characters`)
     const authorize = this.ctx.authorize
     const pending = check && authorize !== undefined ? topics.filter((t) => !this.allowed.has(t)) : []
-    if (pending.length === 0) {
-      for (const topic of topics) act(topic)
-      return
-    }
-    this.busy = true
-    this.waiting ??= []
+    if (pending.length === 0) return this.after(topics.map(act))
+    this.hold()
     Promise.all(pending.map(async (topic) => await authorize?.(this.identity, topic, Y_WEBRTC)))
       .then((answers) => {
         if (this.closed) return
@@ -148,23 +144,44 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
             this.allowed.add(topic)
           }
         }
-        for (const topic of topics) if (!pending.includes(topic) || answers[pending.indexOf(topic)] === true) act(topic)
+        return Promise.all(topics.filter((t) => !pending.includes(t) || answers[pending.indexOf(t)] === true).map(act))
       }, (err: unknown) => {
         this.ctx.log('error', 'authorize failed', { conn: this.id, error: String(err) })
         this.fail('internal-error', 'authorization failed')
       })
-      .finally(() => {
-        this.busy = false
-        this.drain()
-      })
+      .finally(() => this.release())
   }
 
-  private subscribe (topic: string): void {
+  /**
+   * What `act` started: a subscription the broker is still setting up (Redis) holds the frames
+   * that follow until it is in place. y-webrtc sends its first publish (its announce) right behind
+   * the subscribe; without the wait, that publish could reach Redis before the SUBSCRIBE and the
+   * sender would miss its own copy.
+   */
+  private after (results: Array<void | Promise<void>>): void {
+    const pending = results.filter((r): r is Promise<void> => r instanceof Promise)
+    if (pending.length === 0) return
+    this.hold()
+    void Promise.all(pending).catch(() => {}).finally(() => this.release())
+  }
+
+  /** Later frames wait (in order) until `release`. */
+  private hold (): void {
+    this.busy = true
+    this.waiting ??= []
+  }
+
+  private release (): void {
+    this.busy = false
+    this.drain()
+  }
+
+  private subscribe (topic: string): void | Promise<void> {
     if (this.topics.has(topic) || this.closed) return
     if (this.topics.size >= this.ctx.limits.maxNamespaces) return this.fail('too-many-namespaces', `at most ${this.ctx.limits.maxNamespaces} topics per connection`)
     this.topics.add(topic)
-    const started = this.ctx.hub.subscribe(topicOf(topic), this)
-    if (started instanceof Promise) started.catch(() => {}) // a broker that lost its store closes the connections
+    // (a broker that lost its store closes the connections: a failed subscription needs no more)
+    return this.ctx.hub.subscribe(topicOf(topic), this)
   }
 
   private unsubscribe (topic: string): void {
