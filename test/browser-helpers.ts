@@ -15,6 +15,10 @@ import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
 import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import * as esbuild from 'esbuild'
 import { SignalChannel } from 'signalyard'
 import { createServer, type Yard } from 'signalyard/server'
 import { fetchText, sleep, startYard } from './helpers.js'
@@ -159,6 +163,61 @@ export async function openPage (context: BrowserContext, url: string, options: {
     throw new Error(`the harness did not load on ${url}: ${problems.join('; ') || (err as Error).message}`)
   }
   return page
+}
+
+// ── pages built from a fixture directory (test/fixtures/<lib>/page.html + page.ts) ──
+
+/** A fixture page bundled for the browser: where the bundle is, what went into it. */
+export interface BundledPage { dir: string, inputs: string[], bytes: number, ms: number, remove: () => Promise<void> }
+
+/**
+ * Bundle `fixtures`/page.ts (and what it imports from node_modules, unmodified) with esbuild into
+ * a temporary directory; fails on any error or warning.
+ */
+export async function bundlePage (fixtures: string): Promise<BundledPage> {
+  const dir = await mkdtemp(join(tmpdir(), 'signalyard-page-'))
+  const started = performance.now()
+  const result = await esbuild.build({
+    entryPoints: [join(fixtures, 'page.ts')],
+    outfile: join(dir, 'page.js'),
+    bundle: true,
+    format: 'esm',
+    platform: 'browser',
+    target: 'chrome110',
+    logLevel: 'silent',
+    metafile: true
+  })
+  assert.equal(result.errors, [], 'the page bundles')
+  assert.equal(result.warnings, [], 'the page bundles without warnings')
+  return {
+    dir,
+    inputs: Object.keys(result.metafile.inputs),
+    bytes: Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0),
+    ms: Math.round(performance.now() - started),
+    remove: async () => await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Serve a bundled fixture page on 127.0.0.1 (`/` its page.html, `/page.js` the bundle; /favicon.ico 204); its origin. */
+export async function servePage (defer: Defer, fixtures: string, page: BundledPage): Promise<string> {
+  const files: Record<string, [path: string, type: string]> = {
+    '/': [join(fixtures, 'page.html'), 'text/html; charset=utf-8'],
+    '/page.js': [join(page.dir, 'page.js'), 'text/javascript']
+  }
+  const server = createHttpServer((req, res) => {
+    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
+    const entry = files[path]
+    // No icon, but no 404 either: it would show among the page's console errors.
+    if (path === '/favicon.ico') return void res.writeHead(204).end()
+    if (entry === undefined) return void res.writeHead(404).end()
+    readFile(entry[0]).then(
+      (body) => res.writeHead(200, { 'content-type': entry[1], 'cache-control': 'no-store' }).end(body),
+      () => res.writeHead(500).end()
+    )
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
+  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 }
 
 // ── the example pages' servers (examples/chat, examples/video-call) ──

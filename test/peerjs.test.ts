@@ -24,17 +24,14 @@
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { randomUUID } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect as connectTcp, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 import type { Page } from 'playwright-core'
 import { createServer, redisBroker, type Yard } from 'signalyard/server'
 import { sleep } from './helpers.js'
-import { closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { closeBrowser, newContext, scoped, withTimeout, type Defer, bundlePage, servePage, type BundledPage } from './browser-helpers.js'
 import { loopbackOnly } from './netns.js'
 import { startRedis } from './redis.js'
 import type { ConnState, PairEnd, PeerState } from './fixtures/peerjs/page.js'
@@ -54,52 +51,23 @@ const FRAMES = 10
 /** How much later the Peer a connection waits for appears. */
 const LATE_MS = 500
 
-let bundleDir = ''
+let page: BundledPage | null = null
 
 test.before(async () => {
-  bundleDir = await mkdtemp(join(tmpdir(), 'signalyard-peerjs-'))
-  const started = performance.now()
-  const result = await esbuild.build({
-    entryPoints: [join(FIXTURES, 'page.ts')],
-    outfile: join(bundleDir, 'page.js'),
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome110',
-    logLevel: 'silent',
-    metafile: true
-  })
-  assert.equal(result.errors, [], 'the page bundles')
-  assert.equal(result.warnings, [], 'the page bundles without warnings')
-  const inputs = Object.keys(result.metafile.inputs)
-  assert.ok(inputs.includes('node_modules/peerjs/dist/bundler.mjs'), 'the bundle holds the registry package\'s own build')
-  const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0)
-  console.log(`bundle: ${inputs.length} modules, ${Math.round(bytes / 1024)} KiB in ${Math.round(performance.now() - started)} ms`)
+  page = await bundlePage(FIXTURES)
+  assert.ok(page.inputs.includes('node_modules/peerjs/dist/bundler.mjs'), 'the bundle holds the registry package\'s own build')
+  console.log(`bundle: ${page.inputs.length} modules, ${Math.round(page.bytes / 1024)} KiB in ${page.ms} ms`)
 })
 
 test.after(async () => {
   await closeBrowser()
-  if (bundleDir !== '') await rm(bundleDir, { recursive: true, force: true })
+  await page?.remove()
 })
 
 // ── servers: the page's, two yards on one Redis, a TCP proxy that can cut its connections ──
 
 async function startPageServer (defer: Defer): Promise<string> {
-  const files: Record<string, [path: string, type: string]> = {
-    '/': [join(FIXTURES, 'page.html'), 'text/html; charset=utf-8'],
-    '/page.js': [join(bundleDir, 'page.js'), 'text/javascript']
-  }
-  const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
-    const entry = files[new URL(req.url ?? '/', 'http://127.0.0.1').pathname]
-    if (entry === undefined) return void res.writeHead(404).end()
-    readFile(entry[0]).then(
-      (body) => res.writeHead(200, { 'content-type': entry[1], 'cache-control': 'no-store' }).end(body),
-      () => res.writeHead(500).end()
-    )
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return await servePage(defer, FIXTURES, page as BundledPage)
 }
 
 /** Two yards, each with its own Redis broker on one redis-server; all closed at the end. */

@@ -16,16 +16,12 @@ import { test } from 'uvu'
 import * as assert from 'uvu/assert'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http'
-import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import * as esbuild from 'esbuild'
 import type { Page } from 'playwright-core'
 import { fetchText, freePort, sleep, until } from './helpers.js'
-import { closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { closeBrowser, newContext, scoped, withTimeout, type Defer, bundlePage, servePage, type BundledPage } from './browser-helpers.js'
 import { loopbackOnly } from './netns.js'
 import { startRedis, type TestRedis } from './redis.js'
 import type { State } from './fixtures/y-webrtc/page.js'
@@ -43,53 +39,22 @@ const WRONG_TOKEN = 'not-the-token-9d2e'
 /** How long the refused page is watched retrying. */
 const REFUSED_WINDOW = 3000
 
-let bundleDir = ''
+let page: BundledPage | null = null
 
 test.before(async () => {
-  bundleDir = await mkdtemp(join(tmpdir(), 'signalyard-y-webrtc-'))
-  const started = performance.now()
-  const result = await esbuild.build({
-    entryPoints: [join(FIXTURES, 'page.ts')],
-    outfile: join(bundleDir, 'page.js'),
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    target: 'chrome110',
-    logLevel: 'silent',
-    metafile: true
-  })
-  assert.equal(result.errors, [], 'the page bundles')
-  assert.equal(result.warnings, [], 'the page bundles without warnings')
-  const bytes = Object.values(result.metafile.outputs).reduce((n, o) => n + o.bytes, 0)
-  console.log(`bundle: ${Object.keys(result.metafile.inputs).length} modules, ${Math.round(bytes / 1024)} KiB in ${Math.round(performance.now() - started)} ms`)
+  page = await bundlePage(FIXTURES)
+  console.log(`bundle: ${page.inputs.length} modules, ${Math.round(page.bytes / 1024)} KiB in ${page.ms} ms`)
 })
 
 test.after(async () => {
   await closeBrowser()
-  if (bundleDir !== '') await rm(bundleDir, { recursive: true, force: true })
+  await page?.remove()
 })
 
 // ── the page's server: page.html and the bundle, on 127.0.0.1 ──
 
 async function startPageServer (defer: Defer): Promise<string> {
-  const files: Record<string, [path: string, type: string]> = {
-    '/': [join(FIXTURES, 'page.html'), 'text/html; charset=utf-8'],
-    '/page.js': [join(bundleDir, 'page.js'), 'text/javascript']
-  }
-  const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = new URL(req.url ?? '/', 'http://127.0.0.1').pathname
-    const entry = files[path]
-    // No icon, but no 404 either: it would show among the page's console errors.
-    if (path === '/favicon.ico') return void res.writeHead(204).end()
-    if (entry === undefined) return void res.writeHead(404).end()
-    readFile(entry[0]).then(
-      (body) => res.writeHead(200, { 'content-type': entry[1], 'cache-control': 'no-store' }).end(body),
-      () => res.writeHead(500).end()
-    )
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  defer(() => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections() }))
-  return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  return await servePage(defer, FIXTURES, page as BundledPage)
 }
 
 // ── signalling servers: y-webrtc's own, or a yard process ──

@@ -31,8 +31,7 @@ import { writeSignalFrom } from '../../protocol/signal.js'
 import { countBad } from '../abuse.js'
 import type { Claim } from '../brokers/types.js'
 import { CloseCode, type ServerContext } from '../context.js'
-import { Flow } from '../flow.js'
-import { attach, byteLength, type SocketOwner } from '../socket.js'
+import { CompatConnection } from './connection.js'
 
 /** The endpoint name (metrics, `authorize`). */
 export const PEERJS = 'peerjs'
@@ -60,8 +59,7 @@ export interface PeerjsParams { key: string | null, id: string | null, token: st
 interface Waiting { dst: string, frame: Uint8Array, bytes: number, since: number }
 
 /** One PeerJS client. */
-export class PeerjsConnection extends Flow implements SocketOwner {
-  readonly streams = new Map<number, { ep?: undefined }>()
+export class PeerjsConnection extends CompatConnection {
   private claim: Claim | null = null
   private ns = ''
   private waiting: Waiting[] = []
@@ -73,17 +71,13 @@ export class PeerjsConnection extends Flow implements SocketOwner {
   private inbound: Uint8Array[] = []
   /** Per destination, the last message handed to an asynchronous broker and not answered yet. */
   private readonly sending = new Map<string, Promise<void>>()
-  /** Frames that came before the id was ours (authenticate or the claim still running). */
-  private early: Array<{ text: string, bytes: number }> | null = []
-  private earlyBytes = 0
 
   constructor (
     id: string, ws: WebSocket, ctx: ServerContext,
     private readonly params: PeerjsParams, private readonly keys: ReadonlySet<string>,
     private readonly gone: (conn: PeerjsConnection) => void
   ) {
-    super(id, ws, ctx)
-    attach(ws, this)
+    super(id, ws, ctx, PEERJS) // frames are held until the id is ours (authenticate, the claim)
   }
 
   /** The peer id this socket holds once OPEN went out. */
@@ -129,11 +123,8 @@ export class PeerjsConnection extends Flow implements SocketOwner {
     const inbound = this.inbound
     this.inbound = []
     for (const frame of inbound) this.delivered(frame)
-    const early = this.early ?? []
-    this.early = null
-    this.ctx.budgets.backlog.give(this.earlyBytes)
-    this.earlyBytes = 0
-    for (const { text } of early) this.handle(text)
+    for (let text = this.nextHeld(); text !== undefined; text = this.nextHeld()) this.handle(text)
+    this.dropHeld()
   }
 
   /** A connection-level error the client can read (ERROR), then close. */
@@ -143,29 +134,12 @@ export class PeerjsConnection extends Flow implements SocketOwner {
   }
 
   message (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
-    this.touch()
     if (this.closed) return
-    const bytes = byteLength(data)
-    this.ctx.metrics.received(PEERJS, bytes)
-    if (!this.take()) {
-      this.ctx.metrics.refused('rate-limited')
-      return countBad(this) // PeerJS has no error a client survives (ERROR destroys its Peer): dropped, counted
-    }
-    let text: string
-    try {
-      text = isBinary ? utf8.decode(Array.isArray(data) ? Buffer.concat(data) : data as Uint8Array) : data.toString()
-    } catch {
-      return countBad(this)
-    }
-    if (this.early !== null) {
-      if (this.earlyBytes + bytes + 64 > this.ctx.limits.maxBacklog || !this.ctx.budgets.backlog.take(bytes + 64)) {
-        this.ctx.metrics.refused('quota-exceeded')
-        return this.close(CloseCode.Policy, 'backlog-full')
-      }
-      this.early.push({ text, bytes })
-      this.earlyBytes += bytes + 64
-      return
-    }
+    // PeerJS has no error a client survives (ERROR destroys its Peer): a bad frame is dropped and counted.
+    const bytes = this.received(data)
+    const text = bytes === null ? null : this.text(data, isBinary)
+    if (bytes === null || text === null) return countBad(this)
+    if (this.held !== null) return this.hold(text, bytes)
     this.handle(text)
   }
 
@@ -319,14 +293,6 @@ export class PeerjsConnection extends Flow implements SocketOwner {
     this.close(CloseCode.Normal, 'left')
   }
 
-  private sendJson (message: object): void {
-    if (this.closed) return
-    const text = JSON.stringify(message)
-    this.ws.send(text)
-    this.ctx.metrics.sent(PEERJS, text.length)
-    this.checkOutbound()
-  }
-
   teardown (): void {
     if (this.closed) return
     this.closed = true
@@ -338,17 +304,8 @@ export class PeerjsConnection extends Flow implements SocketOwner {
     // A dropped socket keeps the id for the grace: the same token reclaims it, nobody else can.
     this.claim?.release(this.ctx.limits.peers.grace)
     this.claim = null
-    if (this.early !== null) this.ctx.budgets.backlog.give(this.earlyBytes)
-    this.early = null
+    this.dropHeld()
     this.gone(this)
-  }
-
-  internalError (where: string, err: unknown): void {
-    this.ctx.log('error', 'peerjs connection failed', { conn: this.id, where, error: String(err) })
-  }
-
-  socketError (err: Error): void {
-    this.ctx.log('warn', 'socket error', { conn: this.id, error: err.message })
   }
 }
 

@@ -24,34 +24,27 @@ import type { WebSocket } from 'ws'
 import { isName, NAME_MAX } from '../../protocol/check.js'
 import type { ErrorCode } from '../../protocol/errors.js'
 import { countBad } from '../abuse.js'
-import { CloseCode, type ServerContext } from '../context.js'
-import { Flow } from '../flow.js'
+import type { ServerContext } from '../context.js'
 import type { Subscriber } from '../hub.js'
-import { attach, byteLength, type SocketOwner } from '../socket.js'
+import { CompatConnection } from './connection.js'
 
 /** The endpoint name (metrics, `authorize`, topic prefix). */
 export const Y_WEBRTC = 'y-webrtc'
 
 const topicOf = (name: string): string => `${Y_WEBRTC}:${name}`
-const utf8 = new TextDecoder('utf-8', { fatal: true })
 
 /** One y-webrtc client. */
-export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
-  /** Flow counts frames by their stream's endpoint: this connection has no streams. */
-  readonly streams = new Map<number, { ep?: undefined }>()
+export class YWebrtcConnection extends CompatConnection implements Subscriber {
   /** Topics subscribed (each once). */
   private readonly topics = new Set<string>()
   /** Topics `authorize` allowed (bounded like `topics`). */
   private readonly allowed = new Set<string>()
   private identity: unknown = null
-  /** Messages waiting: for authenticate(), or behind an authorize() still running. */
-  private waiting: Array<{ text: string, bytes: number }> | null = []
-  private waitingBytes = 0
+  /** An authorize() or a broker subscription is pending: frames are held (until authenticate() too). */
   private busy = false
 
   constructor (id: string, ws: WebSocket, ctx: ServerContext, private readonly gone: (conn: YWebrtcConnection) => void) {
-    super(id, ws, ctx)
-    attach(ws, this)
+    super(id, ws, ctx, Y_WEBRTC)
   }
 
   /** authenticate() accepted the connection: what waited is handled. */
@@ -62,45 +55,24 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
   }
 
   message (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
-    this.touch()
     if (this.closed) return
-    const bytes = byteLength(data)
-    this.ctx.metrics.received(Y_WEBRTC, bytes)
-    if (!this.take()) {
-      this.ctx.metrics.refused('rate-limited')
-      this.fail('rate-limited', `at most ${this.ctx.limits.messagesPerSecond} frames per second; this one was dropped`)
-      return
-    }
-    let text: string
-    try {
-      // The reference takes text and binary frames alike.
-      text = isBinary ? utf8.decode(Array.isArray(data) ? Buffer.concat(data) : data as Uint8Array) : data.toString()
-    } catch {
-      return this.fail('bad-frame', 'a frame is not UTF-8 text')
-    }
-    if (this.waiting !== null) {
-      if (this.waitingBytes + bytes + 64 > this.ctx.limits.maxBacklog || !this.ctx.budgets.backlog.take(bytes + 64)) {
-        this.ctx.metrics.refused('quota-exceeded')
-        return this.close(CloseCode.Policy, 'backlog-full')
-      }
-      this.waiting.push({ text, bytes })
-      this.waitingBytes += bytes + 64
-      return
-    }
+    const bytes = this.received(data)
+    if (bytes === null) return this.fail('rate-limited', `at most ${this.ctx.limits.messagesPerSecond} frames per second; this one was dropped`)
+    const text = this.text(data, isBinary)
+    if (text === null) return this.fail('bad-frame', 'a frame is not UTF-8 text')
+    if (this.held !== null) return this.hold(text, bytes)
     this.handle(text)
   }
 
-  /** Handle waiting messages in order until one waits for authorize(). */
+  /** Handle held frames in order until one makes the connection wait again. */
   private drain (): void {
-    const waiting = this.waiting
-    if (waiting === null || this.busy) return
-    while (waiting.length > 0 && !this.busy && !this.closed) {
-      const next = waiting.shift() as { text: string, bytes: number }
-      this.waitingBytes -= next.bytes + 64
-      this.ctx.budgets.backlog.give(next.bytes + 64)
-      this.handle(next.text)
+    if (this.held === null || this.busy) return
+    while (!this.busy && !this.closed) {
+      const text = this.nextHeld()
+      if (text === undefined) break
+      this.handle(text)
     }
-    if (!this.busy && waiting.length === 0) this.waiting = null
+    if (!this.busy && this.held?.length === 0) this.held = null
   }
 
   private handle (text: string): void {
@@ -132,7 +104,7 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
     const authorize = this.ctx.authorize
     const pending = check && authorize !== undefined ? topics.filter((t) => !this.allowed.has(t)) : []
     if (pending.length === 0) return this.after(topics.map(act))
-    this.hold()
+    this.pause()
     Promise.all(pending.map(async (topic) => await authorize?.(this.identity, topic, Y_WEBRTC)))
       .then((answers) => {
         if (this.closed) return
@@ -149,7 +121,7 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
         this.ctx.log('error', 'authorize failed', { conn: this.id, error: String(err) })
         this.fail('internal-error', 'authorization failed')
       })
-      .finally(() => this.release())
+      .finally(() => this.resume())
   }
 
   /**
@@ -161,17 +133,17 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
   private after (results: Array<void | Promise<void>>): void {
     const pending = results.filter((r): r is Promise<void> => r instanceof Promise)
     if (pending.length === 0) return
-    this.hold()
-    void Promise.all(pending).catch(() => {}).finally(() => this.release())
+    this.pause()
+    void Promise.all(pending).catch(() => {}).finally(() => this.resume())
   }
 
-  /** Later frames wait (in order) until `release`. */
-  private hold (): void {
+  /** Later frames are held (in order) until `resume`. */
+  private pause (): void {
     this.busy = true
-    this.waiting ??= []
+    this.held ??= []
   }
 
-  private release (): void {
+  private resume (): void {
     this.busy = false
     this.drain()
   }
@@ -200,14 +172,6 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
     if (published instanceof Promise) published.catch((err: unknown) => this.ctx.log('warn', 'y-webrtc publish failed', { conn: this.id, error: String(err) }))
   }
 
-  private sendJson (message: object): void {
-    if (this.closed) return
-    const text = JSON.stringify(message)
-    this.ws.send(text)
-    this.ctx.metrics.sent(Y_WEBRTC, text.length)
-    this.checkOutbound()
-  }
-
   /** Bad input: a coded error frame, counted toward the bad-frame limit; the connection goes on. */
   private fail (code: ErrorCode, message: string): void {
     this.sendJson({ type: 'error', code, message })
@@ -219,17 +183,7 @@ export class YWebrtcConnection extends Flow implements Subscriber, SocketOwner {
     this.closed = true
     for (const topic of this.topics) this.ctx.hub.unsubscribe(topicOf(topic), this)
     this.topics.clear()
-    if (this.waiting !== null) this.ctx.budgets.backlog.give(this.waitingBytes)
-    this.waiting = null
-    this.waitingBytes = 0
+    this.dropHeld()
     this.gone(this)
-  }
-
-  internalError (where: string, err: unknown): void {
-    this.ctx.log('error', 'y-webrtc connection failed', { conn: this.id, where, error: String(err) })
-  }
-
-  socketError (err: Error): void {
-    this.ctx.log('warn', 'socket error', { conn: this.id, error: err.message })
   }
 }
