@@ -122,6 +122,7 @@ export class YWebrtcConnection extends CompatConnection implements Subscriber {
         this.fail('internal-error', 'authorization failed')
       })
       .finally(() => this.resume())
+      .catch(() => {}) // a failed subscription: the broker lost its store, and the connections are closed
   }
 
   /**
