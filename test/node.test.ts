@@ -626,7 +626,10 @@ test('garbage, duplicate answers and stale candidates from a raw peer: ignored o
   process.on('uncaughtException', onUncaught)
   process.on('unhandledRejection', onUncaught)
   try {
-    const alice = await node('alice', { connectTimeout: 500 })
+    // 1 s: short, so alice gives mallory up quickly (2 × connectTimeout as acceptor), yet long
+    // enough for alice's own WebRTC connect at the end on a loaded machine (500 ms was not: 1 CI
+    // run in 3 timed out there)
+    const alice = await node('alice', { connectTimeout: 1000 })
     const incoming: PeerConnection[] = []
     alice.on('connection', (pc) => incoming.push(pc))
     const raw = new WebSocket(yard.url, 'signalyard.2')
@@ -654,7 +657,7 @@ test('garbage, duplicate answers and stale candidates from a raw peer: ignored o
     say({ t: 'accept', c, tr: 'relay' }) // accept sent to the acceptor: ignored
     // then mallory vanishes
     raw.terminate()
-    await until(() => incoming.length === 1 && incoming[0].state === 'closed', 4000, 'alice gives up on mallory')
+    await until(() => incoming.length === 1 && incoming[0].state === 'closed', 5000, 'alice gives up on mallory')
     await until(() => liveRtc() === 0, 3000, 'no RTCPeerConnection left')
     assert.equal(uncaught, [])
     // alice still works
