@@ -217,6 +217,7 @@ test('bad input: invalid JSON, unknown types, a bad dst, a frame over 64 KiB: no
     a.send({ type: 'DANCE', dst: 'bob' })
     a.send({ type: 'OFFER', dst: 42 })
     a.send({ type: 'OFFER' })
+    a.send(`{"type":"OFFER","dst":"bob","payload":${'['.repeat(10_000)}${']'.repeat(10_000)}}`) // too deep to re-encode: dropped
     a.send({ type: 'OFFER', dst: 'bob', payload: { ok: true } })
     await until(() => b.got.length === 2, 2000, 'the good one still forwarded')
     assert.equal(b.got[1].payload, { ok: true })
@@ -230,6 +231,25 @@ test('bad input: invalid JSON, unknown types, a bad dst, a frame over 64 KiB: no
     await sleep(50)
     assert.is(b.ws.readyState, WebSocket.OPEN)
     b.ws.close()
+  } finally {
+    await yard.close()
+  }
+})
+
+test('messages waiting for an absent peer are bounded per connection (256) and count in the server\'s backlog budget, given back when they expire or their sender leaves', async () => {
+  const yard = await startYard()
+  const used = async (): Promise<number> => Number(/signalyard_budget_used\{budget="backlog"\} (\d+)/.exec((await fetchText(`${httpOf(yard)}/metrics`)).body)?.[1] ?? NaN)
+  try {
+    const a = await peer(yard, 'alice', 'tok-a')
+    await opened(a)
+    const payload = { sdp: 'x'.repeat(1000) }
+    for (let i = 0; i < 300; i++) a.send({ type: 'CANDIDATE', dst: 'nobody', payload })
+    await until(async () => (await used()) > 256 * 1000, 2000, 'the waiting messages are counted')
+    const held = await used()
+    assert.ok(held < 300 * 1000, `at most 256 waiting (${held} bytes held)`)
+    assert.match((await fetchText(`${httpOf(yard)}/metrics`)).body, /signalyard_refusals_total\{code="queue-full"\} 44/)
+    a.ws.close()
+    await until(async () => (await used()) === 0, 2000, 'given back when the sender left')
   } finally {
     await yard.close()
   }

@@ -8,7 +8,7 @@ import type { WebSocket } from 'ws'
 import { CloseCode, type ServerContext } from '../context.js'
 import { Flow } from '../flow.js'
 import type { CompatEndpoint } from '../metrics.js'
-import { attach, byteLength, type SocketOwner } from '../socket.js'
+import { attach, byteLength, toBytes, type SocketOwner } from '../socket.js'
 
 /** What a held frame counts besides its bytes (its bookkeeping). */
 const HELD_COST = 64
@@ -29,7 +29,7 @@ export abstract class CompatConnection extends Flow implements SocketOwner {
   /** A frame's text, or null when it is not UTF-8 (both libraries' servers take binary frames too). */
   protected text (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): string | null {
     try {
-      return isBinary ? utf8.decode(Array.isArray(data) ? Buffer.concat(data) : data as Uint8Array) : data.toString()
+      return isBinary ? utf8.decode(toBytes(data)) : data.toString()
     } catch {
       return null
     }

@@ -39,7 +39,10 @@ export const PEERJS = 'peerjs'
 export const EXPIRE_MS = 5000
 /** How often waiting messages are tried again. */
 export const RETRY_MS = 200
-/** Messages (and bytes) one connection may have waiting for absent destinations. */
+/**
+ * Messages (and bytes) one connection may have waiting for absent destinations, and held for its
+ * id before OPEN; the bytes also count against the server's backlog budget (limits.total.backlog).
+ */
 const MAX_WAITING = 256
 const MAX_WAITING_BYTES = 1024 * 1024
 const FORWARDED = new Set(['OFFER', 'ANSWER', 'CANDIDATE', 'LEAVE', 'EXPIRE'])
@@ -69,6 +72,7 @@ export class PeerjsConnection extends CompatConnection {
   private trying = false
   /** Messages for this id that came before OPEN went out. */
   private inbound: Uint8Array[] = []
+  private inboundBytes = 0
   /** Per destination, the last message handed to an asynchronous broker and not answered yet. */
   private readonly sending = new Map<string, Promise<void>>()
 
@@ -122,6 +126,8 @@ export class PeerjsConnection extends CompatConnection {
     this.sendJson({ type: 'OPEN' })
     const inbound = this.inbound
     this.inbound = []
+    this.ctx.budgets.backlog.give(this.inboundBytes)
+    this.inboundBytes = 0
     for (const frame of inbound) this.delivered(frame)
     for (let text = this.nextHeld(); text !== undefined; text = this.nextHeld()) this.handle(text)
     this.dropHeld()
@@ -206,7 +212,7 @@ export class PeerjsConnection extends CompatConnection {
   /** Keep `frame` for `dst` until it holds an id (OFFER, ANSWER, CANDIDATE), or drop it. */
   private wait (type: string, dst: string, frame: Uint8Array): void {
     if (!WAITS.has(type) || this.closed) return
-    if (this.waiting.length >= MAX_WAITING || this.waitingBytes + frame.length > MAX_WAITING_BYTES) {
+    if (this.waiting.length >= MAX_WAITING || this.waitingBytes + frame.length > MAX_WAITING_BYTES || !this.ctx.budgets.backlog.take(frame.length)) {
       this.ctx.metrics.refused('queue-full')
       return
     }
@@ -262,6 +268,7 @@ export class PeerjsConnection extends CompatConnection {
 
   private drop (i: number): void {
     this.waitingBytes -= this.waiting[i].bytes
+    this.ctx.budgets.backlog.give(this.waiting[i].bytes)
     this.waiting.splice(i, 1)
   }
 
@@ -270,7 +277,12 @@ export class PeerjsConnection extends CompatConnection {
     if (this.closed) return
     if (this.claim === null) {
       // The broker can deliver between the claim and its answer (Redis): after OPEN, in order.
-      if (this.inbound.length < MAX_WAITING) this.inbound.push(frame)
+      if (this.inbound.length < MAX_WAITING && this.inboundBytes + frame.length <= MAX_WAITING_BYTES && this.ctx.budgets.backlog.take(frame.length)) {
+        this.inbound.push(frame)
+        this.inboundBytes += frame.length
+      } else {
+        this.ctx.metrics.refused('queue-full')
+      }
       return
     }
     const raw = readFrame(frame)
@@ -298,9 +310,11 @@ export class PeerjsConnection extends CompatConnection {
     this.closed = true
     if (this.retry !== null) clearInterval(this.retry)
     this.retry = null
+    this.ctx.budgets.backlog.give(this.waitingBytes + this.inboundBytes)
     this.waiting = []
     this.waitingBytes = 0
     this.inbound = []
+    this.inboundBytes = 0
     // A dropped socket keeps the id for the grace: the same token reclaims it, nobody else can.
     this.claim?.release(this.ctx.limits.peers.grace)
     this.claim = null
