@@ -620,6 +620,22 @@ test('a peer vanishing mid-handshake: the pc closes with a code and no RTCPeerCo
   await until(() => liveRtc() === 0, 3000, 'no RTCPeerConnection left')
 }, { limits: { peers: { grace: 200 } } }))
 
+/**
+ * A raw signal client (no library) claiming id 'mallory' in 'mesh': `say` sends a handshake
+ * message to 'alice', `inbox` collects what it is sent.
+ */
+async function mallory (yard: { url: string }): Promise<{ raw: WebSocket, inbox: any[], say: (msg: unknown) => void }> {
+  const raw = new WebSocket(yard.url, 'signalyard.2')
+  const inbox: any[] = []
+  raw.on('message', (data: Buffer) => {
+    const f = readFrame(new Uint8Array(data))
+    if (f?.type === FrameType.Data) inbox.push(JSON.parse(new TextDecoder().decode(f.payload)))
+  })
+  await new Promise((resolve) => raw.once('open', resolve))
+  raw.send(writeFrame(FrameType.Open, 1, { ep: 'signal', ns: 'mesh', id: 'mallory', key: 'm'.repeat(24) }))
+  return { raw, inbox, say: (msg) => raw.send(writeFrame(FrameType.Data, 1, { to: 'alice' }, encodePayload(msg))) }
+}
+
 test('garbage, duplicate answers and stale candidates from a raw peer: ignored or a coded close, never a crash', () => withYard(async ({ yard, node }) => {
   const uncaught: unknown[] = []
   const onUncaught = (err: unknown): void => { uncaught.push(err) }
@@ -632,15 +648,7 @@ test('garbage, duplicate answers and stale candidates from a raw peer: ignored o
     const alice = await node('alice', { connectTimeout: 1000 })
     const incoming: PeerConnection[] = []
     alice.on('connection', (pc) => incoming.push(pc))
-    const raw = new WebSocket(yard.url, 'signalyard.2')
-    const inbox: any[] = []
-    raw.on('message', (data: Buffer) => {
-      const f = readFrame(new Uint8Array(data))
-      if (f?.type === FrameType.Data) inbox.push(JSON.parse(new TextDecoder().decode(f.payload)))
-    })
-    await new Promise((resolve) => raw.once('open', resolve))
-    raw.send(writeFrame(FrameType.Open, 1, { ep: 'signal', ns: 'mesh', id: 'mallory', key: 'm'.repeat(24) }))
-    const say = (msg: unknown): void => raw.send(writeFrame(FrameType.Data, 1, { to: 'alice' }, encodePayload(msg)))
+    const { raw, inbox, say } = await mallory(yard)
     // garbage first
     for (const junk of [null, 1, 'x', [], { t: 'hello' }, { t: 'nope', c: 'c'.repeat(21) }, { t: 'sdp', c: 'c'.repeat(21), d: 5 }]) say(junk)
     raw.send(writeFrame(FrameType.Data, 1, { to: 'alice' }, { kind: 2, bytes: new Uint8Array([0xff, 0xfe]) }))
@@ -674,16 +682,8 @@ test('auto: a raw peer sending offers of ever newer attempts (300 in a burst) ma
   const alice = await node('alice', { transport: 'auto' })
   const incoming: PeerConnection[] = []
   alice.on('connection', (pc) => incoming.push(pc))
-  const raw = new WebSocket(yard.url, 'signalyard.2')
-  const inbox: any[] = []
-  raw.on('message', (data: Buffer) => {
-    const f = readFrame(new Uint8Array(data))
-    if (f?.type === FrameType.Data) inbox.push(JSON.parse(new TextDecoder().decode(f.payload)))
-  })
-  await new Promise((resolve) => raw.once('open', resolve))
+  const { raw, inbox, say } = await mallory(yard)
   try {
-    raw.send(writeFrame(FrameType.Open, 1, { ep: 'signal', ns: 'mesh', id: 'mallory', key: 'm'.repeat(24) }))
-    const say = (msg: unknown): void => raw.send(writeFrame(FrameType.Data, 1, { to: 'alice' }, encodePayload(msg)))
     const c = 'g'.repeat(21)
     say({ t: 'hello', c, rtc: true, mv: true })
     await until(() => inbox.some((m) => m.t === 'accept' && m.mv === true), 2000, 'alice accepts a moving connection')
