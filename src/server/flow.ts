@@ -14,7 +14,7 @@ import { frameId } from '../protocol/codec.js'
 import type { Endpoint } from '../protocol/frames.js'
 import { CloseCode, type ServerContext } from './context.js'
 import type { Broadcast } from './hub.js'
-import { OPEN, rawSocket, type RawSocket } from './socket.js'
+import { OPEN, rawSocket, wsHeader, type RawSocket } from './socket.js'
 
 export abstract class Flow {
   /** The connection's open streams (Connection keeps them): a frame sent counts for its stream's endpoint. */
@@ -28,8 +28,10 @@ export abstract class Flow {
   private refilled = now()
   /** Something arrived (a pong or a frame) since the last liveness ping. */
   private alive = true
-  /** The TCP socket broadcasts go to directly (null: through ws), found on the first broadcast. */
+  /** The TCP socket messages go to directly (null: through ws), found on the first write. */
   private raw: RawSocket | null | undefined = undefined
+  /** Bytes due to the socket at the end of this event-loop turn (see `due`): one array, or several. */
+  private out: Uint8Array | Uint8Array[] | null = null
 
   constructor (
     readonly id: string,
@@ -57,29 +59,92 @@ export abstract class Flow {
   /** Write a finished frame (the same bytes may go to many connections). */
   send (frame: Uint8Array): void {
     if (this.closed || this.shedding) return
-    this.ws.send(frame)
     // Frames of a stream count for its endpoint (a stream not registered yet: `connection`).
     this.ctx.metrics.sent(this.streams.get(frameId(frame))?.ep ?? 'connection', frame.length)
-    this.checkOutbound()
+    this.write(frame, false)
+  }
+
+  /** Write a text message (the compat endpoints' JSON). */
+  protected sendText (text: string): void {
+    if (this.closed || this.shedding) return
+    this.write(Buffer.from(text), true)
+  }
+
+  /** One message, framed here when it can go to the TCP socket directly (see `due`), else through ws. */
+  private write (payload: Uint8Array, text: boolean): void {
+    if (this.direct() === null) {
+      this.ws.send(payload, { binary: !text })
+      this.checkOutbound()
+      return
+    }
+    this.due(wsHeader(payload.length, text))
+    this.due(payload)
   }
 
   /**
    * Write a broadcast: the message framed once for every receiver goes straight to the TCP socket
-   * (one write, no per-socket framing). This is safe only because nothing was negotiated on the
-   * socket (no extension, so no permessage-deflate): ws then writes each of its own frames whole
-   * and at once, never queued, so ours cannot land inside or ahead of one of them. Otherwise, or
-   * when ws does not expose its socket, the frame goes through ws.send.
+   * (no per-socket framing). When ws does not expose its socket, or something was negotiated on
+   * it, the frame goes through ws.send.
    */
   broadcast (message: Broadcast): void {
     if (this.closed || this.shedding) return
-    // Extensions are settled by the upgrade; with none (no permessage-deflate) the finished message
-    // can go to the TCP socket directly. Looked up once: ws's `extensions` getter builds a string
-    // on every read (1 % of a fan-out's samples when read per copy).
+    if (this.direct() !== null) this.due(message.wire)
+    else {
+      this.ws.send(message.frame, { binary: !message.text })
+      this.checkOutbound()
+    }
+    // (the hub counts broadcasts for the metrics, once per publish)
+  }
+
+  /**
+   * The TCP socket this connection's messages go to directly, or null (through ws.send). Direct
+   * writes are safe only because nothing was negotiated on the socket (no extension, so no
+   * permessage-deflate): ws then writes each of its own frames (pings, pongs, the close) whole
+   * and at once, never queued, so ours cannot land inside one of them. Looked up once: ws's
+   * `extensions` getter builds a string on every read.
+   */
+  private direct (): RawSocket | null {
     if (this.raw === undefined) this.raw = this.ws.extensions === '' ? rawSocket(this.ws) : null
-    const raw = this.ws.readyState === OPEN ? this.raw : null
-    if (raw !== null) raw.write(message.wire)
-    else this.ws.send(message.frame, { binary: !message.text })
-    this.checkOutbound() // (the hub counts broadcasts for the metrics, once per publish)
+    return this.ws.readyState === OPEN ? this.raw : null
+  }
+
+  /**
+   * Bytes for the TCP socket, written when the JavaScript of the current event-loop turn is done,
+   * its promise continuations included (see flushAfterMicrotasks): what is due to one connection
+   * within one turn — the copies of several publishes that came in one read, the EVENT of a kv
+   * set and its REPLY sent after an `await` — leaves in one write (one `writev`), and a lone
+   * message waits for nothing but the code that sent it.
+   */
+  private due (bytes: Uint8Array): void {
+    const out = this.out
+    if (out === null) {
+      this.out = bytes
+      dueFlows.push(this)
+      if (!flushing) {
+        flushing = true
+        queueMicrotask(flushAfterMicrotasks)
+      }
+    } else if (Array.isArray(out)) out.push(bytes)
+    else this.out = [out, bytes]
+  }
+
+  /** Write what is due (see `due`) now. */
+  flush (): void {
+    const out = this.out
+    if (out === null) return
+    this.out = null
+    // Closed meanwhile (or closing: after a close frame nothing more may follow): dropped, as a
+    // ws.send after the close would have been.
+    const raw = this.closed || this.shedding ? null : this.direct()
+    if (raw === null) return
+    if (Array.isArray(out)) {
+      raw.cork()
+      for (const bytes of out) raw.write(bytes)
+      raw.uncork()
+    } else {
+      raw.write(out)
+    }
+    this.checkOutbound()
   }
 
   /** A pong, or anything else showing the peer is alive. */
@@ -104,6 +169,7 @@ export abstract class Flow {
 
   /** Close the socket with a code and a reason the client can read. */
   close (code: number, reason: string): void {
+    this.flush() // what was sent before the close goes before it
     this.ws.close(code, reason)
   }
 
@@ -147,6 +213,7 @@ export abstract class Flow {
    * (relay streams, paced snapshots), so waiting adds no listener per waiter.
    */
   private writable (highWater: number): Promise<void> | null {
+    this.flush() // (what is due must be in the socket's queue to count, and to drain)
     if (this.ws.bufferedAmount <= highWater) return null
     const socket = rawSocket(this.ws)
     if (socket === null) return null
@@ -222,6 +289,28 @@ interface RelayState { bytes: number, ended: number[] | null, next: number }
 /** The promise of a connection's socket draining, while something waits for it (Flow.writable). */
 const drains = new WeakMap<Flow, Promise<void>>()
 const relayStates = new WeakMap<Flow, RelayState>()
+
+/** Connections with bytes due at the end of this event-loop turn, and whether their flush is scheduled. */
+let dueFlows: Flow[] = []
+let flushing = false
+
+/**
+ * Scheduled as a microtask when the first bytes of a turn are due: it queues flushDue with
+ * process.nextTick, and Node runs a tick queued from a microtask only once the microtask queue is
+ * empty — after every promise continuation the turn set off, however long the chain.
+ */
+function flushAfterMicrotasks (): void {
+  process.nextTick(flushDue)
+}
+
+/** Write what every connection has due (once per turn that wrote anything). */
+function flushDue (): void {
+  // Flushes run no application code, but a list swapped out first cannot be appended to meanwhile.
+  const flows = dueFlows
+  dueFlows = []
+  flushing = false
+  for (const flow of flows) flow.flush()
+}
 
 /** Queued bytes past which relay frames wait in their stream's queue (or maxOutbound / 4 when that is less). */
 const RELAY_HIGH_WATER = 1024 * 1024

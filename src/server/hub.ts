@@ -7,6 +7,7 @@
  */
 import type { Broker, MaybePromise, TopicHandler } from './brokers/types.js'
 import type { MetricEndpoint, Metrics } from './metrics.js'
+import { wsMessage } from './socket.js'
 
 /**
  * One broadcast frame, and the same frame wrapped in its WebSocket message header (binary, final,
@@ -81,24 +82,4 @@ export class Hub {
       if (stopped instanceof Promise) stopped.catch(() => {}) // a broker that lost its connection resubscribes nothing
     }
   }
-}
-
-/** RFC 6455 framing of one unfragmented binary (or text) message from a server (no mask, no extensions). */
-function wsMessage (payload: Uint8Array, text: boolean): Buffer {
-  const n = payload.length
-  const head = n < 126 ? 2 : n < 0x10000 ? 4 : 10
-  const out = Buffer.allocUnsafe(head + n)
-  out[0] = text ? 0x81 : 0x82 // FIN + opcode 1 (text) or 2 (binary)
-  if (n < 126) {
-    out[1] = n
-  } else if (n < 0x10000) {
-    out[1] = 126
-    out.writeUInt16BE(n, 2)
-  } else {
-    out[1] = 127
-    out.writeUInt32BE(Math.floor(n / 0x100000000), 2)
-    out.writeUInt32BE(n >>> 0, 6)
-  }
-  out.set(payload, head)
-  return out
 }

@@ -77,6 +77,8 @@ export async function closeSockets (sockets: Set<WebSocket>, grace: number): Pro
 /** The part of net.Socket the connection uses. */
 export interface RawSocket {
   write: (bytes: Uint8Array) => boolean
+  cork: () => void
+  uncork: () => void
   on: (event: 'drain' | 'close', listener: () => void) => unknown
   off: (event: 'drain' | 'close', listener: () => void) => unknown
 }
@@ -87,6 +89,35 @@ export function rawSocket (ws: WebSocket): RawSocket | null {
   return socket !== undefined && socket !== null && typeof socket.write === 'function'
     ? socket as RawSocket
     : null
+}
+
+/**
+ * The RFC 6455 header of one unfragmented binary (or text) message from a server (final, no mask,
+ * no extensions) carrying `n` bytes.
+ */
+export function wsHeader (n: number, text: boolean): Buffer {
+  const head = Buffer.allocUnsafe(n < 126 ? 2 : n < 0x10000 ? 4 : 10)
+  head[0] = text ? 0x81 : 0x82 // FIN + opcode 1 (text) or 2 (binary)
+  if (n < 126) {
+    head[1] = n
+  } else if (n < 0x10000) {
+    head[1] = 126
+    head.writeUInt16BE(n, 2)
+  } else {
+    head[1] = 127
+    head.writeUInt32BE(Math.floor(n / 0x100000000), 2)
+    head.writeUInt32BE(n >>> 0, 6)
+  }
+  return head
+}
+
+/** One whole server message, header and payload in one buffer (a broadcast, written to many sockets). */
+export function wsMessage (payload: Uint8Array, text: boolean): Buffer {
+  const head = wsHeader(payload.length, text)
+  const out = Buffer.allocUnsafe(head.length + payload.length)
+  out.set(head, 0)
+  out.set(payload, head.length)
+  return out
 }
 
 /** WebSocket.OPEN */

@@ -76,9 +76,8 @@ export abstract class CompatConnection extends Flow implements SocketOwner {
   protected sendJson (message: object): void {
     if (this.closed) return
     const text = JSON.stringify(message)
-    this.ws.send(text)
+    this.sendText(text)
     this.ctx.metrics.sent(this.ep, text.length)
-    this.checkOutbound()
   }
 
   abstract message (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void

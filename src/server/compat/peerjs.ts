@@ -293,9 +293,8 @@ export class PeerjsConnection extends CompatConnection {
     } catch {
       return
     }
-    this.ws.send(text)
+    this.sendText(text)
     this.ctx.metrics.sent(PEERJS, raw.payload.length)
-    this.checkOutbound()
   }
 
   /** LEAVE without a destination: the id is given up at once. */
