@@ -54,9 +54,7 @@ export class Rooms {
  * baselines do differently.
  */
 export async function serveRooms (publish) {
-  const [{ createServer }, { WebSocketServer }, { serveControl }] = await Promise.all([
-    import('node:http'), import('ws'), import('./servers.mjs')
-  ])
+  const [{ createServer }, { WebSocketServer }] = await Promise.all([import('node:http'), import('ws')])
   const http = createServer((_req, res) => res.writeHead(426).end())
   const wss = new WebSocketServer({ server: http, perMessageDeflate: false, clientTracking: true })
   const rooms = new Rooms()
@@ -80,7 +78,16 @@ export async function serveRooms (publish) {
     ws.on('close', () => rooms.leaveAll(ws))
     ws.on('error', () => {})
   })
-  http.listen(0, '127.0.0.1', () => {
+  listenWithControl(http, wss, rooms)
+}
+
+/**
+ * Listen on 127.0.0.1 (a free port) and answer the runner's control channel (stats with the
+ * connections and rooms, stop: terminate every socket and close): the tail of every raw ws baseline.
+ */
+export function listenWithControl (http, wss, rooms) {
+  http.listen(0, '127.0.0.1', async () => {
+    const { serveControl } = await import('./servers.mjs')
     const { port } = http.address()
     serveControl({
       port,

@@ -430,21 +430,19 @@ function report (results, rates, { subscribers, seconds, rounds }) {
   }
   const all = ratio(overall.signalyard, overall.reference)
   const keys = rates.map((r) => r.key)
-  const worst = Math.max(...keys.map((key) => stepRatio(key)))
   rows.push(['all steps', 'signalyard ÷ reference', '', '', '', '', '', fmtRatio(all), `median of steps ${fmtRatio(median(keys.map((key) => stepRatio(key))))}`])
   rows.push(['all steps', 'floor ÷ reference', '', '', '', '', '', fmtRatio(ratio(overall.floor, overall.reference)), `median of steps ${fmtRatio(median(keys.map((key) => stepRatio(key, 'floor'))))}`])
-  // Steps over the target, and whether a server that only writes each copy once got under it there.
+  // Steps over the target, each with the floor's ratio there (what one write per copy costs alone).
   const over = keys.filter((key) => stepRatio(key) > TARGET)
-  const belowFloor = over.filter((key) => stepRatio(key, 'floor') > TARGET)
-  const verdict = all <= TARGET && over.length === 0
+  const perStep = over.length === 0
     ? 'met at every step'
-    : `**missed** at ${over.map((key) => `${key} (${fmtRatio(stepRatio(key))}; the floor ${fmtRatio(stepRatio(key, 'floor'))})`).join(', ')}` +
-      (over.length > 0 && belowFloor.length === over.length ? ': at each of them the floor itself, one write per copy and nothing else, is over the target' : '')
+    : `over it at ${over.map((key) => `${key} (${fmtRatio(stepRatio(key))}; the floor ${fmtRatio(stepRatio(key, 'floor'))})`).join(', ')}, at or under it at every other step`
+  const verdict = `${fmtRatio(all)} over all steps, ${all <= TARGET ? 'met' : '**missed**'}; per step: ${perStep}`
   const generator = Math.max(...results.map((r) => r.generatorShare))
   const notes = [
     `${subscribers} subscribers + 1 publisher (subscribed too) per server on one topic, each on its own raw \`ws\` socket in the load generator, the same client code for every server; ${seconds} s per step, ${rounds === 1 ? 'one step per rate and server, the servers in alternating order from rate to rate' : `${rounds} steps per rate and server in alternating order (A B C, C B A, …), summed into its row`} (after one unreported warm-up step each); \`data\` ≈ ${JSON.stringify(payload(0, 0)).length} bytes of JSON shaped like a y-webrtc ICE candidate signal, carrying its send time.`,
     `Server CPU is utime + stime of the server process from /proc/<pid>/stat (every thread), read from outside from the first publish of a step until its last copy arrived, the same way for every server, ÷ every copy delivered (the publisher's own included; latency too counts copies that came after the drain bound, reach does not). Over all steps: ${KINDS.map((kind) => `${LABEL[kind]} ${overall[kind].toFixed(2)} µs, ${(overall[kind] * systemShare[kind]).toFixed(2)} µs of it in the kernel`).join('; ')}.`,
-    `Target (issue 14): signalyard ≤ ${TARGET.toFixed(1)}× the reference server's CPU per delivery: ${fmtRatio(all)} over all steps, ${fmtRatio(worst)} at the worst step; ${verdict}.`,
+    `Target (issue 14): signalyard ≤ ${TARGET.toFixed(1)}× the reference server's CPU per delivery: ${verdict}.`,
     `The floor (bench/servers/y-webrtc-floor.mjs) speaks the same protocol with nothing around it: each publish encoded and framed once and written to every subscriber's socket, one \`write\` per copy, no checks, no limits. It is what any server pays that writes each copy as it comes; signalyard writes what is due to one socket within one event-loop turn in one \`writev\`, so its copies cost less than the floor's only when several publishes arrive together (the burst steps: ${BURST} publishes in one TCP write of the publisher's, so in one read of the server's).`,
     highest(get, rates.filter((r) => r.burst === 1).at(-1) ?? rates.at(-1), subscribers),
     highest(get, rates.at(-1), subscribers),

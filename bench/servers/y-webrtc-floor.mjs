@@ -9,8 +9,7 @@
 // off, so the Sender never holds a frame back). Sockets that are not OPEN are skipped.
 import { createServer } from 'node:http'
 import { Sender, WebSocket, WebSocketServer } from 'ws'
-import { Rooms } from '../lib/rooms.mjs'
-import { serveControl } from '../lib/servers.mjs'
+import { Rooms, listenWithControl } from '../lib/rooms.mjs'
 
 /** One unmasked text frame, header and payload in one buffer. */
 function frameOnce (text) {
@@ -47,16 +46,4 @@ wss.on('connection', (ws) => {
   ws.on('close', () => topics.leaveAll(ws))
   ws.on('error', () => {})
 })
-http.listen(0, '127.0.0.1', () => {
-  const { port } = http.address()
-  serveControl({
-    port,
-    url: `ws://127.0.0.1:${port}/`,
-    extra: () => ({ connections: wss.clients.size, namespaces: topics.size }),
-    stop: () => new Promise((resolve) => {
-      for (const ws of wss.clients) ws.terminate()
-      wss.close()
-      http.close(() => resolve())
-    })
-  })
-})
+listenWithControl(http, wss, topics)
