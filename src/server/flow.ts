@@ -141,10 +141,11 @@ export abstract class Flow {
       raw.cork()
       for (const bytes of out) raw.write(bytes)
       raw.uncork()
-    } else {
-      raw.write(out)
+      if (raw.writableLength > 0) this.checkOutbound()
+    } else if (!raw.write(out)) {
+      // (written whole, or queued below the socket's high-water mark: nothing to check)
+      this.checkOutbound()
     }
-    this.checkOutbound()
   }
 
   /** A pong, or anything else showing the peer is alive. */

@@ -79,6 +79,7 @@ export interface RawSocket {
   write: (bytes: Uint8Array) => boolean
   cork: () => void
   uncork: () => void
+  readonly writableLength: number
   on: (event: 'drain' | 'close', listener: () => void) => unknown
   off: (event: 'drain' | 'close', listener: () => void) => unknown
 }
