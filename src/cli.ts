@@ -4,17 +4,20 @@
  *   signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
  *              [--stun-port N] [--turn-url URL]... [--turn-secret S] [--turn-ttl SECONDS] [--public-host H]
  *              [--y-webrtc-path P|off] [--peerjs-path P|off] [--peerjs-key K] [--peerjs-discovery]
+ *   signalyard --version | --help
  *
  * Flags win over the environment (PORT, HOST, REDIS_URL, METRICS_PORT, METRICS_HOST,
  * METRICS_TOKEN, STUN_PORT, TURN_URL (comma-separated), TURN_SECRET, TURN_TTL, PUBLIC_HOST). Prints one line: the URL to reach it from this machine and the address it is
- * bound to (all interfaces unless --host). Exit codes: 0 after a graceful stop, 1 when the server cannot start (busy port), 2 on a bad
- * flag.
+ * bound to (all interfaces unless --host). Exit codes: 0 after a graceful stop (or after --version/--help), 1 when the server cannot start (busy port), 2 on a
+ * bad flag.
  */
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { createServer, redisBroker, type TurnOptions, type Yard } from './server/index.js'
 import { parsePort } from './server/server.js'
 
 const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL] [--metrics-port N] [--metrics-host H]
+       signalyard --version | --help
 
   --port N      port to listen on (env PORT, default 3000; 0 picks a free port)
   --host H      interface to listen on (env HOST, default all interfaces)
@@ -34,7 +37,8 @@ const USAGE = `usage: signalyard [--port N] [--host H] [--path P] [--redis URL] 
   --peerjs-path P     where unmodified PeerJS clients connect, their \`path\` option (default /peerjs; off to switch it off)
   --peerjs-key K      the PeerJS key clients must give (default peerjs)
   --peerjs-discovery  answer GET <peerjs path>/<key>/peers (off by default, as peerjs-server)
-  --help        print this help`
+  --version, -v     print the version of signalyard and exit
+  --help, -h        print this help`
 
 function usageError (message: string): never {
   process.stderr.write(`signalyard: ${message}\n\n${USAGE}\n`)
@@ -49,7 +53,7 @@ async function main (): Promise<void> {
   let values: {
     port?: string, host?: string, path?: string, redis?: string, 'metrics-port'?: string, 'metrics-host'?: string,
     'stun-port'?: string, 'turn-url'?: string[], 'turn-secret'?: string, 'turn-ttl'?: string, 'public-host'?: string, help?: boolean,
-    'y-webrtc-path'?: string, 'peerjs-path'?: string, 'peerjs-key'?: string, 'peerjs-discovery'?: boolean
+    'y-webrtc-path'?: string, 'peerjs-path'?: string, 'peerjs-key'?: string, 'peerjs-discovery'?: boolean, version?: boolean
   }
   try {
     ({ values } = parseArgs({
@@ -69,7 +73,8 @@ async function main (): Promise<void> {
         'peerjs-path': { type: 'string' },
         'peerjs-key': { type: 'string' },
         'peerjs-discovery': { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' }
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' }
       },
       strict: true,
       allowPositionals: false
@@ -79,6 +84,10 @@ async function main (): Promise<void> {
   }
   if (values.help === true) {
     process.stdout.write(`${USAGE}\n`)
+    return
+  }
+  if (values.version === true) {
+    process.stdout.write(`${packageVersion()}\n`)
     return
   }
   const port = values.port !== undefined
@@ -140,6 +149,15 @@ async function main (): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'))
 }
 
+/**
+ * The version in the package.json next to this file's folder: dist/cli.js (built) and src/cli.ts
+ * (run from source) are both one level below it, and an installed package keeps that layout.
+ */
+function packageVersion (): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
 /** TURN from flags/environment: URLs and a secret together, or neither. */
 function turnOption (urls: string[] | undefined, secret: string | undefined, ttlText: string | undefined): TurnOptions | undefined {
   if ((urls?.length ?? 0) === 0 && secret === undefined) return undefined
@@ -151,9 +169,11 @@ function turnOption (urls: string[] | undefined, secret: string | undefined, ttl
   return { urls, secret, ttl }
 }
 
-const consoleLogger = {
-  warn: (message: unknown, fields?: unknown) => process.stderr.write(`signalyard: ${String(message)}${fields === undefined ? '' : ` ${JSON.stringify(fields)}`}\n`),
-  error: (message: unknown, fields?: unknown) => process.stderr.write(`signalyard: ${String(message)}${fields === undefined ? '' : ` ${JSON.stringify(fields)}`}\n`)
-}
+/**
+ * The yard's log on stderr (stdout stays the one listening line). `info` is there too: the server
+ * logs few info lines, and the one an operator waits for is Redis coming back after a loss.
+ */
+const logLine = (message: unknown, fields?: unknown): void => { process.stderr.write(`signalyard: ${String(message)}${fields === undefined ? '' : ` ${JSON.stringify(fields)}`}\n`) }
+const consoleLogger = { info: logLine, warn: logLine, error: logLine }
 
 void main()

@@ -1,7 +1,8 @@
 // test/cli.test.ts — the `signalyard` command as an operator runs it: `node dist/cli.js` (and
 // `npm start`) in a child process. What it prints, the flags and env it reads, /healthz on the
 // same port, graceful stop on SIGINT/SIGTERM (clients see 1001), and its exit codes: 0 after a
-// graceful stop or --help, 1 when the port is busy, 2 on a bad flag. `npm test` builds dist first.
+// graceful stop, --help or --version, 1 when the port is busy, 2 on a bad flag; on stderr, Redis
+// lost and Redis back. `npm test` builds dist first.
 import { createHmac, randomBytes } from 'node:crypto'
 import { createSocket as createUdpSocket } from 'node:dgram'
 import { test } from 'uvu'
@@ -9,6 +10,7 @@ import { readFrame } from '../src/protocol/codec.js'
 import * as assert from 'uvu/assert'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createServer as createNetServer, Socket, type AddressInfo } from 'node:net'
+import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { SignalChannel, type Channel } from 'signalyard'
@@ -406,11 +408,49 @@ test('--help: exit 0 and the usage on stdout', async () => {
       assert.is(code, 0)
       const out = run.stdout()
       assert.match(out, /^usage: signalyard/)
-      for (const option of ['--port', '--host', '--path', '--redis', 'PORT']) assert.match(out, option)
+      for (const option of ['--port', '--host', '--path', '--redis', 'PORT', '--version']) assert.match(out, option)
       assert.is(run.stderr(), '')
     } finally {
       kill(run)
     }
+  }
+})
+
+test('--version and -v: the version from package.json on stdout, exit 0, even among other flags', async () => {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  assert.match(version, /^\d+\.\d+\.\d+/)
+  for (const args of [['--version'], ['-v'], ['--port', '0', '--version']]) {
+    const run = spawnCli(args)
+    try {
+      const { code } = await exitWithin(run, 5000)
+      assert.is(code, 0, args.join(' '))
+      assert.is(run.stdout(), `${version}\n`, `${args.join(' ')}: only the version`)
+      assert.is(run.stderr(), '')
+    } finally {
+      kill(run)
+    }
+  }
+})
+
+test('--redis: when Redis is lost the CLI says so on stderr, and says when it is back and how long it was down', async () => {
+  const redis = await startRedis()
+  const run = spawnCli(['--port', '0', '--host', '127.0.0.1', '--redis', redis.url])
+  try {
+    const { port } = await listening(run)
+    assert.is(run.stderr(), '', 'nothing logged while Redis is up')
+    await redis.restart(300)
+    const back = /^signalyard: broker available \{"reason":"redis recovered after (\d+) ms"\}$/m
+    await until(() => back.test(run.stderr()), 10_000, `the recovery line; stderr: ${run.stderr()}`)
+    const lines = run.stderr().split('\n')
+    const lost = lines.findIndex((l) => l.startsWith('signalyard: broker unavailable'))
+    const recovered = lines.findIndex((l) => back.test(l))
+    assert.ok(lost >= 0 && lost < recovered, `the loss is logged before the recovery: ${run.stderr()}`)
+    assert.ok(Number(back.exec(run.stderr())?.[1]) >= 250, 'down at least as long as Redis was away (300 ms)')
+    await until(async () => (await fetchText(`http://127.0.0.1:${port}/healthz`)).status === 200, 5000, '/healthz ok again')
+    assert.is(run.stdout().split('\n').filter(Boolean).length, 1, 'stdout is still only the listening line')
+  } finally {
+    kill(run)
+    await redis.stop()
   }
 })
 

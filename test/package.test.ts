@@ -1,7 +1,9 @@
 /**
  * The package as a user installs it: `npm pack`, install the tarball into an empty project, then
  * `npx signalyard` starts a server and a script in that project uses `signalyard` and
- * `signalyard/server` through the exports map.
+ * `signalyard/server` through the exports map. Also what the tarball holds (the build, the user
+ * docs and the LICENSE; no sources, tests or engineering docs), the links npm shows, and that a
+ * tarball packed in the checkout is ignored by git.
  *
  * Nothing here depends on the npm cache or the network: the install runs offline against a cache
  * of its own (empty), with the package's production dependencies packed from this project's own
@@ -10,7 +12,7 @@
  */
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { execFileSync, spawn } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -63,16 +65,44 @@ function installed (): void {
 
 test.after(() => rmSync(dir, { recursive: true, force: true }))
 
-test('the tarball ships the build, docs and bin, and no sources or tests', () => {
+test('the tarball ships the build, the user docs, the LICENSE and bin, and no sources, tests or engineering docs', () => {
   installed()
   const pkg = JSON.parse(readFileSync(join(dir, 'node_modules/signalyard/package.json'), 'utf8'))
   assert.equal(pkg.bin.signalyard, 'dist/cli.js')
-  const files = execFileSync('find', ['.', '-type', 'f'], { cwd: join(dir, 'node_modules/signalyard'), encoding: 'utf8' })
-  assert.ok(files.includes('./dist/browser/signalyard.js'))
-  assert.ok(files.includes('./dist/cli.js'))
-  assert.ok(files.includes('./docs/PROTOCOL.md'))
-  assert.not.ok(files.includes('./src/'), 'sources are not shipped')
-  assert.not.ok(files.includes('./test/'), 'tests are not shipped')
+  const files = execFileSync('find', ['.', '-type', 'f'], { cwd: join(dir, 'node_modules/signalyard'), encoding: 'utf8' }).split('\n')
+  for (const shipped of ['./dist/browser/signalyard.js', './dist/cli.js', './README.md', './LICENSE', './docs/PROTOCOL.md', './docs/TURN.md']) {
+    assert.ok(files.includes(shipped), `${shipped} is shipped`)
+  }
+  assert.is(files.filter((f) => f.startsWith('./src/')).length, 0, 'sources are not shipped')
+  assert.is(files.filter((f) => f.startsWith('./test/')).length, 0, 'tests are not shipped')
+  // Benchmarks, the NAT lab and the architecture tour are for people working on signalyard; the
+  // README links to them in the repository.
+  const docs = files.filter((f) => f.startsWith('./docs/')).sort()
+  assert.equal(docs, ['./docs/PROTOCOL.md', './docs/TURN.md'], 'only the user docs are shipped')
+  const license = readFileSync(join(dir, 'node_modules/signalyard/LICENSE'), 'utf8')
+  assert.match(license, /^MIT License\n\nCopyright \(c\) 2026 signalyard contributors\n/)
+  assert.is(pkg.license, 'MIT', 'package.json names the license the LICENSE file grants')
+})
+
+test('package.json tells npm where the repository, the homepage and the issue tracker are', () => {
+  installed()
+  const pkg = JSON.parse(readFileSync(join(dir, 'node_modules/signalyard/package.json'), 'utf8'))
+  assert.equal(pkg.repository, { type: 'git', url: 'git+https://github.com/signalyard/signalyard.git' })
+  assert.is(pkg.homepage, 'https://github.com/signalyard/signalyard#readme')
+  assert.equal(pkg.bugs, { url: 'https://github.com/signalyard/signalyard/issues' })
+})
+
+test('a tarball left by `npm pack` in the checkout is ignored by git', () => {
+  // `git check-ignore` exits 0 when the path is ignored, 1 when it is not; the file need not exist.
+  const check = spawnSync('git', ['check-ignore', '--quiet', '--no-index', 'signalyard-0.1.0.tgz'], { cwd: root })
+  assert.is(check.status, 0, `git check-ignore: exit ${String(check.status)} ${check.stderr?.toString() ?? ''}`)
+})
+
+test('the installed bin prints the package version', () => {
+  installed()
+  const pkg = JSON.parse(readFileSync(join(dir, 'node_modules/signalyard/package.json'), 'utf8'))
+  const out = execFileSync('npx', ['--offline', 'signalyard', '--version'], { cwd: dir, env: npmEnv, encoding: 'utf8', timeout: 10_000 })
+  assert.is(out, `${String(pkg.version)}\n`)
 })
 
 test('npx signalyard starts a server that prints its URL and answers /healthz', async () => {

@@ -2,6 +2,10 @@
  * The HTTP side of a yard: the routes next to the WebSocket endpoint (GET /healthz, GET /metrics,
  * 426 on the WebSocket path and 404 elsewhere), the separate metrics server, and the small
  * helpers for listening, addresses, paths and ports.
+ *
+ * /healthz and /metrics are read-only: HEAD answers as GET does (status and headers, no body),
+ * any other method gets 405 with `Allow: GET, HEAD`, so a probe configured with the wrong method
+ * fails loudly instead of looking like a missing route.
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { timingSafeEqual } from 'node:crypto'
@@ -18,17 +22,25 @@ export interface Ops {
   metricsToken: string | null
 }
 
-/** GET /healthz and GET /metrics (when `withMetrics`) as a handler: true when it answered the request. */
+/** The methods the ops routes answer; HEAD is GET without the body (Node's response drops it). */
+const READ_METHODS = 'GET, HEAD'
+
+/** /healthz and /metrics (when `withMetrics`) as a handler: true when it answered the request. */
 export function opsRoutes (ops: Ops): (req: IncomingMessage, res: ServerResponse, withMetrics: boolean) => boolean {
   const token = ops.metricsToken === null ? null : Buffer.from(`Bearer ${ops.metricsToken}`)
   return (req, res, withMetrics) => {
     const url = new URL(req.url ?? '/', 'http://localhost')
-    if (req.method === 'GET' && url.pathname === '/healthz') {
+    const route = url.pathname === '/healthz' || (withMetrics && url.pathname === '/metrics')
+    if (!route) return false
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { 'content-type': 'text/plain', allow: READ_METHODS }).end(`method not allowed: use ${READ_METHODS}\n`)
+      return true
+    }
+    if (url.pathname === '/healthz') {
       const health = ops.health()
       res.writeHead(health.status === 'ok' ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify(health))
       return true
     }
-    if (!withMetrics || req.method !== 'GET' || url.pathname !== '/metrics') return false
     if (token !== null && !sameBytes(Buffer.from(req.headers.authorization ?? ''), token)) {
       res.writeHead(401, { 'content-type': 'text/plain', 'www-authenticate': 'Bearer' }).end('unauthorized\n')
       return true
