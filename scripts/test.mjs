@@ -55,6 +55,7 @@ const ON_BOTH_BROKERS = [
   'liveness',
   'memory',
   'node',
+  'node-messages',
   'peerjs-server',
   'peers',
   'peers-server',

@@ -10,6 +10,7 @@ import type { RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { NAME_MAX } from '../protocol/frames.js'
 import { readHandshake, writeHandshake, type HandshakeMessage, type Transport } from '../protocol/handshake.js'
+import { encodePayload } from '../protocol/codec.js'
 import { readSignalFrom, readSignalLeave, writeSignalSettled, writeSignalTo } from '../protocol/signal.js'
 import { PeerConnection, type PeerHost, type TransportOption } from './peer-connection.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
@@ -31,7 +32,15 @@ export interface NodeOptions {
 export interface NodeEvents {
   /** A peer connected to this node. */
   connection: [pc: PeerConnection]
-  /** A coded error, e.g. `peer-id-taken` when listening failed. */
+  /**
+   * A message another node sent with `node.send(id, data)`; `from` is the sender's id, set by the
+   * server (a node cannot pose as another).
+   */
+  message: [data: unknown, info: { from: string }]
+  /**
+   * A coded error, e.g. `peer-id-taken` when listening failed, or `unknown-peer` when nobody
+   * listened on the id a `node.send` went to.
+   */
   error: [error: SignalyardError]
   /** The node was closed (`node.close()` or its channel closed). */
   close: []
@@ -70,6 +79,18 @@ class SignalStream extends Stream<StreamEvents> {
     }
   }
 
+  /** Send an application's message to one peer (queued while the socket is down). */
+  sendApp (to: string, data: unknown): void {
+    if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the node stopped listening')
+    let payload
+    try {
+      payload = encodePayload(data)
+    } catch (err) {
+      throw new SignalyardError('bad-request', `cannot encode payload: ${(err as Error).message}`)
+    }
+    this.socket.send(this.sid, writeSignalTo(this.sid, to, payload, true))
+  }
+
   /** Tell the server (for /metrics) that a pc this node started settled on `transport`; dropped when not open. */
   settled (transport: Transport): void {
     if (this.state !== 'open') return
@@ -82,7 +103,9 @@ class SignalStream extends Stream<StreamEvents> {
     const from = readSignalFrom(frame)
     if (from === null || !isId(from)) return
     const decoded = this.decode(frame.kind, frame.payload)
-    if (decoded.ok) this.node.received(from, decoded.value)
+    if (!decoded.ok) return
+    if (frame.meta?.app === 1) this.node.emit('message', decoded.value, { from })
+    else this.node.received(from, decoded.value)
   }
 
   override event (frame: RawFrame): void {
@@ -91,7 +114,7 @@ class SignalStream extends Stream<StreamEvents> {
   }
 
   protected override failedRequest (meta: Record<string, unknown>): void {
-    if (meta.code === 'unknown-peer' && isId(meta.to)) return this.node.unreachable(meta.to, errorFromMeta(meta))
+    if (meta.code === 'unknown-peer' && isId(meta.to) && meta.app !== 1) return this.node.unreachable(meta.to, errorFromMeta(meta))
     super.failedRequest(meta)
   }
 }
@@ -103,9 +126,13 @@ class SignalStream extends Stream<StreamEvents> {
  * const node = channel.createNode((pc) => {
  *   pc.on('connection', (stream) => stream.on('data', (d) => stream.send(d)))   // echo back
  * })
- * await node.listen('alice')
+ * await node.listen('alice')          // or `await node.listen()` for a random id (node.id)
  * const pc = node.connect('bob')
  * pc.createStream('chat').send('hi')
+ *
+ * // Directed messages without a peer connection (e.g. another WebRTC library's signals):
+ * node.on('message', (data, { from }) => console.log(from, data))
+ * node.send('bob', { type: 'offer', sdp: '…' })
  */
 export class PeerNode extends EventEmitter<NodeEvents> {
   private stream: SignalStream | null = null
@@ -146,12 +173,13 @@ export class PeerNode extends EventEmitter<NodeEvents> {
   connections (): PeerConnection[] { return [...this.pcs.values()] }
 
   /**
-   * Claim `id` for directed signalling in this namespace. Resolves once the server accepted it;
-   * rejects with `peer-id-taken` when another client owns it (the error is also emitted as 'error').
-   * Listening again under another id closes every connection first.
+   * Claim `id` for directed signalling in this namespace (without one: a random id, 21 characters
+   * of nanoid). Resolves with the id once the server accepted it; rejects with `peer-id-taken`
+   * when another client owns it (the error is also emitted as 'error'). Listening again under
+   * another id closes every connection first.
    */
-  listen (id: string): Promise<void> {
-    const promise = this.doListen(id)
+  listen (id: string = nanoid()): Promise<string> {
+    const promise = this.doListen(id).then(() => id)
     promise.catch(() => {})
     return promise
   }
@@ -187,6 +215,26 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     this.pcs.set(peerId, pc)
     pc.start()
     return pc
+  }
+
+  /**
+   * Send `data` (JSON value, string or bytes, at most `peers.maxSignal` bytes: 64 KiB by default)
+   * to the node listening on `id` in this namespace, over the server (no peer connection), in order.
+   * It arrives as that node's 'message' event with `from` set by the server. Nobody listening on
+   * `id`: this node emits 'error' `unknown-peer` (its message names the id). Throws
+   * `must-listen-first` before `listen()`.
+   *
+   * @example
+   * const b = channel.createNode()
+   * await b.listen('bob')
+   * b.on('message', (data, { from }) => console.log(from, data))   // 'alice' { hi: 1 }
+   * a.send('bob', { hi: 1 })
+   */
+  send (id: string, data: unknown): void {
+    if (this.closed) throw new SignalyardError('channel-closed', 'the node is closed')
+    if (this.stream === null) throw new SignalyardError('must-listen-first', 'call node.listen() before node.send()')
+    if (!isId(id)) throw new SignalyardError('bad-request', `a peer id is a string of 1..${NAME_MAX} characters`)
+    this.stream.sendApp(id, data)
   }
 
   /** Close every connection and stop listening. */

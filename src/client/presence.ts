@@ -187,17 +187,23 @@ export class Peers extends EventEmitter<PeersEvents> {
 
   /**
    * Join under `meta.id` (1..256 characters) with the rest of `meta` as your presence record;
-   * resolves once the server accepted it, rejects with `peer-id-taken` when another client owns
-   * the id. Joining again with the same id updates your meta ('update' for the others); with
-   * another id it leaves the old one first.
+   * resolves with the id once the server accepted it, rejects with `peer-id-taken` when another
+   * client owns the id. Without `id`: the id you joined under, or a random one (21 characters of
+   * nanoid) the first time. Joining again with the same id updates your meta ('update' for the
+   * others); with another id it leaves the old one first.
+   *
+   * @example
+   * const id = await peers.join({ name: 'Ada' })   // a random id
+   * await peers.join({ name: 'Ada L.' })          // the same id, meta updated
    */
-  join (meta: { id: string } & Record<string, unknown>): Promise<void> {
-    const promise = this.doJoin(meta)
+  join (meta: { id?: string } & Record<string, unknown> = {}): Promise<string> {
+    const id = meta?.id === undefined ? this.stream?.peerId ?? nanoid() : meta.id
+    const promise = this.doJoin({ ...meta, id }).then(() => id)
     promise.catch(() => {}) // an unawaited join must not crash the process; the error also goes to 'error'
     return promise
   }
 
-  private doJoin (meta: { id: string } & Record<string, unknown>): Promise<void> {
+  private doJoin (meta: { id: unknown } & Record<string, unknown>): Promise<void> {
     if (this.closed) return Promise.reject(new SignalyardError('channel-closed', 'the channel is closed'))
     const id = meta?.id
     if (!isName(id)) {

@@ -4,9 +4,12 @@
  *
  *   client → server  OPEN   { ep: "signal", ns, id, key }   claim `id` (same rules as peers)
  *   server → client  OPENED { id }
- *   client → server  DATA   { to } + payload               to the one stream holding `to`
- *   server → client  DATA   { from } + the same payload     `from`: the sender's claimed id, set by the server
- *   server → client  ERROR  { code: "unknown-peer", message, to }   no one holds `to`
+ *   client → server  DATA   { to, app? } + payload         to the one stream holding `to`
+ *   server → client  DATA   { from, app? } + the same payload   `from`: the sender's claimed id, set by the server
+ *   server → client  ERROR  { code: "unknown-peer", message, to, app? }   no one holds `to`
+ *
+ * `app: 1` marks an application's message (node.send), which the server carries like any other;
+ * without it the payload is createNode's handshake.
  *   server → client  EVENT  { ep: "signal", ns, op: "leave", id }   an id was released
  *   client → server  REQUEST { op: "settled", req, tr }   a peer connection this id started settled
  *                                                          on transport `tr` ("webrtc" | "relay"):
@@ -39,20 +42,23 @@ export function writeSignalSettled (sid: number, req: number, tr: 'webrtc' | 're
   return writeFrame(FrameType.Request, sid, { op: 'settled', req, tr })
 }
 
-/** A client's directed message: DATA `{ to }` on its signal stream. */
-export function writeSignalTo (sid: number, to: string, payload: EncodedPayload): Uint8Array {
-  return writeFrame(FrameType.Data, sid, { to }, payload)
+/** A client's directed message: DATA `{ to }` on its signal stream (`app`: an application's message). */
+export function writeSignalTo (sid: number, to: string, payload: EncodedPayload, app = false): Uint8Array {
+  return writeFrame(FrameType.Data, sid, app ? { to, app: 1 } : { to }, payload)
 }
 
-/** The addressee and payload of a client's directed message; `to` is null when it is not a name. */
-export function readSignalTo (frame: RawFrame): { to: string | null, payload: EncodedPayload } {
+/**
+ * The addressee and payload of a client's directed message; `to` is null when it is not a name,
+ * `app` whether it is an application's message.
+ */
+export function readSignalTo (frame: RawFrame): { to: string | null, app: boolean, payload: EncodedPayload } {
   const to = frame.meta?.to
-  return { to: isName(to) ? to : null, payload: { kind: frame.kind as Kind, bytes: frame.payload } }
+  return { to: isName(to) ? to : null, app: frame.meta?.app === 1, payload: { kind: frame.kind as Kind, bytes: frame.payload } }
 }
 
-/** The delivered message: DATA `{ from }`, its stream id set by whoever delivers it. */
-export function writeSignalFrom (from: string, payload: EncodedPayload): Uint8Array {
-  return writeFrame(FrameType.Data, 0, { from }, payload)
+/** The delivered message: DATA `{ from }` (and `app: 1`), its stream id set by whoever delivers it. */
+export function writeSignalFrom (from: string, payload: EncodedPayload, app = false): Uint8Array {
+  return writeFrame(FrameType.Data, 0, app ? { from, app: 1 } : { from }, payload)
 }
 
 /** The sender of a delivered message; null when missing. */
