@@ -3,33 +3,22 @@
 // prints the lines it promises. Also runs them against a separately started server through
 // SIGNALYARD_URL. `npm test` builds dist first (the examples import the built package by name).
 //
-// examples/chat is a page: `node examples/chat/server.mjs` is started with PORT, its files are
-// fetched over HTTP, and two Chromium pages (Debian's /usr/bin/chromium through playwright-core,
-// see browser-helpers.ts) join, see each other and chat both ways.
+// The browser examples (examples/chat, examples/video-call) have their own files: test/chat.test.ts,
+// test/video-call.test.ts.
 //
 // Network: 127.0.0.1 only. The Node examples' WebRTC (node-datachannel, bindAddress 127.0.0.1)
-// gathers loopback candidates only; Chromium gathers candidates on every interface, so this file
-// re-runs itself in a private network namespace with only `lo` up (`unshare -n`, or `-rn` when not
-// root; test/netns.ts), as test/browser-peers.test.ts does. Where that is not possible the chat pages use the
-// relay (?transport=relay) and no WebRTC runs between them; the file says so.
+// gathers loopback candidates only, so no network namespace is needed here (the browser files
+// make one for Chromium, which gathers candidates on every interface).
 import { test } from 'uvu'
 import * as assert from 'uvu/assert'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import type { Page } from 'playwright-core'
 import { SignalChannel } from 'signalyard'
-import { assertPortTaken, assertServesBundleAndYard, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
-import { fetchText, freePort, startYard, until } from './helpers.js'
-import { loopbackOnly } from './netns.js'
-
-// ── a network namespace with only loopback (see the header) ──
-
-const ISOLATED = await loopbackOnly(import.meta.url,
-  'the chat pages talk through the relay (?transport=relay) and no WebRTC runs between them')
+import { startYard, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
@@ -314,178 +303,6 @@ test('examples/file-transfer <missing path>: exit 1 naming the path', async () =
   const out = await runExample('file-transfer', {}, 15_000, ['/nonexistent/signalyard-test.bin'])
   assert.is(out.code, 1)
   assert.match(out.stderr, 'file-transfer example: /nonexistent/signalyard-test.bin')
-})
-
-// ── examples/chat ──
-
-test.after(closeBrowser)
-
-interface ChatServer { origin: string, child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
-
-/** `node examples/chat/server.mjs` with PORT=<a free port>, as its header says; killed at the end. */
-async function startChat (defer: Defer): Promise<ChatServer> {
-  const port = await freePort()
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) }
-  delete env.SIGNALYARD_URL
-  const child = spawn(process.execPath, ['examples/chat/server.mjs'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => { stdout += d })
-  child.stderr.on('data', (d) => { stderr += d })
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-  defer(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  try {
-    await until(() => stdout.includes('\n') || child.exitCode !== null, 5000, 'the chat server prints its URL')
-  } catch (err) {
-    throw new Error(`${(err as Error).message}; stderr: ${stderr}`)
-  }
-  assert.is(stdout, `chat on http://127.0.0.1:${port}/ (open it in two tabs)\n`, `stderr: ${stderr}`)
-  return { origin: `http://127.0.0.1:${port}`, child, stderr: () => stderr, exited }
-}
-
-/** Each chat tab's uncaught errors; `noPageErrors()` at the end of a test checks them. */
-let pageErrors: string[][] = []
-function noPageErrors (): void {
-  const all = pageErrors.flat()
-  pageErrors = []
-  assert.equal(all, [], 'no uncaught errors in the chat pages')
-}
-
-/** A tab of the chat: open `url`, enter `name`, join (its uncaught errors are collected). */
-async function chatTab (defer: Defer, context: Awaited<ReturnType<typeof newContext>>, url: string, name: string): Promise<Page> {
-  const page = await context.newPage()
-  const problems: string[] = []
-  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`))
-  pageErrors.push(problems)
-  await page.goto(url)
-  await page.fill('#name', name)
-  await page.click('#join')
-  try {
-    await page.waitForSelector('#chat-form:not([hidden])', { timeout: 5000 })
-  } catch (err) {
-    throw new Error(`${name} did not join: status "${await page.textContent('#status')}"; ${problems.join('; ') || (err as Error).message}`)
-  }
-  return page
-}
-
-/** What `page` shows for `peer` in the online list once connected: 'webrtc' or 'relay'. */
-async function transportShown (page: Page, peer: string, ms: number, want: 'webrtc' | 'relay'): Promise<string> {
-  const shown = (): Promise<string | undefined> => page.$eval('#online', (list, peer) =>
-    [...list.querySelectorAll('li')].find((li) => li.dataset.peer === peer)?.dataset.transport, peer)
-  try {
-    // 'auto' shows 'relay' first and 'webrtc' once the pc moved: wait for the one expected.
-    await page.waitForFunction(([peer, want]) => {
-      const li = [...document.querySelectorAll<HTMLElement>('#online li')].find((li) => li.dataset.peer === peer)
-      return li?.dataset.transport === want
-    }, [peer, want], { timeout: ms })
-  } catch {
-    throw new Error(`${peer} is not shown as connected within ${ms} ms (shown: ${String(await shown())}; online: "${await page.textContent('#online')}")`)
-  }
-  return String(await shown())
-}
-
-async function say (page: Page, text: string): Promise<void> {
-  await page.fill('#message', text)
-  await page.press('#message', 'Enter')
-}
-
-/** Wait until `page` shows `text` from `from` (a message from someone else, or its own with 'me'). */
-async function shows (page: Page, from: string, text: string, mine = false): Promise<void> {
-  try {
-    await page.waitForFunction(([from, text, cls]) => [...document.querySelectorAll<HTMLElement>(`#log li.${cls}`)]
-      .some((li) => li.dataset.from === from && li.querySelector('.text')?.textContent === text), [from, text, mine ? 'me' : 'them'], { timeout: 5000 })
-  } catch {
-    throw new Error(`the page does not show ${JSON.stringify(text)} from ${from}; its log: "${await page.textContent('#log')}"`)
-  }
-}
-
-const onlineNames = (page: Page): Promise<string[]> =>
-  page.$$eval('#online li', (items) => items.map((li) => (li as HTMLElement).dataset.peer ?? ''))
-
-test('examples/chat: one command serves the page, the bundle and the signalyard server on PORT (127.0.0.1); SIGTERM stops it', async () => {
-  await scoped(async (defer) => {
-    const chat = await startChat(defer)
-    const page = await fetchText(`${chat.origin}/`)
-    assert.is(page.status, 200)
-    assert.match(page.type, 'text/html')
-    assert.match(page.body, "import { SignalChannel } from '/signalyard.js'", 'the page imports the bundle from /signalyard.js')
-    assert.is((await fetchText(`${chat.origin}/index.html`)).body, page.body)
-    await assertServesBundleAndYard(chat.origin, 'chat lobby')
-
-    chat.child.kill('SIGTERM')
-    assert.is(await withTimeout(chat.exited, 5000, 'the chat server exits on SIGTERM'), 0, `exit code; stderr: ${chat.stderr()}`)
-  })
-})
-
-test('examples/chat: a taken PORT is an error (exit 1) that says so', async () => {
-  await scoped(async (defer) => {
-    const chat = await startChat(defer)
-    const port = new URL(chat.origin).port
-    await assertPortTaken(defer, 'examples/chat/server.mjs', port, `chat server: port ${port} is in use`)
-  })
-})
-
-test(`examples/chat: two tabs join, see each other online ${ISOLATED ? 'over WebRTC' : '(relay)'}, chat both ways; a taken name is refused; a closed tab goes offline`, async () => {
-  await scoped(async (defer) => {
-    const chat = await startChat(defer)
-    const query = ISOLATED ? '' : '?transport=relay'
-    const expected = ISOLATED ? 'webrtc' : 'relay'
-    const context = await newContext(defer, { rtcOrigin: chat.origin })
-    const alice = await chatTab(defer, context, `${chat.origin}/${query}`, 'alice')
-    const bob = await chatTab(defer, context, `${chat.origin}/${query}`, 'bob')
-
-    // Presence: each sees the other online; the connection shows its transport on both sides.
-    assert.is(await transportShown(alice, 'bob', 10_000, expected), expected, 'alice sees bob connected over ' + expected)
-    assert.is(await transportShown(bob, 'alice', 10_000, expected), expected, 'bob sees alice connected over ' + expected)
-    assert.equal(await onlineNames(alice), ['alice', 'bob'])
-    assert.equal(await onlineNames(bob), ['bob', 'alice'])
-
-    await say(alice, 'hello bob')
-    await shows(bob, 'alice', 'hello bob')
-    await shows(alice, 'alice', 'hello bob', true)
-    await say(bob, 'hi alice <b>not bold</b> & ✓')
-    await shows(alice, 'bob', 'hi alice <b>not bold</b> & ✓')
-    assert.is(await alice.$$eval('#log b', (b) => b.length), 0, 'messages are text, not HTML')
-
-    // A third tab cannot take a name in use.
-    const third = await context.newPage()
-    await third.goto(`${chat.origin}/${query}`)
-    await third.fill('#name', 'alice')
-    await third.click('#join')
-    await third.waitForFunction(() => document.querySelector('#status')?.textContent?.includes('taken'), null, { timeout: 5000 })
-    assert.ok(await third.isHidden('#chat-form'), 'the third tab did not join')
-    await third.close()
-
-    // Bob closes his tab: alice sees him go (the server's grace for a vanished socket is 3 s).
-    await bob.close()
-    await alice.waitForFunction(() => ![...document.querySelectorAll<HTMLElement>('#online li')].some((li) => li.dataset.peer === 'bob'), null, { timeout: 6000 })
-    assert.equal(await onlineNames(alice), ['alice'])
-    noPageErrors()
-  })
-})
-
-test('examples/chat ?transport=relay in one tab: both tabs show the relay, and the chat works over it', async () => {
-  await scoped(async (defer) => {
-    const chat = await startChat(defer)
-    const context = await newContext(defer, { rtcOrigin: chat.origin })
-    const carol = await chatTab(defer, context, `${chat.origin}/?room=side`, 'carol')
-    const dave = await chatTab(defer, context, `${chat.origin}/?room=side&transport=relay`, 'dave')
-    assert.is(await transportShown(carol, 'dave', 10_000, 'relay'), 'relay')
-    assert.is(await transportShown(dave, 'carol', 10_000, 'relay'), 'relay')
-    await say(dave, 'over the relay')
-    await shows(carol, 'dave', 'over the relay')
-    await say(carol, 'got it')
-    await shows(dave, 'carol', 'got it')
-    noPageErrors()
-  })
-})
-
-test('examples/chat: the header says how to run it', () => {
-  const source = readFileSync(`${root}examples/chat/server.mjs`, 'utf8')
-  const header = source.split('\n').filter((l) => l.startsWith('//')).join('\n')
-  assert.match(header, 'node examples/chat/server.mjs')
-  assert.match(header, 'PORT')
-  assert.match(source, /from 'signalyard\/server'/)
 })
 
 test.run()

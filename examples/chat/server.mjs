@@ -1,8 +1,9 @@
 // examples/chat — a browser chat over peer connections (WebRTC, with the relay as a fallback).
 //
-// One command serves everything on one port: the page (index.html), the browser bundle of the
-// client (at /signalyard.js, from the package's dist/browser/signalyard.js) and the signalyard
-// server itself (WebSocket upgrades on the same port, so the page connects to its own origin).
+// One command serves everything on one port: the page (index.html), its icon, the browser bundle
+// of the client (at /signalyard.js, from the package's dist/browser/signalyard.js) and the
+// signalyard server itself (WebSocket upgrades on the same port, so the page connects to its own
+// origin).
 //
 // Run it from the repository root (after `npm install`, which builds dist/):
 //
@@ -10,8 +11,9 @@
 //   PORT=3001 node examples/chat/server.mjs  # another port (PORT=0 picks a free one)
 //
 // then open the printed URL in two (or more) tabs, enter a name in each and chat. Each tab shows
-// who is online and, per peer, whether the messages go over WebRTC or through the server's relay.
-// Add ?transport=relay to the URL to force the relay, ?room=name for a separate room.
+// who is online and, per peer, whether the messages go over WebRTC or through the server's relay;
+// Leave (top right) leaves the room. ?room=name picks a separate room (default "lobby"; the join
+// form can change it too), ?transport=relay forces the relay.
 //
 // It listens on 127.0.0.1 only. This page has no server of its own to point at, so SIGNALYARD_URL
 // (which the other examples honour) does not apply here: the server below is the chat's server.
@@ -26,9 +28,13 @@ if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`PORT must be a po
 
 // The browser bundle of the installed package ('signalyard/package.json' is exported for this).
 const bundle = fileURLToPath(new URL('dist/browser/signalyard.js', import.meta.resolve('signalyard/package.json')))
+const here = (file) => fileURLToPath(new URL(file, import.meta.url))
 const FILES = {
-  '/': [fileURLToPath(new URL('index.html', import.meta.url)), 'text/html; charset=utf-8'],
-  '/index.html': [fileURLToPath(new URL('index.html', import.meta.url)), 'text/html; charset=utf-8'],
+  '/': [here('index.html'), 'text/html; charset=utf-8'],
+  '/index.html': [here('index.html'), 'text/html; charset=utf-8'],
+  '/favicon.svg': [here('favicon.svg'), 'image/svg+xml'],
+  // Some browsers ask for /favicon.ico whatever the page links: the same icon.
+  '/favicon.ico': [here('favicon.svg'), 'image/svg+xml'],
   '/signalyard.js': [bundle, 'text/javascript; charset=utf-8']
 }
 
