@@ -54,6 +54,7 @@ const ON_BOTH_BROKERS = [
   'limits',
   'liveness',
   'memory',
+  'mesh',
   'node',
   'node-messages',
   'peerjs-server',

@@ -1,10 +1,10 @@
 // examples/channel — a mesh of peers (signal-channel's "channel" example): presence + peer connections.
 //
-// N peers (default 4) join one namespace. Each one listens for peer connections under its id
-// (createNode) and announces itself (createPeers). Every pair connects once: the peer with the
-// LOWER id opens the connection when it sees a peer with a greater id join (peers already present
-// when it joins count too), the other side gets 'connection'. Then every peer sends a greeting on a
-// stream to every other peer, and each received greeting is printed:
+// N peers (default 4) join one room with `channel.mesh({ id })`, which composes presence
+// (createPeers) and peer connections (createNode) under one id: every pair connects once (the peer
+// with the LOWER id dials), and the room says 'peer' when a connection opens. Then every peer
+// sends a greeting to every other one with `room.send(text, { to })`, and each received greeting
+// ('data') is printed:
 //
 //   transport: webrtc (node-datachannel)
 //   peer-2 got "hello peer-2, this is peer-1" from peer-1 over webrtc
@@ -69,7 +69,7 @@ clearTimeout(giveUp)
 for (const channel of channels) channel.close()
 await yard?.close()
 
-/** One peer: its own socket, a node listening on `id`, and presence under the same id. */
+/** One peer: its own socket and a room (channel.mesh: presence + a node under one id). */
 async function startPeer (id, i) {
   // A distinct URL string gets a distinct WebSocket (the same string shares one per process).
   const peerUrl = new URL(url)
@@ -79,37 +79,24 @@ async function startPeer (id, i) {
     RTCPeerConnection,
     rtcConfig: { bindAddress: '127.0.0.1' }
   })
-
-  // Connected to by a lower id: greet back on the same connection.
-  const node = channel.createNode((pc) => greet(id, pc), { connectTimeout: CONNECT_TIMEOUT })
-  node.on('error', (err) => fail(`${id}: ${err.code}: ${err.message}`))
-  // Listen first, then announce: whoever sees us join can connect at once.
-  await node.listen(id)
-
-  const peers = channel.createPeers()
-  peers.on('join', (peer) => {
-    if (peer.id > id) greet(id, node.connect(peer.id))
+  const room = channel.mesh({ id, connectTimeout: CONNECT_TIMEOUT })
+  room.on('error', (err) => fail(`${id}: ${err.code}: ${err.message}`))
+  // Once per other member, when the connection to it opens (whichever side dialled).
+  room.on('peer', (pc) => {
+    pc.on('close', (err) => { if (err && received < expected) fail(`${id} ↔ ${pc.peerId}: ${err.code}: ${err.message}`) })
+    // transport 'auto' opens the pc on the relay at once and moves it to WebRTC when ICE connects.
+    // The greeting waits for the move only so that the lines show where the pair settled: an app
+    // need not wait (nothing sent is lost in the move).
+    settled(pc).then(() => room.send(`hello ${pc.peerId}, this is ${id}`, { to: pc.peerId }))
   })
-  peers.on('error', (err) => fail(`${id}: ${err.code}: ${err.message}`))
-  await peers.join({ id, greeting: 'hello' })
+  room.on('data', (text, { from }) => {
+    const transport = room.peers().find((p) => p.id === from)?.pc?.transport
+    transports.add(transport)
+    console.log(`${id} got ${JSON.stringify(text)} from ${from} over ${transport}`)
+    if (++received === expected) allGreeted()
+  })
+  await room.ready()
   return channel
-}
-
-/** Send our greeting on a stream of `pc`, print the one that comes back. */
-function greet (id, pc) {
-  pc.on('connection', (stream) => {
-    if (stream.label !== 'greeting') return
-    stream.on('data', (text) => {
-      transports.add(pc.transport)
-      console.log(`${id} got ${JSON.stringify(text)} from ${pc.peerId} over ${pc.transport}`)
-      if (++received === expected) allGreeted()
-    })
-  })
-  pc.on('close', (err) => { if (err && received < expected) fail(`${id} ↔ ${pc.peerId}: ${err.code}: ${err.message}`) })
-  // transport 'auto' opens the pc on the relay at once and moves it to WebRTC when ICE connects.
-  // The greeting waits for the move only so that the lines show where the pair settled: an app
-  // need not wait (a stream holds what is sent before 'open', and nothing is lost in the move).
-  settled(pc).then(() => pc.createStream('greeting').send(`hello ${pc.peerId}, this is ${id}`))
 }
 
 /** Resolves once `pc` is on WebRTC, or when it will not be (no WebRTC here, or not within the timeout). */

@@ -9,6 +9,7 @@ import { NAME_MAX } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
 import { EchoStream, type EchoOptions } from './echo.js'
 import { KvStream } from './kv.js'
+import { Room, type MeshOptions } from './mesh.js'
 import { PeerNode, type NodeOptions } from './peer-node.js'
 import type { PeerConnection } from './peer-connection.js'
 import { Peers } from './presence.js'
@@ -150,6 +151,30 @@ export class Channel extends EventEmitter<ChannelEvents> {
     this.owned.add(node)
     node.once('close', () => this.owned.delete(node))
     return node
+  }
+
+  /**
+   * Join a room: presence and peer connections under one id in this namespace, connected to
+   * everyone else in it (see Room). Options: `id` (default random), `meta` (your presence
+   * record), and the node options (`transport`, `RTCPeerConnection`, `rtcConfig`, `connectTimeout`).
+   *
+   * @example
+   * const room = channel.mesh({ meta: { name: 'Ada' } })
+   * room.on('peer', (pc, meta) => console.log(meta.name, 'is here'))
+   * room.on('data', (msg, { from }) => console.log(from, msg))
+   * room.send('hello everyone')
+   */
+  mesh<T = unknown> (options: MeshOptions = {}): Room<T> {
+    this.check(null)
+    const { id, meta, ...nodeOptions } = options ?? {}
+    if (meta !== undefined && (meta === null || typeof meta !== 'object' || Array.isArray(meta))) {
+      throw new SignalyardError('bad-request', 'meta is an object (your presence record)')
+    }
+    const node = this.createNode(undefined, nodeOptions)
+    const room = new Room<T>(node, this.createPeers(), { id, meta })
+    this.owned.add(room)
+    room.once('close', () => this.owned.delete(room))
+    return room
   }
 
   /** Close every stream, node and presence of this channel; the socket closes when no channel uses it. */
