@@ -19,7 +19,8 @@ const FAST = { minDelay: 20, maxDelay: 100 }
 function watch (channel: Channel): { errors: string[], opens: () => number } {
   const errors: string[] = []
   let opens = 0
-  channel.on('error', (err: SignalyardError) => errors.push(`${err.code}: ${err.message}`))
+  // A refused attempt while the yard restarts is expected (connect-failed, then a retry), not a cut.
+  channel.on('error', (err: SignalyardError) => { if (err.code !== 'connect-failed') errors.push(`${err.code}: ${err.message}`) })
   channel.on('state', (state) => { if (state === 'open') opens++ })
   return { errors, opens: () => opens }
 }

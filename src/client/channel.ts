@@ -49,7 +49,11 @@ export interface ChannelOptions {
 export interface ChannelEvents {
   /** The socket's state changed: connecting → open → reconnecting → open … → closed. */
   state: [state: SocketState, change: StateChange]
-  /** A connection-level error from the server (for example a bad frame). */
+  /**
+   * A connection-level error: from the server (for example a bad frame), `connect-failed` for every
+   * attempt that could not connect (the message says why; the channel keeps retrying), and
+   * `unauthorized` / `forbidden` when the server refused the token or the origin (final).
+   */
   error: [error: SignalyardError]
 }
 

@@ -16,9 +16,12 @@ import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
 import { Liveness, PING } from './liveness.js'
 import { OfflineQueue } from './offline-queue.js'
 import { Pacer } from './pacer.js'
-import { readHello, refusal, resolveToken, socketKey, subprotocols, type Hello, type TokenOption } from './socket-auth.js'
+import {
+  badUrl, connectFailure, NODE_DIAGNOSTICS, readHello, refusal, resolveToken, shownUrl, socketKey, subprotocols,
+  type Attempt, type Diagnostics, type Hello, type TokenOption
+} from './socket-auth.js'
 
-export type { Hello, TokenOption } from './socket-auth.js'
+export type { ConnectError, ConnectReason, Hello, TokenOption } from './socket-auth.js'
 
 export type SocketState = 'connecting' | 'open' | 'reconnecting' | 'closed'
 export interface StateChange { from: SocketState, to: SocketState, reason: string }
@@ -55,10 +58,17 @@ export interface StreamHandle {
 }
 
 let defaultWebSocket: WebSocketConstructor | undefined
+/** Why a connection failed, as only Node can tell; null in browsers (socket-auth.ts, Diagnostics). */
+let diagnostics: Diagnostics | null = null
 
-/** Used by the Node entry to make `ws` the default where there is no global WebSocket. */
+/**
+ * Used by the Node entry to make `ws` the default where there is no global WebSocket, and to
+ * install the Node diagnostics of failed connections (referenced only here, so browser bundles,
+ * which never call this, leave them out).
+ */
 export function setDefaultWebSocket (ctor: WebSocketConstructor): void {
   defaultWebSocket = ctor
+  diagnostics = NODE_DIAGNOSTICS
 }
 
 const OPEN = 1
@@ -201,32 +211,46 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
 
   private open (token: string | null): void {
     const url = this.urls[this.urlIndex % this.urls.length]
+    // What this attempt learns of why it fails, for the `connect-failed` error (socket-auth.ts).
+    const attempt: Attempt = { url: shownUrl(url), error: null, http: null, opened: false }
     let ws: WebSocketLike
     try {
       ws = new this.Ctor(url, subprotocols(token))
     } catch (err) {
-      this.emit('error', new SignalyardError('connection-closed', `cannot open ${url}: ${(err as Error).message}`))
-      this.scheduleReconnect(`cannot open ${url}`)
+      this.failed(badUrl(attempt.url, err))
       return
     }
     this.ws = ws
     ws.binaryType = 'arraybuffer'
+    diagnostics?.watch(ws, (answer) => { attempt.http = answer })
     // The socket counts as open once the server's HELLO arrives (see receive): by then the server
     // has accepted the connection and told its limits.
-    ws.onopen = () => {}
+    ws.onopen = () => { attempt.opened = true }
     ws.onmessage = (ev) => {
       if (ev.data instanceof ArrayBuffer) this.receive(new Uint8Array(ev.data))
     }
-    ws.onerror = () => {}
+    // In Node the event carries the cause (ECONNREFUSED, a TLS error…); in browsers, nothing.
+    ws.onerror = (ev) => { attempt.error = ev }
     ws.onclose = (ev) => {
       this.ws = null
       ws.onopen = ws.onmessage = ws.onclose = null
       this.liveness.stop()
       const why = `${ev.code}${ev.reason === '' ? '' : ` ${ev.reason}`}`
-      const error = refusal(ev.code, ev.reason)
+      const error = refusal(ev.code, ev.reason, attempt.url)
       if (error !== null) return this.refused(error, why)
+      // Not greeted on this socket: the attempt failed, and the app hears why.
+      if (this.state !== 'open') return this.failed(connectFailure(attempt, ev.code, ev.reason, diagnostics))
       this.down(`socket closed (${why})`)
     }
+  }
+
+  /**
+   * An attempt failed before the server's HELLO: retry (the next URL first) with backoff, and
+   * emit the error that says why on every channel, as socket.io's 'connect_error' does per attempt.
+   */
+  private failed (error: SignalyardError): void {
+    this.down(error.message)
+    this.emit('error', error)
   }
 
   /** The connection is gone (closed, or found dead): streams wait, the socket reconnects elsewhere first. */

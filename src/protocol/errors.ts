@@ -28,6 +28,7 @@ export const ERROR_CODES = {
   'relay-overflow': 'the client sent more than relay.maxInFlight bytes on a relay stream without waiting for ACKs',
   'stream-closed': 'the stream is closed',
   'connection-closed': 'the connection closed before the stream was acknowledged',
+  'connect-failed': 'the client could not connect (the message says why); it retries',
   'server-closing': 'the server is shutting down',
   'channel-closed': 'the channel was closed',
   unauthorized: 'authentication failed',
