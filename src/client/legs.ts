@@ -15,7 +15,7 @@ import type { Pipe, PipeHandlers } from './transports/pipe.js'
 import { RelayPipe } from './transports/relay.js'
 import { RtcSession } from './transports/rtc-session.js'
 import { PipeSlot } from './transports/slot.js'
-import { DATA_CHANNEL_LABEL, WebRtcPipe, type RTCDataChannelLike } from './transports/webrtc.js'
+import { DATA_CHANNEL_LABEL, WebRtcPipe, isSideChannel, type RTCDataChannelLike } from './transports/webrtc.js'
 
 /** What the legs need from their connection. */
 export interface LegsOwner extends PipeHandlers {
@@ -32,6 +32,8 @@ export interface LegsOwner extends PipeHandlers {
   error: (error: SignalyardError) => void
   /** Frames may go out again. */
   pump: () => void
+  /** A stream's own data channel the peer opened (an unreliable stream's). */
+  side: (channel: RTCDataChannelLike) => void
 }
 
 export class Legs {
@@ -86,7 +88,7 @@ export class Legs {
       const signal = (m: RtcMessage): void => this.host.handshake(this.owner.peerId, { ...m, c: this.owner.cid() })
       const session = shared ?? new RtcSession(rtc.Ctor, rtc.config, false, false, this.owner.initiator, signal)
       const initiator = this.owner.initiator()
-      this.slot.use((on) => new WebRtcPipe(session, initiator, on, { announced, owns: shared === null, recoverMs: this.host.connectTimeout }))
+      this.slot.use((on) => new WebRtcPipe(session, initiator, on, { announced, owns: shared === null, recoverMs: this.host.connectTimeout, onSide: this.owner.side }))
       return true
     } catch (err) {
       this.owner.error(new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))
@@ -114,7 +116,8 @@ export class Legs {
       changed: this.owner.moved,
       neverOpened: this.owner.neverOpened,
       lost: this.owner.lost,
-      error: this.owner.error
+      error: this.owner.error,
+      side: this.owner.side
     })
     return true
   }
@@ -152,6 +155,7 @@ export class Legs {
   /** A data channel the peer opened on the shared session: a WebRTC attempt's (its label says which), or the app's own. */
   private channel (channel: RTCDataChannelLike): void {
     const label = channel.label ?? ''
+    if (isSideChannel(channel) && !this.owner.closed()) return this.owner.side(channel)
     if (this.owner.closed() || (label !== DATA_CHANNEL_LABEL && !label.startsWith(`${DATA_CHANNEL_LABEL}:`))) return
     if (this.mover !== null) {
       const g = Number(label.slice(DATA_CHANNEL_LABEL.length + 1))

@@ -80,6 +80,8 @@ export interface MoverHost {
   /** The WebRTC path died and there is no relay to go back to. */
   lost: (error: SignalyardError) => void
   error: (error: SignalyardError) => void
+  /** A stream's own data channel the peer opened on an attempt's session. */
+  side: (channel: RTCDataChannelLike) => void
 }
 
 export class Mover {
@@ -252,7 +254,7 @@ export class Mover {
         this.slot.use((on) => new WebRtcPipe(shared, true, on, { label: `${DATA_CHANNEL_LABEL}:${g}`, announced: true, fragile: true }))
       } else {
         const session = new RtcSession(rtc.Ctor, rtc.config, false, false, () => initiator, (m) => this.host.signal(m, g))
-        this.slot.use((on) => new WebRtcPipe(session, initiator, on, { announced: true, fragile: true, owns: true }))
+        this.slot.use((on) => new WebRtcPipe(session, initiator, on, { announced: true, fragile: true, owns: true, onSide: this.host.side }))
       }
     } catch (err) {
       this.host.error(new SignalyardError('connection-closed', `cannot create an RTCPeerConnection: ${String(err)}`))

@@ -13,6 +13,7 @@ import { Fifo } from './fifo.js'
 import { ACK_DELAY_MS, ACK_EVERY, Ledger } from './ledger.js'
 import { PeerStream, type StreamHost } from './peer-stream.js'
 import { PIPE_HIGH_WATER, PIPE_LOW_WATER, type Pipe } from './transports/pipe.js'
+import { SIDE_CHANNEL_PREFIX, type RTCDataChannelLike, type RTCPeerConnectionLike } from './transports/webrtc.js'
 
 /** Largest message a stream sends or accepts, in bytes. */
 export const MAX_MESSAGE = 16 * 1024 * 1024
@@ -28,6 +29,18 @@ export const HIGH_WATER_MARK = 1024 * 1024
  * stream of 1-byte messages could queue a million of them under the byte limits.
  */
 export const MESSAGE_COST = 64
+/**
+ * Largest message an unreliable stream sends on its own data channel (one SCTP message every
+ * WebRTC stack takes whole); a larger one goes the reliable way, through the mux.
+ */
+export const SIDE_MAX = 16 * 1024
+/** Bytes an unreliable stream's channel may hold; past it messages are dropped (they may be lost anyway). */
+export const SIDE_HIGH_WATER = 256 * 1024
+/** Side channels the peer opened before the OPEN of their stream arrived, held at most. */
+const SIDE_EARLY_MAX = 64
+
+/** How an unreliable stream's messages travel on WebRTC (RTCDataChannelInit's fields). */
+export interface Unreliable { ordered: boolean, maxRetransmits?: number, maxPacketLifeTime?: number }
 
 /** What a mux needs from its connection (the way `PipeHandlers` serve a pipe's owner). */
 export interface MuxHost {
@@ -43,6 +56,8 @@ export interface MuxHost {
   flushed: () => void
   /** Send a control frame (ACK) on a sequenced connection, on whichever pipe can take it. */
   control: (frame: Uint8Array) => void
+  /** The RTCPeerConnection that carries the connection now, or null when it is not on WebRTC. */
+  rtc: () => RTCPeerConnectionLike | null
 }
 
 /**
@@ -58,8 +73,11 @@ class Lane implements StreamHost {
   needDrain = false
   parts: Uint8Array[] = []
   partsBytes = 0
+  /** The stream's own data channel (unreliable streams, on WebRTC), and the RTCPeerConnection it is on. */
+  side: RTCDataChannelLike | null = null
+  sideRtc: RTCPeerConnectionLike | null = null
 
-  constructor (private readonly mux: Mux, public id: number, label: string) {
+  constructor (private readonly mux: Mux, public id: number, label: string, readonly unreliable: Unreliable | null = null) {
     this.stream = new PeerStream(this, label)
   }
 
@@ -96,9 +114,12 @@ export class Mux {
   /** Bytes the current pipe holds (shared by every stream). */
   get pipeBuffered (): number { return this.host.pipe()?.bufferedAmount ?? 0 }
 
-  /** A new local stream; OPEN goes to the peer ahead of its data. */
-  createStream (label: string): PeerStream {
-    const lane = new Lane(this, this.nextId, label)
+  /**
+   * A new local stream; OPEN goes to the peer ahead of its data. `unreliable`: on WebRTC its
+   * messages go on a data channel of its own with those options (see sendSide).
+   */
+  createStream (label: string, unreliable: Unreliable | null = null): PeerStream {
+    const lane = new Lane(this, this.nextId, label, unreliable)
     this.nextId += 2
     this.lanes.set(lane.id, lane)
     this.enqueue({ lane, op: MuxOp.Open, kind: Kind.Text, bytes: new TextEncoder().encode(label), offset: 0 })
@@ -148,6 +169,8 @@ export class Mux {
   /** Forget whatever is still queued; nothing more goes out. */
   drop (): void {
     this.state = 'closed'
+    for (const channel of this.early.values()) { try { channel.close() } catch {} }
+    this.early.clear()
     this.queue.clear()
     this.queuedBytes = 0
     if (this.ackTimer !== null) clearTimeout(this.ackTimer)
@@ -171,6 +194,7 @@ export class Mux {
       throw new SignalyardError('bad-request', `cannot encode payload: ${(err as Error).message}`)
     }
     if (payload.bytes.length > MAX_MESSAGE) throw new SignalyardError('payload-too-large', `a message is at most ${MAX_MESSAGE} bytes`)
+    if ((lane.unreliable !== null || lane.side !== null) && this.sendSide(lane, payload.kind, payload.bytes)) return true
     if (this.queuedBytes + payload.bytes.length + MESSAGE_COST > MAX_QUEUED) {
       throw new SignalyardError('queue-full', `the connection holds ${this.queuedBytes} bytes already; wait for 'drain'`)
     }
@@ -262,6 +286,11 @@ export class Mux {
         }
         const lane = new Lane(this, n, new TextDecoder().decode(payload))
         this.lanes.set(n, lane)
+        const early = this.early.get(n)
+        if (early !== undefined) {
+          this.early.delete(n)
+          this.attachSide(lane, early, null)
+        }
         return this.host.accepted(lane.stream)
       }
       case MuxOp.Close: {
@@ -321,8 +350,88 @@ export class Mux {
     if (this.state === 'open') this.pump()
   }
 
+  /**
+   * An unreliable stream's message on WebRTC: on the stream's own data channel (made here, by the
+   * side that created the stream, on the RTCPeerConnection carrying the pair now, again after a
+   * move to another one), as one message `[kind, ...payload]`. False when it must go through the
+   * mux instead: not on WebRTC, the channel not open yet, or the message over SIDE_MAX. A message
+   * the channel has no room for (SIDE_HIGH_WATER) is dropped: such a stream may lose messages.
+   */
+  private sendSide (lane: Lane, kind: number, bytes: Uint8Array): boolean {
+    if (this.state !== 'open' || bytes.length + 1 > SIDE_MAX) return false
+    const rtc = this.host.rtc()
+    if (rtc === null) return false
+    if (lane.unreliable !== null && lane.sideRtc !== rtc) {
+      this.closeSide(lane)
+      try {
+        this.attachSide(lane, rtc.createDataChannel(`${SIDE_CHANNEL_PREFIX}${lane.id}`, { ...lane.unreliable }), rtc)
+      } catch {
+        return false // this RTCPeerConnection cannot make one: the mux carries it
+      }
+    }
+    const channel = lane.side
+    // (a channel the peer made is used while it is open: its RTCPeerConnection is the pair's, or closing)
+    if (channel?.readyState !== 'open' || (lane.unreliable !== null && lane.sideRtc !== rtc)) return false
+    if (channel.bufferedAmount > SIDE_HIGH_WATER) return true
+    const message = new Uint8Array(bytes.length + 1)
+    message[0] = kind
+    message.set(bytes, 1)
+    try {
+      channel.send(message)
+    } catch {
+      return false
+    }
+    return true
+  }
+
+  /** Side channels that came before their stream's OPEN (bounded), by stream number. */
+  private readonly early = new Map<number, RTCDataChannelLike>()
+
+  /** A stream's own data channel the peer opened (its label names the stream). */
+  adoptSide (channel: RTCDataChannelLike): void {
+    const n = Number((channel.label ?? '').slice(SIDE_CHANNEL_PREFIX.length))
+    // Only the creator of a stream makes its channel: a number of ours, or no number, is refused.
+    if (!Number.isInteger(n) || n <= 0 || n % 2 === this.nextId % 2 || this.state === 'closed') return void channel.close()
+    const lane = this.lanes.get(n)
+    if (lane !== undefined) return this.attachSide(lane, channel, null)
+    if (this.early.size >= SIDE_EARLY_MAX) return void channel.close()
+    this.early.get(n)?.close()
+    this.early.set(n, channel)
+  }
+
+  private attachSide (lane: Lane, channel: RTCDataChannelLike, rtc: RTCPeerConnectionLike | null): void {
+    if (lane.side !== channel) this.closeSide(lane)
+    lane.side = channel
+    lane.sideRtc = rtc
+    channel.binaryType = 'arraybuffer'
+    channel.onmessage = (ev) => {
+      if (lane.side !== channel || !this.lanes.has(lane.id)) return
+      const data = ev.data
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : ArrayBuffer.isView(data) ? new Uint8Array(data.buffer, data.byteOffset, data.byteLength) : null
+      if (bytes === null || bytes.length < 1 || bytes.length > SIDE_MAX) return // not one of ours: dropped, as a lost message would be
+      let value: unknown
+      try {
+        value = decodePayload(bytes[0], bytes.subarray(1))
+      } catch {
+        return
+      }
+      lane.stream.emit('data', value)
+    }
+    channel.onclose = () => { if (lane.side === channel) { lane.side = null; lane.sideRtc = null } }
+  }
+
+  private closeSide (lane: Lane): void {
+    const channel = lane.side
+    lane.side = null
+    lane.sideRtc = null
+    if (channel === null) return
+    channel.onmessage = channel.onclose = null
+    try { channel.close() } catch {}
+  }
+
   /** Take a stream out of the table with its unfinished message. */
   private release (lane: Lane): void {
+    this.closeSide(lane)
     this.partialBytes -= lane.partsBytes
     lane.parts = []
     lane.partsBytes = 0

@@ -11,7 +11,7 @@ import { SignalyardError } from '../protocol/errors.js'
 import { chooseTransport, type HandshakeMessage, type HelloMessage, type Transport } from '../protocol/handshake.js'
 import { BYE_LEFT, MuxOp, readMux, writeMux } from '../protocol/mux.js'
 import { Legs } from './legs.js'
-import { Mux } from './mux.js'
+import { Mux, type Unreliable } from './mux.js'
 import { PathWatch, type PeerPath } from './path.js'
 import type { PeerStream } from './peer-stream.js'
 import type { Pipe } from './transports/pipe.js'
@@ -76,7 +76,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       neverOpened: () => this.settled('relay'),
       lost: (error) => this.end(error, true),
       track: (track, streams, transceiver) => { if (this.state !== 'closed') this.emit('track', track as MediaStreamTrack, streams as MediaStream[], transceiver as RTCRtpTransceiver) },
-      error: (error) => this.emit('error', error)
+      error: (error) => this.emit('error', error),
+      side: (channel) => this.mux.adoptSide(channel)
     })
     this.mux = new Mux({
       pipe: () => this.legs.framePipe,
@@ -84,7 +85,8 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
       accepted: (stream) => this.emit('connection', stream),
       violation: (error) => this.end(error, true),
       flushed: () => this.flushed(),
-      control: (frame) => { const pipe = this.legs.mover?.controlPipe; if (pipe != null) this.sendRaw(frame, pipe) }
+      control: (frame) => { const pipe = this.legs.mover?.controlPipe; if (pipe != null) this.sendRaw(frame, pipe) },
+      rtc: () => this.state === 'open' && this.transport === 'webrtc' ? this.legs.webrtc()?.session.pc ?? null : null
     }, initiator)
   }
 
@@ -144,11 +146,22 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.legs.media.removeTrack(sender)
   }
 
-  /** A new stream; the other side gets 'connection'(stream) with the same label. */
-  createStream (label = 'default'): PeerStream {
+  /**
+   * A new stream; the other side gets 'connection'(stream) with the same label. Streams are
+   * ordered and reliable. With `{ ordered: false }` and/or `maxRetransmits` / `maxPacketLifeTime`
+   * (RTCDataChannelInit's meaning) the stream is unreliable on WebRTC: its messages of up to 16 KiB
+   * go on a data channel of its own with those options, both ways, and may arrive out of order or
+   * not at all (games, live positions); on the relay, and for larger messages, they stay reliable
+   * and ordered.
+   *
+   * @example
+   * const positions = pc.createStream('pos', { ordered: false, maxRetransmits: 0 })
+   * setInterval(() => positions.send({ x, y }), 50)   // a lost update is replaced by the next
+   */
+  createStream (label = 'default', options: StreamOptions = {}): PeerStream {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
     if (typeof label !== 'string') throw new SignalyardError('bad-request', 'a stream label is a string')
-    return this.mux.createStream(label)
+    return this.mux.createStream(label, unreliableOf(options))
   }
 
   /** Close the connection and every stream on both sides; what was sent is flushed first. */
@@ -432,3 +445,26 @@ function peerLeft (id: string): SignalyardError {
   return new SignalyardError('peer-left', `peer ${id} left`)
 }
 
+/** Options of `pc.createStream` (see there). */
+export interface StreamOptions {
+  /** false: messages may arrive out of order (WebRTC only). */
+  ordered?: boolean
+  /** Retransmissions of a lost message at most (WebRTC only); 0: never resent. */
+  maxRetransmits?: number
+  /** Milliseconds a lost message is resent for at most (WebRTC only). */
+  maxPacketLifeTime?: number
+}
+
+/** The data-channel options of an unreliable stream, or null for an ordered, reliable one; throws on bad options. */
+function unreliableOf (options: StreamOptions | undefined): Unreliable | null {
+  if (options === undefined || options === null) return null
+  if (typeof options !== 'object') throw new SignalyardError('bad-request', 'stream options are an object')
+  const { ordered = true, maxRetransmits, maxPacketLifeTime } = options
+  const count = (v: unknown): boolean => v === undefined || (Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 65535)
+  if (typeof ordered !== 'boolean' || !count(maxRetransmits) || !count(maxPacketLifeTime)) {
+    throw new SignalyardError('bad-request', 'ordered is a boolean; maxRetransmits and maxPacketLifeTime integers 0..65535')
+  }
+  if (maxRetransmits !== undefined && maxPacketLifeTime !== undefined) throw new SignalyardError('bad-request', 'maxRetransmits and maxPacketLifeTime cannot both be set')
+  if (ordered && maxRetransmits === undefined && maxPacketLifeTime === undefined) return null
+  return { ordered, ...(maxRetransmits !== undefined ? { maxRetransmits } : {}), ...(maxPacketLifeTime !== undefined ? { maxPacketLifeTime } : {}) }
+}

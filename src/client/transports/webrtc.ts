@@ -20,7 +20,7 @@ import type { RtcSession } from './rtc-session.js'
 
 /** The parts of the W3C RTCPeerConnection the pipe uses. */
 export interface RTCPeerConnectionLike {
-  createDataChannel: (label: string, init?: { ordered?: boolean }) => RTCDataChannelLike
+  createDataChannel: (label: string, init?: { ordered?: boolean, maxRetransmits?: number, maxPacketLifeTime?: number }) => RTCDataChannelLike
   createOffer: () => Promise<{ type: string, sdp?: string }>
   createAnswer: () => Promise<{ type: string, sdp?: string }>
   setLocalDescription: (d: { type: string, sdp?: string }) => Promise<void>
@@ -60,6 +60,13 @@ export type RTCPeerConnectionConstructor = new (config?: object) => RTCPeerConne
 
 export const DATA_CHANNEL_LABEL = 'signalyard'
 /**
+ * Label prefix of a stream's own data channel (an unreliable stream's: `signalyard.u:<stream>`),
+ * made by the side that created the stream on whichever RTCPeerConnection carries the pair.
+ */
+export const SIDE_CHANNEL_PREFIX = 'signalyard.u:'
+/** Whether a data channel the peer opened is a stream's own (see SIDE_CHANNEL_PREFIX). */
+export const isSideChannel = (channel: RTCDataChannelLike): boolean => channel.label?.startsWith(SIDE_CHANNEL_PREFIX) === true
+/**
  * How long an initiator holds its frames for the READY of an acceptor that did not announce one
  * (`accept` without `rd`: an older acceptor, which never sends it; its first frame, if any,
  * releases the frames too), and for one that did (ANNOUNCED_GRACE_MS: a READY that never comes
@@ -86,6 +93,8 @@ export interface WebRtcPipeOptions {
   owns?: boolean
   /** How long a non-fragile pipe on a renegotiating session waits for an ICE restart to recover. */
   recoverMs?: number
+  /** A stream's own data channel the peer opened on the pipe's own session (see SIDE_CHANNEL_PREFIX). */
+  onSide?: (channel: RTCDataChannelLike) => void
 }
 
 /** A pipe over one data channel of an RtcSession (its own, or the connection's). */
@@ -116,7 +125,12 @@ export class WebRtcPipe implements Pipe {
     this.unwatch = session.watch(() => this.stateChanged())
     if (options.owns === true) {
       session.onFailure = (error) => this.fail(`cannot negotiate: ${error.message}`)
-      if (!initiator) session.onChannel = (channel) => this.adopt(channel)
+      // The acceptor adopts the peer's pipe channel; a stream's own channel goes to its stream.
+      session.onChannel = (channel) => {
+        if (isSideChannel(channel)) options.onSide?.(channel)
+        else if (!initiator) this.adopt(channel)
+        else channel.close()
+      }
     }
     if (initiator) this.create()
   }
