@@ -62,6 +62,7 @@ const ON_BOTH_BROKERS = [
   'peers-server',
   'relay',
   'relay-flow',
+  'server-api',
   'signal-server',
   'snapshot',
   'y-webrtc-server',

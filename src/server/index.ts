@@ -7,6 +7,7 @@
  */
 export { createServer } from './server.js'
 export type { ServerOptions, Yard, Health } from './server.js'
+export type { PeerMeta, YardKv } from './api.js'
 export { turnCredential } from './ice.js'
 export type { IceServer, TurnOptions } from './ice.js'
 export { memoryBroker } from './brokers/memory.js'
@@ -14,7 +15,7 @@ export type { MemoryBrokerOptions } from './brokers/memory.js'
 export { redisBroker } from './brokers/redis/index.js'
 export type { RedisBrokerOptions } from './brokers/redis/index.js'
 export type {
-  Broker, RelayLink, RelaySink, RelayOpened, BrokerKvSet, TopicHandler,
+  Broker, RelayLink, RelaySink, RelayOpened, BrokerKvSet, BrokerKvEntry, TopicHandler,
   Claim, BrokerClaimRequest, ClaimSink, ClaimSpace, Claimed, BrokerMember, MemberPage
 } from './brokers/types.js'
 import type { BrokerClaimRequest, BrokerKvSet, BrokerMember } from './brokers/types.js'

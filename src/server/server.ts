@@ -30,6 +30,7 @@ import { toLogger, type LoggerOption } from './logger.js'
 import { closeSockets, watchFragments } from './socket.js'
 import { Compat, type CompatOptions } from './compat/index.js'
 import type { CompatEndpoint } from './metrics.js'
+import { kvOf, peersOf, Presence, publish, type PeerMeta, type YardKv } from './api.js'
 
 export { parsePort } from './http.js'
 
@@ -85,6 +86,18 @@ export interface ServerOptions {
    * port. `false`: not served at all (`yard.metrics()` still renders it).
    */
   metrics?: false | { token?: string, port?: number, host?: string }
+  /**
+   * A presence member joined through this server: called once per member id (a reconnect within
+   * `peers.grace` is not a new join), with `{ id, ...meta }`. Each server of a Redis yard reports
+   * the joins made through its own connections. What it throws or rejects with is logged.
+   */
+  onJoin?: (namespace: string, member: PeerMeta) => void | Promise<void>
+  /**
+   * A member that joined through this server left: at once when it left or closed, `peers.grace`
+   * after its socket went away (unless it came back meanwhile), and at the latest on yard.close().
+   * `member` carries its latest meta. Exactly one per onJoin.
+   */
+  onLeave?: (namespace: string, member: PeerMeta) => void | Promise<void>
 }
 
 /** `status` is 'unavailable' while the broker has lost its backing store (Redis): /healthz answers 503 then. */
@@ -110,6 +123,33 @@ export interface Yard {
   health: () => Health
   /** What GET /metrics answers (Prometheus text): serve it from the app's own route when attached. */
   metrics: () => Promise<string>
+  /**
+   * Send `data` (JSON, a string or bytes) to every echo stream of `namespace` in the yard (every
+   * server on the broker), as clients' `'data'` with `from` 'server'. Resolves once the broker took
+   * it; rejects with `bad-request` (namespace, unencodable data) or `payload-too-large` (maxFrame).
+   *
+   * @example
+   * await yard.publish('room-1', { type: 'notice', text: 'closing in 5 min' })
+   */
+  publish: (namespace: string, data: unknown) => Promise<void>
+  /**
+   * The KV store of `namespace`, the one clients replicate: `set` / `delete` reach every replica.
+   * Throws `bad-request` for a bad namespace.
+   *
+   * @example
+   * const kv = yard.kv<{ score: number }>('game-7')
+   * await kv.set('alice', { score: 3 }, { ttl: 60_000 })
+   * await kv.get('alice')   // { score: 3 }
+   */
+  kv: <V = unknown>(namespace: string) => YardKv<V>
+  /**
+   * The presence members of `namespace` in the whole yard, `[{ id, ...meta }]` (a member whose
+   * socket just went away stays listed for `peers.grace`, as clients see it).
+   *
+   * @example
+   * const online = await yard.peers('lobby')   // [{ id: 'alice', name: 'Alice' }, …]
+   */
+  peers: (namespace: string) => Promise<PeerMeta[]>
   /**
    * Close every client socket with 1001 (a client that does not finish the close handshake within
    * CLOSE_GRACE ms is cut off), stop listening (own server only), release the broker it made.
@@ -153,8 +193,12 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
         if (options.broker === undefined) await broker.close()
         throw err
       })
+  // The join/leave hooks watch the claims the endpoints make (api.ts): only when asked for.
+  const presence = options.onJoin === undefined && options.onLeave === undefined
+    ? null
+    : new Presence({ onJoin: options.onJoin, onLeave: options.onLeave }, log)
   const ctx: ServerContext = {
-    broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, authorize: options.authorize, namespaces: new Map(),
+    broker: presence?.wrap(broker) ?? broker, hub: new Hub(broker, metrics), limits, log, metrics, budgets, authorize: options.authorize, namespaces: new Map(),
     forget: (conn) => {
       connections.delete(conn)
       refresher?.forget(conn)
@@ -347,6 +391,9 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
     limits,
     health,
     metrics: renderMetrics,
+    publish: (namespace, data) => publish(ctx, namespace, data),
+    kv: (namespace) => kvOf(ctx, namespace),
+    peers: (namespace) => peersOf(ctx, namespace),
     close: () => closing ??= (async () => {
       stop()
       server.off('connection', onConnection)
@@ -366,6 +413,7 @@ export async function createServer (options: ServerOptions = {}): Promise<Yard> 
       await stopped
       await stun?.close()
       wss.close()
+      presence?.close()
       if (options.broker === undefined) await broker.close()
     })()
   }

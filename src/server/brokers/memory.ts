@@ -219,6 +219,10 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     },
     kvSnapshot (ns, since) { return model.snapshot(ns, since, now()) },
     kvScan (ns, since, pageBytes) { return model.pages(ns, since, now, pageBytes) },
+    kvGet (ns, key) {
+      const entry = model.get(ns, key, now())
+      return entry === undefined ? null : { kind: entry.kind, value: entry.value, ttl: entry.expiresAt - now() }
+    },
 
     relayOpen (ns, local, remote, sink): RelayOpened {
       const key = sideKey(ns, local, remote)
@@ -241,6 +245,19 @@ export function memoryBroker (options: MemoryBrokerOptions = {}): Broker {
     },
 
     claim,
+    * members (space, ns, pageBytes): Generator<MemberPage, void, void> {
+      // A copy of the table at the call: a reader that pauses between pages never sees it change under it.
+      const all = [...claims[space].get(ns)?.values() ?? []]
+      let i = 0
+      do {
+        const members = []
+        for (let bytes = 0; i < all.length && bytes < pageBytes; i++) {
+          members.push({ id: all[i].id, meta: all[i].meta })
+          bytes += all[i].size + all[i].id.length
+        }
+        yield { members, last: i >= all.length }
+      } while (i < all.length)
+    },
     direct (ns, to, frame) {
       const holder = claims.signal.get(ns)?.get(to)
       if (holder === undefined) return false

@@ -64,6 +64,9 @@ export interface BrokerKvSet {
   maxTotal: number
 }
 
+/** A KV entry as kvGet reads it: its payload kind and bytes, and the milliseconds it has left. */
+export interface BrokerKvEntry { kind: number, value: Uint8Array, ttl: number }
+
 /**
  * The two id spaces of a namespace: presence members (`peers`) and signal ids (`signal`). They are
  * separate: the same id may be claimed in both, by the same or by different owners.
@@ -161,6 +164,12 @@ export interface Broker {
    * is read as it is at its turn. Pages end early when the namespace empties meanwhile.
    */
   kvScan: (ns: string, since: { epoch: string, seq: number } | null, pageBytes: number) => Iterable<KvPage> | AsyncIterable<KvPage>
+  /**
+   * One key as it is now, or null when the namespace does not hold it (an expired key that is not
+   * swept yet counts as gone). For the server-side API (`yard.kv(ns).get`): replicas use kvScan.
+   * Optional (brokers written before it): without it `get` reads the namespace with kvScan.
+   */
+  kvGet?: (ns: string, key: string) => MaybePromise<BrokerKvEntry | null>
 
   /**
    * Claim the relay tokens (ns, local, remote) and pair with the stream that holds (ns, remote,
@@ -178,6 +187,14 @@ export interface Broker {
    * that holds the id takes it over at once: the previous stream's sink gets `taken()`.
    */
   claim: (request: BrokerClaimRequest, sink: ClaimSink) => MaybePromise<Claimed>
+  /**
+   * A space's members a page at a time, each about `pageBytes` of meta, read without holding an id
+   * (the server-side API: `yard.peers(ns)`): what a claim's `members` would list, ids in their
+   * grace period included, but the pages take no place among the space's events. A member may
+   * come twice; `last` marks the final page. Optional (brokers written before it): without it
+   * `yard.peers` rejects with `internal-error`.
+   */
+  members?: (space: ClaimSpace, ns: string, pageBytes: number) => Iterable<MemberPage> | AsyncIterable<MemberPage>
   /**
    * Hand a directed DATA frame to the stream that holds signal id `to` in `ns`. False when nobody
    * holds it; true when it was delivered, or dropped because the id is in its grace period.

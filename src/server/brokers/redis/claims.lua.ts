@@ -69,14 +69,15 @@ return 1
    * KEYS ids, inbox · ARGV cursor, pageBytes, token → {cursor, id, meta, id, meta, …}: one page of
    * a space's members (HSCAN from `cursor` until about pageBytes of meta were read; cursor '0'
    * when done), and a marker (INBOX.marker for `token`) on the claiming process's inbox: the
-   * page's place among the space's events.
+   * page's place among the space's events. `token` '' (a listing that holds no id: Broker.members)
+   * publishes no marker.
    */
   syMembers: script(2, `
 local ids, inbox = KEYS[1], KEYS[2]
 local cursor, pageBytes, token = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local out = {'0'}
 out[1] = scanPage(ids, cursor, pageBytes, out, function (_, rec) return claimRecord(rec).meta end)
-redis.call('PUBLISH', inbox, inboxPack({kind = INBOX.marker, addr = token, body = ''}))
+if token ~= '' then redis.call('PUBLISH', inbox, inboxPack({kind = INBOX.marker, addr = token, body = ''})) end
 return out
 `),
 

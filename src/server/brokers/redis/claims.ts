@@ -25,6 +25,13 @@ interface Held {
 /** A wait for the next marker a script publishes to this process for `h`'s token. */
 const marker = (h: Held): Promise<void> => new Promise((resolve) => h.markers.push(resolve))
 
+/** The members of a syMembers reply (cursor, then id/meta pairs). */
+function membersOf (reply: Buffer[]): BrokerMember[] {
+  const members: BrokerMember[] = []
+  for (let i = 1; i + 1 < reply.length; i += 2) members.push({ id: reply[i].toString(), meta: JSON.parse(reply[i + 1].toString()) as object })
+  return members
+}
+
 /** The ids this process holds, by token. */
 export class Claims {
   private readonly run
@@ -115,13 +122,22 @@ export class Claims {
           const reply = await run.syMembers(ids, inbox, cursor, pageBytes, token) as Buffer[]
           await marked
           cursor = reply[0].toString()
-          const members: BrokerMember[] = []
-          for (let i = 1; i + 1 < reply.length; i += 2) members.push({ id: reply[i].toString(), meta: JSON.parse(reply[i + 1].toString()) as object })
-          yield { members, last: cursor === '0' }
+          yield { members: membersOf(reply), last: cursor === '0' }
         } while (cursor !== '0')
       }
     }
     return { claim: handle }
+  }
+
+  /** Broker.members: the same pages without a claim (no marker: they take no place among the events). */
+  async * members (space: ClaimSpace, ns: string, pageBytes: number): AsyncGenerator<MemberPage, void, void> {
+    const { ctx, run } = this
+    let cursor = '0'
+    do {
+      const reply = await run.syMembers(ctx.keys.ids(space, ns), ctx.keys.inbox(ctx.pid), cursor, pageBytes, '') as Buffer[]
+      cursor = reply[0].toString()
+      yield { members: membersOf(reply), last: cursor === '0' }
+    } while (cursor !== '0')
   }
 
   /** Broker.direct: a directed frame to the holder of a signal id, here or through its process's inbox. */

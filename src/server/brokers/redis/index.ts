@@ -77,8 +77,10 @@ export function redisBroker (options: RedisBrokerOptions = {}): Broker {
     kvDelete: kv.kvDelete,
     kvSnapshot: kv.kvSnapshot,
     kvScan: (ns, since, pageBytes) => kv.kvScan(ns, since, pageBytes),
+    kvGet: kv.kvGet,
     relayOpen: relay.relayOpen,
     claim: claims.claim,
+    members: (space, ns, pageBytes) => claims.members(space, ns, pageBytes),
     direct: claims.direct,
 
     tables: () => ({ channels: ctx.channelCount, relaySides: relay.size, claims: claims.size }),

@@ -102,6 +102,17 @@ return #due
 `),
 
   /**
+   * KEYS data · ARGV key → {now, RECORD.entry}, or nil when the namespace does not hold the key.
+   * The caller compares the entry's expiry with `now` (Redis's clock, as the expiry is).
+   */
+  syKvGet: script(1, `
+local data, key = KEYS[1], ARGV[1]
+local rec = redis.call('HGET', data, key)
+if not rec then return false end
+return {tostring(clock()), rec}
+`),
+
+  /**
    * KEYS data, meta · ARGV cursor, pageBytes, sinceEpoch, sinceSeq → {now, epoch, seq, cursor,
    * key, record, key, record, …}: one page of a namespace's snapshot (HSCAN from `cursor` until
    * about pageBytes were read or the scan is done, cursor '0'). Records the replica has already

@@ -92,6 +92,15 @@ export class Kv {
     return { epoch: first.epoch, seq: first.seq, changes: [...byKey.values()], keys: [...keys] }
   }
 
+  /** Broker.kvGet: one key, read with Redis's clock (an entry past its expiry is gone even before the sweep). */
+  kvGet: Broker['kvGet'] = async (ns, key) => {
+    const reply = await this.run.syKvGet(this.ctx.keys.kvData(ns), key) as Buffer[] | null
+    if (reply === null) return null
+    const [, kind, expires, value] = unpack(reply[1])
+    const ttl = Number(expires.toString()) - Number(reply[0].toString())
+    return ttl > 0 ? { kind: Number(kind.toString()), value: new Uint8Array(value), ttl } : null
+  }
+
   /** A namespace's snapshot a page at a time (syKvScan: HSCAN in steps, never the whole hash in one reply). */
   async * kvScan (ns: string, since: Since, pageBytes: number): AsyncGenerator<KvPage, void, void> {
     let cursor = '0'
