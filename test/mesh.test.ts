@@ -17,6 +17,7 @@ const LOOPBACK = { bindAddress: '127.0.0.1' }
 interface Member {
   channel: Channel
   room: Room<unknown>
+  joins: PeerMeta[]
   peers: Array<{ pc: PeerConnection, meta: PeerMeta }>
   leaves: PeerMeta[]
   got: Array<[string, unknown]>
@@ -28,7 +29,8 @@ function member (yard: Yard, ns: string, options: MeshOptions & { webrtc?: boole
   const { webrtc = false, ...meshOptions } = options
   const channel = SignalChannel(ns, { url: `${yard.url}?m=${seq++}`, ...(webrtc ? { RTCPeerConnection: WebRTC, rtcConfig: LOOPBACK } : {}) })
   const room = channel.mesh(meshOptions)
-  const m: Member = { channel, room, peers: [], leaves: [], got: [], errors: [] }
+  const m: Member = { channel, room, joins: [], peers: [], leaves: [], got: [], errors: [] }
+  room.on('join', (meta) => m.joins.push(meta))
   room.on('peer', (pc, meta) => m.peers.push({ pc, meta }))
   room.on('leave', (meta) => m.leaves.push(meta))
   room.on('data', (data, { from }) => m.got.push([from, data]))
@@ -58,6 +60,7 @@ test('four members: each gets exactly one \'peer\' per other member with its met
       for (const [i, m] of ms.entries()) {
         const others = names.filter((n) => n !== names[i])
         assert.equal(m.peers.map((p) => p.meta.id).sort(), others, `${names[i]}: one 'peer' per other member, no more`)
+        assert.equal(ids(m.joins), others, `${names[i]}: one 'join' per other member`)
         assert.ok(m.peers.every((p) => p.meta.name === String(p.meta.id).toUpperCase() && p.pc.peerId === p.meta.id && p.pc.state === 'open'))
         assert.equal(ids(m.room.peers()), others)
         assert.ok(m.room.peers().every((p) => p.pc?.state === 'open'))
@@ -100,6 +103,7 @@ test('leave: on room.leave() and on a socket that died, every other member gets 
       await sleep(1500)
       for (const m of ms.slice(1, 3)) {
         assert.equal(ids(m.leaves), ['a1', 'd4'], 'each leave once')
+        assert.equal(ids(m.joins), ['a1', 'b2', 'c3', 'd4'].filter((id) => id !== m.room.id), 'each join once')
         assert.equal(m.peers.length, 3, 'no new \'peer\' meanwhile')
       }
       assert.equal(ids(ms[1].room.peers()), ['c3'])
@@ -129,6 +133,26 @@ test('a late joiner is connected to everyone; six members joining at the same mo
       }
     } finally {
       for (const m of [...early, ...crowd]) m.channel.close()
+    }
+  })
+})
+
+test('\'join\' and \'leave\' for a member whose connection never opens (one forces WebRTC, the other has none): once each, no \'peer\'', async () => {
+  await withYard(async (yard) => {
+    const a = member(yard, 'room-6', { id: 'x1', webrtc: true, transport: 'webrtc', connectTimeout: 500 })
+    const b = member(yard, 'room-6', { id: 'x2' })
+    try {
+      await until(() => a.joins.length === 1 && b.joins.length === 1, 3000, 'each sees the other')
+      await sleep(1500) // a dial or two fail (webrtc-unavailable) and are tried again
+      assert.equal([a.peers.length, b.peers.length], [0, 0], 'no connection ever opened')
+      assert.equal(ids(b.room.peers()), ['x1'], 'listed all the same')
+      a.room.leave()
+      await until(() => b.leaves.length === 1, 2000, 'b hears a leave')
+      await sleep(300)
+      assert.equal(ids(b.leaves), ['x1'])
+      assert.equal(b.room.peers(), [])
+    } finally {
+      for (const m of [a, b]) m.channel.close()
     }
   })
 })

@@ -3,9 +3,9 @@
  * under one id in the channel's namespace, composed the way the signal-channel README composes
  * them by hand: every member announces itself on presence once its node listens, and of each pair
  * the side with the lower id dials. The room keeps one connection per member while the member is
- * there (a dial that fails is tried again, backing off), says 'peer' when a member's connection
- * opens and 'leave' when that member leaves — each exactly once per stay — and carries
- * `room.send` messages on a stream of its own on each connection.
+ * there (a dial that fails is tried again, backing off), says 'join' when a member appears,
+ * 'peer' when its connection opens and 'leave' when it leaves — each exactly once per stay — and
+ * carries `room.send` messages on a stream of its own on each connection.
  */
 import { EventEmitter } from 'eventemitter3'
 import { nanoid } from 'nanoid'
@@ -18,6 +18,8 @@ import type { PeerMeta, Peers } from './presence.js'
 /** The label of the stream each side opens on a connection for `room.send` (reserved). */
 export const ROOM_STREAM = 'signalyard.room'
 
+/** How long a connection from an id that is not on presence is kept, waiting for its record, in ms. */
+const UNLISTED_MS = 10_000
 /** First retry of a failed dial, in ms; doubles up to RETRY_MAX_MS while the member stays. */
 const RETRY_MS = 500
 const RETRY_MAX_MS = 30_000
@@ -30,9 +32,11 @@ export interface MeshOptions extends NodeOptions {
 }
 
 export interface MeshEvents<T = unknown> {
-  /** A member's connection opened (once per member's stay; again only if its client restarted under the same id). */
+  /** A member appeared on presence (once per stay; also for those already there when you join). */
+  join: [meta: PeerMeta]
+  /** A member's connection opened (once per stay; again only if its client restarted under the same id). */
   peer: [pc: PeerConnection, meta: PeerMeta]
-  /** A member that had a 'peer' event left (once). */
+  /** A member that had a 'join' left (once per stay). */
   leave: [meta: PeerMeta]
   /** A `room.send` message from a member; `from` is its id. */
   data: [data: T, info: { from: string }]
@@ -63,6 +67,10 @@ interface Member {
   announcedPc: PeerConnection | null
   retry: ReturnType<typeof setTimeout> | null
   backoff: number
+  /** On presence ('join' was emitted); false for a connection that came before the record. */
+  listed: boolean
+  /** Closes the connection of a member that never shows on presence (UNLISTED_MS). */
+  unlistedTimer: ReturnType<typeof setTimeout> | null
 }
 
 /**
@@ -70,6 +78,7 @@ interface Member {
  *
  * @example
  * const room = channel.mesh({ meta: { name: 'Ada' } })
+ * room.on('join', (meta) => console.log(meta.name, 'is here'))
  * room.on('peer', (pc, meta) => console.log(meta.name, 'connected over', pc.transport))
  * room.on('data', (msg, { from }) => console.log(from, msg))
  * room.on('leave', (meta) => console.log(meta.name, 'left'))
@@ -114,7 +123,7 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
 
   /** The other members on presence now, with their connection (null until there is one). */
   peers (): RoomPeer[] {
-    return [...this.members.entries()].map(([id, m]) => ({ id, meta: m.meta, pc: m.pc }))
+    return [...this.members.entries()].filter(([, m]) => m.listed).map(([id, m]) => ({ id, meta: m.meta, pc: m.pc }))
   }
 
   /**
@@ -124,8 +133,8 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
    */
   send (data: T, options: { to?: string } = {}): number {
     if (this.closed) throw new SignalyardError('channel-closed', 'the room was left')
-    const targets = options.to === undefined ? [...this.members.values()] : [this.members.get(options.to)]
-    if (options.to !== undefined && targets[0] === undefined) throw new SignalyardError('unknown-peer', `no member ${JSON.stringify(options.to)} in the room`)
+    const targets = options.to === undefined ? [...this.members.values()].filter((m) => m.listed) : [this.members.get(options.to)]
+    if (options.to !== undefined && targets[0]?.listed !== true) throw new SignalyardError('unknown-peer', `no member ${JSON.stringify(options.to)} in the room`)
     let sent = 0
     for (const m of targets) {
       if (m?.pc == null || m.pc.state === 'closed') continue
@@ -145,7 +154,7 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
   leave (): void {
     if (this.closed) return
     this.closed = true
-    for (const m of this.members.values()) if (m.retry !== null) clearTimeout(m.retry)
+    for (const m of this.members.values()) this.stopTimers(m)
     this.members.clear()
     this.presence.leave()
     this.presence.close()
@@ -158,12 +167,18 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
     if (this.closed || meta.id === this.id) return
     let m = this.members.get(meta.id)
     if (m === undefined) {
-      m = { meta, pc: null, out: null, announced: false, announcedPc: null, retry: null, backoff: RETRY_MS }
+      m = newMember(meta)
       this.members.set(meta.id, m)
     } else {
       m.meta = meta
     }
-    this.unlisted.delete(meta.id)
+    if (!m.listed) {
+      m.listed = true
+      if (m.unlistedTimer !== null) clearTimeout(m.unlistedTimer)
+      m.unlistedTimer = null
+      this.emit('join', meta)
+      if (this.closed) return
+    }
     if (m.pc?.state === 'open') this.announce(meta.id, m)
     else if (m.pc === null && this.id < meta.id) this.dial(meta.id, m)
   }
@@ -186,16 +201,18 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
     const id = pc.peerId
     let m = this.members.get(id)
     if (m === undefined) {
-      // It dialled before its presence record reached us: known once presence says so.
-      m = { meta: { id }, pc: null, out: null, announced: false, announcedPc: null, retry: null, backoff: RETRY_MS }
-      this.members.set(id, m)
-      this.unlisted.add(id)
+      // It dialled before its presence record reached us: known once presence says so (or
+      // dropped, if it never does: a node in this namespace that is not in the room).
+      const member = m = newMember({ id })
+      this.members.set(id, member)
+      member.unlistedTimer = setTimeout(() => {
+        if (this.members.get(id) !== member || member.listed) return
+        this.members.delete(id)
+        member.pc?.close()
+      }, UNLISTED_MS)
     }
     this.adopt(id, m, pc)
   }
-
-  /** Members whose connection came before their presence record (not listed, not announced yet). */
-  private readonly unlisted = new Set<string>()
 
   private adopt (id: string, m: Member, pc: PeerConnection): void {
     m.pc = pc
@@ -211,7 +228,7 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
       m.out = null
       if (this.closed || this.members.get(id) !== m) return
       // The member is still here: the lower id dials again, backing off.
-      if (this.id < id && !this.unlisted.has(id)) {
+      if (this.id < id && m.listed) {
         m.retry = setTimeout(() => { m.retry = null; this.dial(id, m) }, m.backoff)
         m.backoff = Math.min(m.backoff * 2, RETRY_MAX_MS)
       }
@@ -221,7 +238,7 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
 
   /** 'peer' once the connection is open and the member is on presence, once per connection. */
   private announce (id: string, m: Member): void {
-    if (this.closed || m.pc === null || m.pc.state !== 'open' || this.unlisted.has(id)) return
+    if (this.closed || m.pc === null || m.pc.state !== 'open' || !m.listed) return
     if (m.announced && m.announcedPc === m.pc) return
     m.announced = true
     m.announcedPc = m.pc
@@ -233,9 +250,18 @@ export class Room<T = unknown> extends EventEmitter<MeshEvents<T>> {
     const m = this.members.get(meta.id)
     if (m === undefined) return
     this.members.delete(meta.id)
-    this.unlisted.delete(meta.id)
-    if (m.retry !== null) clearTimeout(m.retry)
+    this.stopTimers(m)
     m.pc?.close()
-    if (m.announced && !this.closed) this.emit('leave', m.meta)
+    if (m.listed && !this.closed) this.emit('leave', m.meta)
   }
+
+  private stopTimers (m: Member): void {
+    if (m.retry !== null) clearTimeout(m.retry)
+    if (m.unlistedTimer !== null) clearTimeout(m.unlistedTimer)
+    m.retry = m.unlistedTimer = null
+  }
+}
+
+function newMember (meta: PeerMeta): Member {
+  return { meta, pc: null, out: null, announced: false, announcedPc: null, retry: null, backoff: RETRY_MS, listed: false, unlistedTimer: null }
 }
