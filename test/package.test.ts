@@ -70,7 +70,7 @@ test('the tarball ships the build, the user docs, the LICENSE and bin, and no so
   const pkg = JSON.parse(readFileSync(join(dir, 'node_modules/signalyard/package.json'), 'utf8'))
   assert.equal(pkg.bin.signalyard, 'dist/cli.js')
   const files = execFileSync('find', ['.', '-type', 'f'], { cwd: join(dir, 'node_modules/signalyard'), encoding: 'utf8' }).split('\n')
-  for (const shipped of ['./dist/browser/signalyard.js', './dist/cli.js', './README.md', './LICENSE', './docs/PROTOCOL.md', './docs/TURN.md']) {
+  for (const shipped of ['./dist/browser/signalyard.js', './dist/cli.js', './README.md', './LICENSE', './docs/PROTOCOL.md', './docs/TURN.md', './docs/REDIS.md']) {
     assert.ok(files.includes(shipped), `${shipped} is shipped`)
   }
   assert.is(files.filter((f) => f.startsWith('./src/')).length, 0, 'sources are not shipped')
@@ -78,7 +78,7 @@ test('the tarball ships the build, the user docs, the LICENSE and bin, and no so
   // Benchmarks, the NAT lab and the architecture tour are for people working on signalyard; the
   // README links to them in the repository.
   const docs = files.filter((f) => f.startsWith('./docs/')).sort()
-  assert.equal(docs, ['./docs/PROTOCOL.md', './docs/TURN.md'], 'only the user docs are shipped')
+  assert.equal(docs, ['./docs/PROTOCOL.md', './docs/REDIS.md', './docs/TURN.md'], 'only the user and operator docs are shipped')
   const license = readFileSync(join(dir, 'node_modules/signalyard/LICENSE'), 'utf8')
   assert.match(license, /^MIT License\n\nCopyright \(c\) 2026 signalyard contributors\n/)
   assert.is(pkg.license, 'MIT', 'package.json names the license the LICENSE file grants')

@@ -17,7 +17,7 @@
  * - keys.ts: every key prefix, inbox message kind and record layout, for TypeScript and Lua alike;
  *   lua.ts: the record format and the Lua every script starts with.
  *
- * Keys and channels are listed in the README ("Running several servers").
+ * Keys and channels are listed in docs/REDIS.md.
  */
 import type { Broker } from '../types.js'
 import { Claims } from './claims.js'

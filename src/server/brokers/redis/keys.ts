@@ -6,8 +6,8 @@
  *
  * Records are length-prefixed fields (`<len>:<bytes>` repeated; pack/unpack in lua.ts), which are
  * binary-safe in Lua and in JS alike. Addresses are `<pid>/<n>`: the broker process id (its inbox
- * channel is `<prefix>i:<pid>`) and a number local to it. The README lists the keys too
- * ("Running several servers").
+ * channel is `<prefix>i:<pid>`) and a number local to it. docs/REDIS.md lists the keys
+ * too.
  */
 import { TOPIC_SEPARATOR, type ClaimSpace } from '../types.js'
 
