@@ -6,7 +6,8 @@
 // What a user relies on, checked from outside the page: the room from ?room= (or the join form) is
 // the one shown and the one joined; messages arrive both ways as text (never HTML) with an HH:MM
 // time; the online list names each member with the path that carries the messages to them
-// (WebRTC, or the relay when a side forces it with ?transport=relay); a taken name is refused;
+// (WebRTC, or the relay when a side forces it with ?transport=relay), or "connecting…" for a member
+// whose connection has not opened (it is in the room all the same); a taken name is refused;
 // Leave takes you off the others' lists at once (well inside the server's 3 s grace for a vanished
 // socket) and Join works again without a reload; Invite copies the room's link (or shows it where
 // the clipboard is not allowed); at 375×700 (a phone) every control, the Join
@@ -335,6 +336,30 @@ test('examples/chat ?transport=relay in one tab: both tabs show the relay, and t
     await carol.click('#invite')
     await carol.waitForFunction(() => document.querySelector('#log')?.textContent?.includes('The link to this room:'), null, { timeout: 3000 })
     assert.match(await carol.textContent('#log') ?? '', `The link to this room: ${chat.origin}/?room=side`)
+    noPageErrors()
+  })
+})
+
+test('examples/chat: a member whose connection cannot open (one tab forces WebRTC, the other the relay) is still listed, as connecting…, and counted; its coming and going are in the log', async () => {
+  await scoped(async (defer) => {
+    const chat = await startChat(defer)
+    const gil = await chatTab(defer, chat.origin, '?room=mixed&transport=webrtc', 'gil')
+    const hal = await chatTab(defer, chat.origin, '?room=mixed&transport=relay', 'hal')
+    for (const [page, peer, who] of [[gil, 'hal', 'gil'], [hal, 'gil', 'hal']] as const) {
+      await page.waitForFunction((peer) => document.querySelector<HTMLElement>(`#online li[data-peer="${peer}"]`)?.dataset.transport === 'connecting', peer, { timeout: 3000 })
+        .catch(async () => { throw new Error(`${who} does not list ${peer} as connecting (list: ${JSON.stringify(await online(page))})`) })
+      assert.is(await page.textContent(`#online li[data-peer="${peer}"] .path`), 'connecting…', `${who}'s label for ${peer}`)
+      assert.is(await page.textContent('#people'), '2 online', `${who} counts ${peer}`)
+    }
+    assert.match(await gil.textContent('#log') ?? '', 'hal joined', 'gil sees hal arrive, connection or not')
+    assert.match(await hal.textContent('#log') ?? '', 'You joined “mixed” with gil.')
+
+    // hal leaves: off gil's list at once, and said in the log.
+    await hal.click('#leave')
+    await gil.waitForFunction(() => document.querySelector('#online li[data-peer="hal"]') === null, null, { timeout: LEAVE_MS })
+      .catch(() => { throw new Error(`hal is still on gil's list ${LEAVE_MS} ms after Leave`) })
+    assert.equal(await online(gil), [['gil', 'you']])
+    assert.match(await gil.textContent('#log') ?? '', 'hal left')
     noPageErrors()
   })
 })
