@@ -98,15 +98,27 @@ export class Channel extends EventEmitter<ChannelEvents> {
   /** The shared socket's state. */
   get state (): SocketState { return this.closed ? 'closed' : this.socket.state }
 
-  /** A broadcast stream in this namespace (see EchoStream). */
-  echo (options?: EchoOptions): EchoStream {
-    return this.track(new EchoStream(this.socket, this.namespace, this.check(options ?? {})))
+  /**
+   * A broadcast stream in this namespace (see EchoStream); `T` types its messages.
+   *
+   * @example
+   * const chat = channel.echo<{ text: string }>()
+   * chat.on('data', (msg) => console.log(msg.text))
+   */
+  echo<T = unknown> (options?: EchoOptions): EchoStream<T> {
+    return this.track(new EchoStream<T>(this.socket, this.namespace, this.check(options ?? {})))
   }
 
-  /** A replica of this namespace's expiring key-value state (see KvStream). */
-  kv (): KvStream {
+  /**
+   * A replica of this namespace's expiring key-value state (see KvStream); `V` types its values.
+   *
+   * @example
+   * const scores = channel.kv<number>()
+   * await scores.set('ada', 3)
+   */
+  kv<V = unknown> (): KvStream<V> {
     this.check(null)
-    return this.track(new KvStream(this.socket, this.namespace))
+    return this.track(new KvStream<V>(this.socket, this.namespace))
   }
 
   /** A relay stream paired by tokens (see RelayStream). */

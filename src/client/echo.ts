@@ -12,20 +12,21 @@ export interface EchoOptions {
   self?: boolean
 }
 
-export interface EchoEvents extends StreamEvents {
+export interface EchoEvents<T = unknown> extends StreamEvents {
   /** A message; `from` is the sender's stream id, stamped by the server. */
-  data: [data: unknown, info: { from: string }]
+  data: [data: T, info: { from: string }]
 }
 
 /**
- * An echo stream (from `channel.echo()`).
+ * An echo stream (from `channel.echo()`). `T` types what it sends and receives (not checked at
+ * run time: other clients may send anything).
  *
  * @example
- * const echo = channel.echo()
+ * const echo = channel.echo<{ hello: string }>()
  * echo.on('data', (msg, { from }) => console.log(from, msg))
  * echo.send({ hello: 'world' })
  */
-export class EchoStream extends Stream<EchoEvents> {
+export class EchoStream<T = unknown> extends Stream<EchoEvents<T>> {
   private readonly self: boolean
 
   constructor (socket: YardSocket, namespace: string, options: EchoOptions = {}) {
@@ -35,15 +36,16 @@ export class EchoStream extends Stream<EchoEvents> {
   }
 
   /** Publish to the namespace: any JSON value, a string, or binary. Queued while offline. */
-  send (data: unknown): void {
+  send (data: T): void {
     this.sendData(data)
   }
 
+  /** @internal */
   override event (frame: RawFrame): void {
     if (this.state !== 'open') return
     const from = readEchoFrom(frame)
     if (!this.self && from === this.id) return
     const decoded = this.decode(frame.kind, frame.payload)
-    if (decoded.ok) this.emit('data', decoded.value, { from })
+    if (decoded.ok) this.emit('data', decoded.value as T, { from })
   }
 }

@@ -22,9 +22,9 @@ import { Requests, Stream, type StreamEvents, type Waiting } from './stream.js'
 
 export type DeleteReason = 'deleted' | 'expired'
 
-export interface KvEvents extends StreamEvents {
+export interface KvEvents<V = unknown> extends StreamEvents {
   /** A key was set (by anyone, this replica included). */
-  update: [key: string, value: unknown]
+  update: [key: string, value: V]
   /** A key went away. */
   delete: [key: string, reason: DeleteReason]
   /** The replica holds the server's state (first sync and every resync). */
@@ -48,7 +48,7 @@ const EXPIRY_SLACK = 1000
  * await kv.set('cursor', { x: 1 }, { ttl: 10_000 })
  * kv.get('cursor')                  // { x: 1 }
  */
-export class KvStream extends Stream<KvEvents> {
+export class KvStream<V = unknown> extends Stream<KvEvents<V>> {
   private readonly entries = new Map<string, Entry>()
   private epoch = ''
   private seq = 0
@@ -64,19 +64,19 @@ export class KvStream extends Stream<KvEvents> {
   }
 
   /** The value of a key, or undefined. */
-  get (key: string): unknown { return this.entries.get(key)?.value }
+  get (key: string): V | undefined { return this.entries.get(key)?.value as V | undefined }
   has (key: string): boolean { return this.entries.has(key) }
   keys (): string[] { return [...this.entries.keys()] }
   /** The replica as a plain object (`__proto__` and friends are ordinary keys). */
-  toJSON (): Record<string, unknown> {
-    return Object.fromEntries([...this.entries].map(([key, e]) => [key, e.value]))
+  toJSON (): Record<string, V> {
+    return Object.fromEntries([...this.entries].map(([key, e]) => [key, e.value])) as Record<string, V>
   }
 
   /**
    * Write a key; resolves once the server accepted (and ordered) it. `ttl` in ms defaults to the
    * server's kv.defaultTtl and is capped at kv.maxTtl. Writing a key again refreshes its TTL.
    */
-  set (key: string, value: unknown, options: { ttl?: number } = {}): Promise<void> {
+  set (key: string, value: V, options: { ttl?: number } = {}): Promise<void> {
     const { ttl } = options
     if (ttl !== undefined && (!Number.isInteger(ttl) || ttl <= 0)) {
       return Promise.reject(new SignalyardError('bad-request', 'ttl must be a positive integer of milliseconds'))
@@ -152,6 +152,7 @@ export class KvStream extends Stream<KvEvents> {
     for (const key of readKvKeys(frame.meta)) this.listed.add(key)
   }
 
+  /** @internal */
   override event (frame: RawFrame): void {
     if (this.state === 'closed') return
     const change = readKvEvent(frame)
@@ -200,7 +201,7 @@ export class KvStream extends Stream<KvEvents> {
     const tomb = this.tombs.get(key)
     if (tomb !== undefined && tomb.epoch === epoch && tomb.seq > seq) return
     this.entries.set(key, { value, seq, epoch, deadline: performance.now() + (Number.isFinite(ttl) ? ttl : 0) })
-    this.emit('update', key, value)
+    this.emit('update', key, value as V)
   }
 
   private applyDelete (key: string, seq: number, epoch: string, reason: 'deleted' | 'expired'): void {

@@ -36,9 +36,12 @@ const LINGER_MS = 2000
  * pc.addTrack(camera, localStream)                          // media: see addTrack
  */
 export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
-  state: 'connecting' | 'open' | 'closed' = 'connecting'
+  private phase: 'connecting' | 'open' | 'closed' = 'connecting'
+  private carrier: Transport | null = null
+  /** 'connecting' until 'open', then 'open' until 'close'. */
+  get state (): 'connecting' | 'open' | 'closed' { return this.phase }
   /** The transport in use once open (it changes when the connection moves: see 'transport'). */
-  transport: Transport | null = null
+  get transport (): Transport | null { return this.carrier }
   /** What carries the connection: the relay or WebRTC pipe, the mover, the media RTCPeerConnection. */
   private readonly legs: Legs
   private readonly mux: Mux
@@ -58,8 +61,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
 
   constructor (
     private readonly host: PeerHost, readonly peerId: string,
-    /** This side connected (true) or was connected to. */
-    public initiator: boolean, public cid: string
+    /** @internal This side connected (true) or was connected to. */
+    public initiator: boolean,
+    /** @internal The connection's id (the handshake's `c`). */
+    public cid: string
   ) {
     super()
     this.legs = new Legs(host, {
@@ -169,13 +174,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.end(undefined, true)
   }
 
-  /** Close because this node is leaving (node.close(), channel.close()): the peer sees `peer-left`. */
+  /** @internal Close because this node is leaving (node.close(), channel.close()): the peer sees `peer-left`. */
   leave (): void {
     this.leaving = true
     this.end(undefined, true)
   }
 
-  /** Initiator: ask the peer for a connection. */
+  /** @internal Initiator: ask the peer for a connection. */
   start (): void {
     const rtc = this.host.rtc() !== null
     this.host.handshake(this.peerId, {
@@ -185,6 +190,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   }
 
   /**
+   * @internal
    * Acceptor (also a glare loser adopting the peer's connection id): decide the transport. Both
    * 'auto' with WebRTC: the relay now and the live move; WebRTC alone when either side forces it.
    */
@@ -218,7 +224,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     this.end(new SignalyardError('webrtc-unavailable', why), false)
   }
 
-  /** A handshake message for this connection id. */
+  /** @internal A handshake message for this connection id. */
   handle (msg: HandshakeMessage): void {
     if (this.state === 'closed') return
     switch (msg.t) {
@@ -245,7 +251,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
     }
   }
 
-  /** The node lost the peer (it left the namespace, or nobody holds its id). */
+  /** @internal The node lost the peer (it left the namespace, or nobody holds its id). */
   lost (error: SignalyardError): void {
     this.end(error, false)
   }
@@ -266,7 +272,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private moved (): void {
     const transport = this.legs.moving
     if (this.state !== 'open' || transport === null || transport === this.transport) return
-    this.transport = transport
+    this.carrier = transport
     this.emit('transport', transport)
     this.watch.update()
     if (transport === 'webrtc') this.settled('webrtc')
@@ -324,13 +330,13 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private opened (): void {
     if (this.state !== 'connecting') return
     this.disarm()
-    this.state = 'open'
-    this.transport = (this.pipe as Pipe).transport
+    this.phase = 'open'
+    this.carrier = (this.pipe as Pipe).transport
     this.mux.open()
     for (const w of this.waiters.splice(0)) w.resolve()
     this.emit('open')
     this.watch.update()
-    if (this.legs.mover === null) this.settled(this.transport)
+    if (this.legs.mover === null) this.settled(this.carrier as Transport)
     this.mux.announce()
     this.legs.mover?.relayOpened()
   }
@@ -390,7 +396,7 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
   private end (error: SignalyardError | undefined, notify: boolean): void {
     if (this.state === 'closed') return
     const wasOpen = this.state === 'open'
-    this.state = 'closed'
+    this.phase = 'closed'
     this.disarm()
     this.legs.mover?.stop(true)
     this.watch.stop()

@@ -108,6 +108,7 @@ class SignalStream extends Stream<StreamEvents> {
     else this.node.received(from, decoded.value)
   }
 
+  /** @internal */
   override event (frame: RawFrame): void {
     const id = readSignalLeave(frame)
     if (id !== null && isId(id)) this.node.peerGone(id, new SignalyardError('peer-left', `peer ${id} left`))
@@ -252,7 +253,7 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     stream?.close()
   }
 
-  /** A handshake message from `from` (its id stamped by the server). */
+  /** @internal A handshake message from `from` (its id stamped by the server). */
   received (from: string, value: unknown): void {
     const msg = readHandshake(value)
     if (msg === null || this.closed) return
@@ -277,13 +278,13 @@ export class PeerNode extends EventEmitter<NodeEvents> {
     if (incoming.state === 'connecting') incoming.accept(msg)
   }
 
-  /** The server said nobody holds `id`: connections still trying to reach it fail. */
+  /** @internal The server said nobody holds `id`: connections still trying to reach it fail. */
   unreachable (id: string, error: SignalyardError): void {
     const pc = this.pcs.get(id)
     if (pc !== undefined && pc.state === 'connecting') pc.lost(error)
   }
 
-  /** The peer's id was released: its connection ends. */
+  /** @internal The peer's id was released: its connection ends. */
   peerGone (id: string, error: SignalyardError): void {
     this.pcs.get(id)?.lost(error)
   }

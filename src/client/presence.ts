@@ -87,6 +87,7 @@ class PresenceStream extends Stream<StreamEvents> {
     for (const member of page ?? []) this.listing.set(member.id, member)
   }
 
+  /** @internal */
   override event (frame: RawFrame): void {
     if (this.state !== 'open') return
     this.owner.change(frame.meta ?? {})
@@ -252,7 +253,7 @@ export class Peers extends EventEmitter<PeersEvents> {
     stream?.close()
   }
 
-  /** OPENED's member list: diff it against what we knew. */
+  /** @internal OPENED's member list: diff it against what we knew. */
   snapshot (list: PresenceMember[]): void {
     const seen = new Set<string>()
     for (const entry of list) {
@@ -268,7 +269,7 @@ export class Peers extends EventEmitter<PeersEvents> {
     }
   }
 
-  /** A presence EVENT. */
+  /** @internal A presence EVENT. */
   change (m: Record<string, unknown>): void {
     const change = readPresenceChange(m)
     if (change === null) return

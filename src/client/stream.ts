@@ -7,7 +7,7 @@ import { EventEmitter } from 'eventemitter3'
 import { decodePayload, encodePayload, writeFrame, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, type Endpoint, type ServerStreamFrame } from '../protocol/frames.js'
-import { errorFromMeta, type StreamHandle, type YardSocket } from './socket.js'
+import { errorFromMeta, type YardSocket } from './socket.js'
 
 export type StreamState = 'opening' | 'open' | 'closed'
 
@@ -30,12 +30,17 @@ export interface StreamEvents {
  * await stream.ready()
  * stream.close()
  */
-export abstract class Stream<Events extends StreamEvents = StreamEvents> extends EventEmitter<Events> implements StreamHandle {
+export abstract class Stream<Events extends StreamEvents = StreamEvents> extends EventEmitter<Events> {
+  /** @internal The stream's number on the socket. */
   readonly sid: number
+  /** @internal */
   readonly topic: string
+  private serverId: string | null = null
+  private phase: StreamState = 'opening'
   /** The server's id for this stream (the `from` others see), known once open. */
-  id: string | null = null
-  state: StreamState = 'opening'
+  get id (): string | null { return this.serverId }
+  /** 'opening' (also again while the socket reconnects), 'open', 'closed'. */
+  get state (): StreamState { return this.phase }
   private everOpened = false
   private failure: SignalyardError | null = null
   private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
@@ -70,18 +75,22 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
   /** Fields of the OPEN frame beyond `ep` and `ns`. */
   protected openMeta (): object { return {} }
 
+  /** @internal The socket (re)opened: OPEN goes out. */
   socketOpened (): void {
     this.socket.control(writeFrame(FrameType.Open, this.sid, { ep: this.endpoint, ns: this.namespace, ...this.openMeta() }))
   }
 
+  /** @internal */
   refused (error: SignalyardError): void {
     this.finish(error)
   }
 
+  /** @internal */
   socketDown (): void {
-    if (this.state === 'open') this.state = 'opening'
+    if (this.phase === 'open') this.phase = 'opening'
   }
 
+  /** @internal A frame of this stream from the server. */
   frame (frame: ServerStreamFrame): void {
     switch (frame.type) {
       case 'opened': return this.opened(frame.meta)
@@ -92,6 +101,7 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
     }
   }
 
+  /** @internal A broadcast EVENT of the stream's topic. */
   event (_frame: RawFrame): void {}
 
   /** Encode and send application data on this stream (queued while the socket is down). */
@@ -117,8 +127,8 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
   }
 
   protected opened (meta: Record<string, unknown>): void {
-    this.state = 'open'
-    this.id = typeof meta.id === 'string' ? meta.id : null
+    this.phase = 'open'
+    this.serverId = typeof meta.id === 'string' ? meta.id : null
     this.everOpened = true
     const waiters = this.waiters
     this.waiters = []
@@ -141,7 +151,7 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
   /** End the stream: reject waiters, unregister, emit 'error' (if any) and 'close'. */
   protected finish (error?: SignalyardError): void {
     if (this.state === 'closed') return
-    this.state = 'closed'
+    this.phase = 'closed'
     this.socket.remove(this)
     this.failure = error ?? new SignalyardError('stream-closed', `${this.endpoint} stream closed before it opened`)
     const waiters = this.waiters
