@@ -274,6 +274,24 @@ async function twoPagesTalk (defer: Defer, expected: 'webrtc' | 'relay', bobInit
     assert.is(eventsOf(await call<LogEntry[]>(page, 'log', id), 'error').length, 0, `${who}: no errors`)
   }
 
+  if (expected === 'webrtc') {
+    // An unreliable stream: a data channel of its own on the pair's RTCPeerConnection (Chromium
+    // renegotiates: the shared session's path), made by A with its options, received by B; both ways.
+    const posA = await call<number>(a, 'createStream', pcA, 'pos', { ordered: false, maxRetransmits: 0 })
+    const posB = await remoteStream(b, pcB, 'pos')
+    await until(async () => (await call<Array<{ made: boolean, label: string }>>(b, 'dataChannels')).some((c) => !c.made && c.label.startsWith('signalyard.u:')), 3000, 'B receives the side channel')
+    await sleep(100)
+    for (let i = 0; i < 30; i++) await call(a, 'send', posA, json({ i }))
+    await call(b, 'send', posB, json({ back: true }))
+    const atB = await waitData(b, posB, 30, 'B on pos')
+    assert.equal(new Set(atB.map((d: any) => d.v.i)).size, 30, 'B: every position once (loopback loses none)')
+    assert.equal(await waitData(a, posA, 1, 'A on pos'), [json({ back: true })])
+    const made = (await call<Array<{ made: boolean, label: string, ordered: boolean, maxRetransmits: number | null }>>(a, 'dataChannels')).filter((c) => c.label.startsWith('signalyard.u:'))
+    const got = (await call<Array<{ made: boolean, label: string, ordered: boolean, maxRetransmits: number | null }>>(b, 'dataChannels')).filter((c) => c.label.startsWith('signalyard.u:'))
+    assert.equal(made.map((c) => [c.made, c.ordered, c.maxRetransmits]), [[true, false, 0]], 'A made one unordered channel without retransmissions')
+    assert.equal(got.map((c) => [c.made, c.ordered, c.maxRetransmits]), [[false, false, 0]], 'B received it with the same options')
+  }
+
   // A closes the connection: B's connection and both of its streams close, without an error.
   await call(a, 'pcClose', pcA)
   const closedB = await waitLog(b, pcB, (l) => eventsOf(l, 'close').length > 0, 'B\'s connection closes')

@@ -123,6 +123,7 @@ export class Mux {
     this.nextId += 2
     this.lanes.set(lane.id, lane)
     this.enqueue({ lane, op: MuxOp.Open, kind: Kind.Text, bytes: new TextEncoder().encode(label), offset: 0 })
+    if (unreliable !== null) this.sideChannel(lane) // on WebRTC now: its channel opens while the OPEN travels
     return lane.stream
   }
 
@@ -359,16 +360,8 @@ export class Mux {
    */
   private sendSide (lane: Lane, kind: number, bytes: Uint8Array): boolean {
     if (this.state !== 'open' || bytes.length + 1 > SIDE_MAX) return false
-    const rtc = this.host.rtc()
+    const rtc = this.sideChannel(lane)
     if (rtc === null) return false
-    if (lane.unreliable !== null && lane.sideRtc !== rtc) {
-      this.closeSide(lane)
-      try {
-        this.attachSide(lane, rtc.createDataChannel(`${SIDE_CHANNEL_PREFIX}${lane.id}`, { ...lane.unreliable }), rtc)
-      } catch {
-        return false // this RTCPeerConnection cannot make one: the mux carries it
-      }
-    }
     const channel = lane.side
     // (a channel the peer made is used while it is open: its RTCPeerConnection is the pair's, or closing)
     if (channel?.readyState !== 'open' || (lane.unreliable !== null && lane.sideRtc !== rtc)) return false
@@ -382,6 +375,22 @@ export class Mux {
       return false
     }
     return true
+  }
+
+  /**
+   * The RTCPeerConnection carrying the pair now (null: not on WebRTC), with the stream's own
+   * channel on it when this side created the stream (made here on first need).
+   */
+  private sideChannel (lane: Lane): RTCPeerConnectionLike | null {
+    const rtc = this.state === 'open' ? this.host.rtc() : null
+    if (rtc === null || lane.unreliable === null || lane.sideRtc === rtc) return rtc
+    this.closeSide(lane)
+    try {
+      this.attachSide(lane, rtc.createDataChannel(`${SIDE_CHANNEL_PREFIX}${lane.id}`, { ...lane.unreliable }), rtc)
+    } catch {
+      lane.sideRtc = rtc // this RTCPeerConnection cannot make one: the mux carries the stream
+    }
+    return rtc
   }
 
   /** Side channels that came before their stream's OPEN (bounded), by stream number. */
