@@ -223,6 +223,25 @@ export async function servePage (defer: Defer, fixtures: string, page: BundledPa
 // ── the example pages' servers (examples/chat, examples/video-call) ──
 
 /**
+ * An example page server at `origin` serves its page at / and /index.html (importing the bundle
+ * from /signalyard.js and naming /favicon.svg, so no 404 shows in the console) and the icon at
+ * /favicon.svg and /favicon.ico.
+ */
+export async function assertServesPageAndIcon (origin: string): Promise<void> {
+  const page = await fetchText(`${origin}/`)
+  assert.is(page.status, 200)
+  assert.match(page.type, 'text/html')
+  assert.match(page.body, "import { SignalChannel } from '/signalyard.js'", 'the page imports the bundle from /signalyard.js')
+  assert.match(page.body, '<link rel="icon" href="/favicon.svg"', 'the page names its icon (no 404 in the console)')
+  assert.is((await fetchText(`${origin}/index.html`)).body, page.body)
+  const icon = await fetchText(`${origin}/favicon.svg`)
+  assert.is(icon.status, 200)
+  assert.match(icon.type, 'image/svg+xml')
+  assert.match(icon.body, '<svg')
+  assert.is((await fetchText(`${origin}/favicon.ico`)).status, 200, 'a browser asking for /favicon.ico gets the icon too')
+}
+
+/**
  * What every example page server promises besides its page: `/signalyard.js` is the built bundle,
  * an unknown path is a 404, and the yard answers WebSocket upgrades on the same port (an echo
  * stream in namespace `namespace` opens).

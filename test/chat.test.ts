@@ -24,7 +24,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
-import { assertPortTaken, assertServesBundleAndYard, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { assertPortTaken, assertServesBundleAndYard, assertServesPageAndIcon, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
 import { fetchText, freePort, until } from './helpers.js'
 import { loopbackOnly } from './netns.js'
 
@@ -208,17 +208,7 @@ const overlap = (a: Box, b: Box): boolean => a.left < b.right - 0.5 && b.left < 
 test('examples/chat: one command serves the page, its icon and the bundle, and the yard on PORT (127.0.0.1); SIGTERM stops it', async () => {
   await scoped(async (defer) => {
     const chat = await startChat(defer)
-    const page = await fetchText(`${chat.origin}/`)
-    assert.is(page.status, 200)
-    assert.match(page.type, 'text/html')
-    assert.match(page.body, "import { SignalChannel } from '/signalyard.js'", 'the page imports the bundle from /signalyard.js')
-    assert.match(page.body, '<link rel="icon" href="/favicon.svg"', 'the page names its icon (no 404 in the console)')
-    assert.is((await fetchText(`${chat.origin}/index.html`)).body, page.body)
-    const icon = await fetchText(`${chat.origin}/favicon.svg`)
-    assert.is(icon.status, 200)
-    assert.match(icon.type, 'image/svg+xml')
-    assert.match(icon.body, '<svg')
-    assert.is((await fetchText(`${chat.origin}/favicon.ico`)).status, 200, 'a browser asking for /favicon.ico gets the icon too')
+    await assertServesPageAndIcon(chat.origin)
     await assertServesBundleAndYard(chat.origin, 'chat lobby')
 
     chat.child.kill('SIGTERM')

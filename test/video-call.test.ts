@@ -24,7 +24,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { BrowserContext, Page } from 'playwright-core'
-import { assertPortTaken, assertServesBundleAndYard, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { assertPortTaken, assertServesBundleAndYard, assertServesPageAndIcon, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
 import { fetchText, freePort, sleep, until } from './helpers.js'
 import { loopbackOnly } from './netns.js'
 
@@ -201,17 +201,7 @@ async function controlsClear (page: Page, where: string): Promise<string[]> {
 test('examples/video-call: one command serves the page, its icon and the bundle, and the yard on PORT (127.0.0.1); SIGTERM stops it', async () => {
   await scoped(async (defer) => {
     const server = await startServer(defer)
-    const page = await fetchText(`${server.origin}/`)
-    assert.is(page.status, 200)
-    assert.match(page.type, 'text/html')
-    assert.match(page.body, "import { SignalChannel } from '/signalyard.js'", 'the page imports the bundle from /signalyard.js')
-    assert.match(page.body, '<link rel="icon" href="/favicon.svg"', 'the page names its icon (no 404 in the console)')
-    assert.is((await fetchText(`${server.origin}/index.html`)).body, page.body)
-    const icon = await fetchText(`${server.origin}/favicon.svg`)
-    assert.is(icon.status, 200)
-    assert.match(icon.type, 'image/svg+xml')
-    assert.match(icon.body, '<svg')
-    assert.is((await fetchText(`${server.origin}/favicon.ico`)).status, 200, 'a browser asking for /favicon.ico gets the icon too')
+    await assertServesPageAndIcon(server.origin)
     await assertServesBundleAndYard(server.origin, 'video-call lobby')
 
     server.child.kill('SIGTERM')
