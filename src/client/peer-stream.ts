@@ -5,6 +5,7 @@
  */
 import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
+import { toWebStreams, type WebStreams } from './web-streams.js'
 
 export interface PeerStreamEvents {
   /** The connection opened (streams made before it did get this once). */
@@ -58,6 +59,14 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
    * for the whole connection.
    */
   get bufferedAmount (): number { return this.host.bufferedAmount }
+
+  /** The messages as a Web `ReadableStream` (web-streams.ts), made on first use: `stream.readable.pipeTo(sink)`. */
+  get readable (): ReadableStream<unknown> { return (this.web ??= toWebStreams(this)).readable }
+
+  /** A Web `WritableStream` that sends each chunk and waits for 'drain' (web-streams.ts), made on first use. */
+  get writable (): WritableStream<unknown> { return (this.web ??= toWebStreams(this)).writable }
+
+  private web: WebStreams | undefined
 
   /**
    * Send any JSON value, a string, or binary. Like `WebSocket.send`, it takes a copy: the buffer

@@ -16,6 +16,7 @@ import { FrameType, RELAY_PRE_OPEN_WINDOW, type ServerStreamFrame } from '../pro
 import { Stream, type StreamEvents } from './stream.js'
 import type { YardSocket } from './socket.js'
 import { Fifo } from './fifo.js'
+import { toWebStreams, type WebStreams } from './web-streams.js'
 
 /** Bytes a relay stream keeps waiting (window full, or not open yet) before `send` throws `queue-full`. */
 const MAX_QUEUED_BYTES = 16 * 1024 * 1024
@@ -98,7 +99,7 @@ export class RelayStream extends Stream<RelayEvents> {
     }
     const maxFrame = this.socket.maxFrame
     if (frame.length > maxFrame) throw new SignalyardError('payload-too-large', `frame of ${frame.length} bytes is over the server's ${maxFrame}-byte limit`)
-    if (this.queue.length === 0 && this.writable) {
+    if (this.queue.length === 0 && this.canWrite) {
       this.write(frame)
       return true
     }
@@ -114,8 +115,16 @@ export class RelayStream extends Stream<RelayEvents> {
   /** Bytes not yet sent: this stream's queue plus what the realm's socket holds (shared by its streams). */
   get bufferedAmount (): number { return this.queuedBytes + this.socket.bufferedAmount }
 
+  /** The messages as a Web `ReadableStream` (web-streams.ts), made on first use: `stream.readable.pipeTo(sink)`. */
+  get readable (): ReadableStream<unknown> { return (this.web ??= toWebStreams(this)).readable }
+
+  /** A Web `WritableStream` that sends each chunk and waits for 'drain' (web-streams.ts), made on first use. */
+  get writable (): WritableStream<unknown> { return (this.web ??= toWebStreams(this)).writable }
+
+  private web: WebStreams | undefined
+
   /** May a frame go to the socket now? */
-  private get writable (): boolean {
+  private get canWrite (): boolean {
     return this.onSocket && this.socket.isOpen && this.unacked < this.window
   }
 
@@ -126,7 +135,7 @@ export class RelayStream extends Stream<RelayEvents> {
 
   /** Write what waits while the window allows; 'drain' once the queue is empty. */
   private pump (): void {
-    while (this.queue.length > 0 && this.writable) {
+    while (this.queue.length > 0 && this.canWrite) {
       const frame = this.queue.shift() as Uint8Array
       this.queuedBytes -= frame.length
       this.write(frame)
