@@ -7,8 +7,13 @@
  * const channel = SignalChannel('room-42', 'ws://127.0.0.1:3000')
  * const kv = channel.kv()
  * await kv.set('hello', 'world')
+ *
+ * @example
+ * // Tree-shakable: a bundler keeps only the stream functions the app imports.
+ * import { createChannel, openEcho } from 'signalyard'
+ * const chat = openEcho(createChannel('room-42', 'ws://127.0.0.1:3000'))
  */
-export { SignalChannel, Channel } from './client/channel.js'
+export { SignalChannel, Channel, createChannel, ChannelCore, openEcho, openKv, openRelay, createPeers, createNode, joinMesh } from './client/channel.js'
 export type { ChannelOptions, ChannelEvents } from './client/channel.js'
 export { EchoStream } from './client/echo.js'
 export type { EchoOptions, EchoEvents } from './client/echo.js'
@@ -26,6 +31,8 @@ export { PeerConnection } from './client/peer-connection.js'
 export type { PeerConnectionEvents, StreamOptions, Transport, TransportOption } from './client/peer-connection.js'
 export type { PeerPath, CandidateType } from './client/path.js'
 export { PeerStream } from './client/peer-stream.js'
+export { toWebStreams, MAX_BUFFERED } from './client/web-streams.js'
+export type { WebStreams, WebStreamOptions, MessageStream } from './client/web-streams.js'
 export type { PeerStreamEvents } from './client/peer-stream.js'
 export type { RTCPeerConnectionConstructor, RTCPeerConnectionLike, RTCDataChannelLike } from './client/transports/webrtc.js'
 export { Stream } from './client/stream.js'

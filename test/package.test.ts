@@ -148,4 +148,31 @@ test('a user script imports the client and the server by package name', () => {
   assert.equal(out.trim(), 'through the package function')
 })
 
+test('signalyard/min and signalyard/iife resolve to the browser bundles, from import and from require', () => {
+  installed()
+  const script = `
+    import { createRequire } from 'node:module'
+    import { readFileSync } from 'node:fs'
+    import { fileURLToPath } from 'node:url'
+    const require = createRequire(import.meta.url)
+    const min = await import('signalyard/min')
+    const iifeFile = fileURLToPath(import.meta.resolve('signalyard/iife'))
+    const lib = new Function(readFileSync(iifeFile, 'utf8') + '\\nreturn signalyard')()
+    console.log(JSON.stringify({
+      resolved: [import.meta.resolve('signalyard/min'), iifeFile, require.resolve('signalyard/min'), require.resolve('signalyard/iife')],
+      min: [typeof min.createChannel, typeof min.openEcho, typeof min.SignalChannel],
+      iife: [typeof lib.createChannel, typeof lib.SignalChannel]
+    }))
+  `
+  writeFileSync(join(dir, 'subpaths.mjs'), script)
+  const out = JSON.parse(execFileSync('node', ['subpaths.mjs'], { cwd: dir, encoding: 'utf8', timeout: 10_000 })) as { resolved: string[], min: string[], iife: string[] }
+  const [importMin, iife, requireMin, requireIife] = out.resolved
+  assert.ok(importMin.endsWith('/node_modules/signalyard/dist/browser/signalyard.min.js'), importMin)
+  assert.ok(requireMin.endsWith('/node_modules/signalyard/dist/browser/signalyard.min.js'), requireMin)
+  assert.ok(iife.endsWith('/node_modules/signalyard/dist/browser/signalyard.iife.js'), iife)
+  assert.is(requireIife, iife)
+  assert.equal(out.min, ['function', 'function', 'function'], 'the minified module exports the client')
+  assert.equal(out.iife, ['function', 'function'], 'the IIFE defines the global signalyard')
+})
+
 test.run()

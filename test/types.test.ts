@@ -19,12 +19,13 @@ test('test/types/usage.ts type-checks against the built declarations (typed payl
 test('the declarations of PeerConnection, PeerNode, Stream and Peers list none of their internals', () => {
   const dts = (file: string): string => readFileSync(`${root}dist/types/src/client/${file}.d.ts`, 'utf8')
   // A member line: `name(…): …;` or `name: …;` (a constructor parameter, `cid: string);`, is not one).
-  const member = (name: string): RegExp => new RegExp(`^\\s+(readonly )?${name}(\\(.*\\): .*|\\??: [^;)]*);$`, 'm')
+  const member = (name: string): RegExp => new RegExp(`^\\s+(readonly )?${name}(<.*>)?(\\(.*\\): .*|\\??: [^;)]*);$`, 'm')
   for (const [file, names] of [
     ['peer-connection', ['start', 'accept', 'handle', 'lost', 'leave', 'cid', 'initiator']],
     ['peer-node', ['received', 'unreachable', 'peerGone']],
     ['stream', ['sid', 'topic', 'socketOpened', 'socketDown', 'refused', 'frame', 'event']],
-    ['presence', ['snapshot', 'change']]
+    ['presence', ['snapshot', 'change']],
+    ['peer-stream', ['opened', 'finish']]
   ] as const) {
     for (const name of names) assert.not.match(dts(file), member(name), `${file}.d.ts: ${name}`)
   }

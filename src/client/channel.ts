@@ -2,6 +2,11 @@
  * SignalChannel: a namespace on a signalyard server. Every channel and stream of the realm that
  * uses the same URL and token shares one WebSocket; the channel owns the streams it made and closes them
  * with itself.
+ *
+ * Two styles over one core: `createChannel()` gives the core (ChannelCore) and the streams come
+ * from functions (`openEcho(channel)`, …) that a bundler drops when an app does not call them;
+ * `SignalChannel()` gives a Channel, the core with a method per function. Class methods are never
+ * tree-shaken, so ChannelCore must not mention a stream class: only the functions do.
  */
 import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
@@ -58,20 +63,27 @@ export interface ChannelEvents {
 }
 
 /**
- * A namespace on a signalyard server (from `SignalChannel()`).
+ * A namespace on a signalyard server, without the stream methods (from `createChannel()`): the
+ * shared socket, `state`, `close()` and the 'state' / 'error' events. Streams come from the
+ * functions that take a channel — `openEcho`, `openKv`, `openRelay`, `createPeers`, `createNode`,
+ * `joinMesh` — so a bundler keeps only the ones an app calls. The channel owns what they make and
+ * closes it with itself. A `Channel` (from `SignalChannel()`) is one of these too.
  *
  * @example
- * const channel = SignalChannel('room-42', 'ws://127.0.0.1:3000')
- * channel.on('state', (state) => console.log(state))   // 'open', 'reconnecting', …
- * const echo = channel.echo()
- * channel.close()
+ * import { createChannel, openEcho } from 'signalyard'
+ * const channel = createChannel('room-42', 'ws://127.0.0.1:3000')
+ * const chat = openEcho(channel)
+ * chat.send('hello')
+ * channel.close() // closes chat too
  */
-export class Channel extends EventEmitter<ChannelEvents> {
+export class ChannelCore extends EventEmitter<ChannelEvents> {
   readonly namespace: string
-  private readonly socket: YardSocket
+  /** @internal The socket every stream of the channel opens on (shared by URL and token). */
+  readonly socket: YardSocket
+  /** @internal What the channel was opened with (createNode reads RTCPeerConnection and rtcConfig). */
+  readonly options: ChannelOptions
   private readonly streams = new Set<Stream<any>>()
   private readonly owned = new Set<{ close: () => void }>()
-  private readonly options: ChannelOptions
   private closed = false
   private readonly forwardState = (state: SocketState, change: StateChange): void => { this.emit('state', state, change) }
   private readonly forwardError = (error: SignalyardError): void => { this.emit('error', error) }
@@ -98,101 +110,6 @@ export class Channel extends EventEmitter<ChannelEvents> {
   /** The shared socket's state. */
   get state (): SocketState { return this.closed ? 'closed' : this.socket.state }
 
-  /**
-   * A broadcast stream in this namespace (see EchoStream); `T` types its messages.
-   *
-   * @example
-   * const chat = channel.echo<{ text: string }>()
-   * chat.on('data', (msg) => console.log(msg.text))
-   */
-  echo<T = unknown> (options?: EchoOptions): EchoStream<T> {
-    return this.track(new EchoStream<T>(this.socket, this.namespace, this.check(options ?? {})))
-  }
-
-  /**
-   * A replica of this namespace's expiring key-value state (see KvStream); `V` types its values.
-   *
-   * @example
-   * const scores = channel.kv<number>()
-   * await scores.set('ada', 3)
-   */
-  kv<V = unknown> (): KvStream<V> {
-    this.check(null)
-    return this.track(new KvStream<V>(this.socket, this.namespace))
-  }
-
-  /** A relay stream paired by tokens (see RelayStream). */
-  relay (options: RelayOptions): RelayStream {
-    const { local, remote } = this.check(options) ?? {}
-    if (typeof local !== 'string' || typeof remote !== 'string' || local.length === 0 || remote.length === 0 ||
-        local.length > NAME_MAX || remote.length > NAME_MAX || local === remote) {
-      throw new SignalyardError('bad-request', `relay needs distinct local and remote tokens of 1..${NAME_MAX} characters`)
-    }
-    return this.track(new RelayStream(this.socket, this.namespace, { local, remote }))
-  }
-
-  /**
-   * Presence in this namespace (see Peers).
-   *
-   * @example
-   * const peers = channel.createPeers()
-   * peers.on('join', (p) => console.log(p.id))
-   * await peers.join({ id: 'alice' })
-   */
-  createPeers (): Peers {
-    this.check(null)
-    const peers = new Peers(this.socket, this.namespace)
-    this.owned.add(peers)
-    return peers
-  }
-
-  /**
-   * A node for peer connections in this namespace (see PeerNode); `onConnection` is called for
-   * every connection another node opens to this one.
-   *
-   * @example
-   * const node = channel.createNode((pc) => pc.on('connection', (s) => s.on('data', console.log)))
-   * await node.listen('alice')
-   * node.connect('bob').createStream('chat').send('hi')
-   */
-  createNode (onConnection?: (pc: PeerConnection) => void, options: NodeOptions = {}): PeerNode {
-    this.check(null)
-    const node = new PeerNode({
-      socket: this.socket,
-      namespace: this.namespace,
-      openRelay: (local, remote) => this.track(new RelayStream(this.socket, this.namespace, { local, remote }, true)),
-      RTCPeerConnection: this.options.RTCPeerConnection,
-      rtcConfig: this.options.rtcConfig
-    }, onConnection, options)
-    this.owned.add(node)
-    node.once('close', () => this.owned.delete(node))
-    return node
-  }
-
-  /**
-   * Join a room: presence and peer connections under one id in this namespace, connected to
-   * everyone else in it (see Room). Options: `id` (default random), `meta` (your presence
-   * record), and the node options (`transport`, `RTCPeerConnection`, `rtcConfig`, `connectTimeout`).
-   *
-   * @example
-   * const room = channel.mesh({ meta: { name: 'Ada' } })
-   * room.on('peer', (pc, meta) => console.log(meta.name, 'is here'))
-   * room.on('data', (msg, { from }) => console.log(from, msg))
-   * room.send('hello everyone')
-   */
-  mesh<T = unknown> (options: MeshOptions = {}): Room<T> {
-    this.check(null)
-    const { id, meta, ...nodeOptions } = options ?? {}
-    if (meta !== undefined && (meta === null || typeof meta !== 'object' || Array.isArray(meta))) {
-      throw new SignalyardError('bad-request', 'meta is an object (your presence record)')
-    }
-    const node = this.createNode(undefined, nodeOptions)
-    const room = new Room<T>(node, this.createPeers(), { id, meta })
-    this.owned.add(room)
-    room.once('close', () => this.owned.delete(room))
-    return room
-  }
-
   /** Close every stream, node and presence of this channel; the socket closes when no channel uses it. */
   close (): void {
     if (this.closed) return
@@ -207,15 +124,210 @@ export class Channel extends EventEmitter<ChannelEvents> {
     this.emit('state', 'closed', { from, to: 'closed', reason: 'channel closed' })
   }
 
-  private check<T> (value: T): T {
+  /** @internal Throws `channel-closed` once the channel is closed: nothing new is made on it. */
+  assertOpen (): void {
     if (this.closed) throw new SignalyardError('channel-closed', 'the channel is closed')
-    return value
   }
 
-  private track<S extends Stream<any>> (stream: S): S {
+  /** @internal A stream of this channel: closed with it, forgotten when it closes. */
+  track<S extends Stream<any>> (stream: S): S {
     this.streams.add(stream)
     ;(stream as Stream).once('close', () => this.streams.delete(stream))
     return stream
+  }
+
+  /** @internal A presence, node or room of this channel: closed with it (`disown` when it closes first). */
+  own<O extends { close: () => void }> (owned: O): O {
+    this.owned.add(owned)
+    return owned
+  }
+
+  /** @internal Forget something `own` took (it closed by itself). */
+  disown (owned: { close: () => void }): void {
+    this.owned.delete(owned)
+  }
+}
+
+/**
+ * A broadcast stream in the channel's namespace (see EchoStream); `T` types its messages. The
+ * function form of `channel.echo()`.
+ *
+ * @example
+ * const chat = openEcho<{ text: string }>(channel)
+ * chat.on('data', (msg, { from }) => console.log(from, msg.text))
+ * chat.send({ text: 'hello' })
+ */
+export function openEcho<T = unknown> (channel: ChannelCore, options: EchoOptions = {}): EchoStream<T> {
+  channel.assertOpen()
+  return channel.track(new EchoStream<T>(channel.socket, channel.namespace, options ?? {}))
+}
+
+/**
+ * A replica of the namespace's expiring key-value state (see KvStream); `V` types its values.
+ * The function form of `channel.kv()`.
+ *
+ * @example
+ * const scores = openKv<number>(channel)
+ * await scores.set('ada', 3)
+ */
+export function openKv<V = unknown> (channel: ChannelCore): KvStream<V> {
+  channel.assertOpen()
+  return channel.track(new KvStream<V>(channel.socket, channel.namespace))
+}
+
+/**
+ * A relay stream paired by tokens (see RelayStream). The function form of `channel.relay()`.
+ *
+ * @example
+ * const pipe = openRelay(channel, { local: 'a', remote: 'b' })
+ * pipe.on('data', (chunk) => console.log(chunk))
+ */
+export function openRelay<T = unknown> (channel: ChannelCore, options: RelayOptions): RelayStream<T> {
+  channel.assertOpen()
+  const { local, remote } = options ?? {}
+  if (typeof local !== 'string' || typeof remote !== 'string' || local.length === 0 || remote.length === 0 ||
+      local.length > NAME_MAX || remote.length > NAME_MAX || local === remote) {
+    throw new SignalyardError('bad-request', `relay needs distinct local and remote tokens of 1..${NAME_MAX} characters`)
+  }
+  return channel.track(new RelayStream<T>(channel.socket, channel.namespace, { local, remote }))
+}
+
+/**
+ * Presence in the channel's namespace (see Peers). The function form of `channel.createPeers()`.
+ *
+ * @example
+ * const peers = createPeers(channel)
+ * peers.on('join', (p) => console.log(p.id))
+ * await peers.join({ id: 'alice' })
+ */
+export function createPeers (channel: ChannelCore): Peers {
+  channel.assertOpen()
+  return channel.own(new Peers(channel.socket, channel.namespace))
+}
+
+/**
+ * A node for peer connections in the channel's namespace (see PeerNode); `onConnection` is called
+ * for every connection another node opens to this one. The function form of `channel.createNode()`.
+ *
+ * @example
+ * const node = createNode(channel, (pc) => pc.on('connection', (s) => s.on('data', console.log)))
+ * await node.listen('alice')
+ * node.connect('bob').createStream('chat').send('hi')
+ */
+export function createNode (channel: ChannelCore, onConnection?: (pc: PeerConnection) => void, options: NodeOptions = {}): PeerNode {
+  channel.assertOpen()
+  const { socket, namespace } = channel
+  const node = channel.own(new PeerNode({
+    socket,
+    namespace,
+    openRelay: (local, remote) => channel.track(new RelayStream(socket, namespace, { local, remote }, true)),
+    RTCPeerConnection: channel.options.RTCPeerConnection,
+    rtcConfig: channel.options.rtcConfig
+  }, onConnection, options))
+  node.once('close', () => channel.disown(node))
+  return node
+}
+
+/**
+ * Join a room: presence and peer connections under one id in the channel's namespace, connected
+ * to everyone else in it (see Room). Options: `id` (default random), `meta` (your presence
+ * record), and the node options (`transport`, `RTCPeerConnection`, `rtcConfig`, `connectTimeout`).
+ * The function form of `channel.mesh()`.
+ *
+ * @example
+ * const room = joinMesh(channel, { meta: { name: 'Ada' } })
+ * room.on('peer', (pc, meta) => console.log(meta.name, 'is here'))
+ * room.send('hello everyone')
+ */
+export function joinMesh<T = unknown> (channel: ChannelCore, options: MeshOptions = {}): Room<T> {
+  channel.assertOpen()
+  const { id, meta, ...nodeOptions } = options ?? {}
+  if (meta !== undefined && (meta === null || typeof meta !== 'object' || Array.isArray(meta))) {
+    throw new SignalyardError('bad-request', 'meta is an object (your presence record)')
+  }
+  const node = createNode(channel, undefined, nodeOptions)
+  const room = channel.own(new Room<T>(node, createPeers(channel), { id, meta }))
+  room.once('close', () => channel.disown(room))
+  return room
+}
+
+/**
+ * A namespace on a signalyard server (from `SignalChannel()`): a ChannelCore with a method for
+ * each kind of stream. Every method calls the function of the same job (`channel.echo()` is
+ * `openEcho(channel)`), so the two styles mix freely.
+ *
+ * @example
+ * const channel = SignalChannel('room-42', 'ws://127.0.0.1:3000')
+ * channel.on('state', (state) => console.log(state))   // 'open', 'reconnecting', …
+ * const echo = channel.echo()
+ * channel.close()
+ */
+export class Channel extends ChannelCore {
+  /**
+   * A broadcast stream in this namespace (see EchoStream); `T` types its messages.
+   *
+   * @example
+   * const chat = channel.echo<{ text: string }>()
+   * chat.on('data', (msg) => console.log(msg.text))
+   */
+  echo<T = unknown> (options?: EchoOptions): EchoStream<T> {
+    return openEcho<T>(this, options)
+  }
+
+  /**
+   * A replica of this namespace's expiring key-value state (see KvStream); `V` types its values.
+   *
+   * @example
+   * const scores = channel.kv<number>()
+   * await scores.set('ada', 3)
+   */
+  kv<V = unknown> (): KvStream<V> {
+    return openKv<V>(this)
+  }
+
+  /** A relay stream paired by tokens (see RelayStream); `T` types its messages. */
+  relay<T = unknown> (options: RelayOptions): RelayStream<T> {
+    return openRelay<T>(this, options)
+  }
+
+  /**
+   * Presence in this namespace (see Peers).
+   *
+   * @example
+   * const peers = channel.createPeers()
+   * peers.on('join', (p) => console.log(p.id))
+   * await peers.join({ id: 'alice' })
+   */
+  createPeers (): Peers {
+    return createPeers(this)
+  }
+
+  /**
+   * A node for peer connections in this namespace (see PeerNode); `onConnection` is called for
+   * every connection another node opens to this one.
+   *
+   * @example
+   * const node = channel.createNode((pc) => pc.on('connection', (s) => s.on('data', console.log)))
+   * await node.listen('alice')
+   * node.connect('bob').createStream('chat').send('hi')
+   */
+  createNode (onConnection?: (pc: PeerConnection) => void, options: NodeOptions = {}): PeerNode {
+    return createNode(this, onConnection, options)
+  }
+
+  /**
+   * Join a room: presence and peer connections under one id in this namespace, connected to
+   * everyone else in it (see Room). Options: `id` (default random), `meta` (your presence
+   * record), and the node options (`transport`, `RTCPeerConnection`, `rtcConfig`, `connectTimeout`).
+   *
+   * @example
+   * const room = channel.mesh({ meta: { name: 'Ada' } })
+   * room.on('peer', (pc, meta) => console.log(meta.name, 'is here'))
+   * room.on('data', (msg, { from }) => console.log(from, msg))
+   * room.send('hello everyone')
+   */
+  mesh<T = unknown> (options: MeshOptions = {}): Room<T> {
+    return joinMesh<T>(this, options)
   }
 }
 
@@ -235,8 +347,31 @@ function normaliseUrl (url: string): string {
   return parsed.href
 }
 
+/** The options argument of createChannel and SignalChannel: a URL, a list of URLs, or the options. */
+function channelOptions (options: string | string[] | ChannelOptions): ChannelOptions {
+  return typeof options === 'string' || Array.isArray(options) ? { url: options } : options
+}
+
 /**
- * Open a namespace on a signalyard server.
+ * Open a namespace on a signalyard server, for the tree-shakable functions: the channel has no
+ * stream methods, `openEcho(channel)`, `openKv(channel)`, `openRelay(channel, …)`,
+ * `createPeers(channel)`, `createNode(channel, …)` and `joinMesh(channel, …)` make the streams, and
+ * a bundler keeps only those the app imports.
+ *
+ * @example
+ * import { createChannel, openEcho } from 'signalyard'
+ * const channel = createChannel('room-42', { url: 'ws://127.0.0.1:3000' })
+ * const chat = openEcho<string>(channel)
+ * chat.on('data', (msg, { from }) => console.log(from, msg))
+ * chat.send('hello')
+ */
+export function createChannel (namespace: string, options: string | string[] | ChannelOptions = {}): ChannelCore {
+  return new ChannelCore(namespace, channelOptions(options))
+}
+
+/**
+ * Open a namespace on a signalyard server, with a method for each kind of stream (every stream
+ * kind is in the bundle; see createChannel for the tree-shakable form).
  *
  * @example
  * import { SignalChannel } from 'signalyard'
@@ -246,5 +381,5 @@ function normaliseUrl (url: string): string {
  * echo.send('hello')
  */
 export function SignalChannel (namespace: string, options: string | string[] | ChannelOptions = {}): Channel {
-  return new Channel(namespace, typeof options === 'string' || Array.isArray(options) ? { url: options } : options)
+  return new Channel(namespace, channelOptions(options))
 }

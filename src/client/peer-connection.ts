@@ -163,10 +163,10 @@ export class PeerConnection extends EventEmitter<PeerConnectionEvents> {
    * const positions = pc.createStream('pos', { ordered: false, maxRetransmits: 0 })
    * setInterval(() => positions.send({ x, y }), 50)   // a lost update is replaced by the next
    */
-  createStream (label = 'default', options: StreamOptions = {}): PeerStream {
+  createStream<T = unknown> (label = 'default', options: StreamOptions = {}): PeerStream<T> {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'the peer connection is closed')
     if (typeof label !== 'string') throw new SignalyardError('bad-request', 'a stream label is a string')
-    return this.mux.createStream(label, unreliableOf(options))
+    return this.mux.createStream(label, unreliableOf(options)) as PeerStream<T>
   }
 
   /** Close the connection and every stream on both sides; what was sent is flushed first. */

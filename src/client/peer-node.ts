@@ -46,7 +46,7 @@ export interface NodeEvents {
   close: []
 }
 
-export const NODE_DEFAULTS = Object.freeze({ transport: 'auto' as TransportOption, connectTimeout: 10_000 })
+export const NODE_DEFAULTS = /* @__PURE__ */ Object.freeze({ transport: 'auto' as TransportOption, connectTimeout: 10_000 })
 
 /** Where the node's settings come from besides its own options. */
 export interface NodeContext {

@@ -7,11 +7,11 @@ import { EventEmitter } from 'eventemitter3'
 import { SignalyardError } from '../protocol/errors.js'
 import { toWebStreams, type WebStreams } from './web-streams.js'
 
-export interface PeerStreamEvents {
+export interface PeerStreamEvents<T = unknown> {
   /** The connection opened (streams made before it did get this once). */
   open: []
   /** A message from the other side. */
-  data: [data: unknown]
+  data: [data: T]
   /** `bufferedAmount` fell back below the low-water mark after `send()` returned false. */
   drain: []
   /** The stream ended (either side closed it, or the connection ended); `error` says why if not on purpose. */
@@ -41,14 +41,16 @@ export interface StreamHost {
  * for (const chunk of chunks) if (!s.send(chunk)) await new Promise((r) => s.once('drain', r))
  * s.close()
  */
-export class PeerStream extends EventEmitter<PeerStreamEvents> {
-  state: 'opening' | 'open' | 'closed'
+export class PeerStream<T = unknown> extends EventEmitter<PeerStreamEvents<T>> {
+  private phase: 'opening' | 'open' | 'closed'
+  /** 'opening' until the connection opens, then 'open' until 'close'. */
+  get state (): 'opening' | 'open' | 'closed' { return this.phase }
   private waiters: Array<{ resolve: () => void, reject: (err: SignalyardError) => void }> = []
   private failure: SignalyardError | null = null
 
   constructor (private readonly host: StreamHost, readonly label: string) {
     super()
-    this.state = host.isOpen ? 'open' : 'opening'
+    this.phase = host.isOpen ? 'open' : 'opening'
   }
 
   /** The stream's number on the connection (odd when the initiator made it, even for the acceptor). */
@@ -61,10 +63,10 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
   get bufferedAmount (): number { return this.host.bufferedAmount }
 
   /** The messages as a Web `ReadableStream` (web-streams.ts), made on first use: `stream.readable.pipeTo(sink)`. */
-  get readable (): ReadableStream<unknown> { return (this.web ??= toWebStreams(this)).readable }
+  get readable (): ReadableStream<T> { return (this.web ??= toWebStreams(this)).readable as ReadableStream<T> }
 
   /** A Web `WritableStream` that sends each chunk and waits for 'drain' (web-streams.ts), made on first use. */
-  get writable (): WritableStream<unknown> { return (this.web ??= toWebStreams(this)).writable }
+  get writable (): WritableStream<T> { return (this.web ??= toWebStreams(this)).writable as WritableStream<T> }
 
   private web: WebStreams | undefined
 
@@ -74,7 +76,7 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
    * high-water mark (1 MiB): wait for 'drain' before sending more. Throws `stream-closed` after
    * close and `payload-too-large` over 16 MiB.
    */
-  send (data: unknown): boolean {
+  send (data: T): boolean {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', `peer stream "${this.label}" is closed`)
     return this.host.write(data)
   }
@@ -93,18 +95,18 @@ export class PeerStream extends EventEmitter<PeerStreamEvents> {
     this.finish()
   }
 
-  /** The connection opened. */
+  /** @internal The connection opened. */
   opened (): void {
-    if (this.state !== 'opening') return
-    this.state = 'open'
+    if (this.phase !== 'opening') return
+    this.phase = 'open'
     for (const w of this.waiters.splice(0)) w.resolve()
     this.emit('open')
   }
 
-  /** End the stream here (no frame is sent). */
+  /** @internal End the stream here (no frame is sent). */
   finish (error?: SignalyardError): void {
-    if (this.state === 'closed') return
-    this.state = 'closed'
+    if (this.phase === 'closed') return
+    this.phase = 'closed'
     this.failure = error ?? new SignalyardError('stream-closed', 'the peer stream closed before the connection opened')
     for (const w of this.waiters.splice(0)) w.reject(this.failure)
     if (error !== undefined) this.emit('error', error)

@@ -28,8 +28,8 @@ export interface RelayOptions {
   remote: string
 }
 
-export interface RelayEvents extends StreamEvents {
-  data: [data: unknown]
+export interface RelayEvents<T = unknown> extends StreamEvents {
+  data: [data: T]
   /** The stream's queue emptied after `send()` returned false: send more. */
   drain: []
 }
@@ -45,7 +45,7 @@ export interface RelayEvents extends StreamEvents {
  * // large transfers: wait for 'drain' when send() returns false
  * for (const chunk of chunks) if (!a.send(chunk)) await new Promise((r) => a.once('drain', r))
  */
-export class RelayStream extends Stream<RelayEvents> {
+export class RelayStream<T = unknown> extends Stream<RelayEvents<T>> {
   readonly local: string
   readonly remote: string
   /** The server's window for this stream (bytes unacknowledged); Infinity with a server that has none. */
@@ -89,7 +89,7 @@ export class RelayStream extends Stream<RelayEvents> {
    * the server's window is full). Returns false when the message had to wait: send more after
    * 'drain'. Throws `queue-full` past 16 MiB waiting, `payload-too-large` past the frame limit.
    */
-  send (data: unknown): boolean {
+  send (data: T): boolean {
     if (this.state === 'closed') throw new SignalyardError('stream-closed', 'relay stream is closed')
     let frame: Uint8Array
     try {
@@ -116,10 +116,10 @@ export class RelayStream extends Stream<RelayEvents> {
   get bufferedAmount (): number { return this.queuedBytes + this.socket.bufferedAmount }
 
   /** The messages as a Web `ReadableStream` (web-streams.ts), made on first use: `stream.readable.pipeTo(sink)`. */
-  get readable (): ReadableStream<unknown> { return (this.web ??= toWebStreams(this)).readable }
+  get readable (): ReadableStream<T> { return (this.web ??= toWebStreams(this)).readable as ReadableStream<T> }
 
   /** A Web `WritableStream` that sends each chunk and waits for 'drain' (web-streams.ts), made on first use. */
-  get writable (): WritableStream<unknown> { return (this.web ??= toWebStreams(this)).writable }
+  get writable (): WritableStream<T> { return (this.web ??= toWebStreams(this)).writable as WritableStream<T> }
 
   private web: WebStreams | undefined
 
@@ -175,6 +175,6 @@ export class RelayStream extends Stream<RelayEvents> {
   protected override data (frame: RawFrame): void {
     if (this.state !== 'open') return
     const decoded = this.decode(frame.kind, frame.payload)
-    if (decoded.ok) this.emit('data', decoded.value)
+    if (decoded.ok) this.emit('data', decoded.value as T)
   }
 }

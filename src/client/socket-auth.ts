@@ -6,7 +6,7 @@
  * (4401 unauthorized, 4403 forbidden); and why an attempt that never got HELLO failed (refused,
  * host not found, TLS, an HTTP answer, a close), told as well as the runtime lets us know.
  */
-import { ERROR_CODES, SignalyardError } from '../protocol/errors.js'
+import { SignalyardError } from '../protocol/errors.js'
 import { AUTH_PROTOCOL_PREFIX, CLOSE_FORBIDDEN, CLOSE_UNAUTHORIZED, SUBPROTOCOL } from '../protocol/frames.js'
 
 /** The `token` option: a string, or a function (possibly async) asked before every connection. */
@@ -98,7 +98,8 @@ export function refusal (code: number, reason: string, url: string): ConnectErro
   const name = code === CLOSE_UNAUTHORIZED ? 'unauthorized' : 'forbidden'
   // The server's reason starts with the code ("forbidden: origin not allowed"): say it once.
   const said = reason.replace(/^(unauthorized|forbidden)\b:?\s*/, '')
-  const why = said === '' ? ERROR_CODES[name] : said
+  // ERROR_CODES' words for the two codes, written here so the socket does not bundle the whole table.
+  const why = said !== '' ? said : code === CLOSE_UNAUTHORIZED ? 'authentication failed' : 'not authorized for this namespace or endpoint'
   return connectError(name, `${name} (${code}): ${why} at ${url}; not reconnecting`, { url, reason: 'closed', closeCode: code })
 }
 

@@ -58,7 +58,7 @@ export const isObject = (v: unknown): v is JsonObject => typeof v === 'object' &
 /** A non-negative safe integer. */
 export const isUint = (v: unknown): v is number => typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= Number.MAX_SAFE_INTEGER
 
-const utf8 = new TextEncoder()
+const utf8 = /* @__PURE__ */ new TextEncoder()
 /** Bytes of `value`'s JSON encoding. */
 export const jsonSize = (value: JsonObject): number => utf8.encode(JSON.stringify(value)).length
 

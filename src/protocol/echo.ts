@@ -22,7 +22,7 @@ export const echoWire: EndpointWire<OpenEcho> = {
   requests: {}
 }
 
-const encoder = new TextEncoder()
+const encoder = /* @__PURE__ */ new TextEncoder()
 
 /** The meta bytes of an echo EVENT for one sender, computed once, when it first publishes. */
 export function echoEventMeta (ns: string, from: string): Uint8Array {

@@ -50,7 +50,10 @@ export const ERROR_CODES = {
 export type ErrorCode = keyof typeof ERROR_CODES
 
 /**
- * The one error class of signalyard: `code` is stable, `message` is for people.
+ * The one error class of signalyard: `code` is stable, `message` is for people. Every error the
+ * library raises says what happened in its message; an error made without one has the code as its
+ * message (`ERROR_CODES[code]` is the code's meaning). The constructor does not look the meaning up,
+ * so a browser bundle that never reads ERROR_CODES leaves the table out (about 1 kB gzipped).
  *
  * @example
  * try { await kv.set('k', 'v') } catch (err) {
@@ -60,7 +63,7 @@ export type ErrorCode = keyof typeof ERROR_CODES
 export class SignalyardError extends Error {
   readonly code: ErrorCode
   constructor (code: ErrorCode, message?: string) {
-    super(message ?? ERROR_CODES[code] ?? code)
+    super(message ?? code)
     this.name = 'SignalyardError'
     this.code = code
   }

@@ -41,6 +41,13 @@ room.on('join', (meta) => { void meta.id })
 const ids: string[] = room.peers().map((p) => p.id)
 void ids
 
+// relay<T>
+const pipe = channel.relay<Uint8Array>({ local: 'a', remote: 'b' })
+pipe.send(new Uint8Array(4))
+// @ts-expect-error not bytes
+pipe.send('text')
+pipe.on('data', (bytes) => { const n: number = bytes.byteLength; void n })
+
 // createNode: random ids, directed messages, streams.
 const node = channel.createNode((pc) => { pc.on('connection', (stream: PeerStream) => stream.on('data', (d) => { void d })) })
 void node.listen().then((id: string) => id)
@@ -53,6 +60,21 @@ positions.send({ x: 1, y: 2 })
 pc.createStream('pos', { ordered: 'no' })
 const state: 'connecting' | 'open' | 'closed' = pc.state
 void state
+// pc.createStream<T>: send, 'data' and the Web Streams are T.
+const typed = pc.createStream<{ x: number }>('typed')
+typed.send({ x: 1 })
+// @ts-expect-error not a { x }
+typed.send('no')
+typed.on('data', (d) => { const x: number = d.x; void x })
+const sink: WritableStream<{ x: number }> = typed.writable
+const source: ReadableStream<{ x: number }> = typed.readable
+void sink; void source
+// @ts-expect-error the library opens a stream
+typed.opened()
+// @ts-expect-error and ends it
+typed.finish()
+// @ts-expect-error its state is the library's
+typed.state = 'closed'
 
 // Internals the library calls or mutates are not in the public types.
 // @ts-expect-error
