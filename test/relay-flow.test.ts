@@ -403,6 +403,77 @@ test('across two servers on Redis: a peer on the other server that never reads g
   }
 })
 
+test('close() after send delivers everything first: what waited for the window and what the server queued for a slow reader reach it, then the close', () => withYard(async (yard, raws, open) => {
+  // One reader with two relay streams (two senders), so its socket's queue fills past what one
+  // stream's window allows and the server holds frames per stream for it.
+  const receiver = await rawClient(yard, raws)
+  receiver.send(FrameType.Open, 1, relayOpen('room', 'r1', 's1'))
+  receiver.send(FrameType.Open, 3, relayOpen('room', 'r2', 's2'))
+  const relays: RelayStream[] = [open('room', 'sender-1').relay({ local: 's1', remote: 'r1' }), open('room', 'sender-2').relay({ local: 's2', remote: 'r2' })]
+  await readyAll(...relays)
+  socketOf(receiver.ws).pause()
+  // Numbered 64 KiB chunks on both until neither takes more ('drain' not within 500 ms).
+  const CHUNK = 64 * 1024
+  const sent = [0, 0]
+  await Promise.all(relays.map(async (relay, r) => {
+    for (;;) {
+      if (sent[r] > 1024) throw new Error('the stream never got stuck')
+      const chunk = new Uint8Array(CHUNK)
+      new DataView(chunk.buffer).setUint32(0, sent[r]++)
+      if (relay.send(chunk)) continue
+      try {
+        await within(next(relay, 'drain', 500), 500, 'drain')
+      } catch {
+        return
+      }
+    }
+  }))
+  const [relay] = relays
+  assert.ok(relay.bufferedAmount >= CHUNK, 'the sender still holds a chunk of its own')
+  assert.ok(await relayBudget(yard) > 0, 'the server holds bytes for the paused reader')
+  relay.close()
+  assert.throws(() => relay.send(new Uint8Array(1)), (err: SignalyardError) => err.code === 'stream-closed', 'no send after close()')
+  socketOf(receiver.ws).resume()
+  const closed = await receiver.take(isClosed(1), 10_000, 'CLOSED after the data')
+  assert.is(closed.meta?.code, undefined, 'a plain close, no error')
+  const numbers = receiver.frames.filter((f) => f.type === FrameType.Data && f.id === 1).map((f) => new DataView(f.payload.buffer, f.payload.byteOffset).getUint32(0))
+  assert.is(numbers.length, sent[0], `every chunk sent before close() arrived (${numbers.length} of ${sent[0]})`)
+  assert.ok(numbers.every((n, i) => n === i), 'in order')
+}))
+
+test('a sender that closes right after its last frame: the server writes what it holds for the slow reader, then the close', () => withYard(async (yard, raws, open) => {
+  // The reader's socket is clogged by a second stream, so the server holds the first stream's
+  // frames for it; the raw sender sends a window's worth and CLOSE at once, without waiting.
+  const receiver = await rawClient(yard, raws)
+  receiver.send(FrameType.Open, 1, relayOpen('room', 'r1', 's1'))
+  receiver.send(FrameType.Open, 3, relayOpen('room', 'r2', 's2'))
+  const sender = await rawClient(yard, raws)
+  const opened = await sender.open(1, relayOpen('room', 's1', 'r1'))
+  const window = Number(opened.meta?.window)
+  assert.ok(window > 0, 'OPENED announces a window')
+  const flood = open('room', 'sender-2').relay({ local: 's2', remote: 'r2' })
+  await readyAll(flood)
+  await receiver.take((f) => f.type === FrameType.Opened && f.id === 1, 2000, 'the reader\'s stream 1 open')
+  socketOf(receiver.ws).pause()
+  await fillUntilStuck(flood)
+  const CHUNK = 32 * 1024
+  const count = Math.floor(window / (CHUNK + 64))
+  for (let i = 0; i < count; i++) {
+    const chunk = new Uint8Array(CHUNK)
+    new DataView(chunk.buffer).setUint32(0, i)
+    sender.sendRaw(dataFrame(1, chunk))
+  }
+  sender.send(FrameType.Close, 1, null)
+  await sleep(200)
+  assert.ok(await relayBudget(yard) > 0, 'the server holds bytes for the paused reader')
+  socketOf(receiver.ws).resume()
+  const closed = await receiver.take(isClosed(1), 10_000, 'CLOSED after the data')
+  assert.is(closed.meta?.code, undefined, 'a plain close, no error')
+  const numbers = receiver.frames.filter((f) => f.type === FrameType.Data && f.id === 1).map((f) => new DataView(f.payload.buffer, f.payload.byteOffset).getUint32(0))
+  assert.is(numbers.length, count, `every frame sent before CLOSE arrived (${numbers.length} of ${count})`)
+  assert.ok(numbers.every((n, i) => n === i), 'in order')
+}))
+
 test('a stream closed on one side releases what the other side queued for its socket', () => withYard(async (yard, raws, open) => {
   const receiver = await rawClient(yard, raws)
   receiver.send(FrameType.Open, 1, relayOpen('room', 'r', 's'))

@@ -57,6 +57,8 @@ export class RelayStream<T = unknown> extends Stream<RelayEvents<T>> {
   private readonly queue = new Fifo<Uint8Array>()
   private queuedBytes = 0
   private needDrain = false
+  /** close() was called while frames waited for the window: CLOSE follows the last of them. */
+  private closing = false
 
   constructor (socket: YardSocket, namespace: string, options: RelayOptions, private readonly endWithSocket = false) {
     super(socket, namespace, 'relay')
@@ -90,7 +92,7 @@ export class RelayStream<T = unknown> extends Stream<RelayEvents<T>> {
    * 'drain'. Throws `queue-full` past 16 MiB waiting, `payload-too-large` past the frame limit.
    */
   send (data: T): boolean {
-    if (this.state === 'closed') throw new SignalyardError('stream-closed', 'relay stream is closed')
+    if (this.state === 'closed' || this.closing) throw new SignalyardError('stream-closed', 'relay stream is closed')
     let frame: Uint8Array
     try {
       frame = writeFrame(FrameType.Data, this.sid, null, encodePayload(data))
@@ -110,6 +112,26 @@ export class RelayStream<T = unknown> extends Stream<RelayEvents<T>> {
     this.queuedBytes += frame.length
     this.needDrain = true
     return false
+  }
+
+  /**
+   * Close both sides. What was sent before is delivered first: frames still waiting for the
+   * server's window go out, then the close (the server writes them to the other side before it
+   * closes it there). No more sends meanwhile.
+   */
+  override close (): void {
+    if (this.state === 'closed' || this.closing) return
+    if (this.queue.length === 0) return super.close()
+    this.closing = true
+  }
+
+  /** Close both sides at once: what still waits for the window is dropped (close() sends it first). */
+  abort (): void {
+    if (this.state === 'closed') return
+    this.closing = false
+    this.queue.clear()
+    this.queuedBytes = 0
+    super.close()
   }
 
   /** Bytes not yet sent: this stream's queue plus what the realm's socket holds (shared by its streams). */
@@ -140,7 +162,9 @@ export class RelayStream<T = unknown> extends Stream<RelayEvents<T>> {
       this.queuedBytes -= frame.length
       this.write(frame)
     }
-    if (this.needDrain && this.queue.length === 0 && this.state !== 'closed') {
+    if (this.queue.length > 0 || this.state === 'closed') return
+    if (this.closing) return super.close()
+    if (this.needDrain) {
       this.needDrain = false
       this.emitAny('drain')
     }

@@ -31,6 +31,8 @@ export interface MessageStream {
   /** False when the caller should wait for 'drain'. */
   send (data: unknown): boolean
   close (): void
+  /** Close at once, dropping what still waits to be sent (where close() would send it first). */
+  abort? (): void
   on (event: 'data' | 'drain' | 'close' | 'error', fn: (arg?: any) => void): unknown
   off (event: 'data' | 'drain' | 'close' | 'error', fn: (arg?: any) => void): unknown
 }
@@ -92,7 +94,7 @@ function readableOf (stream: MessageStream, maxBuffered: number): ReadableStream
     detach()
     queue.clear()
     controller.error(error)
-    stream.close()
+    closeNow(stream)
   }
   function onData (data: unknown): void {
     if (reading) {
@@ -131,7 +133,7 @@ function readableOf (stream: MessageStream, maxBuffered: number): ReadableStream
     cancel () {
       detach()
       queue.clear()
-      stream.close()
+      closeNow(stream)
     }
   }, { highWaterMark: 0 })
 }
@@ -172,7 +174,7 @@ function writableOf (stream: MessageStream): WritableStream<unknown> {
       } catch (err) {
         // The writable is errored from here on; close the stream so the reader does not wait forever.
         detach()
-        stream.close()
+        closeNow(stream)
         throw err
       }
       return new Promise<void>((resolve, reject) => { waiter = { resolve, reject } })
@@ -184,7 +186,13 @@ function writableOf (stream: MessageStream): WritableStream<unknown> {
     },
     abort () {
       detach()
-      stream.close()
+      closeNow(stream)
     }
   })
+}
+
+/** Close `stream` at once: its abort() where it has one (a relay stream's close() sends its queue first). */
+function closeNow (stream: MessageStream): void {
+  if (stream.abort !== undefined) stream.abort()
+  else stream.close()
 }

@@ -54,6 +54,11 @@ class RelayStream implements ServerStream {
   /** Frames from the other side waiting to be written to this socket (counted in `held`). */
   private inbound: Uint8Array[] = []
   private waiting = false
+  /**
+   * The other side closed (without an error) while frames it sent wait in `inbound` for this
+   * client's socket: they are written first, then this side closes (bounded by stallTimeout).
+   */
+  private draining = false
   /** Bytes written to this socket and not yet acknowledged to the sender (sent once per tick). */
   private unacked = 0
   private ackScheduled = false
@@ -97,7 +102,7 @@ class RelayStream implements ServerStream {
 
   /** DATA from this client: forwarded once paired, held before. */
   data ({ raw }: DataFrame): void {
-    if (this.ended) return
+    if (this.ended || this.draining) return // (the other side is gone: nobody to pass it on to)
     const bytes = raw.bytes.length
     if (this.paired && this.link !== null) {
       if (this.inFlight + bytes > this.maxInFlight) {
@@ -145,6 +150,15 @@ class RelayStream implements ServerStream {
   /** The other side closed (with its error code, if it ended on one). */
   partnerClosed (code?: ErrorCode): void {
     this.link = null
+    if (code === undefined && this.paired && this.inbound.length > 0 && !this.ended) {
+      // A close on purpose comes after the closer's last frame: what this client has not been
+      // written yet still is, as a WebSocket or TCP close would deliver it.
+      this.draining = true
+      if (this.stallTimer !== null) clearTimeout(this.stallTimer)
+      this.stallTimer = setTimeout(() => this.end(), this.limits.relay.stallTimeout)
+      if (!this.waiting) this.flush()
+      return
+    }
     this.end(code === undefined ? undefined : new SignalyardError(code, `the other side ended: ${code}`))
   }
 
@@ -210,6 +224,7 @@ class RelayStream implements ServerStream {
       this.release(frame.length)
       this.write(frame)
     }
+    if (this.draining && !this.ended) this.end()
   }
 
   private stalled (): void {
