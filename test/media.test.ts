@@ -218,7 +218,7 @@ test('a 10 MB data stream arrives byte-exact while tracks are added (6) and remo
   })
 })
 
-test('the media path dies (UDP dropped inside the test\'s namespace) and comes back: ICE restarts on the same RTCPeerConnection, the senders still valid, audio again both ways and video again', async () => {
+test('the media path dies (UDP dropped inside the test\'s namespace) and comes back: ICE restarts on the same RTCPeerConnection, the senders still valid, audio and video decoded again both ways', async () => {
   // iptables here changes only the private namespace this file runs in (test/netns.ts), never the machine's.
   assert.ok(ISOLATED, 'this test drops UDP with iptables, which it does only inside its own network namespace')
   await scoped(async (defer) => {
@@ -241,20 +241,15 @@ test('the media path dies (UDP dropped inside the test\'s namespace) and comes b
     execFileSync('iptables', ['-D', ...rule])
     dropped = false
     const t1 = Date.now()
-    // Media flows again both ways: audio packets on both sides, and video frames decoded again.
-    // KNOWN GAP (in the closing note of the session that found it): in about
-    // one run in three on this machine one page's video sender comes back from the ICE restart
-    // with a fresh outbound RTP stream that never encodes a frame (its track live, enabled,
-    // unmuted; audio on the same RTCPeerConnection flows), so the other page decodes no more
-    // video; the session start commit shows it too. Until that is found, video is required on at
-    // least one side and audio on both; which sides recovered video is printed.
+    // Media flows again both ways: audio packets and video frames on both sides. (Before only the
+    // impolite side restarted ICE, both did at once, their offers crossed, and in about one run in
+    // three the polite side came back from its rollback with a video send stream that never
+    // encoded a frame again: this test caught it, the state on failure shows each side's video RTP.)
     const [sa2, sb2] = await waitMedia(p, 'media again', (sa, sb) =>
       sa.connectionState === 'connected' && sb.connectionState === 'connected' &&
       sa.audioPackets > sa1.audioPackets + 50 && sb.audioPackets > sb1.audioPackets + 50 &&
-      (sa.framesDecoded > sa1.framesDecoded + 20 || sb.framesDecoded > sb1.framesDecoded + 20), 20_000)
-    await sleep(2000) // give the other side's video its chance, for the line below
-    const [sa3, sb3] = await Promise.all([state(p.a, p.pcA), state(p.b, p.pcB)])
-    console.log(`media: path dropped → ICE ${sa1.connectionState}/${sb1.connectionState} and data on the relay after ${lost} ms; media again ${Date.now() - t1 - 2000} ms after the lift (video frames A ${sa0.framesDecoded}→${sa1.framesDecoded}→${sa3.framesDecoded}, B ${sb0.framesDecoded}→${sb1.framesDecoded}→${sb3.framesDecoded}; audio packets A ${sa1.audioPackets}→${sa3.audioPackets}, B ${sb1.audioPackets}→${sb3.audioPackets})`)
+      sa.framesDecoded > sa1.framesDecoded + 20 && sb.framesDecoded > sb1.framesDecoded + 20, 20_000)
+    console.log(`media: path dropped → ICE ${sa1.connectionState}/${sb1.connectionState} and data on the relay after ${lost} ms; media again ${Date.now() - t1} ms after the lift (video frames A ${sa0.framesDecoded}→${sa1.framesDecoded}→${sa2.framesDecoded}, B ${sb0.framesDecoded}→${sb1.framesDecoded}→${sb2.framesDecoded}; audio packets A ${sa1.audioPackets}→${sa2.audioPackets}, B ${sb1.audioPackets}→${sb2.audioPackets})`)
     for (const [s, who] of [[sa2, 'A'], [sb2, 'B']] as const) {
       assert.ok(s.marked, `${who}: pc.rtc is the same RTCPeerConnection`)
       assert.ok(s.sendersHeld, `${who}: the senders addTrack returned are still its senders`)

@@ -139,8 +139,11 @@ export class Media {
       this.restartTimer = null
       if (this.current === session && (session.connectionState === 'failed' || session.connectionState === 'disconnected')) session.restartIce()
     }
-    if (state === 'failed') return restart()
-    this.restartTimer = setTimeout(restart, ICE_RESTART_AFTER_MS)
+    // The impolite side restarts; the polite one only if that did not happen in time (both at
+    // once would cross their offers, and the polite side's rollback costs its video send stream).
+    const polite = this.host.polite()
+    if (state === 'failed' && !polite) return restart()
+    this.restartTimer = setTimeout(restart, polite ? 3 * ICE_RESTART_AFTER_MS : ICE_RESTART_AFTER_MS)
   }
 
   close (): void {
