@@ -13,7 +13,7 @@ import type { AddressInfo } from 'node:net'
 import { resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core'
-import { spawn } from 'node:child_process'
+import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -21,7 +21,7 @@ import { join } from 'node:path'
 import * as esbuild from 'esbuild'
 import { SignalChannel } from 'signalyard'
 import { createServer, type Yard } from 'signalyard/server'
-import { fetchText, sleep, startYard } from './helpers.js'
+import { fetchText, freePort, sleep, startYard, until } from './helpers.js'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
@@ -29,6 +29,9 @@ export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'
 // The next two let WebRTC between pages use plain 127.0.0.1 host candidates (no mDNS names); the
 // last two give getUserMedia a synthetic camera and microphone (a moving test pattern and a beep)
 // without a permission prompt, for the media tests.
+/** The repository root (example servers run from it). */
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
 const CHROMIUM_ARGS = [
   '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
@@ -221,6 +224,31 @@ export async function servePage (defer: Defer, fixtures: string, page: BundledPa
 }
 
 // ── the example pages' servers (examples/chat, examples/video-call) ──
+
+/** A running example page server (`examples/<name>/server.mjs`). */
+export interface ExampleServer { origin: string, child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
+
+/**
+ * `node examples/<name>/server.mjs` with PORT=<a free port> (SIGNALYARD_URL and HOST unset), as
+ * its header says; killed at the end. Its one stdout line must be `<what> on <url> (open it in two tabs)`.
+ */
+export async function startExampleServer (defer: Defer, name: string, what: string): Promise<ExampleServer> {
+  const port = await freePort()
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) }
+  delete env.SIGNALYARD_URL
+  delete env.HOST
+  const child = spawn(process.execPath, [`examples/${name}/server.mjs`], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.on('data', (d) => { stdout += d })
+  child.stderr.on('data', (d) => { stderr += d })
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
+  defer(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
+  await until(() => stdout.includes('\n') || child.exitCode !== null, 5000, `the ${what} server prints its URL`)
+    .catch((err: Error) => { throw new Error(`${err.message}; stderr: ${stderr}`) })
+  assert.is(stdout, `${what} on http://127.0.0.1:${port}/ (open it in two tabs)\n`, `stderr: ${stderr}`)
+  return { origin: `http://127.0.0.1:${port}`, child, stderr: () => stderr, exited }
+}
 
 /**
  * An example page server at `origin` serves its page at / and /index.html (importing the bundle

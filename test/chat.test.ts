@@ -24,7 +24,7 @@ import { spawn, type ChildProcess } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import type { Page } from 'playwright-core'
-import { assertPortTaken, assertServesBundleAndYard, assertServesPageAndIcon, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
+import { assertPortTaken, assertServesBundleAndYard, assertServesPageAndIcon, startExampleServer, type ExampleServer, closeBrowser, newContext, scoped, withTimeout, type Defer } from './browser-helpers.js'
 import { fetchText, freePort, until } from './helpers.js'
 import { loopbackOnly } from './netns.js'
 
@@ -47,25 +47,8 @@ test.before.each(() => { problems = [] }) // a failed test's leftovers are its o
 
 // ── the server ──
 
-interface ChatServer { origin: string, child: ChildProcess, stderr: () => string, exited: Promise<number | null> }
-
-/** `node examples/chat/server.mjs` with PORT=<a free port>, as its header says; killed at the end. */
-async function startChat (defer: Defer): Promise<ChatServer> {
-  const port = await freePort()
-  const env: NodeJS.ProcessEnv = { ...process.env, PORT: String(port) }
-  delete env.SIGNALYARD_URL
-  const child = spawn(process.execPath, ['examples/chat/server.mjs'], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
-  let stdout = ''
-  let stderr = ''
-  child.stdout.on('data', (d) => { stdout += d })
-  child.stderr.on('data', (d) => { stderr += d })
-  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)))
-  defer(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL') })
-  await until(() => stdout.includes('\n') || child.exitCode !== null, 5000, 'the chat server prints its URL')
-    .catch((err: Error) => { throw new Error(`${err.message}; stderr: ${stderr}`) })
-  assert.is(stdout, `chat on http://127.0.0.1:${port}/ (open it in two tabs)\n`, `stderr: ${stderr}`)
-  return { origin: `http://127.0.0.1:${port}`, child, stderr: () => stderr, exited }
-}
+/** `node examples/chat/server.mjs` on a free port (browser-helpers.ts). */
+const startChat = async (defer: Defer): Promise<ExampleServer> => await startExampleServer(defer, 'chat', 'chat')
 
 // ── pages ──
 
