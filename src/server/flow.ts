@@ -64,10 +64,10 @@ export abstract class Flow {
     this.write(frame, false)
   }
 
-  /** Write a text message (the compat endpoints' JSON). */
-  protected sendText (text: string): void {
+  /** Write a text message (the compat endpoints' JSON): a string, or its UTF-8 bytes. */
+  protected sendText (text: string | Uint8Array): void {
     if (this.closed || this.shedding) return
-    this.write(Buffer.from(text), true)
+    this.write(typeof text === 'string' ? Buffer.from(text) : text, true)
   }
 
   /** One message, framed here when it can go to the TCP socket directly (see `due`), else through ws. */

@@ -287,13 +287,12 @@ export class PeerjsConnection extends CompatConnection {
     }
     const raw = readFrame(frame)
     if (raw === null) return
-    let text: string
     try {
-      text = utf8.decode(raw.payload)
+      utf8.decode(raw.payload) // text frames must be UTF-8: checked, then the same bytes go out
     } catch {
       return
     }
-    this.sendText(text)
+    this.sendText(raw.payload)
     this.ctx.metrics.sent(PEERJS, raw.payload.length)
   }
 
