@@ -16,7 +16,7 @@ import { BATCH_FRAME_MAX, MUX_BATCH, readBatch, writeBatch, writeMux, MuxOp } fr
 import { Fifo } from '../src/client/fifo.js'
 import { readRelayAck, readRelayWindow, RELAY_PRE_OPEN_WINDOW, writeRelayAck } from '../src/protocol/relay.js'
 import { readSignalFrom, readSignalLeave, readSignalTo, writeSignalFrom, writeSignalLeave, writeSignalTo } from '../src/protocol/signal.js'
-import { ENDPOINTS, FrameType, NAME_MAX, REQUEST_OPS, isFrameError, parseClientFrame, parseServerFrame, type FrameError } from '../src/protocol/frames.js'
+import { ENDPOINTS, FrameType, NAME_MAX, REQUEST_OPS, eventMemo, isFrameError, parseClientFrame, parseServerFrame, type FrameError } from '../src/protocol/frames.js'
 import { rawFrame } from './helpers.js'
 
 const enc = new TextEncoder()
@@ -388,6 +388,36 @@ function serverFrame (bytes: Uint8Array): NonNullable<ReturnType<typeof parseSer
   assert.ok(parsed !== null, 'a server frame parses')
   return parsed as NonNullable<ReturnType<typeof parseServerFrame>>
 }
+
+test('parseServerFrame with an EventMemo: a repeated echo meta is not parsed again, and every frame still reads as without it', () => {
+  const memo = eventMemo()
+  const enc = new TextEncoder()
+  const event = (ns: string, from: string, text: string): Uint8Array => writeEchoEvent(echoEventMeta(ns, from), { kind: Kind.Text, bytes: enc.encode(text) })
+  const frames = [
+    event('room', 'c1.1', 'a'), event('room', 'c1.1', 'b'), event('room', 'c2.1', 'c'), event('room', 'c1.1', 'd'),
+    event('other', 'c1.1', 'e'), event('other', 'c1.1', 'f'),
+    writeKvEvent({ op: 'set', ns: 'room', epoch: 'e', key: 'k', seq: 3, kind: Kind.Text, value: enc.encode('v'), ttl: 500 }),
+    event('other', 'c1.1', 'g'),
+    writeKvEvent({ op: 'set', ns: 'room', epoch: 'e', key: 'k', seq: 3, kind: Kind.Text, value: enc.encode('w'), ttl: 500 })
+  ]
+  const plain = frames.map((f) => parseServerFrame(f))
+  const memoized = frames.map((f) => parseServerFrame(f, memo))
+  assert.equal(memoized, plain, 'the same frames, field for field')
+  const metas = memoized.map((f) => (f as { raw: { meta: object } }).raw.meta)
+  assert.ok(metas[1] === metas[0], 'the second EVENT of a sender reuses the first one\'s meta object')
+  assert.ok(metas[2] !== metas[1] && metas[3] !== metas[2] && metas[4] !== metas[3], 'another sender or namespace is parsed')
+  assert.ok(metas[8] !== metas[6], 'kv metas are never shared: each reaches the app')
+  assert.is(memo.topic, 'echo:other')
+  // A frame whose meta bytes match the memo but is cut short is still malformed.
+  const cut = frames[5].subarray(0, HEADER_SIZE + 5)
+  assert.is(parseServerFrame(cut, memo), null)
+  // A Node Buffer view into a larger buffer (ws's 'nodebuffer' messages) reads the same.
+  const big = Buffer.alloc(frames[5].length + 20)
+  big.set(frames[5], 7)
+  const view = parseServerFrame(big.subarray(7, 7 + frames[5].length), memo) as { topic: string, raw: { meta: object, payload: Uint8Array } }
+  const want = plain[5] as { topic: string, raw: { meta: object, payload: Uint8Array } }
+  assert.equal([view.topic, view.raw.meta, [...view.raw.payload]], [want.topic, want.raw.meta, [...want.raw.payload]])
+})
 
 test('parseServerFrame: every server frame type, typed; unknown types → unknown (ignored), malformed → null', () => {
   assert.equal(serverFrame(writeFrame(FrameType.Hello, 0, { v: 1, conn: 'c' })), { type: 'hello', meta: { v: 1, conn: 'c' } })

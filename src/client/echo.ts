@@ -4,7 +4,7 @@
  */
 import { readEchoFrom } from '../protocol/echo.js'
 import type { RawFrame } from '../protocol/codec.js'
-import { Stream, type StreamEvents } from './stream.js'
+import { Stream, type StreamEvents, UNDECODABLE } from './stream.js'
 import type { YardSocket } from './socket.js'
 
 export interface EchoOptions {
@@ -45,7 +45,7 @@ export class EchoStream<T = unknown> extends Stream<EchoEvents<T>> {
     if (this.state !== 'open') return
     const from = readEchoFrom(frame)
     if (!this.self && from === this.id) return
-    const decoded = this.decode(frame.kind, frame.payload)
-    if (decoded.ok) this.emit('data', decoded.value as T, { from })
+    const value = this.decode(frame.kind, frame.payload)
+    if (value !== UNDECODABLE) this.emit('data', value as T, { from })
   }
 }

@@ -18,7 +18,7 @@ import { readKvEvent, readKvKeys, readKvOpened, readKvReply } from '../protocol/
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, NAME_MAX, isName } from '../protocol/frames.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
-import { Requests, Stream, type StreamEvents, type Waiting } from './stream.js'
+import { Requests, Stream, type StreamEvents, type Waiting, UNDECODABLE } from './stream.js'
 
 export type DeleteReason = 'deleted' | 'expired'
 
@@ -158,8 +158,8 @@ export class KvStream<V = unknown> extends Stream<KvEvents<V>> {
     const change = readKvEvent(frame)
     if (change === null) return
     if (change.op === 'set') {
-      const decoded = this.decode(frame.kind, frame.payload)
-      if (decoded.ok) this.applySet(change.key, decoded.value, change.seq, change.epoch, change.ttl)
+      const value = this.decode(frame.kind, frame.payload)
+      if (value !== UNDECODABLE) this.applySet(change.key, value, change.seq, change.epoch, change.ttl)
     } else {
       this.applyDelete(change.key, change.seq, change.epoch, change.op === 'expire' ? 'expired' : 'deleted')
     }

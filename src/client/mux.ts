@@ -204,7 +204,7 @@ export class Mux {
     // is still queued after the pump (pipe full, or not open yet) is copied before returning.
     const out: Outgoing = { lane, op: MuxOp.Data, kind: payload.kind, bytes: payload.bytes, offset: 0 }
     this.enqueue(out)
-    if (payload.kind === Kind.Binary && this.queue.last() === out) out.bytes = out.bytes.slice()
+    if (payload.kind === Kind.Binary && this.queue.last() === out) out.bytes = new Uint8Array(out.bytes) // a copy (a Node Buffer's own slice() is a view)
     if (lane.load < HIGH_WATER_MARK) return true
     lane.needDrain = true
     return false
@@ -323,7 +323,7 @@ export class Mux {
       return this.host.violation(new SignalyardError('payload-too-large', `the peer sent over ${MAX_MESSAGE} bytes in one message, or ${MAX_QUEUED} in unfinished ones`))
     }
     if (!last) {
-      lane.parts.push(payload.slice())
+      lane.parts.push(new Uint8Array(payload))
       lane.partsBytes += payload.length
       this.partialBytes += payload.length
       return

@@ -14,7 +14,7 @@ import { encodePayload } from '../protocol/codec.js'
 import { readSignalFrom, readSignalLeave, writeSignalSettled, writeSignalTo } from '../protocol/signal.js'
 import { PeerConnection, type PeerHost, type TransportOption } from './peer-connection.js'
 import { errorFromMeta, type YardSocket } from './socket.js'
-import { Stream, type StreamEvents } from './stream.js'
+import { Stream, type StreamEvents, UNDECODABLE } from './stream.js'
 import type { RelayOpener } from './transports/relay.js'
 import { iceServersFor, type RTCPeerConnectionConstructor } from './transports/webrtc.js'
 
@@ -102,10 +102,10 @@ class SignalStream extends Stream<StreamEvents> {
   protected override data (frame: RawFrame): void {
     const from = readSignalFrom(frame)
     if (from === null || !isId(from)) return
-    const decoded = this.decode(frame.kind, frame.payload)
-    if (!decoded.ok) return
-    if (frame.meta?.app === 1) this.node.emit('message', decoded.value, { from })
-    else this.node.received(from, decoded.value)
+    const value = this.decode(frame.kind, frame.payload)
+    if (value === UNDECODABLE) return
+    if (frame.meta?.app === 1) this.node.emit('message', value, { from })
+    else this.node.received(from, value)
   }
 
   /** @internal */

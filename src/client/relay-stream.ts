@@ -13,7 +13,7 @@ import { encodePayload, writeFrame, type RawFrame } from '../protocol/codec.js'
 import { readRelayAck, readRelayWindow } from '../protocol/relay.js'
 import { SignalyardError } from '../protocol/errors.js'
 import { FrameType, RELAY_PRE_OPEN_WINDOW, type ServerStreamFrame } from '../protocol/frames.js'
-import { Stream, type StreamEvents } from './stream.js'
+import { Stream, type StreamEvents, UNDECODABLE } from './stream.js'
 import type { YardSocket } from './socket.js'
 import { Fifo } from './fifo.js'
 import { toWebStreams, type WebStreams } from './web-streams.js'
@@ -198,7 +198,7 @@ export class RelayStream<T = unknown> extends Stream<RelayEvents<T>> {
 
   protected override data (frame: RawFrame): void {
     if (this.state !== 'open') return
-    const decoded = this.decode(frame.kind, frame.payload)
-    if (decoded.ok) this.emit('data', decoded.value as T)
+    const value = this.decode(frame.kind, frame.payload)
+    if (value !== UNDECODABLE) this.emit('data', value as T)
   }
 }

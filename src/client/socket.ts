@@ -11,7 +11,7 @@
 import { EventEmitter } from 'eventemitter3'
 import { frameId, type RawFrame } from '../protocol/codec.js'
 import { SignalyardError } from '../protocol/errors.js'
-import { parseServerFrame, type ServerStreamFrame } from '../protocol/frames.js'
+import { eventMemo, parseServerFrame, type ServerStreamFrame } from '../protocol/frames.js'
 import { CLIENT_DEFAULTS, type ClientTunables } from './defaults.js'
 import { Liveness, PING } from './liveness.js'
 import { OfflineQueue } from './offline-queue.js'
@@ -93,6 +93,8 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
   /** Dead-server detection (PING after silence). */
   private readonly liveness: Liveness
   private readonly Ctor: WebSocketConstructor
+  /** The last echo EVENT meta parsed (frames.ts, EventMemo). */
+  private readonly memo = eventMemo()
 
   constructor (
     readonly key: string, private readonly urls: string[], private readonly tunables: ClientTunables,
@@ -221,13 +223,18 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
       return
     }
     this.ws = ws
-    ws.binaryType = 'arraybuffer'
+    // `ws` (Node) hands a binary message over as its own Buffer with 'nodebuffer', where
+    // 'arraybuffer' costs a copy of every message; other WebSockets ignore the value they do not know.
+    ws.binaryType = 'nodebuffer'
+    if (ws.binaryType !== 'nodebuffer') ws.binaryType = 'arraybuffer'
     diagnostics?.watch(ws, (answer) => { attempt.http = answer })
     // The socket counts as open once the server's HELLO arrives (see receive): by then the server
     // has accepted the connection and told its limits.
     ws.onopen = () => { attempt.opened = true }
     ws.onmessage = (ev) => {
-      if (ev.data instanceof ArrayBuffer) this.receive(new Uint8Array(ev.data))
+      const data = ev.data
+      if (data instanceof Uint8Array) this.receive(data)
+      else if (data instanceof ArrayBuffer) this.receive(new Uint8Array(data))
     }
     // In Node the event carries the cause (ECONNREFUSED, a TLS error…); in browsers, nothing.
     ws.onerror = (ev) => { attempt.error = ev }
@@ -298,7 +305,7 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
 
   private receive (bytes: Uint8Array): void {
     this.liveness.heard()
-    const frame = parseServerFrame(bytes)
+    const frame = parseServerFrame(bytes, this.memo)
     if (frame === null) return this.emit('error', new SignalyardError('bad-frame', 'the server sent a malformed frame')) as unknown as void
     switch (frame.type) {
       case 'hello':
@@ -312,7 +319,10 @@ export class YardSocket extends EventEmitter<{ state: [SocketState, StateChange]
         return
       case 'event': {
         const set = this.topics.get(frame.topic)
-        if (set !== undefined) for (const stream of [...set]) stream.event(frame.raw)
+        if (set === undefined) return
+        // One stream (the usual case) needs no copy; with more, a stream closed by a listener must not skip the next.
+        if (set.size === 1) for (const stream of set) stream.event(frame.raw)
+        else for (const stream of [...set]) stream.event(frame.raw)
         return
       }
       default:

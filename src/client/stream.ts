@@ -11,6 +11,9 @@ import { errorFromMeta, type YardSocket } from './socket.js'
 
 export type StreamState = 'opening' | 'open' | 'closed'
 
+/** @internal What Stream#decode returns for a payload that does not decode (no result object per message). */
+export const UNDECODABLE: unique symbol = Symbol('undecodable')
+
 /** Events every stream emits. */
 export interface StreamEvents {
   /** The server acknowledged the stream (again after each reconnect). */
@@ -116,13 +119,13 @@ export abstract class Stream<Events extends StreamEvents = StreamEvents> extends
     this.socket.send(this.sid, frame)
   }
 
-  /** Decode a payload; a malformed one becomes an 'error' event and `undefined`. */
-  protected decode (kind: number, bytes: Uint8Array): { ok: true, value: unknown } | { ok: false } {
+  /** Decode a payload; a malformed one becomes an 'error' event and UNDECODABLE. */
+  protected decode (kind: number, bytes: Uint8Array): unknown {
     try {
-      return { ok: true, value: decodePayload(kind, bytes) }
+      return decodePayload(kind, bytes)
     } catch {
       this.emitError(new SignalyardError('bad-frame', 'received a payload that does not decode'))
-      return { ok: false }
+      return UNDECODABLE
     }
   }
 

@@ -91,23 +91,35 @@ export function writeFrameWith (type: number, id: number, meta: Uint8Array, payl
 
 /** The stream id of an encoded frame (bytes 1..4; 0 for anything shorter). No allocation: hot paths call it. */
 export function frameId (frame: Uint8Array): number {
-  return frame.length < 5 ? 0 : ((frame[1] << 24) >>> 0) + (frame[2] << 16) + (frame[3] << 8) + frame[4]
+  return frame.length < 5 ? 0 : u32(frame, 1)
+}
+
+/** A big-endian u32 of `bytes` at `at` (no DataView: the receive paths call this per frame). */
+function u32 (bytes: Uint8Array, at: number): number {
+  return ((bytes[at] << 24) >>> 0) + (bytes[at + 1] << 16) + (bytes[at + 2] << 8) + bytes[at + 3]
+}
+
+/** The length of a frame's meta section (its header's bytes 6..9); 0 for anything shorter than a header. */
+export function metaLength (frame: Uint8Array): number {
+  return frame.length < HEADER_SIZE ? 0 : u32(frame, 6)
 }
 
 /**
  * Decode a frame. Returns null for anything that is not a well-formed frame: short header, meta
  * length past the end, meta that is not a JSON object, unknown payload kind. Never throws.
+ * `knownMeta`: the frame's meta bytes are known to be those of an earlier frame whose parsed meta
+ * this is (the client's EVENT memo, frames.ts): it is used as it is, not parsed again.
  */
-export function readFrame (bytes: Uint8Array): RawFrame | null {
+export function readFrame (bytes: Uint8Array, knownMeta?: Record<string, unknown>): RawFrame | null {
   if (bytes.length < HEADER_SIZE) return null
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   const type = bytes[0]
-  const id = view.getUint32(1)
+  const id = u32(bytes, 1)
   const kind = bytes[5]
-  const metaLen = view.getUint32(6)
+  const metaLen = u32(bytes, 6)
   if (kind > Kind.Text || HEADER_SIZE + metaLen > bytes.length) return null
   let meta: Record<string, unknown> | null = null
-  if (metaLen > 0) {
+  if (knownMeta !== undefined) meta = knownMeta
+  else if (metaLen > 0) {
     if (jsonDepth(bytes, HEADER_SIZE, HEADER_SIZE + metaLen) > MAX_META_DEPTH) return null
     try {
       const parsed: unknown = JSON.parse(decoder.decode(bytes.subarray(HEADER_SIZE, HEADER_SIZE + metaLen)))
@@ -156,7 +168,7 @@ export function rewriteId (frame: Uint8Array, id: number, type?: number): void {
 
 /** The payload kind and bytes of an encoded frame, without decoding its meta. */
 export function framePayload (frame: Uint8Array): EncodedPayload {
-  const metaLen = new DataView(frame.buffer, frame.byteOffset, frame.byteLength).getUint32(6)
+  const metaLen = metaLength(frame)
   return { kind: frame[5] as Kind, bytes: frame.subarray(HEADER_SIZE + metaLen) }
 }
 
@@ -182,7 +194,7 @@ export function encodePayload (data: unknown): EncodedPayload {
  */
 export function decodePayload (kind: number, bytes: Uint8Array): unknown {
   switch (kind) {
-    case Kind.Binary: return bytes.slice()
+    case Kind.Binary: return new Uint8Array(bytes) // a copy, and a plain Uint8Array even when the frame came in a Node Buffer
     case Kind.Text: return decoder.decode(bytes)
     case Kind.Json: return JSON.parse(decoder.decode(bytes))
     default: return undefined

@@ -8,7 +8,7 @@
  * (echo.ts, kv.ts, relay.ts, peers.ts, signal.ts); field by field: docs/PROTOCOL.md. Parsers
  * return a typed frame or a `{ error }` naming the code to answer with; they never throw.
  */
-import { FrameType, readFrame, writeFrame, type RawFrame } from './codec.js'
+import { FrameType, HEADER_SIZE, metaLength, readFrame, writeFrame, type RawFrame } from './codec.js'
 import { bad, isName, isUint, NAME_MAX, quote, type FrameError, type JsonObject } from './check.js'
 import { echoWire, type OpenEcho } from './echo.js'
 import { kvWire, type KvRequest, type OpenKv } from './kv.js'
@@ -153,12 +153,49 @@ const serverParsers: Record<number, (f: RawFrame) => ServerFrame> = {
   [FrameType.Data]: streamFrame('data')
 }
 
-/** Parse bytes the server sent into a typed frame; null for anything malformed. */
-export function parseServerFrame (bytes: Uint8Array): ServerFrame | null {
+/**
+ * The last echo EVENT meta one client connection parsed, kept so that the next EVENT with the same
+ * meta bytes is not parsed again. The server encodes an echo EVENT's meta once per sender
+ * (`{ ep, ns, from }`), so a subscriber's EVENTs from one sender all carry the same bytes: for them
+ * a receive is a byte comparison instead of UTF-8 decoding, a depth scan and JSON.parse. Only echo
+ * metas are kept: echo reads `from` and never hands the meta to the app, so one object may serve
+ * every such frame (kv and presence EVENTs differ anyway, and their metas reach the app).
+ */
+export interface EventMemo { bytes: Uint8Array | null, meta: JsonObject, topic: string }
+
+/** A memo for one connection (parseServerFrame). */
+export function eventMemo (): EventMemo {
+  return { bytes: null, meta: NO_META, topic: '' }
+}
+
+/** Is `frame` an EVENT whose meta bytes are the memo's? */
+function remembered (frame: Uint8Array, memo: EventMemo): boolean {
+  const known = memo.bytes
+  if (known === null || frame[0] !== FrameType.Event || metaLength(frame) !== known.length) return false
+  for (let i = 0, at = HEADER_SIZE; i < known.length; i++, at++) if (frame[at] !== known[i]) return false
+  return true
+}
+
+/**
+ * Parse bytes the server sent into a typed frame; null for anything malformed. `memo`: the
+ * connection's EventMemo (the client's socket passes one; see EventMemo).
+ */
+export function parseServerFrame (bytes: Uint8Array, memo?: EventMemo): ServerFrame | null {
+  if (memo !== undefined && remembered(bytes, memo)) {
+    const raw = readFrame(bytes, memo.meta)
+    return raw === null ? null : { type: 'event', topic: memo.topic, raw }
+  }
   const raw = readFrame(bytes)
   if (raw === null) return null
   const parser = serverParsers[raw.type]
-  return parser === undefined ? { type: 'unknown', frameType: raw.type } : parser(raw)
+  if (parser === undefined) return { type: 'unknown', frameType: raw.type }
+  const frame = parser(raw)
+  if (memo !== undefined && frame.type === 'event' && raw.meta?.ep === 'echo') {
+    memo.bytes = bytes.slice(HEADER_SIZE, HEADER_SIZE + metaLength(bytes))
+    memo.meta = raw.meta
+    memo.topic = frame.topic
+  }
+  return frame
 }
 
 /** An ICE frame: the connection's iceServers anew. */
