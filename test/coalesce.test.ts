@@ -27,14 +27,14 @@ const tcp = (ws: WebSocket): TcpSocket => (ws as unknown as { _socket: TcpSocket
  * one write from ten (all ten are in its receive queue by the time it reads); the server's own
  * writes can.
  */
-async function serverWrites (during: () => void, done: () => boolean, onWrite = (): void => {}): Promise<number> {
+async function serverWrites (during: () => void, done: () => boolean, onWrite = (_writev: boolean): void => {}): Promise<number> {
   const proto = net.Socket.prototype as unknown as { _writeGeneric: (this: net.Socket, ...args: unknown[]) => unknown }
   const original = proto._writeGeneric
   let count = 0
   proto._writeGeneric = function (this: net.Socket, ...args: unknown[]) {
     if ((this as unknown as { server?: unknown }).server != null) {
       count++
-      onWrite()
+      onWrite(args[0] === true) // _writeGeneric(writev, data, encoding, cb)
     }
     return original.apply(this, args)
   }
@@ -141,7 +141,7 @@ test('what is due when the server closes a connection goes out before the close 
   }
 })
 
-test('a lone message is written in the event-loop turn that read what caused it: nothing waits for a timer', async () => {
+test('a lone message is written in the event-loop turn that read what caused it, in one buffer: nothing waits for a timer', async () => {
   const yard = await startYard()
   // Turns of the event loop, counted by a setImmediate that keeps rescheduling itself.
   let turn = 0
@@ -161,9 +161,11 @@ test('a lone message is written in the event-loop turn that read what caused it:
     let pong: unknown = null
     ws.once('message', (data) => { pong = JSON.parse(data.toString()) })
     let writtenIn = -1
-    const writes = await serverWrites(() => ws.send(JSON.stringify({ type: 'ping' })), () => pong !== null, () => { writtenIn = turn })
+    let vectored = false
+    const writes = await serverWrites(() => ws.send(JSON.stringify({ type: 'ping' })), () => pong !== null, (writev) => { writtenIn = turn; vectored = writev })
     assert.equal(pong, { type: 'pong' })
     assert.is(writes, 1)
+    assert.is(vectored, false, 'a small message is one buffer (its header copied in front), not a two-piece writev')
     assert.ok(readIn >= 0, 'the server read the ping')
     assert.is(writtenIn, readIn, `read in turn ${readIn}, written in turn ${writtenIn}`)
   } finally {

@@ -14,7 +14,7 @@ import { frameId } from '../protocol/codec.js'
 import type { Endpoint } from '../protocol/frames.js'
 import { CloseCode, type ServerContext } from './context.js'
 import type { Broadcast } from './hub.js'
-import { OPEN, rawSocket, wsHeader, type RawSocket } from './socket.js'
+import { OPEN, rawSocket, wsHeader, wsMessage, type RawSocket } from './socket.js'
 
 export abstract class Flow {
   /** The connection's open streams (Connection keeps them): a frame sent counts for its stream's endpoint. */
@@ -77,6 +77,8 @@ export abstract class Flow {
       this.checkOutbound()
       return
     }
+    // A small message is copied behind its header: one buffer costs less than a two-piece writev.
+    if (payload.length <= SMALL_MESSAGE) return this.due(wsMessage(payload, text))
     this.due(wsHeader(payload.length, text))
     this.due(payload)
   }
@@ -292,6 +294,8 @@ const drains = new WeakMap<Flow, Promise<void>>()
 const relayStates = new WeakMap<Flow, RelayState>()
 
 /** Connections with bytes due at the end of this event-loop turn, and whether their flush is scheduled. */
+/** Payloads up to this size are copied behind their WebSocket header (Flow#write). */
+const SMALL_MESSAGE = 2048
 let dueFlows: Flow[] = []
 let flushing = false
 
