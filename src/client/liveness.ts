@@ -33,9 +33,16 @@ export class Liveness {
 
   constructor (private readonly tunables: ClientTunables['heartbeat'], private readonly host: LivenessHost) {}
 
-  /** A frame from the server arrived. */
+  /** Something arrived since the last tick (the tick reads the clock, not every frame). */
+  private fresh = false
+
+  /**
+   * A frame from the server arrived. Called for every frame, so it only sets a flag: the next
+   * tick (every min(interval, timeout) / 2 ms) takes it as "heard now", so silence is measured
+   * from at most one tick late and a PING goes out at most that much later.
+   */
   heard (): void {
-    this.lastHeard = monotonic()
+    this.fresh = true
     this.pingSent = 0
   }
 
@@ -44,8 +51,13 @@ export class Liveness {
     const { interval, timeout } = this.tunables
     this.lastHeard = monotonic()
     this.pingSent = 0
+    this.fresh = false
     this.timer = setInterval(() => {
       const now = monotonic()
+      if (this.fresh) {
+        this.fresh = false
+        this.lastHeard = now
+      }
       if (this.pingSent !== 0 && now - this.pingSent >= timeout) return this.host.dead(now - this.lastHeard)
       if (this.pingSent === 0 && now - this.lastHeard >= interval && this.host.ping()) {
         this.pingSent = Math.max(now, 1) // 0 means "no PING out"

@@ -122,14 +122,22 @@ export function readFrame (bytes: Uint8Array, knownMeta?: Record<string, unknown
   else if (metaLen > 0) {
     if (jsonDepth(bytes, HEADER_SIZE, HEADER_SIZE + metaLen) > MAX_META_DEPTH) return null
     try {
-      const parsed: unknown = JSON.parse(decoder.decode(bytes.subarray(HEADER_SIZE, HEADER_SIZE + metaLen)))
+      const parsed: unknown = JSON.parse(decoder.decode(view(bytes, HEADER_SIZE, metaLen)))
       if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return null
       meta = parsed as Record<string, unknown>
     } catch {
       return null
     }
   }
-  return { type, id, kind, meta, payload: bytes.subarray(HEADER_SIZE + metaLen), bytes }
+  return { type, id, kind, meta, payload: view(bytes, HEADER_SIZE + metaLen, bytes.length - HEADER_SIZE - metaLen), bytes }
+}
+
+/**
+ * `length` bytes of `bytes` from `start`, as a plain Uint8Array over the same memory. Not
+ * `subarray`: on a Node Buffer (what `ws` hands over) that makes another Buffer, several times dearer.
+ */
+function view (bytes: Uint8Array, start: number, length: number): Uint8Array {
+  return new Uint8Array(bytes.buffer, bytes.byteOffset + start, length)
 }
 
 /**
