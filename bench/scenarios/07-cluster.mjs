@@ -8,9 +8,9 @@
 // (b) and (c) use different key prefixes on the one redis-server, so they are two separate yards.
 //
 // The scenario spawns its own redis-server (`redis-server --port P --bind 127.0.0.1 --save ''
-// --appendonly no` on a free port, ready on "Ready to accept connections") and kills it when it
-// ends, however it ends (also from a process 'exit' hook, so a runner that gives up on the
-// scenario and exits does not leave it behind).
+// --appendonly no` on a free port, ready on "Ready to accept connections"; bench/lib/redis.mjs) and
+// kills it when it ends, however it ends (also from a process 'exit' hook, so a runner that gives
+// up on the scenario and exits does not leave it behind).
 //
 // Clients are plain `ws` sockets speaking signalyard.2 in this (the load generator's) process,
 // each with one echo stream (OPEN { ep: 'echo', ns }): the generator shares the 2 cores with up
@@ -34,10 +34,9 @@
 //
 // Knobs for experiments, all optional: CLUSTER_CONFIGS (comma list of memory,redis1,redis2),
 // CLUSTER_RATES (comma list, msg/s), CLUSTER_SECONDS (per step), CLUSTER_SUBSCRIBERS.
-import { spawn } from 'node:child_process'
-import { createConnection, createServer as createNetServer } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import WebSocket from 'ws'
+import { startRedis } from '../lib/redis.mjs'
 import { Reservoir, cpuDelta, fmtPercent, fmtRatio, ratio } from '../lib/stats.mjs'
 import { frame, inBatches, sendAtRate, settle, sleep, waitUntil, within } from '../lib/util.mjs'
 
@@ -50,7 +49,6 @@ const PAYLOAD_BYTES = 64
 const CONNECT_BATCH = 100
 const CONNECT_TIMEOUT = 20_000
 const PROBE_TIMEOUT = 10_000
-const REDIS_READY_TIMEOUT = 5_000
 const SUSTAINED = { reach: 0.99, offered: 0.9, p99: 250 }
 
 /** The configurations, in the order they run within each step; the baseline first. */
@@ -62,87 +60,6 @@ const ALL_CONFIGS = [
 const CONFIGS = process.env.CLUSTER_CONFIGS
   ? ALL_CONFIGS.filter((c) => process.env.CLUSTER_CONFIGS.split(',').includes(c.key))
   : ALL_CONFIGS
-
-// ---- redis-server: spawned on a free port, CPU read with INFO cpu, killed at the end ----------
-
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address()
-      probe.close(() => resolve(port))
-    })
-  })
-}
-
-/** One command over a fresh connection (RESP array, then QUIT); the raw reply text. */
-function redisCommand (port, args, timeoutMs = 3000) {
-  return new Promise((resolve, reject) => {
-    const socket = createConnection(port, '127.0.0.1')
-    const encode = (parts) => `*${parts.length}\r\n${parts.map((p) => `$${Buffer.byteLength(p)}\r\n${p}\r\n`).join('')}`
-    let reply = ''
-    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`redis ${args[0]}: no answer in ${timeoutMs} ms`)) }, timeoutMs)
-    socket.setEncoding('utf8')
-    socket.on('data', (d) => { reply += d })
-    socket.on('end', () => { clearTimeout(timer); resolve(reply) })
-    socket.on('error', (error) => { clearTimeout(timer); reject(error) })
-    socket.write(encode(args) + encode(['QUIT']))
-  })
-}
-
-/** redis-server's own CPU time in µs (user + system, all its threads), from INFO cpu. */
-async function redisCpu (port) {
-  const info = await redisCommand(port, ['INFO', 'cpu'])
-  const field = (f) => {
-    const m = new RegExp(`^${f}:([0-9.]+)`, 'm').exec(info)
-    if (m === null) throw new Error(`redis INFO cpu without ${f}: ${info.slice(0, 200)}`)
-    return Number(m[1])
-  }
-  return Math.round((field('used_cpu_user') + field('used_cpu_sys')) * 1e6)
-}
-
-async function startRedis () {
-  const port = await freePort()
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] })
-  const alive = () => child.exitCode === null && child.signalCode === null
-  const kill = () => { if (alive()) child.kill('SIGKILL') }
-  process.once('exit', kill)
-  const exited = new Promise((resolve) => child.once('exit', resolve))
-  let out = ''
-  try {
-    await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`redis-server not ready in ${REDIS_READY_TIMEOUT} ms: ${out.slice(-500)}`)), REDIS_READY_TIMEOUT)
-      child.stdout.on('data', (chunk) => {
-        if (out.length < 10_000) out += chunk
-        if (out.includes('Ready to accept connections')) { clearTimeout(timer); resolve() }
-      })
-      child.stderr.on('data', (chunk) => { if (out.length < 10_000) out += chunk })
-      child.once('error', (error) => { clearTimeout(timer); reject(new Error(`redis-server: ${error.message}`)) })
-      child.once('exit', (code) => { clearTimeout(timer); reject(new Error(`redis-server exited (${code}): ${out.slice(-500)}`)) })
-    })
-  } catch (error) {
-    kill()
-    process.off('exit', kill)
-    throw error
-  }
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    pid: child.pid,
-    cpu: () => redisCpu(port),
-    version: async () => /^redis_version:(\S+)/m.exec(await redisCommand(port, ['INFO', 'server']))?.[1] ?? '?',
-    keys: async (pattern) => {
-      const reply = await redisCommand(port, ['KEYS', pattern])
-      return Number(/^\*(\d+)/.exec(reply)?.[1] ?? NaN)
-    },
-    stop: async () => {
-      kill()
-      await exited
-      process.off('exit', kill)
-    }
-  }
-}
 
 // ---- what the subscribers receive ----------------------------------------------------------------
 
@@ -451,6 +368,15 @@ function report (results, rates, { subscribers, seconds, quick, cut, leftKeys, r
   for (const c of CONFIGS) {
     rows.push(['max sustained', c.label, shown(c.key), '', '', '', '', '', '', '', ''])
   }
+  // Deliveries/s with 2 processes ÷ 1 process: the max sustained rate of (c) over each 1-process one.
+  const two = CONFIGS.find((c) => c.processes === 2)
+  const scaling = two === undefined ? [] : CONFIGS.filter((c) => c.processes === 1).map((c) => ({
+    key: c.key,
+    value: ratio(maxRate(two.key), maxRate(c.key)),
+    capped: best[two.key].capped || best[c.key].capped
+  }))
+  const scaled = scaling.map((s) => `÷ ${label[s.key].slice(0, 3)} ${fmtRatio(s.value)}${s.capped ? ' (a bound)' : ''}`).join(', ')
+  if (scaling.length > 0) rows.push(['max sustained deliveries/s, 2 processes ÷ 1 process', two.label, scaled, '', '', '', '', '', '', '', ''])
   for (const c of CONFIGS) {
     rows.push([`sustained by all (${common.map((r) => `${r}/s`).join(', ') || 'none'})`, c.label, '', '', '', '', '',
       overall[c.key], fmtRatio(cpuRatio(c.key)), '', c.key === 'memory' ? '' : `${redisOverall[c.key].toFixed(2)} µs / delivery`])
@@ -468,6 +394,10 @@ function report (results, rates, { subscribers, seconds, quick, cut, leftKeys, r
       `The redis-server's CPU over the same steps, per delivery: ${CONFIGS.filter((c) => c.key !== 'memory').map((c) => `${label[c.key].slice(0, 3)} ${redisOverall[c.key].toFixed(3)} µs`).join(', ')} (Redis works per published message and per subscribed process, not per subscriber: see its CPU-µs per published message in the table). ` +
       `At rest (every socket connected, nothing published) the redis-server used ${fmtPercent(redisIdle)} of a core (its own timers, the 3 Redis-broker processes' heartbeats and KV sweeps); the per-step figures include it.`,
     `Max sustained delivery rate: ${CONFIGS.map((c) => `${label[c.key]} ${shown(c.key)}`).join('; ')}.`,
+    ...(scaling.length > 0
+      ? [`Deliveries/s with 2 processes ÷ 1 process (max sustained): ${label[two.key].slice(0, 3)} ${scaled}` +
+          (scaling.some((s) => s.capped) ? ' ("a bound": a configuration sustained its last step, so its limit was not found).' : '.')]
+      : []),
     'All of it on one 2-core machine: the load generator (which receives every copy), the signalyard process(es) and the redis-server share the two cores, so (c) gets no core of its own per process; what it shows is the cost of the Redis hop and of the second process, not the scaling of two machines.',
     ...lostNotes(results, label),
     `After the brokers closed: ${Number.isFinite(leftKeys) ? `${leftKeys} key(s) with the bench prefixes left in Redis` : 'the Redis keys could not be counted'}.`,

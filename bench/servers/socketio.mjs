@@ -10,10 +10,16 @@
 //                                          (the sender too, if a member) gets it
 // stats `extra`: { connections, namespaces } (namespaces = rooms with members, not counting the
 // room socket.io keeps for each socket's own id).
+//
+// Options (JSON in argv[2], all optional): { redis: 'redis://…', prefix } installs
+// @socket.io/redis-adapter on two ioredis connections (publish, subscribe), so every process given
+// the same url and prefix (the adapter's `key`, default 'socket.io') shares its rooms; the
+// 'ready' message waits until both connections are ready. Without `redis`, the in-memory adapter.
 import { createServer } from 'node:http'
 import { Server } from 'socket.io'
-import { serveControl } from '../lib/servers.mjs'
+import { serveControl, serverOptions } from '../lib/servers.mjs'
 
+const options = serverOptions()
 const http = createServer()
 const io = new Server(http, {
   transports: ['websocket'],
@@ -21,6 +27,20 @@ const io = new Server(http, {
   httpCompression: false,
   serveClient: false
 })
+
+/** The adapter's Redis connections (closed on stop), when options.redis is set. */
+const redisClients = []
+if (options.redis !== undefined) {
+  const [{ createAdapter }, { Redis }] = await Promise.all([import('@socket.io/redis-adapter'), import('ioredis')])
+  const pub = new Redis(options.redis)
+  const sub = pub.duplicate()
+  redisClients.push(pub, sub)
+  await Promise.all(redisClients.map((c) => (c.status === 'ready' ? null : new Promise((resolve, reject) => {
+    c.once('ready', resolve)
+    c.once('error', reject)
+  }))))
+  io.adapter(createAdapter(pub, sub, options.prefix !== undefined ? { key: options.prefix } : {}))
+}
 
 io.on('connection', (socket) => {
   const join = socket.handshake.query.join
@@ -51,8 +71,9 @@ http.listen(0, '127.0.0.1', () => {
     port,
     url: `http://127.0.0.1:${port}`,
     extra: () => ({ connections: io.engine.clientsCount, namespaces: roomCount() }),
-    stop: () => new Promise((resolve) => {
-      io.close(() => resolve())
-    })
+    stop: async () => {
+      await new Promise((resolve) => { io.close(() => resolve()) })
+      await Promise.all(redisClients.map((c) => c.quit().catch(() => c.disconnect())))
+    }
   })
 })

@@ -39,15 +39,19 @@ end
 export const CLAIM_SCRIPTS = {
   /**
    * KEYS ids, channel, index · ARGV id, key, token, meta, leaveFrame, joinFrame, maxPeers, ref,
-   * prefix → 1. Claims an id for an owner key; the holder it replaces (same key, another stream)
-   * is told (INBOX.taken); the claiming process gets a marker (INBOX.marker) on its inbox right
-   * after the join. (The members are read a page at a time with syMembers, never the whole space
-   * in one reply.)
+   * prefix, pageBytes → {cursor, id, meta, id, meta, …}. Claims an id for an owner key; the holder
+   * it replaces (same key, another stream) is told (INBOX.taken). With pageBytes above 0 (a
+   * presence claim, whose stream lists the members next) it also reads the first page of the
+   * members right after the join, as syMembers would (the rest are read with syMembers from the
+   * cursor; never the whole space in one reply): one round trip where there were two. pageBytes 0
+   * reads none ({'0'}). The claiming process gets one marker (INBOX.marker) on its inbox right
+   * after the join: the claim's place in the order of the space's events, and with a page, the
+   * page's place too (the same place: nothing comes between them in one script), body '2'.
    */
   syClaim: script(3, `
 local ids, channel, index = KEYS[1], KEYS[2], KEYS[3]
 local id, key, token, meta, leave = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local join, maxPeers, ref, prefix = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9]
+local join, maxPeers, ref, prefix, pageBytes = ARGV[6], tonumber(ARGV[7]), ARGV[8], ARGV[9], tonumber(ARGV[10])
 local held = claimRecord(redis.call('HGET', ids, id))
 if held then
   if held.key ~= key then return redis.error_reply('peer-id-taken') end
@@ -60,9 +64,16 @@ end
 redis.call('HSET', ids, id, claimPack({key = key, token = token, grace = '', meta = meta, leave = leave}))
 redis.call('SADD', index, ref)
 if join ~= '' then redis.call('PUBLISH', channel, join) end
--- the claim's place in the order of the space's events, as the claiming process will receive them
-tell(prefix, token, INBOX.marker, '')
-return 1
+local out = {'0'}
+local places = ''
+if pageBytes > 0 then
+  out[1] = scanPage(ids, '0', pageBytes, out, function (_, rec) return claimRecord(rec).meta end)
+  places = '2'
+end
+-- the claim's place (and its first page's) in the order of the space's events, as the claiming
+-- process will receive them
+tell(prefix, token, INBOX.marker, places)
+return out
 `),
 
   /**

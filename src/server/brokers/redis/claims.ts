@@ -2,7 +2,9 @@
  * Presence and signal ids on Redis: records in a hash per namespace and space (`id:<space>:<ns>`),
  * owned by a token of the process holding the stream. Scripts claim, update and release them and
  * publish the space's events in the same step; the claiming process learns its place among those
- * events from markers on its inbox. Directed frames reach the holder's process through its inbox.
+ * events from markers on its inbox. A presence claim reads the first page of the members in the
+ * same script (one round trip for a join). Directed frames reach the holder's process through its
+ * inbox.
  */
 import { writePeersEvent } from '../../../protocol/peers.js'
 import { writeSignalLeave } from '../../../protocol/signal.js'
@@ -25,6 +27,12 @@ interface Held {
 /** A wait for the next marker a script publishes to this process for `h`'s token. */
 const marker = (h: Held): Promise<void> => new Promise((resolve) => h.markers.push(resolve))
 
+/**
+ * Bytes of meta in the first page of members a presence claim reads with the claim: the server's
+ * page (PAGE_BYTES in endpoints/pace.ts), which is what the peers endpoint asks `members` for.
+ */
+const FIRST_PAGE_BYTES = 64 * 1024
+
 /** The members of a syMembers reply (cursor, then id/meta pairs). */
 function membersOf (reply: Buffer[]): BrokerMember[] {
   const members: BrokerMember[] = []
@@ -42,10 +50,14 @@ export class Claims {
   constructor (private readonly ctx: Context, inbox: Inbox) {
     this.run = ctx.define(CLAIM_SCRIPTS)
     inbox.on(INBOX.signal, (token, frame) => this.held.get(token)?.sink?.data(frame))
-    inbox.on(INBOX.marker, (token) => {
+    inbox.on(INBOX.marker, (token, body) => {
       const h = this.held.get(token)
-      h?.sink?.placed?.()
-      h?.markers.shift()?.()
+      // One marker may stand for several places in a row (body: how many; '' is one): a claim's
+      // and that of the first page it read.
+      for (let n = body.length === 0 ? 1 : Number(body.toString()); n > 0; n--) {
+        h?.sink?.placed?.()
+        h?.markers.shift()?.()
+      }
     })
     inbox.on(INBOX.taken, (token) => {
       const h = this.held.get(token)
@@ -76,17 +88,24 @@ export class Claims {
     // The answer comes on the command connection, the events and the marker on the subscriber
     // one: answer only once both arrived, so the answer is never taken for the claim's place.
     const placed = marker(h)
+    // A presence claim reads the first page of the members too; its place is the claim's (one
+    // marker stands for both).
+    const pageBytes = space === 'peers' ? FIRST_PAGE_BYTES : 0
+    const pagePlaced = pageBytes > 0 ? marker(h) : null
     held.set(token, h)
     live[space]++
+    let reply: Buffer[]
     try {
-      await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
-        space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, ctx.keys.prefix)
+      reply = await run.syClaim(ids, topic, index, id, key, token, JSON.stringify(member.meta), leaveFrame(member),
+        space === 'peers' ? toBuffer(writePeersEvent(ns, 'join', member)) : '', maxPeers, ref, ctx.keys.prefix, pageBytes) as Buffer[]
     } catch (err) {
       held.delete(token)
       live[space]--
       throw coded(err)
     }
     await placed
+    /** The first page of the members, read with the claim: what `members` yields first. */
+    let firstPage: { cursor: string, members: BrokerMember[] } | null = pageBytes > 0 ? { cursor: reply[0].toString(), members: membersOf(reply) } : null
     let released = false
     const handle: Claim = {
       async update (next) {
@@ -115,6 +134,15 @@ export class Claims {
       },
       async * members (pageBytes): AsyncGenerator<MemberPage, void, void> {
         let cursor = '0'
+        const first = firstPage
+        firstPage = null
+        if (first !== null) {
+          if (released || held.get(token) !== h) return
+          await pagePlaced
+          cursor = first.cursor
+          yield { members: first.members, last: cursor === '0' }
+          if (cursor === '0') return
+        }
         do {
           if (released || held.get(token) !== h) return
           // The page's marker calls the sink's placed() (its place among the events) and ends this wait.

@@ -41,7 +41,10 @@ export const KEY = {
 export const INBOX = {
   /** `s` a directed frame for the id whose holder's token is addr; body: the frame. */
   signal: 's',
-  /** `m` a marker for the claim with token addr: a script's place among its space's events; body ''. */
+  /**
+   * `m` a marker for the claim with token addr: a script's place among its space's events; body ''
+   * for one place, or how many places in a row it stands for ('2': a claim and its first page).
+   */
   marker: 'm',
   /** `t` the id held with token addr was claimed by another stream of its owner key; body ''. */
   taken: 't',

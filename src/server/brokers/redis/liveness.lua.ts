@@ -21,38 +21,41 @@ local function reap(prefix, pid, now, force)
 end
 `
 
+/** `reapDead(procs, prefix, ourPid, now)`, after REAP: what a heartbeat reaps. */
+const REAP_DEAD = `
+-- reaps (up to 8 of) the processes other than ourPid whose deadline in procs has passed; a process
+-- with claims still in their grace period stays listed for a later run; the number reaped
+local function reapDead(procs, prefix, ourPid, now)
+  local dead = redis.call('ZRANGEBYSCORE', procs, '-inf', now, 'LIMIT', 0, 8)
+  local n = 0
+  for _, pid in ipairs(dead) do
+    if pid ~= ourPid and reap(prefix, pid, now, 0) == 1 then
+      redis.call('ZREM', procs, pid)
+      n = n + 1
+    end
+  end
+  return n
+end
+`
+
 /** The liveness scripts, by name (KEYS and ARGV of each in its doc). */
 export const LIVENESS_SCRIPTS = {
   /**
-   * KEYS procs · ARGV pid, deadAfter → 1 when the process was not listed (first beat, or the others
-   * reaped it meanwhile), else 0. This process is alive, and counts as dead if it has not beaten
-   * again by now + deadAfter (its own setting: processes with different settings agree).
+   * KEYS procs · ARGV pid, deadAfter, prefix → 1 when the process was not listed (first beat, or
+   * the others reaped it meanwhile), else 0. This process is alive, and counts as dead if it has
+   * not beaten again by now + deadAfter (its own setting: processes with different settings
+   * agree). With `prefix`, a process that was listed then reaps the processes past the deadline
+   * of their last heartbeat (up to 8 per beat): their ids are removed (leave published) and their
+   * relay sides closed (the other side is told). A heartbeat is one round trip.
    */
   syBeat: script(1, `
 local procs = KEYS[1]
-local pid, deadAfter = ARGV[1], tonumber(ARGV[2])
-return redis.call('ZADD', procs, clock() + deadAfter, pid)
-`),
-
-  /**
-   * KEYS procs · ARGV prefix, ourPid → number of processes reaped. Processes past the deadline
-   * of their last heartbeat lose their ids (leave published) and relay sides (the other side is
-   * told).
-   */
-  syReap: script(1, `
-local procs = KEYS[1]
-local prefix, ourPid = ARGV[1], ARGV[2]
+local pid, deadAfter, prefix = ARGV[1], tonumber(ARGV[2]), ARGV[3]
 local now = clock()
-local dead = redis.call('ZRANGEBYSCORE', procs, '-inf', now, 'LIMIT', 0, 8)
-local n = 0
-for _, pid in ipairs(dead) do
-  if pid ~= ourPid and reap(prefix, pid, now, 0) == 1 then
-    redis.call('ZREM', procs, pid)
-    n = n + 1
-  end
-end
-return n
-`, REAP),
+local added = redis.call('ZADD', procs, now + deadAfter, pid)
+if added == 0 and prefix then reapDead(procs, prefix, pid, now) end
+return added
+`, REAP + REAP_DEAD),
 
   /**
    * KEYS procs · ARGV prefix, ourPid, handOff. This process is closing. With handOff 1 and another

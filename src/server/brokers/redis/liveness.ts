@@ -116,11 +116,11 @@ export class Liveness {
     // Down: try to come back (a recovery that failed without a reconnect is retried here).
     if (!this.upNow) return this.onReady()
     const { keys, pid } = this.ctx
-    this.run.syBeat(keys.procs, pid, this.deadAfter).then((added) => {
+    // One script beats and, when this process was still listed, reaps the processes that stopped.
+    this.run.syBeat(keys.procs, pid, this.deadAfter, keys.prefix).then((added) => {
       // Not listed any more: this process stalled past its deadline and the others reaped it.
       // What it serves (ids, relay sides) may belong to others now: start over, like a lost Redis.
-      if (Number(added) === 1) return this.reset('this server was reaped by the others after a stall', true)
-      return this.run.syReap(keys.procs, keys.prefix, pid)
+      if (Number(added) === 1) this.reset('this server was reaped by the others after a stall', true)
     }).catch(ignore)
   }
 
