@@ -15,15 +15,17 @@ const root = fileURLToPath(new URL('..', import.meta.url))
 const fixtures = fileURLToPath(new URL('./fixtures/bundle/', import.meta.url))
 
 /**
- * The echo-only app's ceiling, gzipped. The issue's target was 6 kB; the app measures 7.49 kB
- * (Dec 2), and all of it is what an echo stream uses: the reconnecting socket with its offline
+ * The echo-only app's ceiling, gzipped. The issue's target was 6 kB; the app measured 7.45 kB on
+ * Dec 2, and 7.72 kB after the receive-path work of issue 16 (the EVENT meta memo, ws's Buffers
+ * taken as they are, one dispatch without a copy: +0.27 kB for about a quarter less client CPU per
+ * message). All of it is what an echo stream uses: the reconnecting socket with its offline
  * queue, rate pacer, dead-server probe and the reasons a connection fails (about 2.7 kB gzipped),
  * eventemitter3 (0.9 kB), the frame codec (0.7 kB), the stream base (0.6 kB) and the channel
  * (0.6 kB). None of it goes without a behaviour going with it. The ceiling leaves 0.2 kB of room;
  * what this test keeps out is far bigger (the ERROR_CODES table 0.9 kB, the other stream classes
  * 17 kB).
  */
-const ECHO_MAX_GZIP = 7.7 * 1024
+const ECHO_MAX_GZIP = 7.9 * 1024
 
 /**
  * A string only the named code has, and keeps through minification (an error message, a stream
