@@ -15,21 +15,11 @@
 //
 // No dependency: RESP is spoken by hand (the replies read here are +, -, :, $ and *).
 import { spawn } from 'node:child_process'
-import { createConnection, createServer as createNetServer } from 'node:net'
+import { createConnection } from 'node:net'
+import { freePort } from './util.mjs'
 
 const READY_TIMEOUT = 5_000
 const REPLY_TIMEOUT = 5_000
-
-export function freePort () {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address()
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 /** A command as RESP (an array of bulk strings). */
 export function encodeCommand (args) {

@@ -2,6 +2,8 @@
 // building signalyard.2 frames by hand for load generators that skip the client (docs/PROTOCOL.md:
 // u8 type, u32 stream id, u8 kind, u32 metaLen, JSON meta, payload).
 
+import { createServer as createNetServer } from 'node:net'
+
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** `promise`, or a rejection naming `what` after `ms`. */
@@ -66,4 +68,16 @@ export async function settle (count) {
     seen = count()
     await sleep(100)
   }
+}
+
+/** A TCP port free on 127.0.0.1 right now (for a child process that must be told its port). */
+export function freePort () {
+  return new Promise((resolve, reject) => {
+    const probe = createNetServer()
+    probe.once('error', reject)
+    probe.listen(0, '127.0.0.1', () => {
+      const { port } = probe.address()
+      probe.close(() => resolve(port))
+    })
+  })
 }

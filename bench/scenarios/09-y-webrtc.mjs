@@ -36,12 +36,12 @@
 // msg/s or `RxB` in bursts of B), YWEBRTC_SECONDS (per step), YWEBRTC_SUBSCRIBERS.
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
-import { createConnection, createServer as createNetServer } from 'node:net'
+import { createConnection } from 'node:net'
 import { performance } from 'node:perf_hooks'
 import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import { Reservoir, cpuDelta, fmt, fmtPercent, fmtRatio, median, percentiles, ratio } from '../lib/stats.mjs'
-import { inBatches, sendAtRate, settle, sleep, waitUntil, within } from '../lib/util.mjs'
+import { freePort, inBatches, sendAtRate, settle, sleep, waitUntil, within } from '../lib/util.mjs'
 
 export const name = 'y-webrtc'
 export const title = 'y-webrtc signalling: 1 publisher → 500 subscribers on one topic, compat endpoint vs the reference server'
@@ -85,17 +85,6 @@ function processCpu (pid) {
 }
 
 // ---- the reference server: a child process on a free port --------------------------------------
-
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const probe = createNetServer()
-    probe.once('error', reject)
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address()
-      probe.close(() => resolve(port))
-    })
-  })
-}
 
 const canConnect = (port) => new Promise((resolve) => {
   const socket = createConnection(port, '127.0.0.1')
