@@ -107,6 +107,29 @@ test('echo: 10 publishes in one read reach a subscriber as 10 EVENTs in one writ
   }
 })
 
+test('relay: 10 DATA frames in one read reach the other side in one write, in order', async () => {
+  const yard = await startYard()
+  const raws: RawClient[] = []
+  try {
+    const a = await rawClient(yard, raws)
+    const b = await rawClient(yard, raws)
+    const opened = await Promise.all([a.open(1, { ep: 'relay', ns: 'one-write', local: 'a', remote: 'b' }), b.open(1, { ep: 'relay', ns: 'one-write', local: 'b', remote: 'a' })])
+    assert.equal(opened.map((f) => f.type), [FrameType.Opened, FrameType.Opened])
+    const data = (): string[] => b.frames.filter((f) => f.type === FrameType.Data).map((f) => Buffer.from(f.payload).toString())
+    let toB = 0
+    const writes = await serverWrites(() => inOneWrite(a.ws, () => {
+      for (let i = 0; i < 10; i++) a.sendRaw(writeFrame(FrameType.Data, 1, null, encodePayload(`m${i}`)))
+    }), () => data().length === 10 && a.frames.some((f) => f.type === FrameType.Ack), () => { toB++ })
+    assert.equal(data(), Array.from({ length: 10 }, (_, i) => `m${i}`), 'every frame, in order')
+    // One write to B for the 10 frames, one to A for their ACK: before, the relay's check for a
+    // full socket flushed before every frame (10 writes to B).
+    assert.is(writes, 2, `one write to each side (${toB} writes)`)
+  } finally {
+    for (const c of raws) c.ws.terminate()
+    await yard.close()
+  }
+})
+
 test('kv: the writer gets the EVENT of its set and the REPLY (sent after an await) in one write, EVENT first', async () => {
   const yard = await startYard()
   const raws: RawClient[] = []

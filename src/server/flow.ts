@@ -32,6 +32,8 @@ export abstract class Flow {
   private raw: RawSocket | null | undefined = undefined
   /** Bytes due to the socket at the end of this event-loop turn (see `due`): one array, or several. */
   private out: Uint8Array | Uint8Array[] | null = null
+  /** Bytes of `out`: they count toward what waits for the socket (see `writable`). */
+  private dueBytes = 0
 
   constructor (
     readonly id: string,
@@ -118,6 +120,7 @@ export abstract class Flow {
    * message waits for nothing but the code that sent it.
    */
   private due (bytes: Uint8Array): void {
+    this.dueBytes += bytes.length
     const out = this.out
     if (out === null) {
       this.out = bytes
@@ -135,6 +138,7 @@ export abstract class Flow {
     const out = this.out
     if (out === null) return
     this.out = null
+    this.dueBytes = 0
     // Closed meanwhile (or closing: after a close frame nothing more may follow): dropped, as a
     // ws.send after the close would have been.
     const raw = this.closed || this.shedding ? null : this.direct()
@@ -216,7 +220,10 @@ export abstract class Flow {
    * (relay streams, paced snapshots), so waiting adds no listener per waiter.
    */
   private writable (highWater: number): Promise<void> | null {
-    this.flush() // (what is due must be in the socket's queue to count, and to drain)
+    // What is due this turn counts without being written now: a relay asks before every frame,
+    // and a flush each time would write each frame on its own instead of one write per turn.
+    if (this.ws.bufferedAmount + this.dueBytes <= highWater) return null
+    this.flush() // (to drain, what is due must be in the socket's queue)
     if (this.ws.bufferedAmount <= highWater) return null
     const socket = rawSocket(this.ws)
     if (socket === null) return null
