@@ -5,7 +5,9 @@
 // 1. Builds dist/ (`node build.mjs --quiet`): servers and clients load the package as users get it
 //    (--no-build skips this, for callers that just built it).
 // 2. Runs every bench/scenarios/*.mjs in file-name order (--only keeps the scenarios whose file
-//    name or `name` contains one of the words), one at a time, each under a hard time bound.
+//    name or `name` contains one of the words), one at a time, each under a hard time bound and
+//    in a process (and process group) of its own (`--scenario <file>`, internal): a scenario that
+//    crashes natively fails alone, and what it left running is killed with its group.
 // 3. Prints each scenario's table (markdown) to stdout as it finishes; progress goes to stderr.
 // 4. Writes docs/BENCHMARKS.md and docs/bench.svg (bench/lib/report.mjs) unless --no-write.
 //    --merge (with --only): keeps the documents of the last full run and replaces (or inserts)
@@ -22,7 +24,7 @@
 //   deadline(ms)  a Promise that rejects `ms` from now (race work against it), with
 //                 `.at` (epoch ms), `.left()` (ms remaining, ≥ 0) and `.passed()`; its timer never
 //                 keeps the process alive and it never counts as an unhandled rejection.
-import { spawnSync } from 'node:child_process'
+import { fork, spawnSync } from 'node:child_process'
 import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import { startServer } from './lib/servers.mjs'
@@ -37,13 +39,15 @@ const write = !args.includes('--no-write')
 const build = !args.includes('--no-build')
 const merge = args.includes('--merge')
 const onlyAt = args.indexOf('--only')
+/** `--scenario <file>`: this process is the child that runs that one scenario (see runIsolated). */
+const scenarioAt = args.indexOf('--scenario')
 const only = onlyAt >= 0 ? String(args[onlyAt + 1] ?? '').split(',').map((s) => s.trim()).filter(Boolean) : []
 /** Hard bound per scenario: a scenario that overruns it is abandoned (and its servers stopped). */
 const SCENARIO_LIMIT = (quick ? 45 : 420) * 1000
 
 const err = (line) => process.stderr.write(`${line}\n`)
 
-if (build) {
+if (build && scenarioAt < 0) {
   const built = spawnSync(process.execPath, ['build.mjs', '--quiet'], { stdio: 'inherit' })
   if (built.status !== 0) {
     err('bench: the build failed (node build.mjs), nothing ran')
@@ -59,8 +63,13 @@ async function stopAll () {
   await Promise.allSettled([...live].map((s) => s.stop()))
   live.clear()
 }
+/** Scenario processes running (see runIsolated): their groups are killed if this run is interrupted. */
+const running = new Set()
 for (const sig of ['SIGINT', 'SIGTERM']) {
-  process.on(sig, () => { void stopAll().finally(() => process.exit(130)) })
+  process.on(sig, () => {
+    for (const child of running) { try { process.kill(-child.pid, 'SIGKILL') } catch {} }
+    void stopAll().finally(() => process.exit(130))
+  })
 }
 
 function deadline (ms) {
@@ -79,13 +88,13 @@ function deadline (ms) {
   })
 }
 
-const results = []
-const started = Date.now()
-for (const file of files) {
+/**
+ * Run one scenario in this process (the child side of `--scenario`): its result goes to the parent
+ * over IPC. Servers it started are stopped however it ends.
+ */
+async function runHere (file) {
   const mod = await import(pathToFileURL(`${root}bench/scenarios/${file}`).href)
   const name = String(mod.name ?? file.replace(/\.mjs$/, ''))
-  if (only.length > 0 && !only.some((w) => file.includes(w) || name.includes(w))) continue
-  const title = String(mod.title ?? name)
   const log = (line) => err(`[${name}] ${line}`)
   const ctx = {
     quick,
@@ -99,20 +108,58 @@ for (const file of files) {
       return server
     }
   }
-  log(`start${quick ? ' (quick)' : ''}`)
-  const t0 = Date.now()
-  const bound = deadline(SCENARIO_LIMIT)
   let result
   try {
-    const out = await Promise.race([mod.run(ctx), bound])
-    result = { file, name, title, ok: true, ...out }
+    result = { ok: true, ...await mod.run(ctx) }
   } catch (error) {
-    log(`FAILED: ${error?.stack ?? error}`)
-    result = { file, name, title, ok: false, error: String(error?.message ?? error), columns: [], rows: [], notes: [] }
+    result = { ok: false, error: String(error?.message ?? error), stack: String(error?.stack ?? error) }
   } finally {
-    bound.cancel()
     await stopAll()
   }
+  await new Promise((resolve) => process.send(result, resolve))
+  process.exit(0)
+}
+
+/**
+ * Run one scenario in a process of its own, in a process group of its own: a native crash there
+ * (node-datachannel in the createNode scenario has aborted a whole run) fails that scenario only,
+ * and whatever it left running (servers, a redis-server) is killed with its group.
+ */
+function runIsolated (file, log) {
+  return new Promise((resolve) => {
+    const argv = ['bench/run.mjs', '--scenario', file, ...(quick ? ['--quick'] : [])]
+    const child = fork(argv[0], argv.slice(1), { cwd: root, detached: true, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    running.add(child)
+    let result = null
+    const limit = setTimeout(() => {
+      log(`over the ${SCENARIO_LIMIT / 1000} s bound: stopped`)
+      try { process.kill(-child.pid, 'SIGKILL') } catch {}
+    }, SCENARIO_LIMIT)
+    child.on('message', (message) => { result = message })
+    child.on('exit', (code, signal) => {
+      clearTimeout(limit)
+      running.delete(child)
+      try { process.kill(-child.pid, 'SIGKILL') } catch {} // (anything the scenario left running)
+      resolve(result ?? { ok: false, error: `the scenario's process ended without a result (${signal ?? `exit code ${code}`})` })
+    })
+  })
+}
+
+if (scenarioAt >= 0) await runHere(args[scenarioAt + 1])
+
+const results = []
+const started = Date.now()
+for (const file of files) {
+  const mod = await import(pathToFileURL(`${root}bench/scenarios/${file}`).href)
+  const name = String(mod.name ?? file.replace(/\.mjs$/, ''))
+  if (only.length > 0 && !only.some((w) => file.includes(w) || name.includes(w))) continue
+  const title = String(mod.title ?? name)
+  const log = (line) => err(`[${name}] ${line}`)
+  log(`start${quick ? ' (quick)' : ''}`)
+  const t0 = Date.now()
+  const out = await runIsolated(file, log)
+  const result = out.ok ? { file, name, title, ...out } : { file, name, title, ok: false, error: out.error, columns: [], rows: [], notes: [] }
+  if (!out.ok) log(`FAILED: ${out.stack ?? out.error}`)
   result.seconds = (Date.now() - t0) / 1000
   log(`done in ${result.seconds.toFixed(1)} s`)
   results.push(result)
